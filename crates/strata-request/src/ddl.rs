@@ -1,0 +1,265 @@
+//! DDL requests (create, open, close, drop, alter, flush, compact, truncate) and region options.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::metadata::RegionMetadata;
+use crate::region_id::RegionId;
+use crate::schema::ColumnSchema;
+
+/// Per-region options, chosen at create time and stored with the region.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegionOptions {
+    /// Keep every row, even duplicates of a key; deletes are refused. Cannot be altered.
+    pub append_mode: bool,
+    /// Flush the region when it has not flushed for this long; `None` uses the engine's
+    /// `auto_flush_interval`.
+    #[serde(with = "humantime_serde")]
+    pub auto_flush_interval: Option<Duration>,
+}
+
+/// One change to [`RegionOptions`] made by [`AlterKind::SetOptions`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegionOptionChange {
+    /// Set (or, with `None`, reset to the engine default) the auto-flush interval.
+    AutoFlushInterval(#[serde(with = "humantime_serde")] Option<Duration>),
+}
+
+impl RegionOptions {
+    /// These options with `changes` applied in order.
+    pub fn with_changes(&self, changes: &[RegionOptionChange]) -> RegionOptions {
+        let mut options = self.clone();
+        for change in changes {
+            match change {
+                RegionOptionChange::AutoFlushInterval(interval) => {
+                    options.auto_flush_interval = *interval;
+                }
+            }
+        }
+        options
+    }
+}
+
+/// Create a region (idempotent when a region with the same schema exists).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateRequest {
+    /// Schema of the new region; its region id names the region.
+    pub metadata: RegionMetadata,
+    /// Options of the new region.
+    pub options: RegionOptions,
+}
+
+/// Open an existing region from its manifest and WAL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenRequest {
+    /// The region.
+    pub region_id: RegionId,
+    /// Do not replay the WAL (the caller will catch up later).
+    pub skip_wal_replay: bool,
+}
+
+/// Close a region: memtables are dropped (the WAL keeps their rows).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseRequest {
+    /// The region.
+    pub region_id: RegionId,
+}
+
+/// Drop a region and, later, its files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DropRequest {
+    /// The region.
+    pub region_id: RegionId,
+}
+
+/// What an alter changes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AlterKind {
+    /// Append field columns (each nullable or with a default).
+    AddColumns {
+        /// The columns to add.
+        columns: Vec<ColumnSchema>,
+    },
+    /// Remove field columns by name.
+    DropColumns {
+        /// Names of the columns to drop.
+        names: Vec<String>,
+    },
+    /// Change region options; no flush needed.
+    SetOptions {
+        /// The changes, applied in order.
+        changes: Vec<RegionOptionChange>,
+    },
+}
+
+impl AlterKind {
+    /// Whether the alter changes the schema (and so needs empty memtables first).
+    pub fn changes_schema(&self) -> bool {
+        !matches!(self, AlterKind::SetOptions { .. })
+    }
+}
+
+/// Alter a region's schema or options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlterRequest {
+    /// The region.
+    pub region_id: RegionId,
+    /// Schema version the alter was prepared against; a mismatch is an error, which makes a
+    /// retried alter safe.
+    pub schema_version: u64,
+    /// The change.
+    pub kind: AlterKind,
+}
+
+/// Flush a region's memtables to SST files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlushRequest {
+    /// The region.
+    pub region_id: RegionId,
+    /// Row-group size for the written files; `None` uses the engine default.
+    pub row_group_size: Option<usize>,
+}
+
+/// Compact a region's SST files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompactRequest {
+    /// The region.
+    pub region_id: RegionId,
+}
+
+/// Remove every row of a region, keeping the region.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TruncateRequest {
+    /// The region.
+    pub region_id: RegionId,
+}
+
+/// Any DDL request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DdlRequest {
+    /// See [`CreateRequest`].
+    Create(CreateRequest),
+    /// See [`OpenRequest`].
+    Open(OpenRequest),
+    /// See [`CloseRequest`].
+    Close(CloseRequest),
+    /// See [`DropRequest`].
+    Drop(DropRequest),
+    /// See [`AlterRequest`].
+    Alter(AlterRequest),
+    /// See [`FlushRequest`].
+    Flush(FlushRequest),
+    /// See [`CompactRequest`].
+    Compact(CompactRequest),
+    /// See [`TruncateRequest`].
+    Truncate(TruncateRequest),
+}
+
+impl DdlRequest {
+    /// The region the request is for.
+    pub fn region_id(&self) -> RegionId {
+        match self {
+            DdlRequest::Create(r) => r.metadata.region_id(),
+            DdlRequest::Open(r) => r.region_id,
+            DdlRequest::Close(r) => r.region_id,
+            DdlRequest::Drop(r) => r.region_id,
+            DdlRequest::Alter(r) => r.region_id,
+            DdlRequest::Flush(r) => r.region_id,
+            DdlRequest::Compact(r) => r.region_id,
+            DdlRequest::Truncate(r) => r.region_id,
+        }
+    }
+
+    /// Lower-case name of the request kind, for logs and metrics labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DdlRequest::Create(_) => "create",
+            DdlRequest::Open(_) => "open",
+            DdlRequest::Close(_) => "close",
+            DdlRequest::Drop(_) => "drop",
+            DdlRequest::Alter(_) => "alter",
+            DdlRequest::Flush(_) => "flush",
+            DdlRequest::Compact(_) => "compact",
+            DdlRequest::Truncate(_) => "truncate",
+        }
+    }
+}
+
+impl fmt::Display for DdlRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} region {}", self.kind(), self.region_id())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::RegionMetadataBuilder;
+    use crate::schema::ColumnDataType;
+
+    #[test]
+    fn region_options_parse_human_durations_and_reject_unknown_keys() {
+        let o: RegionOptions =
+            serde_json::from_str(r#"{"append_mode": true, "auto_flush_interval": "30m"}"#)
+                .unwrap();
+        assert!(o.append_mode);
+        assert_eq!(o.auto_flush_interval, Some(Duration::from_secs(1800)));
+        assert_eq!(serde_json::from_str::<RegionOptions>("{}").unwrap(), RegionOptions::default());
+        let err = serde_json::from_str::<RegionOptions>(r#"{"apend_mode": true}"#).unwrap_err();
+        assert!(err.to_string().contains("apend_mode"), "{err}");
+    }
+
+    #[test]
+    fn option_changes_apply_in_order() {
+        let o = RegionOptions::default().with_changes(&[
+            RegionOptionChange::AutoFlushInterval(Some(Duration::from_secs(5))),
+            RegionOptionChange::AutoFlushInterval(Some(Duration::from_secs(9))),
+        ]);
+        assert_eq!(o.auto_flush_interval, Some(Duration::from_secs(9)));
+        let reset = o.with_changes(&[RegionOptionChange::AutoFlushInterval(None)]);
+        assert_eq!(reset.auto_flush_interval, None);
+    }
+
+    #[test]
+    fn every_ddl_names_its_region_and_kind() {
+        let id = RegionId::new(3, 2);
+        let metadata = RegionMetadataBuilder::new(id)
+            .column(ColumnSchema::timestamp("ts", ColumnDataType::TimestampMillisecond))
+            .build()
+            .unwrap();
+        let requests = [
+            DdlRequest::Create(CreateRequest { metadata, options: RegionOptions::default() }),
+            DdlRequest::Open(OpenRequest { region_id: id, skip_wal_replay: false }),
+            DdlRequest::Close(CloseRequest { region_id: id }),
+            DdlRequest::Drop(DropRequest { region_id: id }),
+            DdlRequest::Alter(AlterRequest {
+                region_id: id,
+                schema_version: 0,
+                kind: AlterKind::DropColumns { names: vec![] },
+            }),
+            DdlRequest::Flush(FlushRequest { region_id: id, row_group_size: None }),
+            DdlRequest::Compact(CompactRequest { region_id: id }),
+            DdlRequest::Truncate(TruncateRequest { region_id: id }),
+        ];
+        let kinds: Vec<_> = requests.iter().map(DdlRequest::kind).collect();
+        assert_eq!(
+            kinds,
+            ["create", "open", "close", "drop", "alter", "flush", "compact", "truncate"]
+        );
+        for r in &requests {
+            assert_eq!(r.region_id(), id);
+            assert!(r.to_string().ends_with("region 3.2"));
+        }
+    }
+
+    #[test]
+    fn only_column_alters_change_the_schema() {
+        assert!(AlterKind::AddColumns { columns: vec![] }.changes_schema());
+        assert!(AlterKind::DropColumns { names: vec![] }.changes_schema());
+        assert!(!AlterKind::SetOptions { changes: vec![] }.changes_schema());
+    }
+}

@@ -1,0 +1,60 @@
+//! `cargo xtask`: the one entry point for Strata's checks.
+//!
+//! - `cargo xtask ci` — fmt check, clippy (`-D warnings`), the layering check, doc build
+//!   (warnings denied), then every test. This is exactly what CI runs.
+//! - `cargo xtask stress` — the randomized suites with large case counts.
+//! - `cargo xtask layering` — only the layering check.
+//!
+//! Randomized tests take their root seed from `SEED` (random when unset, always printed), so
+//! a failure replays with `SEED=<n> cargo xtask ci`.
+
+// xtask is a command-line tool: printing is its job.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod ci;
+mod layering;
+mod step;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  ci         fmt check, clippy -D warnings, layering check, docs, all tests (what CI runs)
+  stress     randomized suites with large case counts (SEED=<n> to replay)
+  layering   check that crate dependencies only point down (see docs/architecture.md)
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = project_root();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci::ci(&root),
+        Some("stress") => ci::stress(&root),
+        Some("layering") => layering::run(&root),
+        Some("-h" | "--help" | "help") => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Some(other) => Err(format!("unknown command {other:?}\n\n{USAGE}")),
+        None => Err(USAGE.to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root: xtask's manifest lives one level below it.
+fn project_root() -> PathBuf {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or(manifest_dir)
+}
