@@ -1,0 +1,217 @@
+//! [`Clock`]: where the engine gets time from, so tests can drive it.
+//!
+//! Production code uses [`SystemClock`]; tests use [`ManualClock`], whose
+//! [`advance`](ManualClock::advance) wakes every sleeper whose deadline has passed, so
+//! periodic work (auto flush, periodic checks) is tested without waiting on wall time.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+/// A boxed future that completes after a clock's sleep.
+pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// Source of time for the engine.
+pub trait Clock: Send + Sync + fmt::Debug {
+    /// Current wall time in milliseconds since the Unix epoch.
+    fn now_millis(&self) -> i64;
+
+    /// A future that completes once `duration` has passed on this clock.
+    fn sleep(&self, duration: Duration) -> Sleep;
+
+    /// Time passed since `earlier_millis` (from [`now_millis`](Self::now_millis)); zero if
+    /// the clock went backwards.
+    fn elapsed_since(&self, earlier_millis: i64) -> Duration {
+        let delta = self.now_millis().saturating_sub(earlier_millis);
+        Duration::from_millis(u64::try_from(delta).unwrap_or(0))
+    }
+}
+
+/// Shared handle to a clock.
+pub type ClockRef = Arc<dyn Clock>;
+
+/// The real clock: wall time from the OS, sleeps on tokio's timer (so tokio's paused time,
+/// `#[tokio::test(start_paused = true)]`, also drives it).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    #[allow(clippy::disallowed_methods)] // the one place that reads the OS clock
+    fn now_millis(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0)
+    }
+
+    #[allow(clippy::disallowed_methods)] // the one place that sleeps on tokio's timer
+    fn sleep(&self, duration: Duration) -> Sleep {
+        Box::pin(tokio::time::sleep(duration))
+    }
+}
+
+/// A clock that only moves when the test says so.
+///
+/// Sleeps complete when [`advance`](Self::advance) or [`set`](Self::set) moves the time to
+/// or past their deadline. [`wait_for_sleepers`](Self::wait_for_sleepers) lets a test wait
+/// until the engine is actually sleeping before it advances time, which removes the race
+/// between "advance" and "start sleeping".
+#[derive(Debug, Clone)]
+pub struct ManualClock {
+    inner: Arc<ManualInner>,
+}
+
+#[derive(Debug)]
+struct ManualInner {
+    now: watch::Sender<i64>,
+    sleepers: watch::Sender<usize>,
+}
+
+impl ManualClock {
+    /// A clock showing `start_millis`.
+    pub fn new(start_millis: i64) -> Self {
+        Self {
+            inner: Arc::new(ManualInner {
+                now: watch::channel(start_millis).0,
+                sleepers: watch::channel(0).0,
+            }),
+        }
+    }
+
+    /// Moves time forward by `duration`, waking every sleeper whose deadline has passed.
+    pub fn advance(&self, duration: Duration) {
+        let step = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
+        self.inner
+            .now
+            .send_modify(|now| *now = now.saturating_add(step));
+    }
+
+    /// Sets the time (it may go backwards; sleepers then keep waiting).
+    pub fn set(&self, millis: i64) {
+        self.inner.now.send_replace(millis);
+    }
+
+    /// How many sleeps are pending right now.
+    pub fn sleepers(&self) -> usize {
+        *self.inner.sleepers.borrow()
+    }
+
+    /// Waits until at least `count` sleeps are pending.
+    pub async fn wait_for_sleepers(&self, count: usize) {
+        let mut rx = self.inner.sleepers.subscribe();
+        // The sender lives as long as `self`, so this cannot fail while we hold `self`.
+        let _ = rx.wait_for(|n| *n >= count).await;
+    }
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        Self::new(0)
+    }
+}
+
+/// Counts a pending sleep for as long as it exists.
+struct SleeperGuard(Arc<ManualInner>);
+
+impl SleeperGuard {
+    fn new(inner: Arc<ManualInner>) -> Self {
+        inner.sleepers.send_modify(|n| *n += 1);
+        Self(inner)
+    }
+}
+
+impl Drop for SleeperGuard {
+    fn drop(&mut self) {
+        self.0.sleepers.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_millis(&self) -> i64 {
+        *self.inner.now.borrow()
+    }
+
+    fn sleep(&self, duration: Duration) -> Sleep {
+        let step = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
+        let deadline = self.now_millis().saturating_add(step);
+        // Counted from creation, so `wait_for_sleepers` sees a sleep as soon as it exists.
+        let guard = SleeperGuard::new(self.inner.clone());
+        let mut now = self.inner.now.subscribe();
+        Box::pin(async move {
+            let _guard = guard;
+            // `guard` keeps the sender alive, so `wait_for` only returns once time is due.
+            let _ = now.wait_for(|now| *now >= deadline).await;
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn manual_sleep_completes_only_when_time_reaches_the_deadline() {
+        let clock = ManualClock::new(1_000);
+        let done = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn({
+            let (clock, done) = (clock.clone(), done.clone());
+            async move {
+                clock.sleep(Duration::from_secs(60)).await;
+                done.store(true, Ordering::SeqCst);
+            }
+        });
+        clock.wait_for_sleepers(1).await;
+        clock.advance(Duration::from_secs(59));
+        tokio::task::yield_now().await;
+        assert!(!done.load(Ordering::SeqCst));
+        assert_eq!(clock.sleepers(), 1);
+        clock.advance(Duration::from_secs(1));
+        task.await.unwrap();
+        assert!(done.load(Ordering::SeqCst));
+        assert_eq!(clock.sleepers(), 0);
+        assert_eq!(clock.now_millis(), 61_000);
+    }
+
+    #[tokio::test]
+    async fn one_advance_wakes_every_due_sleeper_and_no_other() {
+        let clock = ManualClock::new(0);
+        let short = tokio::spawn(clock.sleep(Duration::from_millis(10)));
+        let also_short = tokio::spawn(clock.sleep(Duration::from_millis(20)));
+        let long = clock.sleep(Duration::from_millis(1_000));
+        clock.wait_for_sleepers(3).await;
+        clock.advance(Duration::from_millis(20));
+        short.await.unwrap();
+        also_short.await.unwrap();
+        assert_eq!(clock.sleepers(), 1);
+        drop(long);
+        assert_eq!(clock.sleepers(), 0, "a dropped sleep is no longer counted");
+    }
+
+    #[tokio::test]
+    async fn a_zero_sleep_completes_at_once() {
+        let clock = ManualClock::new(5);
+        clock.sleep(Duration::ZERO).await;
+    }
+
+    #[test]
+    fn elapsed_since_saturates_when_the_clock_goes_backwards() {
+        let clock = ManualClock::new(100);
+        assert_eq!(clock.elapsed_since(40), Duration::from_millis(60));
+        clock.set(10);
+        assert_eq!(clock.elapsed_since(40), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn system_clock_sleeps_on_tokio_time() {
+        let start = tokio::time::Instant::now();
+        SystemClock.sleep(Duration::from_secs(3600)).await;
+        assert!(start.elapsed() >= Duration::from_secs(3600));
+        assert!(SystemClock.now_millis() > 1_600_000_000_000);
+    }
+}

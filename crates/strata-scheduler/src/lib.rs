@@ -1,0 +1,20 @@
+//! Strata's background machinery: the job pool and the clock.
+//!
+//! - [`Scheduler`] / [`LocalScheduler`]: runs boxed [`Job`]s on a fixed number of tokio
+//!   tasks. Running jobs are never interrupted; [`Scheduler::stop`] either drains the queue
+//!   or drops queued jobs (whose `Drop` answers their waiters); scheduling after stop is a
+//!   typed [`SchedulerError`].
+//! - [`Clock`] / [`SystemClock`] / [`ManualClock`]: every piece of the engine that reads the
+//!   time or sleeps gets a clock at construction, so tests drive periodic work with
+//!   [`ManualClock::advance`] instead of sleeping.
+//!
+//! # Layering
+//!
+//! A leaf crate: it **must never depend on any other Strata crate**. Flush and worker code
+//! build on it.
+
+mod clock;
+mod scheduler;
+
+pub use clock::{Clock, ClockRef, ManualClock, Sleep, SystemClock};
+pub use scheduler::{Job, LocalScheduler, Scheduler, SchedulerError, SchedulerRef, StopFuture};
