@@ -13,7 +13,13 @@ const STRESS_FACTOR: &str = "20";
 pub(crate) fn ci(root: &Path) -> Result<(), String> {
     let seed = root_seed();
     let mut steps = Steps::default();
-    steps.run(root, "fmt", "cargo", &["fmt", "--all", "--", "--check"], &[])?;
+    steps.run(
+        root,
+        "fmt",
+        "cargo",
+        &["fmt", "--all", "--", "--check"],
+        &[],
+    )?;
     steps.run(
         root,
         "clippy",
@@ -60,7 +66,9 @@ fn run_tests(root: &Path, steps: &mut Steps, seed: &str, stress: &str) -> Result
         ("STRATA_STRESS", stress),
         ("PROPTEST_CASES", proptest_cases.as_str()),
     ];
-    println!("randomized tests use SEED={seed}; replay a failure with `SEED={seed} cargo xtask ...`");
+    println!(
+        "randomized tests use SEED={seed}; replay a failure with `SEED={seed} cargo xtask ...`"
+    );
     steps.run(
         root,
         "doctests",

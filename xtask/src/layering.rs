@@ -178,8 +178,11 @@ pub(crate) fn check(metadata: &Metadata, allowed: &[(&str, &[&str])]) -> Result<
 mod tests {
     use super::*;
 
-    /// Minimal `cargo metadata` JSON: `(crate, [(dependency, kind)])`.
-    fn metadata(crates: &[(&str, &[(&str, Option<&str>)])]) -> Metadata {
+    /// A dependency edge: `(dependency, kind)`; kind `None` is a normal dependency.
+    type Edge<'a> = (&'a str, Option<&'a str>);
+
+    /// Minimal `cargo metadata` JSON: `(crate, [edge])`.
+    fn metadata(crates: &[(&str, &[Edge<'_>])]) -> Metadata {
         let packages: Vec<serde_json::Value> = crates
             .iter()
             .map(|(name, deps)| {
@@ -249,7 +252,10 @@ mod tests {
     fn a_crate_missing_from_the_table_fails() {
         let m = metadata(&[("strata-new-thing", &[])]);
         let err = check(&m, ALLOWED).unwrap_err();
-        assert!(err.contains("strata-new-thing is not in the layering table"), "{err}");
+        assert!(
+            err.contains("strata-new-thing is not in the layering table"),
+            "{err}"
+        );
     }
 
     #[test]

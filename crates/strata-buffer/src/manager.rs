@@ -181,7 +181,8 @@ impl WriteBufferManagerImpl {
 
     fn publish(&self) {
         if let Some(m) = &self.metrics {
-            m.used.set(saturating_i64(self.used.load(Ordering::Relaxed)));
+            m.used
+                .set(saturating_i64(self.used.load(Ordering::Relaxed)));
             m.mutable
                 .set(saturating_i64(self.active.load(Ordering::Relaxed)));
         }
@@ -347,6 +348,9 @@ mod tests {
         assert_eq!(value("strata_write_buffer_mutable_bytes"), 200.0);
         assert_eq!(value("strata_write_buffer_limit_bytes"), 1000.0);
         let again = manager(1000).with_metrics(&registry).unwrap_err();
-        assert!(again.to_string().contains("strata_write_buffer_bytes"), "{again}");
+        assert!(
+            again.to_string().contains("strata_write_buffer_bytes"),
+            "{again}"
+        );
     }
 }

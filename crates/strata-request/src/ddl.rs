@@ -204,11 +204,13 @@ mod tests {
     #[test]
     fn region_options_parse_human_durations_and_reject_unknown_keys() {
         let o: RegionOptions =
-            serde_json::from_str(r#"{"append_mode": true, "auto_flush_interval": "30m"}"#)
-                .unwrap();
+            serde_json::from_str(r#"{"append_mode": true, "auto_flush_interval": "30m"}"#).unwrap();
         assert!(o.append_mode);
         assert_eq!(o.auto_flush_interval, Some(Duration::from_secs(1800)));
-        assert_eq!(serde_json::from_str::<RegionOptions>("{}").unwrap(), RegionOptions::default());
+        assert_eq!(
+            serde_json::from_str::<RegionOptions>("{}").unwrap(),
+            RegionOptions::default()
+        );
         let err = serde_json::from_str::<RegionOptions>(r#"{"apend_mode": true}"#).unwrap_err();
         assert!(err.to_string().contains("apend_mode"), "{err}");
     }
@@ -228,12 +230,21 @@ mod tests {
     fn every_ddl_names_its_region_and_kind() {
         let id = RegionId::new(3, 2);
         let metadata = RegionMetadataBuilder::new(id)
-            .column(ColumnSchema::timestamp("ts", ColumnDataType::TimestampMillisecond))
+            .column(ColumnSchema::timestamp(
+                "ts",
+                ColumnDataType::TimestampMillisecond,
+            ))
             .build()
             .unwrap();
         let requests = [
-            DdlRequest::Create(CreateRequest { metadata, options: RegionOptions::default() }),
-            DdlRequest::Open(OpenRequest { region_id: id, skip_wal_replay: false }),
+            DdlRequest::Create(CreateRequest {
+                metadata,
+                options: RegionOptions::default(),
+            }),
+            DdlRequest::Open(OpenRequest {
+                region_id: id,
+                skip_wal_replay: false,
+            }),
             DdlRequest::Close(CloseRequest { region_id: id }),
             DdlRequest::Drop(DropRequest { region_id: id }),
             DdlRequest::Alter(AlterRequest {
@@ -241,14 +252,19 @@ mod tests {
                 schema_version: 0,
                 kind: AlterKind::DropColumns { names: vec![] },
             }),
-            DdlRequest::Flush(FlushRequest { region_id: id, row_group_size: None }),
+            DdlRequest::Flush(FlushRequest {
+                region_id: id,
+                row_group_size: None,
+            }),
             DdlRequest::Compact(CompactRequest { region_id: id }),
             DdlRequest::Truncate(TruncateRequest { region_id: id }),
         ];
         let kinds: Vec<_> = requests.iter().map(DdlRequest::kind).collect();
         assert_eq!(
             kinds,
-            ["create", "open", "close", "drop", "alter", "flush", "compact", "truncate"]
+            [
+                "create", "open", "close", "drop", "alter", "flush", "compact", "truncate"
+            ]
         );
         for r in &requests {
             assert_eq!(r.region_id(), id);

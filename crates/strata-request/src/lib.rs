@@ -23,8 +23,8 @@ mod schema;
 mod write;
 
 pub use ddl::{
-    AlterKind, AlterRequest, CloseRequest, CompactRequest, CreateRequest, DdlRequest,
-    DropRequest, FlushRequest, OpenRequest, RegionOptionChange, RegionOptions, TruncateRequest,
+    AlterKind, AlterRequest, CloseRequest, CompactRequest, CreateRequest, DdlRequest, DropRequest,
+    FlushRequest, OpenRequest, RegionOptionChange, RegionOptions, TruncateRequest,
 };
 pub use metadata::{MetadataError, RESERVED_COLUMN_PREFIX, RegionMetadata, RegionMetadataBuilder};
 pub use region_id::{ParseRegionIdError, ParseRegionIdReason, RegionId};

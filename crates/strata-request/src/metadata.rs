@@ -222,7 +222,10 @@ impl RegionMetadata {
 
     /// The column called `name`, with its index.
     pub fn column_by_name(&self, name: &str) -> Option<(usize, &ColumnSchema)> {
-        self.columns.iter().enumerate().find(|(_, c)| c.name == name)
+        self.columns
+            .iter()
+            .enumerate()
+            .find(|(_, c)| c.name == name)
     }
 
     /// The time index column.
@@ -267,9 +270,8 @@ impl RegionMetadata {
     ) -> Result<RegionMetadata, MetadataError> {
         self.check_version(expected_version)?;
         let region_id = self.region_id;
-        let mut next_id = self.next_column_id();
         let mut new_columns = self.columns.clone();
-        for column in columns {
+        for (column_id, column) in (self.next_column_id()..).zip(columns) {
             ensure!(
                 column.is_field(),
                 AddNonFieldSnafu {
@@ -285,10 +287,10 @@ impl RegionMetadata {
                     name: &column.name,
                 }
             );
-            let mut column = column.clone();
-            column.column_id = next_id;
-            next_id += 1;
-            new_columns.push(column);
+            new_columns.push(ColumnSchema {
+                column_id,
+                ..column.clone()
+            });
         }
         Self::validate(region_id, new_columns, self.schema_version + 1)
     }
@@ -391,10 +393,7 @@ impl RegionMetadata {
                         }
                         .fail();
                     }
-                    ensure!(
-                        !column.nullable,
-                        NullableTimestampSnafu { region_id, name }
-                    );
+                    ensure!(!column.nullable, NullableTimestampSnafu { region_id, name });
                     ensure!(
                         column.default.is_none(),
                         InvalidDefaultSnafu {
@@ -552,14 +551,26 @@ mod tests {
             (vec![], "at least a timestamp"),
             (vec![ColumnSchema::tag("h")], "no timestamp column"),
             (
-                vec![ts(), ColumnSchema::timestamp("t2", ColumnDataType::TimestampNanosecond)],
+                vec![
+                    ts(),
+                    ColumnSchema::timestamp("t2", ColumnDataType::TimestampNanosecond),
+                ],
                 "two timestamp columns \"ts\" and \"t2\"",
             ),
-            (vec![ts(), ColumnSchema::tag("ts")], "\"ts\" is declared twice"),
-            (vec![ts(), ColumnSchema::tag("")], "is invalid"),
-            (vec![ts(), ColumnSchema::tag("__sequence")], "reserved prefix"),
             (
-                vec![ts(), ColumnSchema::new("h", ColumnDataType::Int64, SemanticType::Tag)],
+                vec![ts(), ColumnSchema::tag("ts")],
+                "\"ts\" is declared twice",
+            ),
+            (vec![ts(), ColumnSchema::tag("")], "is invalid"),
+            (
+                vec![ts(), ColumnSchema::tag("__sequence")],
+                "reserved prefix",
+            ),
+            (
+                vec![
+                    ts(),
+                    ColumnSchema::new("h", ColumnDataType::Int64, SemanticType::Tag),
+                ],
                 "is a tag of type Int64",
             ),
             (
@@ -581,7 +592,8 @@ mod tests {
             (
                 vec![
                     ts(),
-                    ColumnSchema::field("f", ColumnDataType::Int64).with_default(Value::Float64(1.0)),
+                    ColumnSchema::field("f", ColumnDataType::Int64)
+                        .with_default(Value::Float64(1.0)),
                 ],
                 "does not fit type Int64",
             ),
@@ -612,8 +624,11 @@ mod tests {
         let err = |cols: &[ColumnSchema], v| m.add_columns(v, cols).unwrap_err().to_string();
         assert!(err(&[ColumnSchema::tag("x")], 0).contains("only field columns can be added"));
         assert!(
-            err(&[ColumnSchema::field("x", ColumnDataType::Int64).with_nullable(false)], 0)
-                .contains("must be nullable or have a default")
+            err(
+                &[ColumnSchema::field("x", ColumnDataType::Int64).with_nullable(false)],
+                0
+            )
+            .contains("must be nullable or have a default")
         );
         assert!(err(&[ColumnSchema::field("usage", ColumnDataType::Int64)], 0).contains("twice"));
         assert!(
@@ -657,6 +672,9 @@ mod tests {
 
         let tampered = json.replace("\"timestamp\"", "\"field\"");
         let err = serde_json::from_str::<RegionMetadata>(&tampered).unwrap_err();
-        assert!(err.to_string().contains("is a field of type Timestamp"), "{err}");
+        assert!(
+            err.to_string().contains("is a field of type Timestamp"),
+            "{err}"
+        );
     }
 }

@@ -151,7 +151,17 @@ mod tests {
     #[test]
     fn rejects_malformed_text_with_a_reason() {
         for bad in [
-            "", "1024", "1024.", ".0", "a.0", "1.b", "1.2.3", "-1.0", "+1.0", "1.+0", "4294967296.0",
+            "",
+            "1024",
+            "1024.",
+            ".0",
+            "a.0",
+            "1.b",
+            "1.2.3",
+            "-1.0",
+            "+1.0",
+            "1.+0",
+            "4294967296.0",
         ] {
             let err = bad.parse::<RegionId>().unwrap_err();
             let msg = err.to_string();
@@ -160,7 +170,10 @@ mod tests {
         let msg = "1024".parse::<RegionId>().unwrap_err().to_string();
         assert!(msg.contains("table_id.region_number"), "{msg}");
         let msg = "1.x".parse::<RegionId>().unwrap_err().to_string();
-        assert!(msg.contains("region number \"x\" is not a decimal"), "{msg}");
+        assert!(
+            msg.contains("region number \"x\" is not a decimal"),
+            "{msg}"
+        );
         let msg = "4294967296.0".parse::<RegionId>().unwrap_err().to_string();
         assert!(msg.contains("out of range"), "{msg}");
     }

@@ -73,8 +73,12 @@ impl ColumnDataType {
             ColumnDataType::Boolean => DataType::Boolean,
             ColumnDataType::String => DataType::Utf8,
             ColumnDataType::Binary => DataType::Binary,
-            ColumnDataType::TimestampMillisecond => DataType::Timestamp(TimeUnit::Millisecond, None),
-            ColumnDataType::TimestampMicrosecond => DataType::Timestamp(TimeUnit::Microsecond, None),
+            ColumnDataType::TimestampMillisecond => {
+                DataType::Timestamp(TimeUnit::Millisecond, None)
+            }
+            ColumnDataType::TimestampMicrosecond => {
+                DataType::Timestamp(TimeUnit::Microsecond, None)
+            }
             ColumnDataType::TimestampNanosecond => DataType::Timestamp(TimeUnit::Nanosecond, None),
         }
     }
@@ -88,8 +92,12 @@ impl ColumnDataType {
             DataType::Boolean => ColumnDataType::Boolean,
             DataType::Utf8 => ColumnDataType::String,
             DataType::Binary => ColumnDataType::Binary,
-            DataType::Timestamp(TimeUnit::Millisecond, None) => ColumnDataType::TimestampMillisecond,
-            DataType::Timestamp(TimeUnit::Microsecond, None) => ColumnDataType::TimestampMicrosecond,
+            DataType::Timestamp(TimeUnit::Millisecond, None) => {
+                ColumnDataType::TimestampMillisecond
+            }
+            DataType::Timestamp(TimeUnit::Microsecond, None) => {
+                ColumnDataType::TimestampMicrosecond
+            }
             DataType::Timestamp(TimeUnit::Nanosecond, None) => ColumnDataType::TimestampNanosecond,
             _ => return None,
         })
@@ -366,8 +374,16 @@ mod tests {
 
     #[test]
     fn a_value_of_the_wrong_type_builds_no_array() {
-        assert!(Value::Int64(1).to_array(ColumnDataType::Float64, 1).is_none());
-        assert!(Value::Timestamp(1).to_array(ColumnDataType::Int64, 1).is_none());
+        assert!(
+            Value::Int64(1)
+                .to_array(ColumnDataType::Float64, 1)
+                .is_none()
+        );
+        assert!(
+            Value::Timestamp(1)
+                .to_array(ColumnDataType::Int64, 1)
+                .is_none()
+        );
     }
 
     #[test]

@@ -82,7 +82,9 @@ pub enum WriteError {
         name: String,
     },
     /// The batch has a column the region does not have.
-    #[snafu(display("region {region_id}: unknown column {name:?} (schema version {schema_version})"))]
+    #[snafu(display(
+        "region {region_id}: unknown column {name:?} (schema version {schema_version})"
+    ))]
     UnknownColumn {
         /// The region.
         region_id: RegionId,
@@ -104,7 +106,9 @@ pub enum WriteError {
         actual: String,
     },
     /// A non-null column holds nulls.
-    #[snafu(display("region {region_id}: column {name:?} is NOT NULL but has {null_count} null value(s)"))]
+    #[snafu(display(
+        "region {region_id}: column {name:?} is NOT NULL but has {null_count} null value(s)"
+    ))]
     NullInNonNullColumn {
         /// The region.
         region_id: RegionId,
@@ -114,7 +118,9 @@ pub enum WriteError {
         null_count: usize,
     },
     /// A put leaves out a non-null column that has no default.
-    #[snafu(display("region {region_id}: missing column {name:?}, which is NOT NULL and has no default"))]
+    #[snafu(display(
+        "region {region_id}: missing column {name:?}, which is NOT NULL and has no default"
+    ))]
     MissingColumn {
         /// The region.
         region_id: RegionId,
@@ -122,7 +128,9 @@ pub enum WriteError {
         name: String,
     },
     /// A delete leaves out a tag or the timestamp, so the rows' keys are unknown.
-    #[snafu(display("region {region_id}: delete is missing key column {name:?} (deletes need every tag and the timestamp)"))]
+    #[snafu(display(
+        "region {region_id}: delete is missing key column {name:?} (deletes need every tag and the timestamp)"
+    ))]
     MissingKeyColumn {
         /// The region.
         region_id: RegionId,
@@ -290,7 +298,9 @@ impl WriteRequest {
 mod tests {
     use std::sync::Arc;
 
-    use arrow_array::{Float64Array, Int32Array, Int64Array, StringArray, TimestampMillisecondArray};
+    use arrow_array::{
+        Float64Array, Int32Array, Int64Array, StringArray, TimestampMillisecondArray,
+    };
     use arrow_schema::{DataType, Field, Schema, TimeUnit};
 
     use super::*;
@@ -307,7 +317,10 @@ mod tests {
         RegionMetadataBuilder::new(rid())
             .column(ColumnSchema::tag("host"))
             .column(ColumnSchema::tag("dc"))
-            .column(ColumnSchema::timestamp("ts", ColumnDataType::TimestampMillisecond))
+            .column(ColumnSchema::timestamp(
+                "ts",
+                ColumnDataType::TimestampMillisecond,
+            ))
             .column(ColumnSchema::field("usage", ColumnDataType::Float64))
             .column(
                 ColumnSchema::field("load", ColumnDataType::Int64)
@@ -333,7 +346,11 @@ mod tests {
     }
     fn ts() -> (Field, ArrayRef) {
         (
-            Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), false),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Millisecond, None),
+                false,
+            ),
             Arc::new(TimestampMillisecondArray::from(vec![1, 2])),
         )
     }
@@ -368,9 +385,17 @@ mod tests {
         assert_eq!(stored.schema(), *metadata().arrow_schema());
         assert_eq!(stored.num_rows(), 2);
         assert_eq!(stored.column(3).null_count(), 2, "nullable usage is null");
-        let load = stored.column(4).as_any().downcast_ref::<Int64Array>().unwrap();
+        let load = stored
+            .column(4)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
         assert_eq!(load.values().as_ref(), &[5, 5], "load gets its default");
-        let count = stored.column(5).as_any().downcast_ref::<Int64Array>().unwrap();
+        let count = stored
+            .column(5)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
         assert_eq!(count.values().as_ref(), &[10, 20]);
     }
 
@@ -388,9 +413,17 @@ mod tests {
             .validate(&metadata())
             .unwrap();
         assert_eq!(stored.column(3).null_count(), 2);
-        let load = stored.column(4).as_any().downcast_ref::<Int64Array>().unwrap();
+        let load = stored
+            .column(4)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
         assert_eq!(load.values().as_ref(), &[5, 5]);
-        let count = stored.column(5).as_any().downcast_ref::<Int64Array>().unwrap();
+        let count = stored
+            .column(5)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
         assert_eq!(count.values().as_ref(), &[0, 0]);
 
         for missing in ["host", "dc", "ts"] {
@@ -411,33 +444,65 @@ mod tests {
     #[test]
     fn rejects_every_invalid_write_with_a_typed_error() {
         let e = put_err(vec![host(), dc(), ts()]);
-        assert!(matches!(&e, WriteError::MissingColumn { name, .. } if name == "count"), "{e}");
+        assert!(
+            matches!(&e, WriteError::MissingColumn { name, .. } if name == "count"),
+            "{e}"
+        );
 
         let e = put_err(vec![host(), host(), ts(), count()]);
-        assert!(matches!(&e, WriteError::DuplicateColumn { name, .. } if name == "host"), "{e}");
+        assert!(
+            matches!(&e, WriteError::DuplicateColumn { name, .. } if name == "host"),
+            "{e}"
+        );
 
-        let extra = (Field::new("cpu", DataType::Int64, true), Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef);
+        let extra = (
+            Field::new("cpu", DataType::Int64, true),
+            Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef,
+        );
         let e = put_err(vec![host(), ts(), count(), extra]);
-        assert!(matches!(&e, WriteError::UnknownColumn { name, .. } if name == "cpu"), "{e}");
+        assert!(
+            matches!(&e, WriteError::UnknownColumn { name, .. } if name == "cpu"),
+            "{e}"
+        );
 
-        let wrong = (Field::new("count", DataType::Int32, false), Arc::new(Int32Array::from(vec![1, 2])) as ArrayRef);
+        let wrong = (
+            Field::new("count", DataType::Int32, false),
+            Arc::new(Int32Array::from(vec![1, 2])) as ArrayRef,
+        );
         let e = put_err(vec![host(), ts(), wrong]);
-        assert!(matches!(&e, WriteError::TypeMismatch { name, .. } if name == "count"), "{e}");
-        assert!(e.to_string().contains("has type Int32, expected Int64"), "{e}");
+        assert!(
+            matches!(&e, WriteError::TypeMismatch { name, .. } if name == "count"),
+            "{e}"
+        );
+        assert!(
+            e.to_string().contains("has type Int32, expected Int64"),
+            "{e}"
+        );
 
-        let nulls = (Field::new("count", DataType::Int64, true), Arc::new(Int64Array::from(vec![Some(1), None])) as ArrayRef);
+        let nulls = (
+            Field::new("count", DataType::Int64, true),
+            Arc::new(Int64Array::from(vec![Some(1), None])) as ArrayRef,
+        );
         let e = put_err(vec![host(), ts(), nulls]);
-        assert!(matches!(e, WriteError::NullInNonNullColumn { null_count: 1, .. }), "{e}");
+        assert!(
+            matches!(e, WriteError::NullInNonNullColumn { null_count: 1, .. }),
+            "{e}"
+        );
 
         let null_ts = (
             Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true),
             Arc::new(TimestampMillisecondArray::from(vec![Some(1), None])) as ArrayRef,
         );
         let e = put_err(vec![host(), null_ts, count()]);
-        assert!(matches!(&e, WriteError::NullInNonNullColumn { name, .. } if name == "ts"), "{e}");
+        assert!(
+            matches!(&e, WriteError::NullInNonNullColumn { name, .. } if name == "ts"),
+            "{e}"
+        );
 
         let empty = RecordBatch::new_empty(metadata().arrow_schema().clone());
-        let e = WriteRequest::put(rid(), empty).validate(&metadata()).unwrap_err();
+        let e = WriteRequest::put(rid(), empty)
+            .validate(&metadata())
+            .unwrap_err();
         assert!(matches!(e, WriteError::EmptyBatch { .. }), "{e}");
 
         let e = WriteRequest::put(RegionId::new(7, 2), batch(vec![host(), ts(), count()]))
@@ -455,7 +520,11 @@ mod tests {
         let stored = WriteRequest::put(rid(), batch(vec![host(), ts(), count(), usage]))
             .validate(&metadata())
             .unwrap();
-        let usage = stored.column(3).as_any().downcast_ref::<Float64Array>().unwrap();
+        let usage = stored
+            .column(3)
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .unwrap();
         assert_eq!(usage.value(0), 1.5);
         assert!(usage.is_null(1));
     }

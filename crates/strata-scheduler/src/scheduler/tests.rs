@@ -93,9 +93,16 @@ async fn stop_without_await_finishes_running_jobs_and_drops_queued_ones() {
     gate.add_permits(1);
     stopping.await.unwrap().unwrap();
 
-    assert_eq!(finished.load(Ordering::SeqCst), 1, "the running job completed");
+    assert_eq!(
+        finished.load(Ordering::SeqCst),
+        1,
+        "the running job completed"
+    );
     assert!(!ran.load(Ordering::SeqCst), "the queued job never ran");
-    assert!(dropped.load(Ordering::SeqCst), "the queued job was dropped by stop()");
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the queued job was dropped by stop()"
+    );
 }
 
 #[tokio::test]
@@ -107,12 +114,19 @@ async fn scheduling_after_stop_is_a_typed_error_and_drops_the_job() {
     let err = scheduler
         .schedule(droppable_job(ran.clone(), dropped.clone()))
         .unwrap_err();
-    assert_eq!(err, SchedulerError::Stopped { name: "flush".into() });
+    assert_eq!(
+        err,
+        SchedulerError::Stopped {
+            name: "flush".into()
+        }
+    );
     assert!(dropped.load(Ordering::SeqCst));
     assert!(!ran.load(Ordering::SeqCst));
     assert_eq!(
         scheduler.stop(true).await.unwrap_err(),
-        SchedulerError::AlreadyStopped { name: "flush".into() }
+        SchedulerError::AlreadyStopped {
+            name: "flush".into()
+        }
     );
     assert!(!scheduler.is_running());
 }
@@ -154,7 +168,12 @@ async fn dropping_the_scheduler_drops_queued_jobs() {
 #[test]
 fn creating_outside_a_runtime_is_a_typed_error() {
     let err = LocalScheduler::new("purge", 1).unwrap_err();
-    assert_eq!(err, SchedulerError::NoRuntime { name: "purge".into() });
+    assert_eq!(
+        err,
+        SchedulerError::NoRuntime {
+            name: "purge".into()
+        }
+    );
 }
 
 proptest! {
