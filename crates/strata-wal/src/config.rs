@@ -1,0 +1,169 @@
+//! [`FileLogStoreConfig`], [`SyncPolicy`] and [`RecoveryMode`].
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::WalError;
+
+/// When appended bytes are made durable with `fdatasync`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum SyncPolicy {
+    /// Acknowledge an append only after its bytes are synced (default). Concurrent appends
+    /// share one sync (group commit).
+    #[default]
+    Always,
+    /// Acknowledge after the write; sync at most this long after the oldest unsynced
+    /// write. A crash of the machine (not only the process) may lose that window.
+    Interval(Duration),
+    /// Never sync appends (segments are still synced when rotated). Benchmarks and
+    /// disposable data only.
+    Never,
+}
+
+impl fmt::Display for SyncPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SyncPolicy::Always => f.write_str("always"),
+            SyncPolicy::Never => f.write_str("never"),
+            SyncPolicy::Interval(d) => write!(f, "{}", humantime::format_duration(*d)),
+        }
+    }
+}
+
+impl FromStr for SyncPolicy {
+    type Err = WalError;
+
+    /// `always`, `never`, or an interval such as `100ms`.
+    fn from_str(s: &str) -> Result<Self, WalError> {
+        match s {
+            "always" => Ok(SyncPolicy::Always),
+            "never" => Ok(SyncPolicy::Never),
+            other => match humantime::parse_duration(other) {
+                Ok(d) if !d.is_zero() => Ok(SyncPolicy::Interval(d)),
+                _ => Err(WalError::Config {
+                    reason: format!(
+                        "sync = {other:?}: expected \"always\", \"never\" or a positive interval such as \"100ms\""
+                    ),
+                }),
+            },
+        }
+    }
+}
+
+impl TryFrom<String> for SyncPolicy {
+    type Error = WalError;
+    fn try_from(s: String) -> Result<Self, WalError> {
+        s.parse()
+    }
+}
+
+impl From<SyncPolicy> for String {
+    fn from(p: SyncPolicy) -> String {
+        p.to_string()
+    }
+}
+
+/// What opening a log does with damaged bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecoveryMode {
+    /// A torn or partial record at the very end of the last segment (what a crash during a
+    /// write leaves) is cut off and reported; damage anywhere else is an error. Default.
+    #[default]
+    TolerateTail,
+    /// Any damaged byte is an error; nothing is ever cut off.
+    Strict,
+}
+
+/// Settings of a [`FileLogStore`](crate::FileLogStore).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileLogStoreConfig {
+    /// Start a new segment once the current one reaches this many bytes.
+    pub segment_size: u64,
+    /// Largest record (one append's encoded batch) accepted, and believed when reading.
+    pub max_record_size: u64,
+    /// Most bytes written by one group commit.
+    pub max_group_bytes: u64,
+    /// When appends are synced.
+    pub sync: SyncPolicy,
+    /// How damaged bytes are handled on open.
+    pub recovery: RecoveryMode,
+}
+
+impl Default for FileLogStoreConfig {
+    fn default() -> Self {
+        Self {
+            segment_size: 128 << 20,
+            max_record_size: 64 << 20,
+            max_group_bytes: 16 << 20,
+            sync: SyncPolicy::Always,
+            recovery: RecoveryMode::TolerateTail,
+        }
+    }
+}
+
+impl FileLogStoreConfig {
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<(), WalError> {
+        let fail = |reason: &str| {
+            Err(WalError::Config {
+                reason: reason.to_string(),
+            })
+        };
+        if self.max_record_size == 0 || self.max_record_size > u64::from(u32::MAX) {
+            return fail("max_record_size must be between 1 byte and 4 GiB - 1");
+        }
+        if self.segment_size == 0 {
+            return fail("segment_size must be positive");
+        }
+        if self.max_group_bytes == 0 {
+            return fail("max_group_bytes must be positive");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sync_policy_parses_words_and_intervals() {
+        assert_eq!("always".parse::<SyncPolicy>().unwrap(), SyncPolicy::Always);
+        assert_eq!("never".parse::<SyncPolicy>().unwrap(), SyncPolicy::Never);
+        assert_eq!(
+            "100ms".parse::<SyncPolicy>().unwrap(),
+            SyncPolicy::Interval(Duration::from_millis(100))
+        );
+        assert!("0s".parse::<SyncPolicy>().is_err());
+        let err = "sometimes".parse::<SyncPolicy>().unwrap_err().to_string();
+        assert!(err.contains("\"always\", \"never\""), "{err}");
+        for p in [
+            SyncPolicy::Always,
+            SyncPolicy::Never,
+            SyncPolicy::Interval(Duration::from_millis(5)),
+        ] {
+            assert_eq!(p.to_string().parse::<SyncPolicy>().unwrap(), p);
+        }
+    }
+
+    #[test]
+    fn config_deserializes_with_defaults_and_rejects_unknown_keys() {
+        let c: FileLogStoreConfig =
+            serde_json::from_str(r#"{"sync": "50ms", "recovery": "strict"}"#).unwrap();
+        assert_eq!(c.sync, SyncPolicy::Interval(Duration::from_millis(50)));
+        assert_eq!(c.recovery, RecoveryMode::Strict);
+        assert_eq!(c.segment_size, FileLogStoreConfig::default().segment_size);
+        assert!(serde_json::from_str::<FileLogStoreConfig>(r#"{"synk": "always"}"#).is_err());
+        let bad = FileLogStoreConfig {
+            max_record_size: 0,
+            ..Default::default()
+        };
+        assert!(bad.validate().is_err());
+    }
+}

@@ -1,0 +1,90 @@
+//! [`WalError`]: everything a log store can report.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use snafu::Snafu;
+
+/// Errors from a [`LogStore`](crate::LogStore).
+///
+/// Cloneable, so one failed group commit can answer every request in the group.
+#[derive(Debug, Snafu, Clone)]
+#[snafu(visibility(pub(crate)))]
+#[non_exhaustive]
+pub enum WalError {
+    /// An I/O operation failed.
+    #[snafu(display("WAL I/O error: {operation} {}: {source}", path.display()))]
+    Io {
+        /// What was being done, e.g. `write segment`.
+        operation: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        #[snafu(source(from(std::io::Error, Arc::new)))]
+        source: Arc<std::io::Error>,
+    },
+    /// The log's bytes are not what was written.
+    #[snafu(display("WAL corruption in {} at offset {offset}: {reason}", path.display()))]
+    Corruption {
+        /// The segment file.
+        path: PathBuf,
+        /// Byte offset of the damaged record (or header).
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An append gave a region an entry id not above its last one.
+    #[snafu(display(
+        "WAL entry ids must increase: region {region_id} got entry {entry_id} after {last_entry_id}"
+    ))]
+    OutOfOrder {
+        /// The region (packed id).
+        region_id: u64,
+        /// The region's last entry id.
+        last_entry_id: u64,
+        /// The rejected id.
+        entry_id: u64,
+    },
+    /// An append's encoded size exceeds the maximum record size.
+    #[snafu(display("WAL record of {size} bytes exceeds max_record_size = {max} bytes"))]
+    RecordTooLarge {
+        /// Encoded size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The store was stopped.
+    #[snafu(display("WAL is stopped"))]
+    Stopped,
+    /// A sync failed earlier; the log refuses writes because it cannot know what is durable.
+    #[snafu(display(
+        "WAL refuses writes after an earlier sync failure ({reason}); reopen it to recover"
+    ))]
+    Poisoned {
+        /// The original failure.
+        reason: String,
+    },
+    /// Invalid configuration.
+    #[snafu(display("invalid WAL configuration: {reason}"))]
+    Config {
+        /// What is wrong.
+        reason: String,
+    },
+    /// A metric could not be registered.
+    #[snafu(display("cannot register WAL metric {name}: {source}"))]
+    RegisterMetric {
+        /// Metric name.
+        name: &'static str,
+        /// Prometheus' complaint.
+        #[snafu(source(from(prometheus::Error, Arc::new)))]
+        source: Arc<prometheus::Error>,
+    },
+}
+
+impl WalError {
+    /// Whether retrying the same call later can succeed (I/O trouble) as opposed to a
+    /// caller bug, corruption, or a stopped or poisoned log.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, WalError::Io { .. })
+    }
+}

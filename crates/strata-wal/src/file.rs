@@ -1,0 +1,341 @@
+//! [`FileLogStore`]: a durable log in a local directory.
+
+mod format;
+mod index;
+mod recovery;
+mod writer;
+
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use prometheus::Registry;
+use snafu::ResultExt;
+use tokio::sync::oneshot;
+
+use crate::config::FileLogStoreConfig;
+use crate::error::{IoSnafu, WalError};
+use crate::metrics::WalMetrics;
+use crate::store::{AppendResponse, Entry, EntryStream, LogStore};
+use format::{EntryRef, FRAME_HEADER_LEN, Payload};
+use index::{Index, RecordLoc};
+pub use recovery::{RecoveryReport, TruncatedTail};
+use writer::{Command, Writer};
+
+/// Path of segment `seq` in `dir`.
+pub(crate) fn segment_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("{seq:020}.wal"))
+}
+
+/// State shared by the store handle and its writer thread.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) index: Mutex<Index>,
+    pub(crate) metrics: Option<WalMetrics>,
+}
+
+/// A durable, group-committing write-ahead log in one directory.
+///
+/// The directory holds numbered segment files (`00000000000000000001.wal`, ...) of
+/// checksummed records; one writer thread commits concurrent appends from every worker
+/// with one write and one sync (see [`SyncPolicy`](crate::SyncPolicy)). Opening scans the
+/// segments, rebuilds an in-memory index (so reading one region touches only its records),
+/// and handles a torn tail as [`RecoveryMode`](crate::RecoveryMode) says; what it found is
+/// in [`recovery_report`](Self::recovery_report). Segments are deleted once every entry
+/// in them is obsolete, oldest first.
+///
+/// Linux/Unix only (positional reads).
+pub struct FileLogStore {
+    dir: PathBuf,
+    max_record_size: u64,
+    shared: Arc<Shared>,
+    tx: Mutex<Option<Sender<Command>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    stopped: AtomicBool,
+    report: RecoveryReport,
+}
+
+impl std::fmt::Debug for FileLogStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileLogStore")
+            .field("dir", &self.dir)
+            .field("stopped", &self.stopped.load(Ordering::Acquire))
+            .finish()
+    }
+}
+
+impl FileLogStore {
+    /// Opens (creating if needed) the log in `dir`. With a `registry`, publishes the
+    /// `strata_wal_*` metrics on it.
+    pub fn open(
+        dir: impl AsRef<Path>,
+        config: FileLogStoreConfig,
+        registry: Option<&Registry>,
+    ) -> Result<Self, WalError> {
+        config.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        let metrics = registry.map(WalMetrics::register).transpose()?;
+        let recovered = recovery::recover(&dir, &config)?;
+        let mut report = recovered.report;
+        let mut index = recovered.index;
+        let active = match recovered.last {
+            Some((segment, end)) => writer::open_active(segment, end)?,
+            None => {
+                let active = writer::create_segment(&dir, 1)?;
+                index.add_segment(active.segment.clone());
+                active
+            }
+        };
+        for segment in index.take_reclaimable(active.segment.seq) {
+            std::fs::remove_file(&segment.path).context(IoSnafu {
+                operation: "delete reclaimed segment",
+                path: segment.path.clone(),
+            })?;
+            report.reclaimed_segments += 1;
+        }
+        tracing::info!(
+            dir = %dir.display(),
+            segments = report.segments,
+            records = report.records,
+            entries = report.entries,
+            truncated = report.truncated.is_some(),
+            "WAL opened"
+        );
+        let shared = Arc::new(Shared {
+            index: Mutex::new(index),
+            metrics,
+        });
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer {
+            dir: dir.clone(),
+            config: config.clone(),
+            shared: shared.clone(),
+            active,
+            unsynced_since: None,
+            poisoned: None,
+        };
+        let thread = std::thread::Builder::new()
+            .name("strata-wal-writer".into())
+            .spawn(move || writer.run(rx))
+            .context(IoSnafu {
+                operation: "start WAL writer thread",
+                path: dir.clone(),
+            })?;
+        Ok(Self {
+            dir,
+            max_record_size: config.max_record_size,
+            shared,
+            tx: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+            stopped: AtomicBool::new(false),
+            report,
+        })
+    }
+
+    /// What opening the log found (segments, records, a cut-off torn tail).
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    /// The log's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Number of segment files currently kept.
+    pub fn segment_count(&self) -> usize {
+        self.lock_index().segment_count()
+    }
+
+    fn lock_index(&self) -> std::sync::MutexGuard<'_, Index> {
+        self.shared
+            .index
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sends a command to the writer and waits for its answer.
+    async fn submit<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, WalError>>) -> Command,
+    ) -> Result<T, WalError> {
+        let (reply, answer) = oneshot::channel();
+        {
+            let tx = self.tx.lock().unwrap_or_else(PoisonError::into_inner);
+            let tx = tx.as_ref().ok_or(WalError::Stopped)?;
+            tx.send(make(reply)).map_err(|_| WalError::Stopped)?;
+        }
+        answer.await.map_err(|_| WalError::Stopped)?
+    }
+
+    fn join_writer(&self) {
+        let handle = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(handle) = handle {
+            if handle.join().is_err() {
+                tracing::error!("WAL writer thread panicked");
+            }
+        }
+    }
+}
+
+impl LogStore for FileLogStore {
+    async fn append_batch(&self, entries: Vec<Entry>) -> Result<AppendResponse, WalError> {
+        if self.stopped.load(Ordering::Acquire) {
+            return Err(WalError::Stopped);
+        }
+        if entries.is_empty() {
+            return Ok(AppendResponse::default());
+        }
+        let payload = format::encode_entries(entries.iter().map(|e| EntryRef {
+            region_id: e.region_id,
+            entry_id: e.entry_id,
+            data: &e.data,
+        }));
+        if payload.len() as u64 > self.max_record_size {
+            return Err(WalError::RecordTooLarge {
+                size: payload.len(),
+                max: usize::try_from(self.max_record_size).unwrap_or(usize::MAX),
+            });
+        }
+        let ids = entries.iter().map(|e| (e.region_id, e.entry_id)).collect();
+        let submitted = Instant::now();
+        self.submit(|reply| Command::Append {
+            ids,
+            payload,
+            submitted,
+            reply,
+        })
+        .await
+    }
+
+    fn read(&self, region_id: u64, start_entry_id: u64) -> Result<EntryStream, WalError> {
+        if self.stopped.load(Ordering::Acquire) {
+            return Err(WalError::Stopped);
+        }
+        let plan = self.lock_index().plan_read(region_id, start_entry_id);
+        let min_id = plan.min_id;
+        let stream = futures::stream::iter(plan.records)
+            .then(move |record| async move {
+                let path = record.segment.path.clone();
+                tokio::task::spawn_blocking(move || read_record(&record, region_id, min_id))
+                    .await
+                    .map_err(|e| WalError::Io {
+                        operation: "read task",
+                        path,
+                        source: Arc::new(std::io::Error::other(e.to_string())),
+                    })?
+            })
+            .filter(|chunk| {
+                std::future::ready(!matches!(chunk, Ok(entries) if entries.is_empty()))
+            });
+        Ok(Box::pin(stream))
+    }
+
+    async fn obsolete(&self, region_id: u64, entry_id: u64) -> Result<(), WalError> {
+        if self.stopped.load(Ordering::Acquire) {
+            return Err(WalError::Stopped);
+        }
+        self.submit(|reply| Command::Obsolete {
+            region_id,
+            entry_id,
+            reply,
+        })
+        .await
+    }
+
+    async fn drop_region(&self, region_id: u64) -> Result<(), WalError> {
+        if self.stopped.load(Ordering::Acquire) {
+            return Err(WalError::Stopped);
+        }
+        self.submit(|reply| Command::Drop { region_id, reply })
+            .await
+    }
+
+    fn last_entry_id(&self, region_id: u64) -> Option<u64> {
+        self.lock_index().last_id(region_id)
+    }
+
+    async fn stop(&self) -> Result<(), WalError> {
+        if self.stopped.swap(true, Ordering::AcqRel) {
+            return Err(WalError::Stopped);
+        }
+        let (reply, answer) = oneshot::channel();
+        let sent = self
+            .tx
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .map(|tx| tx.send(Command::Stop { reply }).is_ok())
+            .unwrap_or(false);
+        let result = if sent {
+            answer.await.unwrap_or(Err(WalError::Stopped))
+        } else {
+            Ok(())
+        };
+        self.join_writer();
+        result
+    }
+}
+
+impl Drop for FileLogStore {
+    fn drop(&mut self) {
+        // Closing the channel lets the writer finish its queue, sync, and exit.
+        self.tx
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        self.join_writer();
+    }
+}
+
+/// Reads one record and returns `region_id`'s entries in it with id ≥ `min_id`.
+fn read_record(record: &RecordLoc, region_id: u64, min_id: u64) -> Result<Vec<Entry>, WalError> {
+    let segment = &record.segment;
+    let corruption = |reason: &str| WalError::Corruption {
+        path: segment.path.clone(),
+        offset: record.offset,
+        reason: reason.to_string(),
+    };
+    let mut buf = vec![0u8; FRAME_HEADER_LEN + record.len as usize];
+    segment
+        .file
+        .read_exact_at(&mut buf, record.offset)
+        .context(IoSnafu {
+            operation: "read segment",
+            path: segment.path.clone(),
+        })?;
+    let mut header = [0u8; FRAME_HEADER_LEN];
+    header.copy_from_slice(&buf[..FRAME_HEADER_LEN]);
+    let (len, crc) = format::decode_frame_header(&header);
+    if len != record.len {
+        return Err(corruption(
+            "record length changed on disk since it was indexed",
+        ));
+    }
+    let payload = Bytes::from(buf).slice(FRAME_HEADER_LEN..);
+    if format::record_crc(segment.seq, &payload) != crc {
+        return Err(corruption("record checksum mismatch"));
+    }
+    match format::decode_payload(&payload).map_err(corruption)? {
+        Payload::Entries(entries) => Ok(entries
+            .into_iter()
+            .filter(|e| e.region_id == region_id && e.entry_id >= min_id)
+            .map(|e| Entry {
+                region_id,
+                entry_id: e.entry_id,
+                data: e.data,
+            })
+            .collect()),
+        _ => Err(corruption("indexed record is not an entries record")),
+    }
+}

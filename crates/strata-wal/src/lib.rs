@@ -1,0 +1,32 @@
+//! Strata's write-ahead log.
+//!
+//! - [`LogStore`]: the protocol every WAL implementation keeps (atomic multi-region
+//!   batches, increasing per-region entry ids, reads from an id, obsolete, drop, stop) —
+//!   the numbered rules are on the trait.
+//! - [`FileLogStore`]: segment files of checksummed records in a local directory, one
+//!   writer thread that group-commits concurrent appends (one write + one sync per group),
+//!   a [`SyncPolicy`], a [`RecoveryMode`] for torn tails, an in-memory per-region index,
+//!   reclamation of fully obsolete segments, and `strata_wal_*` metrics.
+//! - [`MemoryLogStore`] for tests and [`NoopLogStore`] for regions without a WAL.
+//!
+//! Entries are opaque bytes: encoding mutations is the worker's job.
+//!
+//! # Layering
+//!
+//! A leaf crate: it **must never depend on any other Strata crate**. Region ids are plain
+//! `u64`s here (a packed `RegionId`).
+
+mod config;
+mod error;
+mod file;
+mod memory;
+mod metrics;
+mod noop;
+mod store;
+
+pub use config::{FileLogStoreConfig, RecoveryMode, SyncPolicy};
+pub use error::WalError;
+pub use file::{FileLogStore, RecoveryReport, TruncatedTail};
+pub use memory::MemoryLogStore;
+pub use noop::NoopLogStore;
+pub use store::{AppendResponse, Entry, EntryStream, LogStore};
