@@ -1,0 +1,317 @@
+//! Damaged logs: every outcome of opening one is either a reported tail truncation with the
+//! surviving prefix intact, or a typed corruption error — never a panic, never a silently
+//! skipped record, and `strict` never cuts anything off.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use rand::{RngExt, SeedableRng};
+use rand_pcg::Pcg64Mcg;
+use strata_wal::{
+    Entry, FileLogStore, FileLogStoreConfig, LogStore, RecoveryMode, SyncPolicy, WalError,
+};
+
+const HEADER_LEN: usize = 24;
+const REGIONS: [u64; 2] = [11, 22];
+
+/// A small pristine log: its bytes, its records' `(start, end)` offsets, and the entries
+/// each record holds.
+struct Pristine {
+    bytes: Vec<u8>,
+    records: Vec<(usize, usize)>,
+    batches: Vec<Vec<Entry>>,
+}
+
+fn batch(i: u64) -> Vec<Entry> {
+    REGIONS
+        .iter()
+        .map(|&region| Entry {
+            region_id: region,
+            entry_id: i + 1,
+            data: Bytes::from(vec![
+                (i as u8).wrapping_mul(31) ^ region as u8;
+                (i as usize * 7) % 40 + 1
+            ]),
+        })
+        .collect()
+}
+
+async fn pristine() -> Pristine {
+    let dir = tempfile::tempdir().unwrap();
+    let config = FileLogStoreConfig {
+        sync: SyncPolicy::Never,
+        ..Default::default()
+    };
+    let store = FileLogStore::open(dir.path(), config, None).unwrap();
+    let batches: Vec<Vec<Entry>> = (0..24).map(batch).collect();
+    for b in &batches {
+        store.append_batch(b.clone()).await.unwrap();
+    }
+    store.stop().await.unwrap();
+    drop(store);
+    let bytes = std::fs::read(segment(dir.path())).unwrap();
+    let mut records = Vec::new();
+    let mut at = HEADER_LEN;
+    while at < bytes.len() {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        records.push((at, at + 8 + len));
+        at += 8 + len;
+    }
+    assert_eq!(records.len(), batches.len());
+    Pristine {
+        bytes,
+        records,
+        batches,
+    }
+}
+
+fn segment(dir: &Path) -> PathBuf {
+    dir.join(format!("{:020}.wal", 1))
+}
+
+/// What opening a damaged copy gave.
+enum Outcome {
+    /// Opened; the entries read per region, and where the tail was cut (if it was).
+    Opened {
+        entries: Vec<Entry>,
+        truncated_at: Option<u64>,
+    },
+    Corruption(String),
+}
+
+async fn open(dir: &Path, bytes: &[u8], mode: RecoveryMode) -> Outcome {
+    std::fs::write(segment(dir), bytes).unwrap();
+    let config = FileLogStoreConfig {
+        recovery: mode,
+        sync: SyncPolicy::Never,
+        ..Default::default()
+    };
+    let store = match FileLogStore::open(dir, config, None) {
+        Ok(store) => store,
+        Err(WalError::Corruption { reason, offset, .. }) => {
+            return Outcome::Corruption(format!("{reason} at {offset}"));
+        }
+        Err(other) => panic!("expected a corruption error, got {other}"),
+    };
+    let truncated_at = store.recovery_report().truncated.as_ref().map(|t| t.offset);
+    let mut entries = Vec::new();
+    for region in REGIONS {
+        let chunks: Vec<Vec<Entry>> = store.read(region, 0).unwrap().try_collect().await.unwrap();
+        entries.extend(chunks.into_iter().flatten());
+    }
+    Outcome::Opened {
+        entries,
+        truncated_at,
+    }
+}
+
+impl Pristine {
+    /// The entries of the first `n` records, grouped by region as `open` reads them.
+    fn first_records(&self, n: usize) -> Vec<Entry> {
+        let mut out = Vec::new();
+        for region in REGIONS {
+            for b in &self.batches[..n] {
+                out.extend(b.iter().filter(|e| e.region_id == region).cloned());
+            }
+        }
+        out
+    }
+
+    /// Number of records wholly before `offset`.
+    fn records_before(&self, offset: usize) -> usize {
+        self.records
+            .iter()
+            .take_while(|(_, end)| *end <= offset)
+            .count()
+    }
+
+    /// Checks the rules for a copy whose first damaged byte is `first_damaged`:
+    /// a corruption error is always acceptable; a cut is only made by `TolerateTail`, lies
+    /// on a record boundary before the damage, and keeps exactly the records before it; an
+    /// open without a cut read every record back unchanged.
+    fn check(&self, outcome: &Outcome, mode: RecoveryMode, first_damaged: usize, what: &str) {
+        let Outcome::Opened {
+            entries,
+            truncated_at,
+        } = outcome
+        else {
+            return;
+        };
+        match truncated_at {
+            Some(cut) => {
+                let cut = *cut as usize;
+                assert_eq!(
+                    mode,
+                    RecoveryMode::TolerateTail,
+                    "{what}: strict cut the log"
+                );
+                assert!(
+                    cut <= first_damaged,
+                    "{what}: cut at {cut} keeps damaged byte {first_damaged}"
+                );
+                let on_boundary = cut == HEADER_LEN || self.records.iter().any(|r| r.1 == cut);
+                assert!(on_boundary, "{what}: cut at {cut} is not a record boundary");
+                let kept = self.records_before(cut);
+                assert_eq!(
+                    entries,
+                    &self.first_records(kept),
+                    "{what}: surviving prefix intact"
+                );
+            }
+            None => assert_eq!(
+                entries,
+                &self.first_records(self.records.len()),
+                "{what}: opened without a report but lost or changed records"
+            ),
+        }
+    }
+}
+
+#[tokio::test]
+async fn truncation_at_every_offset_keeps_exactly_the_whole_records() {
+    let p = pristine().await;
+    let dir = tempfile::tempdir().unwrap();
+    for len in 0..=p.bytes.len() {
+        let cut = &p.bytes[..len];
+        let at_boundary = len == HEADER_LEN || p.records.iter().any(|r| r.1 == len);
+        for mode in [RecoveryMode::TolerateTail, RecoveryMode::Strict] {
+            let outcome = open(dir.path(), cut, mode).await;
+            let what = format!("truncated to {len} bytes, {mode:?}");
+            match (&outcome, len < HEADER_LEN, at_boundary, mode) {
+                (Outcome::Corruption(_), true, _, _) => {}
+                (
+                    Outcome::Opened {
+                        entries,
+                        truncated_at: None,
+                    },
+                    false,
+                    true,
+                    _,
+                ) => {
+                    assert_eq!(entries, &p.first_records(p.records_before(len)), "{what}");
+                }
+                (
+                    Outcome::Opened {
+                        entries,
+                        truncated_at: Some(at),
+                    },
+                    false,
+                    false,
+                    RecoveryMode::TolerateTail,
+                ) => {
+                    let kept = p.records_before(len);
+                    let boundary = p.records.get(kept).map_or(len, |r| r.0);
+                    assert_eq!(
+                        *at as usize, boundary,
+                        "{what}: cut at the last whole record"
+                    );
+                    assert_eq!(entries, &p.first_records(kept), "{what}");
+                }
+                (Outcome::Corruption(reason), false, false, RecoveryMode::Strict) => {
+                    assert!(reason.contains("torn tail"), "{what}: {reason}");
+                }
+                _ => panic!("{what}: unexpected outcome"),
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_tolerated_cut_is_durable_and_reopening_is_clean() {
+    let p = pristine().await;
+    let dir = tempfile::tempdir().unwrap();
+    let len = p.records[10].0 + 5;
+    let Outcome::Opened {
+        truncated_at: Some(_),
+        entries,
+    } = open(dir.path(), &p.bytes[..len], RecoveryMode::TolerateTail).await
+    else {
+        panic!("expected a cut");
+    };
+    let config = FileLogStoreConfig {
+        recovery: RecoveryMode::Strict,
+        ..Default::default()
+    };
+    let store = FileLogStore::open(dir.path(), config, None).unwrap();
+    assert!(
+        store.recovery_report().truncated.is_none(),
+        "strict reopen finds a clean log"
+    );
+    assert_eq!(entries, p.first_records(10));
+    // The log continues after the cut.
+    store.append_batch(batch(10)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_thousand_seeded_bit_flips_are_each_detected() {
+    let seed = common::seed("wal bit flips");
+    let mut rng = Pcg64Mcg::seed_from_u64(seed);
+    let p = pristine().await;
+    let dir = tempfile::tempdir().unwrap();
+    let flips = 1_000 * common::stress_factor();
+    for i in 0..flips {
+        let at = rng.random_range(0..p.bytes.len());
+        let bit = rng.random_range(0..8);
+        let mut damaged = p.bytes.clone();
+        damaged[at] ^= 1 << bit;
+        for mode in [RecoveryMode::TolerateTail, RecoveryMode::Strict] {
+            let outcome = open(dir.path(), &damaged, mode).await;
+            let what = format!("flip {i}: byte {at} bit {bit}, {mode:?} (SEED={seed})");
+            if let Outcome::Opened {
+                truncated_at: None, ..
+            } = outcome
+            {
+                panic!("{what}: a flipped bit went unnoticed");
+            }
+            p.check(&outcome, mode, at, &what);
+        }
+    }
+}
+
+#[tokio::test]
+async fn bad_length_fields_never_panic_or_allocate_wildly() {
+    let p = pristine().await;
+    let dir = tempfile::tempdir().unwrap();
+    for (index, &(start, _)) in p.records.iter().enumerate() {
+        for bad in [0u32, u32::MAX, (p.bytes.len() * 2) as u32, 1] {
+            let mut damaged = p.bytes.clone();
+            damaged[start..start + 4].copy_from_slice(&bad.to_le_bytes());
+            for mode in [RecoveryMode::TolerateTail, RecoveryMode::Strict] {
+                let outcome = open(dir.path(), &damaged, mode).await;
+                let what = format!("record {index} length {bad}, {mode:?}");
+                if let Outcome::Opened {
+                    truncated_at: None, ..
+                } = outcome
+                {
+                    panic!("{what}: a bad length went unnoticed");
+                }
+                p.check(&outcome, mode, start, &what);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_zeroed_page_is_a_cut_tail_or_an_error() {
+    let p = pristine().await;
+    let dir = tempfile::tempdir().unwrap();
+    for page_start in (0..p.bytes.len()).step_by(512) {
+        let mut damaged = p.bytes.clone();
+        let end = (page_start + 4096).min(damaged.len());
+        damaged[page_start..end].fill(0);
+        for mode in [RecoveryMode::TolerateTail, RecoveryMode::Strict] {
+            let outcome = open(dir.path(), &damaged, mode).await;
+            let what = format!("zeroed {page_start}..{end}, {mode:?}");
+            if let Outcome::Opened {
+                truncated_at: None, ..
+            } = outcome
+            {
+                panic!("{what}: zeroed bytes went unnoticed");
+            }
+            p.check(&outcome, mode, page_start, &what);
+        }
+    }
+}
