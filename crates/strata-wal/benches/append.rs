@@ -1,1 +1,216 @@
-fn main() {}
+//! WAL append throughput: `FileLogStore` with 1, 2 and 8 concurrent appenders, entry sizes
+//! 1 KiB / 64 KiB / 1 MiB, `sync = always` and `never`, next to a raw baseline measured in
+//! the same run (the same bytes written to a plain file with one fdatasync per write, one
+//! writer). Prints a Markdown section; `cargo xtask bench` writes it to
+//! `docs/benchmarks.md`.
+//!
+//! `STRATA_BENCH_DIR` picks the scratch directory (default `target/bench-scratch`, on the
+//! same disk as the repository).
+
+#![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use strata_wal::{Entry, FileLogStore, FileLogStoreConfig, LogStore, SyncPolicy};
+
+const KIB: usize = 1024;
+const SIZES: [(usize, usize); 3] = [(KIB, 3_000), (64 * KIB, 1_500), (1024 * KIB, 200)];
+const APPENDERS: [usize; 3] = [1, 2, 8];
+
+struct Measured {
+    entries: usize,
+    bytes: usize,
+    elapsed: Duration,
+    syncs: f64,
+    latencies: Vec<Duration>,
+}
+
+impl Measured {
+    fn per_sec(&self, n: f64) -> f64 {
+        n / self.elapsed.as_secs_f64()
+    }
+    fn mb_per_sec(&self) -> f64 {
+        self.per_sec(self.bytes as f64) / 1e6
+    }
+    fn percentile(&mut self, p: f64) -> Duration {
+        self.latencies.sort_unstable();
+        let i = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies.get(i).copied().unwrap_or_default()
+    }
+}
+
+fn scratch() -> PathBuf {
+    let dir = std::env::var("STRATA_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-scratch")
+        });
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// One writer, `count` writes of `size` bytes, fdatasync after each.
+fn raw_baseline(dir: &Path, size: usize, count: usize) -> Measured {
+    let path = dir.join("raw-baseline.bin");
+    let mut file = std::fs::File::create(&path).unwrap();
+    let buf = vec![0xA5u8; size];
+    let mut latencies = Vec::with_capacity(count);
+    let started = Instant::now();
+    for _ in 0..count {
+        let t = Instant::now();
+        file.write_all(&buf).unwrap();
+        file.sync_data().unwrap();
+        latencies.push(t.elapsed());
+    }
+    let elapsed = started.elapsed();
+    drop(file);
+    std::fs::remove_file(&path).unwrap();
+    Measured {
+        entries: count,
+        bytes: size * count,
+        elapsed,
+        syncs: count as f64,
+        latencies,
+    }
+}
+
+async fn strata(
+    dir: &Path,
+    size: usize,
+    count: usize,
+    appenders: usize,
+    sync: SyncPolicy,
+) -> Measured {
+    let log_dir = dir.join("wal");
+    let _ = std::fs::remove_dir_all(&log_dir);
+    let registry = prometheus::Registry::new();
+    let config = FileLogStoreConfig {
+        sync,
+        max_record_size: 8 << 20,
+        ..Default::default()
+    };
+    let store = Arc::new(FileLogStore::open(&log_dir, config, Some(&registry)).unwrap());
+    let data = Bytes::from(vec![0x5Au8; size]);
+    let per_task = count / appenders;
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..appenders)
+        .map(|task| {
+            let (store, data) = (store.clone(), data.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(per_task);
+                for id in 1..=per_task as u64 {
+                    let entry = Entry {
+                        region_id: task as u64,
+                        entry_id: id,
+                        data: data.clone(),
+                    };
+                    let t = Instant::now();
+                    store.append_batch(vec![entry]).await.unwrap();
+                    latencies.push(t.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::with_capacity(count);
+    for t in tasks {
+        latencies.extend(t.await.unwrap());
+    }
+    let elapsed = started.elapsed();
+    let syncs = registry
+        .gather()
+        .iter()
+        .find(|f| f.name() == "strata_wal_syncs_total")
+        .map(|f| f.get_metric()[0].get_counter().get_value())
+        .unwrap_or(0.0);
+    store.stop().await.unwrap();
+    drop(store);
+    std::fs::remove_dir_all(&log_dir).unwrap();
+    Measured {
+        entries: per_task * appenders,
+        bytes: per_task * appenders * size,
+        elapsed,
+        syncs,
+        latencies,
+    }
+}
+
+fn fmt_size(size: usize) -> String {
+    if size >= 1024 * KIB {
+        format!("{} MiB", size / (1024 * KIB))
+    } else {
+        format!("{} KiB", size / KIB)
+    }
+}
+
+fn fmt_us(d: Duration) -> String {
+    format!("{:.0} µs", d.as_secs_f64() * 1e6)
+}
+
+fn row(case: &str, appenders: usize, size: usize, sync: &str, m: &mut Measured, raw_mb: f64) {
+    println!(
+        "| {case} | {appenders} | {} | {sync} | {:.0} | {:.1} | {:.0} | {} | {} | {:.2}× |",
+        fmt_size(size),
+        m.per_sec(m.entries as f64),
+        m.mb_per_sec(),
+        m.per_sec(m.syncs),
+        fmt_us(m.percentile(0.5)),
+        fmt_us(m.percentile(0.99)),
+        m.mb_per_sec() / raw_mb,
+    );
+}
+
+fn main() {
+    let dir = scratch();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    println!("## WAL append throughput (`strata-wal`, bench `append`)\n");
+    println!(
+        "Each row appends single-entry batches, one region per appender. \"vs raw\" divides MB/s by the raw baseline of the same entry size from this run (one writer, `write` + `fdatasync` per entry on a plain file).\n"
+    );
+    println!(
+        "| case | appenders | entry | sync | entries/s | MB/s | syncs/s | p50 | p99 | vs raw |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let mut headline = None;
+    for (size, count) in SIZES {
+        let mut raw = raw_baseline(&dir, size, count);
+        let raw_mb = raw.mb_per_sec();
+        row(
+            "raw file + fdatasync",
+            1,
+            size,
+            "per write",
+            &mut raw,
+            raw_mb,
+        );
+        for sync in [SyncPolicy::Always, SyncPolicy::Never] {
+            for appenders in APPENDERS {
+                let mut m = runtime.block_on(strata(&dir, size, count, appenders, sync));
+                row(
+                    "FileLogStore",
+                    appenders,
+                    size,
+                    &sync.to_string(),
+                    &mut m,
+                    raw_mb,
+                );
+                if size == 64 * KIB && appenders == 8 && sync == SyncPolicy::Always {
+                    headline = Some(m.mb_per_sec() / raw_mb);
+                }
+                eprintln!("done: {} appenders={appenders} sync={sync}", fmt_size(size));
+            }
+        }
+    }
+    if let Some(ratio) = headline {
+        println!(
+            "\nGroup commit: 8 appenders × 64 KiB with `sync = always` reach **{ratio:.2}×** the raw single-writer fdatasync baseline."
+        );
+    }
+}

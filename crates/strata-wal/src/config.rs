@@ -91,6 +91,12 @@ pub struct FileLogStoreConfig {
     pub max_group_bytes: u64,
     /// When appends are synced.
     pub sync: SyncPolicy,
+    /// Under `sync = always`, how long a group may wait for more appends when fewer are
+    /// queued than in the previous group (so concurrent appenders share one sync instead of
+    /// alternating between a small and a large group). A lone appender never waits. `0s`
+    /// disables the wait.
+    #[serde(with = "humantime_serde")]
+    pub group_commit_wait: Duration,
     /// How damaged bytes are handled on open.
     pub recovery: RecoveryMode,
 }
@@ -102,6 +108,7 @@ impl Default for FileLogStoreConfig {
             max_record_size: 64 << 20,
             max_group_bytes: 16 << 20,
             sync: SyncPolicy::Always,
+            group_commit_wait: Duration::from_micros(200),
             recovery: RecoveryMode::TolerateTail,
         }
     }

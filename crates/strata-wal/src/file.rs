@@ -7,7 +7,7 @@ mod writer;
 
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -38,6 +38,24 @@ pub(crate) fn segment_path(dir: &Path, seq: u64) -> PathBuf {
 pub(crate) struct Shared {
     pub(crate) index: Mutex<Index>,
     pub(crate) metrics: Option<WalMetrics>,
+    /// Appends submitted and not yet answered (see the writer's group gathering).
+    pub(crate) in_flight: AtomicUsize,
+}
+
+/// Counts one append as in flight until dropped (also when its future is cancelled).
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn new(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::AcqRel);
+        Self(counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// A durable, group-committing write-ahead log in one directory.
@@ -110,6 +128,7 @@ impl FileLogStore {
         let shared = Arc::new(Shared {
             index: Mutex::new(index),
             metrics,
+            in_flight: AtomicUsize::new(0),
         });
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
@@ -119,6 +138,7 @@ impl FileLogStore {
             active,
             unsynced_since: None,
             poisoned: None,
+            buf: Vec::new(),
         };
         let thread = std::thread::Builder::new()
             .name("strata-wal-writer".into())
@@ -180,10 +200,10 @@ impl FileLogStore {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        if let Some(handle) = handle {
-            if handle.join().is_err() {
-                tracing::error!("WAL writer thread panicked");
-            }
+        if let Some(handle) = handle
+            && handle.join().is_err()
+        {
+            tracing::error!("WAL writer thread panicked");
         }
     }
 }
@@ -196,11 +216,15 @@ impl LogStore for FileLogStore {
         if entries.is_empty() {
             return Ok(AppendResponse::default());
         }
-        let payload = format::encode_entries(entries.iter().map(|e| EntryRef {
-            region_id: e.region_id,
-            entry_id: e.entry_id,
-            data: &e.data,
-        }));
+        let data_len = entries.iter().map(|e| e.data.len()).sum();
+        let payload = format::encode_entries(
+            entries.iter().map(|e| EntryRef {
+                region_id: e.region_id,
+                entry_id: e.entry_id,
+                data: &e.data,
+            }),
+            data_len,
+        );
         if payload.len() as u64 > self.max_record_size {
             return Err(WalError::RecordTooLarge {
                 size: payload.len(),
@@ -209,6 +233,7 @@ impl LogStore for FileLogStore {
         }
         let ids = entries.iter().map(|e| (e.region_id, e.entry_id)).collect();
         let submitted = Instant::now();
+        let _in_flight = InFlight::new(&self.shared.in_flight);
         self.submit(|reply| Command::Append {
             ids,
             payload,

@@ -1,6 +1,9 @@
 //! One conformance suite for the `LogStore` protocol, run against every implementation.
 //! Durable stores also run the scenarios that close and reopen the log.
 
+// Test code: a failed unwrap is a failed test, and printing the seed is the point.
+#![allow(clippy::unwrap_used, clippy::print_stderr, clippy::print_stdout)]
+
 use bytes::Bytes;
 use futures::TryStreamExt;
 use strata_wal::{

@@ -2,6 +2,9 @@
 //! surviving prefix intact, or a typed corruption error — never a panic, never a silently
 //! skipped record, and `strict` never cuts anything off.
 
+// Test code: a failed unwrap is a failed test, and printing the seed is the point.
+#![allow(clippy::unwrap_used, clippy::print_stderr, clippy::print_stdout)]
+
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -9,6 +9,9 @@
 //! log and checks it against the side file. The kill moment is paced by the child's output,
 //! so the parent never sleeps.
 
+// Test code: a failed unwrap is a failed test, and printing the seed is the point.
+#![allow(clippy::unwrap_used, clippy::print_stderr, clippy::print_stdout)]
+
 mod common;
 
 use std::collections::BTreeMap;
@@ -224,9 +227,9 @@ fn run_child(log_dir: &Path) {
                 })
             })
             .collect();
-        for task in tasks {
-            task.await.unwrap();
-        }
+        // The appenders run until the parent kills this process; a panic ends it early,
+        // which the parent reports.
+        futures::future::try_join_all(tasks).await.unwrap();
     });
 }
 

@@ -80,10 +80,14 @@ pub(crate) struct EntryRef<'a> {
     pub(crate) data: &'a [u8],
 }
 
-/// Encodes an entries payload.
-pub(crate) fn encode_entries<'a>(entries: impl ExactSizeIterator<Item = EntryRef<'a>>) -> Vec<u8> {
+/// Encodes an entries payload; `data_len` (the sum of the entries' data lengths) sizes the
+/// buffer exactly, so large entries are copied once.
+pub(crate) fn encode_entries<'a>(
+    entries: impl ExactSizeIterator<Item = EntryRef<'a>>,
+    data_len: usize,
+) -> Vec<u8> {
     let count = u32::try_from(entries.len()).unwrap_or(u32::MAX);
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(5 + entries.len() * ENTRY_OVERHEAD + data_len);
     out.push(TYPE_ENTRIES);
     out.extend_from_slice(&count.to_le_bytes());
     for e in entries {
@@ -254,9 +258,10 @@ mod tests {
         fn entries_round_trip(entries in proptest::collection::vec(
             (any::<u64>(), any::<u64>(), proptest::collection::vec(any::<u8>(), 0..64)), 0..16)
         ) {
+            let data_len = entries.iter().map(|(_, _, d)| d.len()).sum();
             let payload = Bytes::from(encode_entries(entries.iter().map(|(r, i, d)| EntryRef {
                 region_id: *r, entry_id: *i, data: d,
-            })));
+            }), data_len));
             let Ok(Payload::Entries(decoded)) = decode_payload(&payload) else {
                 return Err(TestCaseError::fail("not entries"));
             };

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, MutexGuard, PoisonError};
 use std::time::Instant;
@@ -55,7 +56,30 @@ pub(crate) enum Command {
     },
 }
 
+/// Commands gathered for one commit.
+#[derive(Default)]
+struct Group {
+    commands: Vec<Command>,
+    bytes: usize,
+    appends: usize,
+}
+
+impl Group {
+    fn push(&mut self, command: Command) {
+        self.bytes += command.payload_len();
+        self.appends += usize::from(command.is_append());
+        self.commands.push(command);
+    }
+}
+
+/// How often a waiting group re-reads the in-flight count.
+const GATHER_SLICE: std::time::Duration = std::time::Duration::from_micros(50);
+
 impl Command {
+    fn is_append(&self) -> bool {
+        matches!(self, Command::Append { .. })
+    }
+
     fn payload_len(&self) -> usize {
         match self {
             Command::Append { payload, .. } => payload.len(),
@@ -112,6 +136,8 @@ pub(crate) struct Writer {
     pub(crate) active: ActiveSegment,
     pub(crate) unsynced_since: Option<Instant>,
     pub(crate) poisoned: Option<String>,
+    /// The group buffer, kept between groups.
+    pub(crate) buf: Vec<u8>,
 }
 
 impl Writer {
@@ -134,22 +160,51 @@ impl Writer {
                     Err(_) => break,
                 },
             };
-            let mut bytes = first.payload_len();
-            let mut group = vec![first];
-            while bytes < self.config.max_group_bytes as usize {
-                match rx.try_recv() {
-                    Ok(command) => {
-                        bytes += command.payload_len();
-                        group.push(command);
-                    }
-                    Err(_) => break,
-                }
-            }
+            let group = self.gather(first, &rx);
             if !self.process(group) {
                 return;
             }
         }
         self.sync_if_dirty();
+    }
+
+    /// Builds a group from `first` and every command already queued (up to
+    /// `max_group_bytes`). Under `sync = always`, while fewer appends are in the group than
+    /// are in flight (submitted and not yet answered), waits up to `group_commit_wait` for
+    /// the rest: answered appenders come back a few microseconds later, and waiting for
+    /// them lets them share the next sync instead of alternating small and large groups.
+    /// A lone appender never waits.
+    fn gather(&self, first: Command, rx: &Receiver<Command>) -> Vec<Command> {
+        let max_bytes = self.config.max_group_bytes as usize;
+        let mut group = Group::default();
+        group.push(first);
+        while group.bytes < max_bytes {
+            match rx.try_recv() {
+                Ok(command) => group.push(command),
+                Err(_) => break,
+            }
+        }
+        let wait = self.config.group_commit_wait;
+        if self.config.sync != SyncPolicy::Always || wait.is_zero() {
+            return group.commands;
+        }
+        let deadline = Instant::now() + wait;
+        // Re-read the in-flight count in short slices: an appender that gives up (its
+        // future dropped) lowers it, and the wait must end then.
+        while group.bytes < max_bytes
+            && group.appends < self.shared.in_flight.load(Ordering::Acquire)
+        {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match rx.recv_timeout(left.min(GATHER_SLICE)) {
+                Ok(command) => group.push(command),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        group.commands
     }
 
     /// When the interval policy next requires a sync, if anything is unsynced.
@@ -171,7 +226,10 @@ impl Writer {
     fn process(&mut self, group: Vec<Command>) -> bool {
         let group_size = group.len();
         let seq = self.active.segment.seq;
-        let mut buf = Vec::new();
+        // Reuse one buffer for every group: a fresh multi-megabyte buffer per group would
+        // be page-faulted in (and unmapped) every time.
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
         let mut framed = Vec::with_capacity(group.len());
         let mut stop: Option<ReplyTx<()>> = None;
         let mut must_sync = false;
@@ -261,6 +319,7 @@ impl Writer {
         if !buf.is_empty() {
             self.commit(&buf, framed, must_sync, group_size);
         }
+        self.buf = buf;
         if let Some(reply) = stop {
             self.sync_if_dirty();
             let _ = reply.send(match &self.poisoned {
@@ -286,11 +345,11 @@ impl Writer {
         let interval_due = self
             .sync_deadline()
             .is_some_and(|deadline| Instant::now() >= deadline);
-        if must_sync || interval_due {
-            if let Err(error) = self.sync() {
-                framed.into_iter().for_each(|f| f.fail(error.clone()));
-                return;
-            }
+        if (must_sync || interval_due)
+            && let Err(error) = self.sync()
+        {
+            framed.into_iter().for_each(|f| f.fail(error.clone()));
+            return;
         }
         let mut reclaim = false;
         let mut answers = Vec::with_capacity(framed.len());
@@ -334,6 +393,11 @@ impl Writer {
             m.bytes.inc_by(buf.len() as u64);
             m.group_size.observe(group_size as f64);
         }
+        // Reclaim before answering, so a caller that saw its obsolete succeed also sees
+        // the space released.
+        if reclaim {
+            self.reclaim();
+        }
         for answer in answers {
             match answer {
                 Answer::Append(reply, response, submitted) => {
@@ -349,9 +413,6 @@ impl Writer {
         }
         if self.active.len >= self.config.segment_size {
             self.rotate();
-        }
-        if reclaim {
-            self.reclaim();
         }
     }
 
@@ -400,10 +461,11 @@ impl Writer {
     }
 
     fn sync_if_dirty(&mut self) {
-        if self.unsynced_since.is_some() && self.poisoned.is_none() {
-            if let Err(error) = self.sync() {
-                tracing::error!(%error, "WAL background sync failed; the log is now read-only");
-            }
+        if self.unsynced_since.is_some()
+            && self.poisoned.is_none()
+            && let Err(error) = self.sync()
+        {
+            tracing::error!(%error, "WAL background sync failed; the log is now read-only");
         }
     }
 
