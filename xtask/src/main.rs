@@ -4,6 +4,7 @@
 //!   (warnings denied), then every test. This is exactly what CI runs.
 //! - `cargo xtask stress` — the randomized suites with large case counts.
 //! - `cargo xtask layering` — only the layering check.
+//! - `cargo xtask bench` — every benchmark, once; results go to `docs/benchmarks.md`.
 //!
 //! Randomized tests take their root seed from `SEED` (random when unset, always printed), so
 //! a failure replays with `SEED=<n> cargo xtask ci`.
@@ -11,6 +12,7 @@
 // xtask is a command-line tool: printing is its job.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod bench;
 mod ci;
 mod layering;
 mod step;
@@ -25,6 +27,7 @@ commands:
   ci         fmt check, clippy -D warnings, layering check, docs, all tests (what CI runs)
   stress     randomized suites with large case counts (SEED=<n> to replay)
   layering   check that crate dependencies only point down (see docs/architecture.md)
+  bench      run the benchmarks and write docs/benchmarks.md
 ";
 
 fn main() -> ExitCode {
@@ -34,6 +37,7 @@ fn main() -> ExitCode {
         Some("ci") => ci::ci(&root),
         Some("stress") => ci::stress(&root),
         Some("layering") => layering::run(&root),
+        Some("bench") => bench::bench(&root),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
