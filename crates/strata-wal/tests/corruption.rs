@@ -173,6 +173,28 @@ impl Pristine {
     }
 }
 
+/// Opens `damaged` (first damaged byte at `first_damaged`) in both recovery modes and
+/// checks that the damage was noticed and the rules held.
+async fn assert_detected(
+    p: &Pristine,
+    dir: &Path,
+    damaged: &[u8],
+    first_damaged: usize,
+    what: &str,
+) {
+    for mode in [RecoveryMode::TolerateTail, RecoveryMode::Strict] {
+        let outcome = open(dir, damaged, mode).await;
+        let what = format!("{what}, {mode:?}");
+        if let Outcome::Opened {
+            truncated_at: None, ..
+        } = outcome
+        {
+            panic!("{what}: the damage went unnoticed");
+        }
+        p.check(&outcome, mode, first_damaged, &what);
+    }
+}
+
 #[tokio::test]
 async fn truncation_at_every_offset_keeps_exactly_the_whole_records() {
     let p = pristine().await;
