@@ -1,0 +1,94 @@
+//! [`SortedBatch`]: the read path's unit of data — rows of one region sorted by
+//! (primary key, timestamp, sequence descending), with their keys, sequences and op types.
+
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, RecordBatch, UInt8Array, UInt64Array};
+use arrow_buffer::ScalarBuffer;
+use arrow_row::{Row, Rows};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use strata_request::{OpType, RegionMetadata};
+
+/// Name of the sequence column in files and in scans that ask for it.
+pub const SEQUENCE_COLUMN: &str = "__sequence";
+/// Name of the op-type column in files and in scans that ask for it.
+pub const OP_TYPE_COLUMN: &str = "__op_type";
+
+/// Sorted rows with everything the merge needs to order and deduplicate them.
+///
+/// `columns` are the projected user columns (in region order); `keys`, `timestamps`,
+/// `sequences` and `op_types` are always present whatever the projection.
+#[derive(Debug, Clone)]
+pub struct SortedBatch {
+    pub(crate) keys: Arc<Rows>,
+    pub(crate) timestamps: ScalarBuffer<i64>,
+    pub(crate) sequences: ScalarBuffer<u64>,
+    pub(crate) op_types: ScalarBuffer<u8>,
+    pub(crate) columns: Vec<ArrayRef>,
+}
+
+impl SortedBatch {
+    /// Number of rows.
+    pub fn num_rows(&self) -> usize {
+        self.timestamps.len()
+    }
+
+    /// Whether the batch has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.timestamps.is_empty()
+    }
+
+    /// The primary key of row `i`.
+    pub fn key(&self, i: usize) -> Row<'_> {
+        self.keys.row(i)
+    }
+
+    /// The timestamp of row `i` (in the region's unit).
+    pub fn timestamp(&self, i: usize) -> i64 {
+        self.timestamps[i]
+    }
+
+    /// The sequence of row `i`.
+    pub fn sequence(&self, i: usize) -> u64 {
+        self.sequences[i]
+    }
+
+    /// The op type of row `i`.
+    pub fn op_type(&self, i: usize) -> OpType {
+        OpType::from_u8(self.op_types[i]).unwrap_or(OpType::Put)
+    }
+
+    /// The projected user columns.
+    pub fn columns(&self) -> &[ArrayRef] {
+        &self.columns
+    }
+
+    /// The rows as a [`RecordBatch`] of `schema` (built by [`output_schema`]): the projected
+    /// columns, then `__sequence` and `__op_type` if the schema has them.
+    pub fn to_record_batch(
+        &self,
+        schema: &SchemaRef,
+    ) -> Result<RecordBatch, arrow_schema::ArrowError> {
+        let mut columns = self.columns.clone();
+        if schema.fields().len() > columns.len() {
+            columns.push(Arc::new(UInt64Array::new(self.sequences.clone(), None)));
+            columns.push(Arc::new(UInt8Array::new(self.op_types.clone(), None)));
+        }
+        RecordBatch::try_new(schema.clone(), columns)
+    }
+}
+
+/// The schema of projected rows: the chosen region columns in region order, plus
+/// `__sequence` (UInt64) and `__op_type` (UInt8) when `internal` is set.
+pub fn output_schema(metadata: &RegionMetadata, projection: &[usize], internal: bool) -> SchemaRef {
+    let region = metadata.arrow_schema();
+    let mut fields: Vec<Field> = projection
+        .iter()
+        .map(|&i| region.field(i).clone())
+        .collect();
+    if internal {
+        fields.push(Field::new(SEQUENCE_COLUMN, DataType::UInt64, false));
+        fields.push(Field::new(OP_TYPE_COLUMN, DataType::UInt8, false));
+    }
+    Arc::new(Schema::new(fields))
+}

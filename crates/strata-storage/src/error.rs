@@ -1,0 +1,51 @@
+//! [`StorageError`]: errors of the region data layer.
+
+use snafu::Snafu;
+use strata_request::RegionId;
+
+/// Errors from memtables and the read path.
+#[derive(Debug, Snafu)]
+#[snafu(visibility(pub(crate)))]
+#[non_exhaustive]
+pub enum StorageError {
+    /// A batch does not have the region schema the memtable was built for.
+    #[snafu(display(
+        "region {region_id}: memtable write with a batch that does not match schema version {schema_version}"
+    ))]
+    SchemaMismatch {
+        /// The region.
+        region_id: RegionId,
+        /// Schema version of the memtable.
+        schema_version: u64,
+    },
+    /// The memtable was frozen and takes no more writes.
+    #[snafu(display("region {region_id}: memtable {memtable_id} is frozen"))]
+    Frozen {
+        /// The region.
+        region_id: RegionId,
+        /// The memtable.
+        memtable_id: u32,
+    },
+    /// A projection names a column index the schema does not have.
+    #[snafu(display(
+        "region {region_id}: projection index {index} is out of range ({columns} columns)"
+    ))]
+    BadProjection {
+        /// The region.
+        region_id: RegionId,
+        /// The bad index.
+        index: usize,
+        /// Number of columns.
+        columns: usize,
+    },
+    /// An Arrow kernel failed (a bug if it ever happens: inputs are validated).
+    #[snafu(display("region {region_id}: {operation}: {source}"))]
+    Arrow {
+        /// The region.
+        region_id: RegionId,
+        /// What was being done.
+        operation: &'static str,
+        /// Arrow's complaint.
+        source: arrow_schema::ArrowError,
+    },
+}

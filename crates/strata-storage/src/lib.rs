@@ -1,0 +1,26 @@
+//! Strata's region data: what a region holds and how it is read.
+//!
+//! - [`TimeSeriesMemtable`]: the in-memory write buffer of a region, charged to the global
+//!   write buffer; yields rows sorted by (primary key, timestamp, sequence descending).
+//! - [`KeyCodec`]: comparable primary keys from tag columns.
+//! - [`SortedBatch`]: the read path's unit of data.
+//!
+//! SST files, the manifest, version control and scans are being added (see the issue
+//! tracker); this crate is their home.
+//!
+//! # Layering
+//!
+//! Depends on `strata-request` and `strata-buffer` (and `strata-workload` in tests) only;
+//! it **must never depend on** the WAL, the flush pipeline, the workers or the engine.
+
+mod batch;
+mod error;
+mod key;
+mod memtable;
+
+pub use batch::{OP_TYPE_COLUMN, SEQUENCE_COLUMN, SortedBatch, output_schema};
+pub use error::StorageError;
+pub use key::KeyCodec;
+pub use memtable::{
+    IterOptions, MemtableId, MemtableIter, MemtableStats, TimeRange, TimeSeriesMemtable,
+};
