@@ -3,7 +3,9 @@
 //! - [`TimeSeriesMemtable`]: the in-memory write buffer of a region, charged to the global
 //!   write buffer; yields rows sorted by (primary key, timestamp, sequence descending).
 //! - [`KeyCodec`]: comparable primary keys from tag columns.
-//! - [`SortedBatch`]: the read path's unit of data.
+//! - [`SortedBatch`]: the read path's unit of data; [`merge`] k-way merges sorted
+//!   [`BatchStream`]s and deduplicates them (newest row per key and timestamp wins; deletes
+//!   dropped for scans, kept for flushes).
 //!
 //! SST files, the manifest, version control and scans are being added (see the issue
 //! tracker); this crate is their home.
@@ -17,6 +19,7 @@ mod batch;
 mod error;
 mod key;
 mod memtable;
+mod read;
 
 pub use batch::{OP_TYPE_COLUMN, SEQUENCE_COLUMN, SortedBatch, output_schema};
 pub use error::StorageError;
@@ -24,3 +27,4 @@ pub use key::KeyCodec;
 pub use memtable::{
     IterOptions, MemtableId, MemtableIter, MemtableStats, TimeRange, TimeSeriesMemtable,
 };
+pub use read::{BatchStream, MergeOptions, merge};

@@ -1,0 +1,248 @@
+//! k-way merge of sorted sources, with deduplication.
+//!
+//! Every source yields [`SortedBatch`]es in (primary key, timestamp, sequence descending)
+//! order. The merge picks the smallest current row among the sources and, with `dedup`,
+//! keeps only the first row of each (key, timestamp) — the newest, since sequences sort
+//! descending — dropping it too if it is a delete and `filter_deleted` is set. Scans filter
+//! deletes; flushes keep them, so a tombstone in a new file still hides older files' rows.
+
+use std::cmp::{Ordering, Reverse};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use arrow_array::{Array, ArrayRef};
+use arrow_buffer::ScalarBuffer;
+use futures::{Stream, StreamExt};
+use snafu::ResultExt;
+use strata_request::OpType;
+
+use crate::batch::SortedBatch;
+use crate::error::{ArrowSnafu, StorageError};
+use crate::key::KeyCodec;
+
+/// A stream of sorted batches.
+pub type BatchStream = Pin<Box<dyn Stream<Item = Result<SortedBatch, StorageError>> + Send>>;
+
+/// How to merge.
+#[derive(Debug, Clone, Copy)]
+pub struct MergeOptions {
+    /// Keep only the newest row of each (key, timestamp).
+    pub dedup: bool,
+    /// With `dedup`, also drop keys whose newest row is a delete.
+    pub filter_deleted: bool,
+    /// Most rows per output batch.
+    pub batch_rows: usize,
+}
+
+impl MergeOptions {
+    /// Deduplicate and drop deletes: what a scan returns.
+    pub fn scan() -> Self {
+        Self {
+            dedup: true,
+            filter_deleted: true,
+            batch_rows: 4096,
+        }
+    }
+
+    /// Deduplicate but keep deletes: what a flush writes.
+    pub fn flush() -> Self {
+        Self {
+            dedup: true,
+            filter_deleted: false,
+            batch_rows: 8192,
+        }
+    }
+}
+
+/// Merges `sources` (all with the same projection) into one sorted stream.
+pub fn merge(
+    codec: Arc<KeyCodec>,
+    sources: Vec<BatchStream>,
+    options: MergeOptions,
+) -> BatchStream {
+    let merger = Merger {
+        codec,
+        options: MergeOptions {
+            batch_rows: options.batch_rows.max(1),
+            ..options
+        },
+        sources: sources
+            .into_iter()
+            .map(|stream| Source {
+                stream,
+                current: None,
+                row: 0,
+                held_slot: None,
+            })
+            .collect(),
+        last: None,
+    };
+    Box::pin(futures::stream::unfold(merger, |mut merger| async move {
+        match merger.next_batch().await {
+            Ok(Some(batch)) => Some((Ok(batch), merger)),
+            Ok(None) => None,
+            // Stop after reporting the error: a half-merged stream cannot continue safely.
+            Err(e) => {
+                merger.sources.clear();
+                Some((Err(e), merger))
+            }
+        }
+    }))
+}
+
+/// The merge order of a row: key, then timestamp, then newest sequence first.
+type SortKey<'a> = (arrow_row::Row<'a>, i64, Reverse<u64>);
+
+struct Source {
+    stream: BatchStream,
+    current: Option<SortedBatch>,
+    row: usize,
+    /// Position of `current` in the output's held batches, once a row of it is picked.
+    held_slot: Option<usize>,
+}
+
+struct Merger {
+    codec: Arc<KeyCodec>,
+    options: MergeOptions,
+    sources: Vec<Source>,
+    /// The last (key, timestamp) taken (emitted or skipped), for deduplication.
+    last: Option<(SortedBatch, usize)>,
+}
+
+impl Merger {
+    /// Makes sure every remaining source has a current row; drops exhausted sources.
+    async fn refill(&mut self) -> Result<(), StorageError> {
+        let mut i = 0;
+        while i < self.sources.len() {
+            let source = &mut self.sources[i];
+            if source
+                .current
+                .as_ref()
+                .is_some_and(|b| source.row < b.num_rows())
+            {
+                i += 1;
+                continue;
+            }
+            source.current = None;
+            source.row = 0;
+            source.held_slot = None;
+            match source.stream.next().await {
+                Some(Ok(batch)) if batch.is_empty() => {}
+                Some(Ok(batch)) => {
+                    source.current = Some(batch);
+                    i += 1;
+                }
+                Some(Err(e)) => return Err(e),
+                None => {
+                    self.sources.swap_remove(i);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The source whose current row sorts first.
+    fn smallest(&self) -> Option<usize> {
+        fn order(s: &Source) -> Option<SortKey<'_>> {
+            let b = s.current.as_ref()?;
+            Some((b.key(s.row), b.timestamp(s.row), Reverse(b.sequence(s.row))))
+        }
+        let mut best: Option<(usize, SortKey<'_>)> = None;
+        for (i, s) in self.sources.iter().enumerate() {
+            let Some(k) = order(s) else { continue };
+            if best
+                .as_ref()
+                .is_none_or(|(_, b)| k.cmp(b) == Ordering::Less)
+            {
+                best = Some((i, k));
+            }
+        }
+        best.map(|(i, _)| i)
+    }
+
+    async fn next_batch(&mut self) -> Result<Option<SortedBatch>, StorageError> {
+        let mut held: Vec<SortedBatch> = Vec::new();
+        let mut picked: Vec<(usize, usize)> = Vec::with_capacity(self.options.batch_rows);
+        for s in &mut self.sources {
+            s.held_slot = None;
+        }
+        while picked.len() < self.options.batch_rows {
+            self.refill().await?;
+            let Some(i) = self.smallest() else { break };
+            let source = &mut self.sources[i];
+            let (batch, row) = match &source.current {
+                Some(b) => (b, source.row),
+                None => break,
+            };
+            source.row += 1;
+            if self.options.dedup {
+                let duplicate = self.last.as_ref().is_some_and(|(lb, lr)| {
+                    lb.timestamp(*lr) == batch.timestamp(row) && lb.key(*lr) == batch.key(row)
+                });
+                if duplicate {
+                    continue;
+                }
+                self.last = Some((batch.clone(), row));
+                if self.options.filter_deleted && batch.op_type(row) == OpType::Delete {
+                    continue;
+                }
+            }
+            let slot = match source.held_slot {
+                Some(slot) => slot,
+                None => {
+                    held.push(batch.clone());
+                    source.held_slot = Some(held.len() - 1);
+                    held.len() - 1
+                }
+            };
+            picked.push((slot, row));
+        }
+        if picked.is_empty() {
+            return Ok(None);
+        }
+        self.assemble(&held, &picked).map(Some)
+    }
+
+    /// Builds the output batch from `picked` rows of `held` batches.
+    fn assemble(
+        &self,
+        held: &[SortedBatch],
+        picked: &[(usize, usize)],
+    ) -> Result<SortedBatch, StorageError> {
+        let region_id = self.codec.metadata().region_id();
+        let key_bytes: usize = picked
+            .iter()
+            .map(|&(b, r)| held[b].key(r).data().len())
+            .sum();
+        let mut keys = self.codec.empty_rows(picked.len(), key_bytes);
+        for &(b, r) in picked {
+            keys.push(held[b].key(r));
+        }
+        let timestamps: ScalarBuffer<i64> =
+            picked.iter().map(|&(b, r)| held[b].timestamp(r)).collect();
+        let sequences: ScalarBuffer<u64> =
+            picked.iter().map(|&(b, r)| held[b].sequence(r)).collect();
+        let op_types: ScalarBuffer<u8> = picked.iter().map(|&(b, r)| held[b].op_types[r]).collect();
+        let width = held.first().map_or(0, |b| b.columns.len());
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(width);
+        for c in 0..width {
+            let values: Vec<&dyn Array> = held.iter().map(|b| b.columns[c].as_ref()).collect();
+            columns.push(
+                arrow_select::interleave::interleave(&values, picked).context(ArrowSnafu {
+                    region_id,
+                    operation: "merge rows",
+                })?,
+            );
+        }
+        Ok(SortedBatch {
+            keys: Arc::new(keys),
+            timestamps,
+            sequences,
+            op_types,
+            columns,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

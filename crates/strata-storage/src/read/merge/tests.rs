@@ -1,0 +1,204 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use proptest::prelude::*;
+use strata_request::{
+    ColumnDataType, ColumnSchema, RegionId, RegionMetadata, RegionMetadataBuilder,
+};
+
+use super::*;
+use crate::memtable::{IterOptions, TimeRange, TimeSeriesMemtable};
+
+fn codec() -> Arc<KeyCodec> {
+    let metadata: RegionMetadata = RegionMetadataBuilder::new(RegionId::new(2, 0))
+        .column(ColumnSchema::tag("host"))
+        .column(ColumnSchema::timestamp(
+            "ts",
+            ColumnDataType::TimestampMillisecond,
+        ))
+        .column(ColumnSchema::field("v", ColumnDataType::Int64))
+        .build()
+        .unwrap();
+    Arc::new(KeyCodec::new(Arc::new(metadata)).unwrap())
+}
+
+fn batch(codec: &KeyCodec, rows: &[(String, i64, i64)]) -> RecordBatch {
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.0.as_str()),
+        )),
+        Arc::new(TimestampMillisecondArray::from_iter_values(
+            rows.iter().map(|r| r.1),
+        )),
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.2))),
+    ];
+    RecordBatch::try_new(codec.metadata().arrow_schema().clone(), columns).unwrap()
+}
+
+fn stream(m: &TimeSeriesMemtable, options: IterOptions) -> BatchStream {
+    Box::pin(futures::stream::iter(m.iter(options).unwrap()))
+}
+
+/// `(host, ts, v, seq, op)` of the merged rows.
+fn run(
+    codec: &Arc<KeyCodec>,
+    sources: Vec<BatchStream>,
+    options: MergeOptions,
+) -> Vec<(String, i64, i64, u64, OpType)> {
+    futures::executor::block_on(async {
+        let mut merged = merge(codec.clone(), sources, options);
+        let mut out = Vec::new();
+        while let Some(b) = merged.next().await {
+            let b = b.unwrap();
+            assert!(b.num_rows() <= options.batch_rows);
+            let host = b.columns()[0].as_string::<i32>();
+            let v = b.columns()[2].as_primitive::<Int64Type>();
+            for i in 0..b.num_rows() {
+                out.push((
+                    host.value(i).to_string(),
+                    b.timestamp(i),
+                    v.value(i),
+                    b.sequence(i),
+                    b.op_type(i),
+                ));
+            }
+        }
+        out
+    })
+}
+
+fn h(s: &str) -> String {
+    s.to_string()
+}
+
+#[test]
+fn the_newest_row_wins_and_deletes_hide_older_rows() {
+    let codec = codec();
+    let old = TimeSeriesMemtable::new(1, codec.clone(), None);
+    let new = TimeSeriesMemtable::new(2, codec.clone(), None);
+    old.write(
+        &batch(&codec, &[(h("a"), 1, 10), (h("a"), 2, 20), (h("b"), 1, 30)]),
+        OpType::Put,
+        1,
+    )
+    .unwrap();
+    new.write(&batch(&codec, &[(h("a"), 1, 11)]), OpType::Put, 4)
+        .unwrap();
+    new.write(&batch(&codec, &[(h("b"), 1, 0)]), OpType::Delete, 5)
+        .unwrap();
+
+    let sources = || {
+        vec![
+            stream(&old, IterOptions::default()),
+            stream(&new, IterOptions::default()),
+        ]
+    };
+    let scan = run(&codec, sources(), MergeOptions::scan());
+    assert_eq!(
+        scan,
+        [
+            (h("a"), 1, 11, 4, OpType::Put),
+            (h("a"), 2, 20, 2, OpType::Put)
+        ]
+    );
+
+    let flush = run(&codec, sources(), MergeOptions::flush());
+    assert_eq!(
+        flush,
+        [
+            (h("a"), 1, 11, 4, OpType::Put),
+            (h("a"), 2, 20, 2, OpType::Put),
+            (h("b"), 1, 0, 5, OpType::Delete),
+        ],
+        "a flush keeps the tombstone so it still hides older files"
+    );
+
+    let all = run(
+        &codec,
+        sources(),
+        MergeOptions {
+            dedup: false,
+            filter_deleted: false,
+            batch_rows: 2,
+        },
+    );
+    assert_eq!(all.len(), 5, "without dedup every row comes through");
+}
+
+#[test]
+fn no_sources_and_empty_sources_yield_nothing() {
+    let codec = codec();
+    assert!(run(&codec, vec![], MergeOptions::scan()).is_empty());
+    let empty = TimeSeriesMemtable::new(1, codec.clone(), None);
+    assert!(
+        run(
+            &codec,
+            vec![stream(&empty, IterOptions::default())],
+            MergeOptions::scan()
+        )
+        .is_empty()
+    );
+}
+
+#[test]
+fn a_source_error_ends_the_stream_with_that_error() {
+    let codec = codec();
+    let failing: BatchStream = Box::pin(futures::stream::iter(vec![Err(
+        StorageError::BadProjection {
+            region_id: RegionId::new(2, 0),
+            index: 9,
+            columns: 3,
+        },
+    )]));
+    futures::executor::block_on(async {
+        let mut merged = merge(codec.clone(), vec![failing], MergeOptions::scan());
+        assert!(matches!(
+            merged.next().await,
+            Some(Err(StorageError::BadProjection { .. }))
+        ));
+        assert!(merged.next().await.is_none());
+    });
+}
+
+proptest! {
+    /// Puts and deletes with colliding keys, spread over several memtables and read back
+    /// through the merge with random batch sizes and time ranges, equal a BTreeMap model.
+    #[test]
+    fn scans_equal_the_last_write_wins_model(
+        ops in proptest::collection::vec(
+            (0usize..4, proptest::collection::vec((0u8..4, 0i64..6, any::<i64>()), 1..6), any::<bool>()),
+            1..16,
+        ),
+        batch_rows in 1usize..9,
+        range in proptest::option::of((0i64..6, 0i64..6)),
+    ) {
+        let codec = codec();
+        let memtables: Vec<TimeSeriesMemtable> =
+            (0..4).map(|i| TimeSeriesMemtable::new(i, codec.clone(), None)).collect();
+        let mut model: BTreeMap<(String, i64), (i64, bool)> = BTreeMap::new();
+        let mut sequence = 1;
+        for (target, rows, delete) in &ops {
+            let rows: Vec<(String, i64, i64)> = rows.iter().map(|r| (format!("h{}", r.0), r.1, r.2)).collect();
+            let op = if *delete { OpType::Delete } else { OpType::Put };
+            memtables[*target].write(&batch(&codec, &rows), op, sequence).unwrap();
+            sequence += rows.len() as u64;
+            for (host, ts, v) in rows {
+                model.insert((host, ts), (v, *delete));
+            }
+        }
+        let time_range = range.map(|(a, b)| TimeRange { start: a.min(b), end: a.max(b) });
+        let options = IterOptions { time_range, batch_rows, ..Default::default() };
+        let sources = memtables.iter().map(|m| stream(m, options.clone())).collect();
+        let scan = run(&codec, sources, MergeOptions { batch_rows, ..MergeOptions::scan() });
+        let got: Vec<(String, i64, i64)> = scan.into_iter().map(|r| (r.0, r.1, r.2)).collect();
+        let expected: Vec<(String, i64, i64)> = model
+            .into_iter()
+            .filter(|((_, ts), (_, deleted))| !deleted && time_range.is_none_or(|r| r.contains(*ts)))
+            .map(|((host, ts), (v, _))| (host, ts, v))
+            .collect();
+        prop_assert_eq!(got, expected);
+    }
+}
