@@ -38,6 +38,34 @@ pub enum StorageError {
         /// Number of columns.
         columns: usize,
     },
+    /// The object store failed.
+    #[snafu(display("object store: {operation} {path}: {source}"))]
+    ObjectStore {
+        /// What was being done.
+        operation: &'static str,
+        /// The object's path.
+        path: String,
+        /// OpenDAL's error (its kind says whether a retry can help).
+        #[snafu(source(from(opendal::Error, Box::new)))]
+        source: Box<opendal::Error>,
+    },
+    /// Writing or decoding Parquet failed.
+    #[snafu(display("parquet file {path}: {source}"))]
+    Parquet {
+        /// The file.
+        path: String,
+        /// The Parquet library's complaint.
+        #[snafu(source(from(parquet::errors::ParquetError, Box::new)))]
+        source: Box<parquet::errors::ParquetError>,
+    },
+    /// A file's contents are not what Strata wrote.
+    #[snafu(display("SST file {path} is corrupted or not a Strata SST: {reason}"))]
+    CorruptSst {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// An Arrow kernel failed (a bug if it ever happens: inputs are validated).
     #[snafu(display("region {region_id}: {operation}: {source}"))]
     Arrow {

@@ -7,8 +7,11 @@
 //!   [`BatchStream`]s and deduplicates them (newest row per key and timestamp wins; deletes
 //!   dropped for scans, kept for flushes).
 //!
-//! SST files, the manifest, version control and scans are being added (see the issue
-//! tracker); this crate is their home.
+//! - SSTs: [`write_sst`] streams sorted batches into plain Parquet on an OpenDAL
+//!   `Operator`; [`read_sst`] reads them back with projection and time pruning.
+//!
+//! The manifest, version control, object-store configuration and scans are still to come
+//! (see the issue tracker); this crate is their home.
 //!
 //! # Layering
 //!
@@ -20,6 +23,7 @@ mod error;
 mod key;
 mod memtable;
 mod read;
+mod sst;
 
 pub use batch::{OP_TYPE_COLUMN, SEQUENCE_COLUMN, SortedBatch, output_schema};
 pub use error::StorageError;
@@ -28,3 +32,7 @@ pub use memtable::{
     IterOptions, MemtableId, MemtableIter, MemtableStats, TimeRange, TimeSeriesMemtable,
 };
 pub use read::{BatchStream, MergeOptions, merge};
+pub use sst::{
+    FileId, FileMeta, REGION_METADATA_KEY, SstReadOptions, SstWriteOptions, read_sst, verify_sst,
+    write_sst,
+};

@@ -1,0 +1,337 @@
+//! Reading an SST back as [`SortedBatch`]es.
+
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{UInt8Type, UInt64Type};
+use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use std::panic::AssertUnwindSafe;
+
+use futures::{FutureExt, StreamExt};
+use opendal::Operator;
+use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
+use parquet::file::statistics::Statistics;
+use snafu::ResultExt;
+use strata_request::RegionMetadata;
+
+use super::opendal_io::OpendalReader;
+use crate::batch::{OP_TYPE_COLUMN, SEQUENCE_COLUMN, SortedBatch};
+use crate::error::{CorruptSstSnafu, ObjectStoreSnafu, ParquetSnafu, StorageError};
+use crate::key::KeyCodec;
+use crate::memtable::{TimeRange, timestamp_values};
+use crate::read::BatchStream;
+
+/// What to read from an SST.
+#[derive(Debug, Clone)]
+pub struct SstReadOptions {
+    /// Region column indices to return, ascending; `None` returns every column.
+    pub projection: Option<Vec<usize>>,
+    /// Only rows whose timestamp lies in this range; row groups outside it are skipped
+    /// using their statistics.
+    pub time_range: Option<TimeRange>,
+    /// Most rows per batch.
+    pub batch_rows: usize,
+}
+
+impl Default for SstReadOptions {
+    fn default() -> Self {
+        Self {
+            projection: None,
+            time_range: None,
+            batch_rows: 4096,
+        }
+    }
+}
+
+/// Opens the SST at `path` and streams its rows (sorted as written) as [`SortedBatch`]es in
+/// `codec`'s schema. A missing, truncated or corrupted file is a typed error naming it.
+pub async fn read_sst(
+    store: &Operator,
+    path: &str,
+    codec: Arc<KeyCodec>,
+    options: SstReadOptions,
+) -> Result<BatchStream, StorageError> {
+    let metadata = codec.metadata().clone();
+    let size = store
+        .stat(path)
+        .await
+        .context(ObjectStoreSnafu {
+            operation: "stat SST",
+            path,
+        })?
+        .content_length();
+    let reader = store.reader(path).await.context(ObjectStoreSnafu {
+        operation: "open SST",
+        path,
+    })?;
+    // The Parquet decoder is not panic-free on damaged input (seen: an out-of-bounds index
+    // in its byte-stream-split decoder), so a panic while opening or decoding is contained
+    // here and reported as corruption of this file.
+    let builder = AssertUnwindSafe(ParquetRecordBatchStreamBuilder::new(OpendalReader {
+        reader,
+        size,
+    }))
+    .catch_unwind()
+    .await
+    .map_err(|panic| decoder_panic(path, panic.as_ref()))?
+    .context(ParquetSnafu { path })?;
+    let layout = Layout::new(
+        &metadata,
+        builder.schema(),
+        options.projection.as_deref(),
+        path,
+    )?;
+    let row_groups = select_row_groups(builder.metadata(), layout.file_ts, options.time_range);
+    let mask = ProjectionMask::roots(builder.parquet_schema(), layout.file_columns.clone());
+    let stream = builder
+        .with_row_groups(row_groups)
+        .with_projection(mask)
+        .with_batch_size(options.batch_rows.max(1))
+        .build()
+        .context(ParquetSnafu { path })?;
+    let path = path.to_string();
+    let time_range = options.time_range;
+    let layout = Arc::new(layout);
+    Ok(Box::pin(AssertUnwindSafe(stream).catch_unwind().map(
+        move |item| {
+            let batch = item
+                .map_err(|panic| decoder_panic(&path, panic.as_ref()))?
+                .context(ParquetSnafu { path: &path })?;
+            layout.convert(&codec, batch, time_range, &path)
+        },
+    )))
+}
+
+/// A decoder panic, as the corruption it signals.
+fn decoder_panic(path: &str, panic: &(dyn std::any::Any + Send)) -> StorageError {
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    StorageError::CorruptSst {
+        path: path.to_string(),
+        reason: format!("the Parquet decoder failed on damaged data: {message}"),
+    }
+}
+
+/// Reads the whole file at `path` and checks its size and crc32c against `meta`.
+/// Detects any damage, including bit flips Parquet itself would decode without complaint.
+pub async fn verify_sst(
+    store: &Operator,
+    path: &str,
+    meta: &super::FileMeta,
+) -> Result<(), StorageError> {
+    let bytes = store.read(path).await.context(ObjectStoreSnafu {
+        operation: "read SST to verify",
+        path,
+    })?;
+    snafu::ensure!(
+        bytes.len() as u64 == meta.file_size,
+        CorruptSstSnafu {
+            path,
+            reason: format!(
+                "size is {} bytes, the manifest says {}",
+                bytes.len(),
+                meta.file_size
+            ),
+        }
+    );
+    let crc = Iterator::fold(bytes, 0u32, |crc, chunk: bytes::Bytes| {
+        crc32c::crc32c_append(crc, &chunk)
+    });
+    snafu::ensure!(
+        crc == meta.checksum,
+        CorruptSstSnafu {
+            path,
+            reason: format!(
+                "crc32c is {crc:#010x}, the manifest says {:#010x}",
+                meta.checksum
+            ),
+        }
+    );
+    Ok(())
+}
+
+/// Where the needed columns are in the file, and how they map to the output.
+struct Layout {
+    /// File column indices to read, ascending (the Parquet projection).
+    file_columns: Vec<usize>,
+    /// File index of the timestamp column.
+    file_ts: usize,
+    /// Positions (in the projected record batch) of the tags, timestamp, sequence, op type.
+    tags: Vec<usize>,
+    ts: usize,
+    sequence: usize,
+    op_type: usize,
+    /// For each projected region column, its position in the projected record batch.
+    outputs: Vec<usize>,
+}
+
+impl Layout {
+    fn new(
+        metadata: &RegionMetadata,
+        file_schema: &arrow_schema::SchemaRef,
+        projection: Option<&[usize]>,
+        path: &str,
+    ) -> Result<Self, StorageError> {
+        let find = |name: &str, expected: &arrow_schema::DataType| -> Result<usize, StorageError> {
+            let (index, field) =
+                file_schema
+                    .column_with_name(name)
+                    .ok_or_else(|| StorageError::CorruptSst {
+                        path: path.to_string(),
+                        reason: format!("column {name:?} is missing"),
+                    })?;
+            snafu::ensure!(
+                field.data_type() == expected,
+                CorruptSstSnafu {
+                    path,
+                    reason: format!(
+                        "column {name:?} has type {}, expected {expected}",
+                        field.data_type()
+                    ),
+                }
+            );
+            Ok(index)
+        };
+        let columns = metadata.columns();
+        let projection: Vec<usize> =
+            projection.map_or_else(|| (0..columns.len()).collect(), <[usize]>::to_vec);
+        for &index in &projection {
+            snafu::ensure!(
+                index < columns.len(),
+                crate::error::BadProjectionSnafu {
+                    region_id: metadata.region_id(),
+                    index,
+                    columns: columns.len(),
+                }
+            );
+        }
+        let region_column = |i: usize| find(&columns[i].name, &columns[i].data_type.arrow_type());
+        let tag_files = metadata
+            .primary_key()
+            .iter()
+            .map(|&i| region_column(i))
+            .collect::<Result<Vec<_>, _>>()?;
+        let file_ts = region_column(metadata.time_index())?;
+        let file_sequence = find(SEQUENCE_COLUMN, &arrow_schema::DataType::UInt64)?;
+        let file_op = find(OP_TYPE_COLUMN, &arrow_schema::DataType::UInt8)?;
+        let output_files = projection
+            .iter()
+            .map(|&i| region_column(i))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let mut file_columns: Vec<usize> = tag_files
+            .iter()
+            .chain(&output_files)
+            .copied()
+            .chain([file_ts, file_sequence, file_op])
+            .collect();
+        file_columns.sort_unstable();
+        file_columns.dedup();
+        let position = |file_index: usize| {
+            file_columns
+                .iter()
+                .position(|&f| f == file_index)
+                .unwrap_or_default()
+        };
+        Ok(Self {
+            tags: tag_files.iter().map(|&f| position(f)).collect(),
+            ts: position(file_ts),
+            sequence: position(file_sequence),
+            op_type: position(file_op),
+            outputs: output_files.iter().map(|&f| position(f)).collect(),
+            file_ts,
+            file_columns,
+        })
+    }
+
+    /// Turns one projected record batch into a sorted batch, keeping rows in `time_range`.
+    fn convert(
+        &self,
+        codec: &KeyCodec,
+        batch: RecordBatch,
+        time_range: Option<TimeRange>,
+        path: &str,
+    ) -> Result<SortedBatch, StorageError> {
+        let corrupt = |reason: &str| StorageError::CorruptSst {
+            path: path.to_string(),
+            reason: reason.to_string(),
+        };
+        let batch = match time_range {
+            Some(range) => {
+                let ts = timestamp_values(batch.column(self.ts))
+                    .ok_or_else(|| corrupt("timestamp column has the wrong type"))?;
+                let keep = BooleanArray::from_iter(ts.iter().map(|&t| Some(range.contains(t))));
+                arrow_select::filter::filter_record_batch(&batch, &keep)
+                    .map_err(|e| corrupt(&format!("cannot filter rows: {e}")))?
+            }
+            None => batch,
+        };
+        let column = |i: usize| -> &ArrayRef { batch.column(i) };
+        if [self.ts, self.sequence, self.op_type]
+            .iter()
+            .any(|&i| column(i).null_count() > 0)
+        {
+            return Err(corrupt("timestamp, sequence or op type has nulls"));
+        }
+        let tags: Vec<ArrayRef> = self.tags.iter().map(|&i| column(i).clone()).collect();
+        let keys = codec.encode(&tags)?;
+        let timestamps = timestamp_values(column(self.ts))
+            .ok_or_else(|| corrupt("timestamp column has the wrong type"))?;
+        let sequences = column(self.sequence)
+            .as_primitive_opt::<UInt64Type>()
+            .ok_or_else(|| corrupt("__sequence is not UInt64"))?
+            .values()
+            .clone();
+        let op_types = column(self.op_type)
+            .as_primitive_opt::<UInt8Type>()
+            .ok_or_else(|| corrupt("__op_type is not UInt8"))?
+            .values()
+            .clone();
+        if op_types.iter().any(|&op| op > 1) {
+            return Err(corrupt("__op_type holds a value other than 0 or 1"));
+        }
+        Ok(SortedBatch {
+            keys: Arc::new(keys),
+            timestamps,
+            sequences,
+            op_types,
+            columns: self.outputs.iter().map(|&i| column(i).clone()).collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn select_row_groups_for_test(
+    metadata: &parquet::file::metadata::ParquetMetaData,
+    ts_column: usize,
+    range: Option<TimeRange>,
+) -> Vec<usize> {
+    select_row_groups(metadata, ts_column, range)
+}
+
+/// Row groups whose timestamp statistics overlap `range` (all of them without a range or
+/// without statistics).
+fn select_row_groups(
+    metadata: &parquet::file::metadata::ParquetMetaData,
+    ts_column: usize,
+    range: Option<TimeRange>,
+) -> Vec<usize> {
+    (0..metadata.num_row_groups())
+        .filter(|&i| {
+            let Some(range) = range else { return true };
+            match metadata.row_group(i).column(ts_column).statistics() {
+                Some(Statistics::Int64(stats)) => match (stats.min_opt(), stats.max_opt()) {
+                    (Some(&min), Some(&max)) => range.overlaps(&TimeRange {
+                        start: min,
+                        end: max,
+                    }),
+                    _ => true,
+                },
+                _ => true,
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,348 @@
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, TimestampMillisecondType};
+use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use futures::TryStreamExt;
+use opendal::Operator;
+use strata_request::{
+    ColumnDataType, ColumnSchema, OpType, RegionId, RegionMetadata, RegionMetadataBuilder,
+};
+
+use super::*;
+use crate::error::StorageError;
+use crate::key::KeyCodec;
+use crate::memtable::{IterOptions, TimeSeriesMemtable};
+use crate::read::{BatchStream, MergeOptions, merge};
+
+fn metadata() -> Arc<RegionMetadata> {
+    Arc::new(
+        RegionMetadataBuilder::new(RegionId::new(3, 1))
+            .column(ColumnSchema::tag("host"))
+            .column(ColumnSchema::timestamp(
+                "ts",
+                ColumnDataType::TimestampMillisecond,
+            ))
+            .column(ColumnSchema::field("usage", ColumnDataType::Float64))
+            .build()
+            .unwrap(),
+    )
+}
+
+fn memory_store() -> Operator {
+    Operator::new(opendal::services::Memory::default()).unwrap()
+}
+
+/// A memtable with `hosts` hosts × `points` timestamps, plus one delete of (h0, ts 0).
+fn memtable(codec: &Arc<KeyCodec>, hosts: usize, points: i64) -> TimeSeriesMemtable {
+    let m = TimeSeriesMemtable::new(1, codec.clone(), None);
+    let mut host = Vec::new();
+    let mut ts = Vec::new();
+    let mut usage = Vec::new();
+    for t in 0..points {
+        for h in 0..hosts {
+            host.push(format!("h{h}"));
+            ts.push(t * 1000);
+            usage.push(h as f64 + t as f64 / 10.0);
+        }
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(host)),
+        Arc::new(TimestampMillisecondArray::from(ts)),
+        Arc::new(Float64Array::from(usage)),
+    ];
+    let batch = RecordBatch::try_new(codec.metadata().arrow_schema().clone(), columns).unwrap();
+    m.write(&batch, OpType::Put, 1).unwrap();
+    let delete = RecordBatch::try_new(
+        codec.metadata().arrow_schema().clone(),
+        vec![
+            Arc::new(StringArray::from(vec!["h0"])),
+            Arc::new(TimestampMillisecondArray::from(vec![0])),
+            Arc::new(Float64Array::from(vec![0.0])),
+        ],
+    )
+    .unwrap();
+    m.write(&delete, OpType::Delete, 1_000_000).unwrap();
+    m
+}
+
+fn flush_source(codec: &Arc<KeyCodec>, m: &TimeSeriesMemtable) -> BatchStream {
+    let rows: BatchStream = Box::pin(futures::stream::iter(
+        m.iter(IterOptions::default()).unwrap(),
+    ));
+    merge(codec.clone(), vec![rows], MergeOptions::flush())
+}
+
+/// `(host, ts, usage, seq, op)` of everything a stream yields (full projection).
+async fn rows(stream: BatchStream) -> Vec<(String, i64, f64, u64, OpType)> {
+    let batches: Vec<_> = stream.try_collect().await.unwrap();
+    let mut out = Vec::new();
+    for b in batches {
+        let host = b.columns()[0].as_string::<i32>();
+        let ts = b.columns()[1].as_primitive::<TimestampMillisecondType>();
+        let usage = b.columns()[2].as_primitive::<Float64Type>();
+        for i in 0..b.num_rows() {
+            out.push((
+                host.value(i).to_string(),
+                ts.value(i),
+                usage.value(i),
+                b.sequence(i),
+                b.op_type(i),
+            ));
+        }
+    }
+    out
+}
+
+async fn write(
+    store: &Operator,
+    codec: &Arc<KeyCodec>,
+    m: &TimeSeriesMemtable,
+    row_group_size: usize,
+) -> FileMeta {
+    let options = SstWriteOptions {
+        row_group_size,
+        ..Default::default()
+    };
+    write_sst(
+        store,
+        "region/data",
+        codec.metadata(),
+        flush_source(codec, m),
+        &options,
+    )
+    .await
+    .unwrap()
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_sst_reads_back_exactly_what_the_flush_merge_wrote() {
+    let codec = Arc::new(KeyCodec::new(metadata()).unwrap());
+    let m = memtable(&codec, 5, 40);
+    let store = memory_store();
+    let meta = write(&store, &codec, &m, 64).await;
+    assert_eq!(
+        meta.num_rows, 200,
+        "the delete replaced (h0, 0): 200 distinct keys"
+    );
+    assert_eq!(meta.num_row_groups, 4);
+    assert_eq!(meta.time_range, (0, 39_000));
+    assert_eq!(meta.max_sequence, 1_000_000);
+    assert_eq!(meta.level, 0);
+    assert_eq!(meta.region_id, RegionId::new(3, 1));
+    verify_sst(&store, &meta.path("region/data"), &meta)
+        .await
+        .unwrap();
+
+    let expected = rows(flush_source(&codec, &m)).await;
+    let read = read_sst(
+        &store,
+        &meta.path("region/data"),
+        codec.clone(),
+        SstReadOptions::default(),
+    )
+    .await
+    .unwrap();
+    let got = rows(read).await;
+    assert_eq!(got, expected);
+    assert_eq!(
+        got[0],
+        ("h0".into(), 0, 0.0, 1_000_000, OpType::Delete),
+        "the tombstone is kept"
+    );
+}
+
+#[tokio::test]
+async fn time_ranges_prune_row_groups_and_filter_rows_and_projection_narrows_columns() {
+    let codec = Arc::new(KeyCodec::new(metadata()).unwrap());
+    let m = memtable(&codec, 3, 100);
+    let store = memory_store();
+    let meta = write(&store, &codec, &m, 30).await;
+    let range = TimeRange {
+        start: 10_000,
+        end: 12_000,
+    };
+    let options = SstReadOptions {
+        time_range: Some(range),
+        projection: Some(vec![2]),
+        ..Default::default()
+    };
+    let batches: Vec<_> = read_sst(&store, &meta.path("region/data"), codec.clone(), options)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    for b in &batches {
+        assert_eq!(b.columns().len(), 1);
+        for i in 0..b.num_rows() {
+            seen.push((
+                b.timestamp(i),
+                b.columns()[0].as_primitive::<Float64Type>().value(i),
+            ));
+        }
+    }
+    assert_eq!(seen.len(), 9, "3 hosts × 3 timestamps");
+    assert!(seen.iter().all(|(ts, _)| range.contains(*ts)));
+    // Rows are sorted by host first, so the range hits every host's row groups; with 30-row
+    // groups sorted by (host, ts) most groups lie outside the range and are skipped.
+    let parquet_meta = parquet_metadata(&store, &meta.path("region/data")).await;
+    let overlapping = super::reader::select_row_groups_for_test(&parquet_meta, 1, Some(range));
+    assert!(
+        overlapping.len() < meta.num_row_groups as usize,
+        "{overlapping:?}"
+    );
+}
+
+async fn parquet_metadata(
+    store: &Operator,
+    path: &str,
+) -> parquet::file::metadata::ParquetMetaData {
+    let bytes = store.read(path).await.unwrap().to_bytes();
+    parquet::file::metadata::ParquetMetaDataReader::new()
+        .parse_and_finish(&bytes)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_file_is_plain_parquet_with_named_columns_and_the_schema_in_its_metadata() {
+    let codec = Arc::new(KeyCodec::new(metadata()).unwrap());
+    let store = memory_store();
+    let meta = write(&store, &codec, &memtable(&codec, 2, 3), 1024).await;
+    let bytes = store
+        .read(&meta.path("region/data"))
+        .await
+        .unwrap()
+        .to_bytes();
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
+    let names: Vec<String> = reader
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(names, ["host", "ts", "usage", "__sequence", "__op_type"]);
+    let kv = reader
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .unwrap();
+    let json = kv
+        .iter()
+        .find(|kv| kv.key == REGION_METADATA_KEY)
+        .unwrap()
+        .value
+        .clone()
+        .unwrap();
+    let stored: RegionMetadata = serde_json::from_str(&json).unwrap();
+    assert_eq!(&stored, codec.metadata().as_ref());
+    let total: usize = reader.build().unwrap().map(|b| b.unwrap().num_rows()).sum();
+    assert_eq!(total as u64, meta.num_rows);
+}
+
+#[tokio::test]
+async fn an_empty_source_writes_no_file() {
+    let codec = Arc::new(KeyCodec::new(metadata()).unwrap());
+    let store = memory_store();
+    let empty: BatchStream = Box::pin(futures::stream::empty());
+    let written = write_sst(
+        &store,
+        "region/data",
+        codec.metadata(),
+        empty,
+        &SstWriteOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert!(written.is_none());
+    assert!(
+        store
+            .list("region/")
+            .await
+            .unwrap()
+            .iter()
+            .all(|e| !e.path().ends_with(".parquet"))
+    );
+}
+
+#[tokio::test]
+async fn a_missing_file_is_a_typed_error_naming_it() {
+    let codec = Arc::new(KeyCodec::new(metadata()).unwrap());
+    let err = match read_sst(
+        &memory_store(),
+        "region/data/nope.parquet",
+        codec,
+        SstReadOptions::default(),
+    )
+    .await
+    {
+        Err(e) => e,
+        Ok(_) => panic!("a missing file opened"),
+    };
+    assert!(matches!(err, StorageError::ObjectStore { .. }), "{err}");
+    assert!(
+        err.to_string().contains("region/data/nope.parquet"),
+        "{err}"
+    );
+}
+
+/// Reads everything from a damaged copy; returns the error, if any.
+async fn read_all(
+    store: &Operator,
+    path: &str,
+    codec: &Arc<KeyCodec>,
+) -> Result<usize, StorageError> {
+    let stream = read_sst(store, path, codec.clone(), SstReadOptions::default()).await?;
+    let batches: Vec<_> = stream.try_collect().await?;
+    Ok(batches.iter().map(|b| b.num_rows()).sum())
+}
+
+#[tokio::test]
+async fn truncated_and_bit_flipped_files_give_typed_errors_never_panics() {
+    use rand::{RngExt, SeedableRng};
+    let seed: u64 = std::env::var("SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(42);
+    eprintln!("sst corruption: SEED={seed}");
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
+    let codec = Arc::new(KeyCodec::new(metadata()).unwrap());
+    let store = memory_store();
+    let meta = write(&store, &codec, &memtable(&codec, 4, 50), 64).await;
+    let path = meta.path("region/data");
+    let pristine = store.read(&path).await.unwrap().to_vec();
+    let damaged_path = "region/data/damaged.parquet";
+
+    // Truncation: every length from 0 to the full size, in steps.
+    for len in (0..pristine.len()).step_by(7) {
+        store
+            .write(damaged_path, pristine[..len].to_vec())
+            .await
+            .unwrap();
+        let result = read_all(&store, damaged_path, &codec).await;
+        let err = result.expect_err(&format!("truncated to {len} bytes still read"));
+        assert!(err.to_string().contains(damaged_path), "{err}");
+    }
+    // Bit flips: reading may or may not notice (Parquet pages have no checksums), but never
+    // panics, and verification against the manifest's checksum always notices.
+    let flips = 300;
+    let mut noticed_by_read = 0;
+    for _ in 0..flips {
+        let mut damaged = pristine.clone();
+        let at = rng.random_range(0..damaged.len());
+        damaged[at] ^= 1 << rng.random_range(0..8);
+        store.write(damaged_path, damaged).await.unwrap();
+        if let Err(err) = read_all(&store, damaged_path, &codec).await {
+            assert!(err.to_string().contains(damaged_path), "{err}");
+            noticed_by_read += 1;
+        }
+        let err = verify_sst(&store, damaged_path, &meta)
+            .await
+            .expect_err("verification missed a flip");
+        assert!(matches!(err, StorageError::CorruptSst { .. }), "{err}");
+    }
+    eprintln!("{noticed_by_read} of {flips} flips were noticed by reading alone (SEED={seed})");
+}
