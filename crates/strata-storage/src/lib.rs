@@ -10,7 +10,10 @@
 //! - SSTs: [`write_sst`] streams sorted batches into plain Parquet on an OpenDAL
 //!   `Operator`; [`read_sst`] reads them back with projection and time pruning.
 //!
-//! The manifest, version control, object-store configuration and scans are still to come
+//! - [`ObjectStoreConfig`]: `fs` (default), `memory` or `s3` as serde data building an
+//!   OpenDAL operator; region paths ([`region_dir`]) come from ids only.
+//!
+//! The manifest, version control and scans are still to come
 //! (see the issue tracker); this crate is their home.
 //!
 //! # Layering
@@ -22,6 +25,7 @@ mod batch;
 mod error;
 mod key;
 mod memtable;
+mod object_store;
 mod read;
 mod sst;
 
@@ -30,6 +34,10 @@ pub use error::StorageError;
 pub use key::KeyCodec;
 pub use memtable::{
     IterOptions, MemtableId, MemtableIter, MemtableStats, TimeRange, TimeSeriesMemtable,
+};
+pub use object_store::{
+    ObjectStoreConfig, ObjectStoreError, S3Config, Secret, region_data_dir, region_dir,
+    region_manifest_dir,
 };
 pub use read::{BatchStream, MergeOptions, merge};
 pub use sst::{

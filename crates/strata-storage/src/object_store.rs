@@ -1,0 +1,397 @@
+//! [`ObjectStoreConfig`]: where region files live, as serde data that builds an OpenDAL
+//! `Operator`; and the region path layout, derived from ids only.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use opendal::Operator;
+use serde::{Deserialize, Serialize};
+use snafu::{ResultExt, Snafu, ensure};
+use strata_request::RegionId;
+
+/// Where region files are stored.
+///
+/// ```toml
+/// [storage]
+/// type = "fs"              # the default
+/// root = "./strata-data"
+///
+/// # or
+/// [storage]
+/// type = "s3"
+/// bucket = "metrics"
+/// root = "strata"
+/// endpoint = "http://127.0.0.1:9000"
+/// region = "us-east-1"
+/// # access_key_id / secret_access_key: from here, or from AWS_ACCESS_KEY_ID /
+/// # AWS_SECRET_ACCESS_KEY in the environment when left out.
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ObjectStoreConfig {
+    /// A local directory.
+    Fs {
+        /// The data directory (created if missing).
+        root: PathBuf,
+    },
+    /// In memory; for tests.
+    Memory,
+    /// An S3-compatible object store.
+    S3(S3Config),
+}
+
+impl Default for ObjectStoreConfig {
+    fn default() -> Self {
+        ObjectStoreConfig::Fs {
+            root: PathBuf::from("./strata-data"),
+        }
+    }
+}
+
+/// Settings of an S3-compatible store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    /// Bucket name.
+    pub bucket: String,
+    /// Prefix inside the bucket under which all regions live.
+    #[serde(default)]
+    pub root: String,
+    /// Endpoint URL; AWS when left out.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Region name.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Access key id; from the environment when left out.
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    /// Secret key; from the environment when left out. Never printed or serialized.
+    #[serde(default, skip_serializing)]
+    pub secret_access_key: Option<Secret>,
+}
+
+/// A secret string: `Debug` and `Display` print `<redacted>`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps `value`.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself; only for handing to the client that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Errors building an object store.
+#[derive(Debug, Snafu)]
+#[snafu(visibility(pub(crate)))]
+#[non_exhaustive]
+pub enum ObjectStoreError {
+    /// A path setting could escape its root or is not a valid path.
+    #[snafu(display("invalid {setting} {value:?}: {reason}"))]
+    InvalidPath {
+        /// Which setting.
+        setting: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A required setting is empty.
+    #[snafu(display("{setting} must not be empty"))]
+    Missing {
+        /// Which setting.
+        setting: &'static str,
+    },
+    /// OpenDAL refused the configuration.
+    #[snafu(display("cannot build the {kind} object store: {source}"))]
+    Build {
+        /// `fs`, `memory` or `s3`.
+        kind: &'static str,
+        /// OpenDAL's error.
+        #[snafu(source(from(opendal::Error, Box::new)))]
+        source: Box<opendal::Error>,
+    },
+}
+
+impl ObjectStoreConfig {
+    /// Checks the settings without building anything.
+    pub fn validate(&self) -> Result<(), ObjectStoreError> {
+        match self {
+            ObjectStoreConfig::Fs { root } => {
+                let text = root.to_string_lossy();
+                ensure!(
+                    !text.is_empty(),
+                    MissingSnafu {
+                        setting: "storage.root"
+                    }
+                );
+                ensure!(
+                    !text.contains('\0'),
+                    InvalidPathSnafu {
+                        setting: "storage.root",
+                        value: text,
+                        reason: "contains a NUL byte",
+                    }
+                );
+                Ok(())
+            }
+            ObjectStoreConfig::Memory => Ok(()),
+            ObjectStoreConfig::S3(s3) => {
+                ensure!(
+                    !s3.bucket.is_empty(),
+                    MissingSnafu {
+                        setting: "storage.bucket"
+                    }
+                );
+                validate_component("storage.bucket", &s3.bucket)?;
+                validate_relative("storage.root", &s3.root)
+            }
+        }
+    }
+
+    /// Builds the OpenDAL operator.
+    pub fn build(&self) -> Result<Operator, ObjectStoreError> {
+        self.validate()?;
+        Ok(match self {
+            ObjectStoreConfig::Fs { root } => {
+                let builder = opendal::services::Fs::default().root(&root.to_string_lossy());
+                Operator::new(builder).context(BuildSnafu { kind: "fs" })?
+            }
+            ObjectStoreConfig::Memory => Operator::new(opendal::services::Memory::default())
+                .context(BuildSnafu { kind: "memory" })?,
+            ObjectStoreConfig::S3(s3) => {
+                let mut builder = opendal::services::S3::default()
+                    .bucket(&s3.bucket)
+                    .root(&format!("/{}", s3.root.trim_matches('/')));
+                if let Some(endpoint) = &s3.endpoint {
+                    builder = builder.endpoint(endpoint);
+                }
+                if let Some(region) = &s3.region {
+                    builder = builder.region(region);
+                }
+                if let Some(key) = &s3.access_key_id {
+                    builder = builder.access_key_id(key);
+                }
+                if let Some(secret) = &s3.secret_access_key {
+                    builder = builder.secret_access_key(secret.expose());
+                }
+                Operator::new(builder).context(BuildSnafu { kind: "s3" })?
+            }
+        })
+    }
+}
+
+/// A relative path under a root: no absolute path, no `..`, no NUL, no empty segments
+/// other than leading/trailing slashes.
+fn validate_relative(setting: &'static str, value: &str) -> Result<(), ObjectStoreError> {
+    ensure!(
+        !value.contains('\0'),
+        InvalidPathSnafu {
+            setting,
+            value,
+            reason: "contains a NUL byte"
+        }
+    );
+    for segment in value.trim_matches('/').split('/') {
+        if value.trim_matches('/').is_empty() {
+            break;
+        }
+        validate_component(setting, segment)?;
+    }
+    Ok(())
+}
+
+/// One path segment: not empty, not `.` or `..`, no `/`, `\` or NUL.
+fn validate_component(setting: &'static str, value: &str) -> Result<(), ObjectStoreError> {
+    let reason = if value.is_empty() {
+        Some("has an empty path segment")
+    } else if value == "." || value == ".." {
+        Some("has a `.` or `..` segment, which could escape the root")
+    } else if value.contains(['/', '\\']) {
+        Some("contains a path separator")
+    } else if value.contains('\0') {
+        Some("contains a NUL byte")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => InvalidPathSnafu {
+            setting,
+            value,
+            reason,
+        }
+        .fail(),
+        None => Ok(()),
+    }
+}
+
+/// The directory of region `region_id`: `regions/{table_id}/{table_id}_{region:010}`.
+/// Made of ids only, so no input can steer it outside the store's root.
+pub fn region_dir(region_id: RegionId) -> String {
+    format!(
+        "regions/{}/{}_{:010}",
+        region_id.table_id(),
+        region_id.table_id(),
+        region_id.region_number()
+    )
+}
+
+/// Where region `region_id`'s SST files live.
+pub fn region_data_dir(region_id: RegionId) -> String {
+    format!("{}/data", region_dir(region_id))
+}
+
+/// Where region `region_id`'s manifest lives.
+pub fn region_manifest_dir(region_id: RegionId) -> String {
+    format!("{}/manifest", region_dir(region_id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<ObjectStoreConfig, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    #[test]
+    fn the_default_is_a_local_data_directory() {
+        assert_eq!(
+            ObjectStoreConfig::default(),
+            ObjectStoreConfig::Fs {
+                root: "./strata-data".into()
+            }
+        );
+        assert_eq!(
+            parse(r#"{"type": "memory"}"#).unwrap(),
+            ObjectStoreConfig::Memory
+        );
+        assert!(
+            parse(r#"{"type": "fs", "root": "/x", "rot": 1}"#).is_err(),
+            "unknown keys are refused"
+        );
+    }
+
+    #[tokio::test]
+    async fn fs_and_memory_stores_build_and_round_trip_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        for config in [
+            ObjectStoreConfig::Fs {
+                root: dir.path().join("data"),
+            },
+            ObjectStoreConfig::Memory,
+        ] {
+            let store = config.build().unwrap();
+            let path = format!("{}/probe", region_data_dir(RegionId::new(7, 3)));
+            store.write(&path, b"hello".to_vec()).await.unwrap();
+            assert_eq!(store.read(&path).await.unwrap().to_vec(), b"hello");
+        }
+        assert!(
+            dir.path()
+                .join("data/regions/7/7_0000000003/data/probe")
+                .exists()
+        );
+    }
+
+    #[test]
+    fn secrets_never_appear_in_debug_or_serialized_output() {
+        let config = parse(
+            r#"{"type": "s3", "bucket": "b", "root": "r", "region": "us-east-1", "endpoint": "http://127.0.0.1:1", "access_key_id": "AKID", "secret_access_key": "TOPSECRET"}"#,
+        )
+        .unwrap();
+        let ObjectStoreConfig::S3(s3) = &config else {
+            panic!("not s3")
+        };
+        assert_eq!(s3.secret_access_key.as_ref().unwrap().expose(), "TOPSECRET");
+        assert!(!format!("{config:?}").contains("TOPSECRET"));
+        assert!(format!("{config:?}").contains("<redacted>"));
+        assert!(
+            !serde_json::to_string(&config)
+                .unwrap()
+                .contains("TOPSECRET")
+        );
+        let store = config.build().unwrap();
+        assert!(!format!("{store:?}").contains("TOPSECRET"));
+        // Without a region (and none in the environment) building fails; the error must
+        // not carry the secret either.
+        let ObjectStoreConfig::S3(mut no_region) = config else {
+            unreachable!()
+        };
+        no_region.region = None;
+        if let Err(err) = ObjectStoreConfig::S3(no_region).build() {
+            assert!(!format!("{err} {err:?}").contains("TOPSECRET"), "{err}");
+        }
+    }
+
+    #[test]
+    fn paths_that_could_escape_the_root_are_refused() {
+        let s3 = |bucket: &str, root: &str| {
+            ObjectStoreConfig::S3(S3Config {
+                bucket: bucket.into(),
+                root: root.into(),
+                endpoint: None,
+                region: None,
+                access_key_id: None,
+                secret_access_key: None,
+            })
+        };
+        for (bucket, root) in [
+            ("b", "../x"),
+            ("b", "a/../../x"),
+            ("b", "a/./b"),
+            ("b", "a//b"),
+            ("b", "a\0b"),
+            ("../b", "r"),
+            ("a/b", "r"),
+            ("", "r"),
+        ] {
+            let err = s3(bucket, root).validate().unwrap_err().to_string();
+            assert!(err.contains("storage."), "{bucket:?}/{root:?}: {err}");
+        }
+        for (bucket, root) in [("b", ""), ("b", "/"), ("b", "a/b"), ("b", "/a/b/")] {
+            s3(bucket, root).validate().unwrap();
+        }
+        assert!(
+            ObjectStoreConfig::Fs {
+                root: "a\0b".into()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            ObjectStoreConfig::Fs { root: "".into() }
+                .validate()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn region_paths_come_from_ids_only() {
+        let id = RegionId::new(1024, 5);
+        assert_eq!(region_dir(id), "regions/1024/1024_0000000005");
+        assert_eq!(region_data_dir(id), "regions/1024/1024_0000000005/data");
+        assert_eq!(
+            region_manifest_dir(id),
+            "regions/1024/1024_0000000005/manifest"
+        );
+    }
+}
