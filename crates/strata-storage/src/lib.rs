@@ -13,7 +13,10 @@
 //! - [`ObjectStoreConfig`]: `fs` (default), `memory` or `s3` as serde data building an
 //!   OpenDAL operator; region paths ([`region_dir`]) come from ids only.
 //!
-//! The manifest, version control and scans are still to come
+//! - [`ManifestManager`]: the versioned manifest (JSON deltas, checkpoints,
+//!   `_last_checkpoint` with a checksum written last).
+//!
+//! Version control and scans are still to come
 //! (see the issue tracker); this crate is their home.
 //!
 //! # Layering
@@ -24,6 +27,7 @@
 mod batch;
 mod error;
 mod key;
+mod manifest;
 mod memtable;
 mod object_store;
 mod read;
@@ -32,6 +36,10 @@ mod sst;
 pub use batch::{OP_TYPE_COLUMN, SEQUENCE_COLUMN, SortedBatch, output_schema};
 pub use error::StorageError;
 pub use key::KeyCodec;
+pub use manifest::{
+    ManifestConfig, ManifestError, ManifestManager, RegionEdit, RegionManifest, RegionMetaAction,
+    RegionMetaActionList,
+};
 pub use memtable::{
     IterOptions, MemtableId, MemtableIter, MemtableStats, TimeRange, TimeSeriesMemtable,
 };

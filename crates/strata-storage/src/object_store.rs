@@ -173,7 +173,12 @@ impl ObjectStoreConfig {
         self.validate()?;
         Ok(match self {
             ObjectStoreConfig::Fs { root } => {
-                let builder = opendal::services::Fs::default().root(&root.to_string_lossy());
+                // Write through a temporary file and rename, so a crash never leaves a
+                // half-written object (manifest deltas and checkpoints rely on this).
+                let atomic = root.join(".tmp");
+                let builder = opendal::services::Fs::default()
+                    .root(&root.to_string_lossy())
+                    .atomic_write_dir(&atomic.to_string_lossy());
                 Operator::new(builder).context(BuildSnafu { kind: "fs" })?
             }
             ObjectStoreConfig::Memory => Operator::new(opendal::services::Memory::default())

@@ -1,0 +1,159 @@
+//! The region manifest: the versioned record of a region's schema and files.
+//!
+//! Every change is a [`RegionMetaActionList`] persisted as one JSON delta per version;
+//! [`RegionManifest`] is the state those deltas build. See [`ManifestManager`] for the
+//! layout on the object store.
+
+mod manager;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use strata_request::{RegionMetadata, RegionOptions};
+
+use crate::sst::{FileId, FileMeta};
+pub use manager::{ManifestConfig, ManifestError, ManifestManager};
+
+/// One change to a region.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RegionMetaAction {
+    /// A new schema (and options): at creation and on alter.
+    Change {
+        /// The schema.
+        metadata: RegionMetadata,
+        /// The options.
+        options: RegionOptions,
+    },
+    /// Files added or removed (flush, compaction) and the progress they represent.
+    Edit(RegionEdit),
+    /// Everything up to these ids is gone; all files are removed.
+    Truncate {
+        /// WAL entries up to this are obsolete.
+        truncated_entry_id: u64,
+        /// Rows up to this sequence are gone.
+        truncated_sequence: u64,
+    },
+    /// The region is being dropped (recorded for the log; ignored when replaying).
+    Remove,
+}
+
+/// Files added and removed, with the WAL and sequence progress they make durable.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionEdit {
+    /// New SST files.
+    #[serde(default)]
+    pub files_to_add: Vec<FileMeta>,
+    /// Files no longer part of the region.
+    #[serde(default)]
+    pub files_to_remove: Vec<FileId>,
+    /// Every WAL entry up to this is in SST files.
+    #[serde(default)]
+    pub flushed_entry_id: Option<u64>,
+    /// Every row up to this sequence is in SST files.
+    #[serde(default)]
+    pub flushed_sequence: Option<u64>,
+    /// The last sequence known to be committed.
+    #[serde(default)]
+    pub committed_sequence: Option<u64>,
+}
+
+/// The actions of one manifest version.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RegionMetaActionList {
+    /// Applied in order.
+    pub actions: Vec<RegionMetaAction>,
+}
+
+impl RegionMetaActionList {
+    /// A list of one action.
+    pub fn one(action: RegionMetaAction) -> Self {
+        Self {
+            actions: vec![action],
+        }
+    }
+}
+
+/// A region's state as recorded by its manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegionManifest {
+    /// Current schema.
+    pub metadata: RegionMetadata,
+    /// Current options.
+    pub options: RegionOptions,
+    /// Live SST files.
+    pub files: BTreeMap<FileId, FileMeta>,
+    /// Files removed by edits or truncation, awaiting deletion.
+    pub removed_files: Vec<FileMeta>,
+    /// Every WAL entry up to this is in SST files.
+    pub flushed_entry_id: u64,
+    /// Every row up to this sequence is in SST files.
+    pub flushed_sequence: u64,
+    /// Last committed sequence known to the manifest.
+    pub committed_sequence: u64,
+    /// Set by truncation: WAL entries up to this must not be replayed.
+    pub truncated_entry_id: Option<u64>,
+    /// The version that produced this state.
+    pub manifest_version: u64,
+}
+
+impl RegionManifest {
+    /// The state after the first `Change`.
+    fn new(metadata: RegionMetadata, options: RegionOptions, version: u64) -> Self {
+        Self {
+            metadata,
+            options,
+            files: BTreeMap::new(),
+            removed_files: Vec::new(),
+            flushed_entry_id: 0,
+            flushed_sequence: 0,
+            committed_sequence: 0,
+            truncated_entry_id: None,
+            manifest_version: version,
+        }
+    }
+
+    /// Applies `actions` as version `version`. Progress ids only ever grow (`max`), except
+    /// that truncation sets them exactly.
+    pub(crate) fn apply(&mut self, version: u64, actions: &RegionMetaActionList) {
+        for action in &actions.actions {
+            match action {
+                RegionMetaAction::Change { metadata, options } => {
+                    self.metadata = metadata.clone();
+                    self.options = options.clone();
+                }
+                RegionMetaAction::Edit(edit) => {
+                    for file in &edit.files_to_add {
+                        self.files.insert(file.file_id, file.clone());
+                    }
+                    for id in &edit.files_to_remove {
+                        if let Some(file) = self.files.remove(id) {
+                            self.removed_files.push(file);
+                        }
+                    }
+                    let max = |current: &mut u64, new: Option<u64>| {
+                        if let Some(new) = new {
+                            *current = (*current).max(new);
+                        }
+                    };
+                    max(&mut self.flushed_entry_id, edit.flushed_entry_id);
+                    max(&mut self.flushed_sequence, edit.flushed_sequence);
+                    max(&mut self.committed_sequence, edit.committed_sequence);
+                }
+                RegionMetaAction::Truncate {
+                    truncated_entry_id,
+                    truncated_sequence,
+                } => {
+                    self.flushed_entry_id = *truncated_entry_id;
+                    self.flushed_sequence = *truncated_sequence;
+                    self.committed_sequence = self.committed_sequence.max(*truncated_sequence);
+                    self.truncated_entry_id = Some(*truncated_entry_id);
+                    let files = std::mem::take(&mut self.files);
+                    self.removed_files.extend(files.into_values());
+                }
+                RegionMetaAction::Remove => {}
+            }
+        }
+        self.manifest_version = version;
+    }
+}

@@ -1,0 +1,392 @@
+//! [`ManifestManager`]: the manifest's files on the object store.
+//!
+//! Layout under `regions/{table}/{table}_{region:010}/manifest/`:
+//!
+//! ```text
+//! {version:020}.json        one RegionMetaActionList per version (version 0 = creation)
+//! {version:020}.checkpoint  the whole RegionManifest as of that version
+//! _last_checkpoint          {version, size, checksum}: which checkpoint to start from
+//! ```
+//!
+//! Writing a checkpoint: the checkpoint file, then `_last_checkpoint` (so it never points at
+//! a missing or partial checkpoint), then delete the deltas it covers and older checkpoints
+//! (failures there are only logged). Opening: the checkpoint named by `_last_checkpoint`
+//! (size and crc32c checked), then every later delta in order; a gap in the versions, an
+//! unreadable delta or a bad checkpoint is [`ManifestError::Corrupted`] naming the file.
+//! Objects are written whole or not at all (object stores are atomic per object; the `fs`
+//! store writes through a temporary file and renames).
+
+use opendal::{ErrorKind, Operator};
+use serde::{Deserialize, Serialize};
+use snafu::{ResultExt, Snafu, ensure};
+use strata_request::{RegionId, RegionMetadata, RegionOptions};
+
+use super::{RegionManifest, RegionMetaAction, RegionMetaActionList};
+use crate::object_store::region_manifest_dir;
+
+const LAST_CHECKPOINT: &str = "_last_checkpoint";
+
+/// Manifest settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ManifestConfig {
+    /// Write a checkpoint every this many versions; 0 disables checkpoints.
+    pub checkpoint_distance: u64,
+}
+
+impl Default for ManifestConfig {
+    fn default() -> Self {
+        Self {
+            checkpoint_distance: 10,
+        }
+    }
+}
+
+/// Errors of the manifest.
+#[derive(Debug, Snafu)]
+#[snafu(visibility(pub(crate)))]
+#[non_exhaustive]
+pub enum ManifestError {
+    /// The object store failed.
+    #[snafu(display("manifest: {operation} {path}: {source}"))]
+    ObjectStore {
+        /// What was being done.
+        operation: &'static str,
+        /// The object.
+        path: String,
+        /// OpenDAL's error.
+        #[snafu(source(from(opendal::Error, Box::new)))]
+        source: Box<opendal::Error>,
+    },
+    /// A manifest file is damaged or inconsistent.
+    #[snafu(display("manifest file {path} is corrupted: {reason}"))]
+    Corrupted {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// `create` found a manifest already there.
+    #[snafu(display("region {region_id} already has a manifest"))]
+    AlreadyExists {
+        /// The region.
+        region_id: RegionId,
+    },
+}
+
+/// Checkpoint pointer, written last.
+#[derive(Debug, Serialize, Deserialize)]
+struct LastCheckpoint {
+    version: u64,
+    size: u64,
+    checksum: u32,
+}
+
+/// A checkpoint file.
+#[derive(Debug, Serialize, Deserialize)]
+struct Checkpoint {
+    last_version: u64,
+    manifest: RegionManifest,
+}
+
+/// Reads and writes one region's manifest.
+#[derive(Debug)]
+pub struct ManifestManager {
+    store: Operator,
+    dir: String,
+    config: ManifestConfig,
+    manifest: RegionManifest,
+    last_checkpoint: Option<u64>,
+}
+
+impl ManifestManager {
+    /// Writes version 0 of a new region's manifest.
+    pub async fn create(
+        store: Operator,
+        metadata: RegionMetadata,
+        options: RegionOptions,
+        config: ManifestConfig,
+    ) -> Result<Self, ManifestError> {
+        let region_id = metadata.region_id();
+        let dir = region_manifest_dir(region_id);
+        let listing = list(&store, &dir).await?;
+        ensure!(
+            listing.deltas.is_empty() && !listing.has_pointer,
+            AlreadyExistsSnafu { region_id }
+        );
+        let actions = RegionMetaActionList::one(RegionMetaAction::Change {
+            metadata: metadata.clone(),
+            options: options.clone(),
+        });
+        write_json(&store, &delta_path(&dir, 0), &actions).await?;
+        let mut manifest = RegionManifest::new(metadata, options, 0);
+        manifest.apply(0, &actions);
+        Ok(Self {
+            store,
+            dir,
+            config,
+            manifest,
+            last_checkpoint: None,
+        })
+    }
+
+    /// Opens region `region_id`'s manifest; `None` if the region has none.
+    pub async fn open(
+        store: Operator,
+        region_id: RegionId,
+        config: ManifestConfig,
+    ) -> Result<Option<Self>, ManifestError> {
+        let dir = region_manifest_dir(region_id);
+        let listing = list(&store, &dir).await?;
+        let (mut state, last_checkpoint) = if listing.has_pointer {
+            let (manifest, version) = read_checkpoint(&store, &dir).await?;
+            (Some(manifest), Some(version))
+        } else {
+            (None, None)
+        };
+        let first = last_checkpoint.map_or(0, |v| v + 1);
+        let mut expected = first;
+        for &version in listing.deltas.iter().filter(|&&v| v >= first) {
+            let path = delta_path(&dir, version);
+            ensure!(
+                version == expected,
+                CorruptedSnafu {
+                    path: &path,
+                    reason: format!("version {expected} is missing before it"),
+                }
+            );
+            let actions: RegionMetaActionList = read_json(&store, &path).await?;
+            let manifest = match state.as_mut() {
+                Some(manifest) => manifest,
+                None => {
+                    let Some(RegionMetaAction::Change { metadata, options }) =
+                        actions.actions.first()
+                    else {
+                        return CorruptedSnafu {
+                            path,
+                            reason: "the first version does not define the region schema",
+                        }
+                        .fail();
+                    };
+                    state.insert(RegionManifest::new(
+                        metadata.clone(),
+                        options.clone(),
+                        version,
+                    ))
+                }
+            };
+            ensure!(
+                manifest.metadata.region_id() == region_id,
+                CorruptedSnafu {
+                    path: &path,
+                    reason: format!("belongs to region {}", manifest.metadata.region_id()),
+                }
+            );
+            manifest.apply(version, &actions);
+            expected = version + 1;
+        }
+        Ok(state.map(|manifest| Self {
+            store,
+            dir,
+            config,
+            manifest,
+            last_checkpoint,
+        }))
+    }
+
+    /// The current state.
+    pub fn manifest(&self) -> &RegionManifest {
+        &self.manifest
+    }
+
+    /// Persists `actions` as the next version and applies them; returns the version.
+    /// A checkpoint is written when due; a failed checkpoint is logged, not returned (the
+    /// update itself is durable).
+    pub async fn update(&mut self, actions: RegionMetaActionList) -> Result<u64, ManifestError> {
+        let version = self.manifest.manifest_version + 1;
+        write_json(&self.store, &delta_path(&self.dir, version), &actions).await?;
+        self.manifest.apply(version, &actions);
+        let due = self.config.checkpoint_distance > 0
+            && version - self.last_checkpoint.unwrap_or(0) >= self.config.checkpoint_distance;
+        if due {
+            match self.checkpoint(version).await {
+                Ok(()) => self.last_checkpoint = Some(version),
+                Err(error) => {
+                    tracing::warn!(dir = self.dir, version, %error, "manifest checkpoint failed; will retry");
+                }
+            }
+        }
+        Ok(version)
+    }
+
+    async fn checkpoint(&self, version: u64) -> Result<(), ManifestError> {
+        let path = checkpoint_path(&self.dir, version);
+        let bytes = serde_json::to_vec(&Checkpoint {
+            last_version: version,
+            manifest: self.manifest.clone(),
+        })
+        .map_err(|e| ManifestError::Corrupted {
+            path: path.clone(),
+            reason: format!("cannot serialize: {e}"),
+        })?;
+        let pointer = LastCheckpoint {
+            version,
+            size: bytes.len() as u64,
+            checksum: crc32c::crc32c(&bytes),
+        };
+        self.store
+            .write(&path, bytes)
+            .await
+            .context(ObjectStoreSnafu {
+                operation: "write checkpoint",
+                path: &path,
+            })?;
+        write_json(
+            &self.store,
+            &format!("{}/{LAST_CHECKPOINT}", self.dir),
+            &pointer,
+        )
+        .await?;
+        // Everything the checkpoint covers can go; failures only leave garbage behind.
+        let listing = list(&self.store, &self.dir).await?;
+        let stale = listing
+            .deltas
+            .iter()
+            .filter(|&&v| v <= version)
+            .map(|&v| delta_path(&self.dir, v))
+            .chain(
+                listing
+                    .checkpoints
+                    .iter()
+                    .filter(|&&v| v < version)
+                    .map(|&v| checkpoint_path(&self.dir, v)),
+            );
+        for path in stale {
+            if let Err(error) = self.store.delete(&path).await {
+                tracing::warn!(path, %error, "cannot delete a manifest file covered by a checkpoint");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn delta_path(dir: &str, version: u64) -> String {
+    format!("{dir}/{version:020}.json")
+}
+
+fn checkpoint_path(dir: &str, version: u64) -> String {
+    format!("{dir}/{version:020}.checkpoint")
+}
+
+/// What the manifest directory holds.
+#[derive(Debug, Default)]
+struct Listing {
+    deltas: Vec<u64>,
+    checkpoints: Vec<u64>,
+    has_pointer: bool,
+}
+
+async fn list(store: &Operator, dir: &str) -> Result<Listing, ManifestError> {
+    let entries = match store.list(&format!("{dir}/")).await {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Listing::default()),
+        Err(source) => {
+            return Err(ManifestError::ObjectStore {
+                operation: "list manifest",
+                path: dir.to_string(),
+                source: Box::new(source),
+            });
+        }
+    };
+    let mut listing = Listing::default();
+    for entry in entries {
+        let name = entry.name();
+        if name == LAST_CHECKPOINT {
+            listing.has_pointer = true;
+        } else if let Some(v) = name.strip_suffix(".json").and_then(|v| v.parse().ok()) {
+            listing.deltas.push(v);
+        } else if let Some(v) = name
+            .strip_suffix(".checkpoint")
+            .and_then(|v| v.parse().ok())
+        {
+            listing.checkpoints.push(v);
+        }
+    }
+    listing.deltas.sort_unstable();
+    listing.checkpoints.sort_unstable();
+    Ok(listing)
+}
+
+/// Reads the checkpoint `_last_checkpoint` points to; returns it and its version.
+async fn read_checkpoint(
+    store: &Operator,
+    dir: &str,
+) -> Result<(RegionManifest, u64), ManifestError> {
+    let pointer: LastCheckpoint = read_json(store, &format!("{dir}/{LAST_CHECKPOINT}")).await?;
+    let path = checkpoint_path(dir, pointer.version);
+    let bytes = store
+        .read(&path)
+        .await
+        .context(ObjectStoreSnafu {
+            operation: "read checkpoint",
+            path: &path,
+        })?
+        .to_vec();
+    ensure!(
+        bytes.len() as u64 == pointer.size && crc32c::crc32c(&bytes) == pointer.checksum,
+        CorruptedSnafu {
+            path: &path,
+            reason: "size or checksum differs from _last_checkpoint",
+        }
+    );
+    let checkpoint: Checkpoint =
+        serde_json::from_slice(&bytes).map_err(|e| ManifestError::Corrupted {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+    ensure!(
+        checkpoint.last_version == pointer.version,
+        CorruptedSnafu {
+            path,
+            reason: "version differs from _last_checkpoint",
+        }
+    );
+    Ok((checkpoint.manifest, pointer.version))
+}
+
+async fn read_json<T: for<'de> Deserialize<'de>>(
+    store: &Operator,
+    path: &str,
+) -> Result<T, ManifestError> {
+    let bytes = store
+        .read(path)
+        .await
+        .context(ObjectStoreSnafu {
+            operation: "read",
+            path,
+        })?
+        .to_vec();
+    serde_json::from_slice(&bytes).map_err(|e| ManifestError::Corrupted {
+        path: path.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+async fn write_json<T: Serialize>(
+    store: &Operator,
+    path: &str,
+    value: &T,
+) -> Result<(), ManifestError> {
+    let bytes = serde_json::to_vec(value).map_err(|e| ManifestError::Corrupted {
+        path: path.to_string(),
+        reason: format!("cannot serialize: {e}"),
+    })?;
+    store.write(path, bytes).await.context(ObjectStoreSnafu {
+        operation: "write",
+        path,
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,306 @@
+use opendal::Operator;
+use strata_request::{ColumnDataType, ColumnSchema, RegionMetadataBuilder};
+
+use super::*;
+use crate::manifest::RegionEdit;
+use crate::sst::{FileId, FileMeta};
+
+fn region() -> RegionId {
+    RegionId::new(9, 2)
+}
+
+fn metadata() -> RegionMetadata {
+    RegionMetadataBuilder::new(region())
+        .column(ColumnSchema::tag("host"))
+        .column(ColumnSchema::timestamp(
+            "ts",
+            ColumnDataType::TimestampMillisecond,
+        ))
+        .build()
+        .unwrap()
+}
+
+fn store() -> Operator {
+    Operator::new(opendal::services::Memory::default()).unwrap()
+}
+
+fn file(rows: u64) -> FileMeta {
+    FileMeta {
+        region_id: region(),
+        file_id: FileId::random(),
+        level: 0,
+        time_range: (0, 10),
+        num_rows: rows,
+        num_row_groups: 1,
+        file_size: 100,
+        max_sequence: rows,
+        checksum: 7,
+    }
+}
+
+fn edit(
+    files: Vec<FileMeta>,
+    remove: Vec<FileId>,
+    entry: u64,
+    sequence: u64,
+) -> RegionMetaActionList {
+    RegionMetaActionList::one(RegionMetaAction::Edit(RegionEdit {
+        files_to_add: files,
+        files_to_remove: remove,
+        flushed_entry_id: Some(entry),
+        flushed_sequence: Some(sequence),
+        committed_sequence: None,
+    }))
+}
+
+fn config(distance: u64) -> ManifestConfig {
+    ManifestConfig {
+        checkpoint_distance: distance,
+    }
+}
+
+async fn names(store: &Operator) -> Vec<String> {
+    let mut names: Vec<String> = store
+        .list(&format!("{}/", region_manifest_dir(region())))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name().to_string())
+        .filter(|n| !n.is_empty() && !n.ends_with('/'))
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn a_created_manifest_reopens_with_the_same_state_and_a_missing_one_is_none() {
+    let store = store();
+    assert!(
+        ManifestManager::open(store.clone(), region(), config(10))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let mut m = ManifestManager::create(
+        store.clone(),
+        metadata(),
+        RegionOptions::default(),
+        config(10),
+    )
+    .await
+    .unwrap();
+    assert_eq!(m.manifest().manifest_version, 0);
+    let f = file(5);
+    assert_eq!(
+        m.update(edit(vec![f.clone()], vec![], 3, 30))
+            .await
+            .unwrap(),
+        1
+    );
+    let reopened = ManifestManager::open(store.clone(), region(), config(10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reopened.manifest(), m.manifest());
+    assert_eq!(reopened.manifest().files.get(&f.file_id), Some(&f));
+    assert_eq!(reopened.manifest().metadata, metadata());
+
+    let err = ManifestManager::create(store, metadata(), RegionOptions::default(), config(10))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ManifestError::AlreadyExists { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn progress_ids_only_grow_and_truncation_sets_them_and_removes_every_file() {
+    let mut m = ManifestManager::create(store(), metadata(), RegionOptions::default(), config(0))
+        .await
+        .unwrap();
+    let (a, b) = (file(1), file(2));
+    m.update(edit(vec![a.clone(), b.clone()], vec![], 10, 100))
+        .await
+        .unwrap();
+    m.update(edit(vec![], vec![a.file_id], 5, 50))
+        .await
+        .unwrap();
+    let s = m.manifest();
+    assert_eq!(
+        (s.flushed_entry_id, s.flushed_sequence),
+        (10, 100),
+        "max semantics"
+    );
+    assert_eq!(s.files.len(), 1);
+    assert_eq!(s.removed_files, [a]);
+
+    m.update(RegionMetaActionList::one(RegionMetaAction::Truncate {
+        truncated_entry_id: 4,
+        truncated_sequence: 40,
+    }))
+    .await
+    .unwrap();
+    let s = m.manifest();
+    assert_eq!(
+        (s.flushed_entry_id, s.flushed_sequence, s.truncated_entry_id),
+        (4, 40, Some(4))
+    );
+    assert!(s.files.is_empty());
+    assert!(s.removed_files.contains(&b));
+}
+
+#[tokio::test]
+async fn checkpoints_replace_old_deltas_and_open_from_checkpoint_plus_later_deltas() {
+    let store = store();
+    let mut m = ManifestManager::create(
+        store.clone(),
+        metadata(),
+        RegionOptions::default(),
+        config(3),
+    )
+    .await
+    .unwrap();
+    for i in 1..=7 {
+        m.update(edit(vec![file(i)], vec![], i, i * 10))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        names(&store).await,
+        [
+            "00000000000000000006.checkpoint",
+            "00000000000000000007.json",
+            "_last_checkpoint"
+        ]
+    );
+    let reopened = ManifestManager::open(store.clone(), region(), config(3))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reopened.manifest(), m.manifest());
+    assert_eq!(reopened.manifest().files.len(), 7);
+    assert_eq!(reopened.manifest().manifest_version, 7);
+
+    // The reopened manager continues the version sequence and checkpoints on schedule.
+    let mut reopened = reopened;
+    assert_eq!(
+        reopened.update(edit(vec![], vec![], 8, 80)).await.unwrap(),
+        8
+    );
+    assert_eq!(
+        reopened.update(edit(vec![], vec![], 9, 90)).await.unwrap(),
+        9
+    );
+    assert!(
+        names(&store)
+            .await
+            .contains(&"00000000000000000009.checkpoint".to_string())
+    );
+}
+
+#[tokio::test]
+async fn a_damaged_delta_checkpoint_or_missing_version_is_an_error_naming_the_file() {
+    let dir = region_manifest_dir(region());
+
+    let store = store();
+    let mut m = ManifestManager::create(
+        store.clone(),
+        metadata(),
+        RegionOptions::default(),
+        config(0),
+    )
+    .await
+    .unwrap();
+    m.update(edit(vec![file(1)], vec![], 1, 1)).await.unwrap();
+    store
+        .write(
+            &format!("{dir}/00000000000000000001.json"),
+            b"{\"actions\": [tru".to_vec(),
+        )
+        .await
+        .unwrap();
+    let err = ManifestManager::open(store.clone(), region(), config(0))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ManifestError::Corrupted { .. }), "{err}");
+    assert!(
+        err.to_string().contains("00000000000000000001.json"),
+        "{err}"
+    );
+
+    let store2 = self::store();
+    let mut m = ManifestManager::create(
+        store2.clone(),
+        metadata(),
+        RegionOptions::default(),
+        config(2),
+    )
+    .await
+    .unwrap();
+    for i in 1..=3 {
+        m.update(edit(vec![file(i)], vec![], i, i)).await.unwrap();
+    }
+    let checkpoint = format!("{dir}/00000000000000000002.checkpoint");
+    let mut bytes = store2.read(&checkpoint).await.unwrap().to_vec();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    store2.write(&checkpoint, bytes).await.unwrap();
+    let err = ManifestManager::open(store2.clone(), region(), config(2))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("00000000000000000002.checkpoint"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("checksum"), "{err}");
+
+    let store3 = self::store();
+    let mut m = ManifestManager::create(
+        store3.clone(),
+        metadata(),
+        RegionOptions::default(),
+        config(0),
+    )
+    .await
+    .unwrap();
+    for i in 1..=3 {
+        m.update(edit(vec![], vec![], i, i)).await.unwrap();
+    }
+    store3
+        .delete(&format!("{dir}/00000000000000000002.json"))
+        .await
+        .unwrap();
+    let err = ManifestManager::open(store3, region(), config(0))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("version 2 is missing"), "{err}");
+}
+
+#[tokio::test]
+async fn manifests_live_on_the_fs_store_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::ObjectStoreConfig::Fs {
+        root: dir.path().to_path_buf(),
+    }
+    .build()
+    .unwrap();
+    let mut m = ManifestManager::create(
+        store.clone(),
+        metadata(),
+        RegionOptions::default(),
+        config(2),
+    )
+    .await
+    .unwrap();
+    for i in 1..=3 {
+        m.update(edit(vec![file(i)], vec![], i, i)).await.unwrap();
+    }
+    let reopened = ManifestManager::open(store, region(), config(2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reopened.manifest(), m.manifest());
+    assert!(
+        dir.path()
+            .join("regions/9/9_0000000002/manifest/_last_checkpoint")
+            .exists()
+    );
+}
