@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, RecordBatch, UInt8Array, UInt64Array};
+use arrow_array::{ArrayRef, RecordBatch, RecordBatchOptions, UInt8Array, UInt64Array};
 use arrow_buffer::ScalarBuffer;
 use arrow_row::{Row, Rows};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
@@ -74,7 +74,9 @@ impl SortedBatch {
             columns.push(Arc::new(UInt64Array::new(self.sequences.clone(), None)));
             columns.push(Arc::new(UInt8Array::new(self.op_types.clone(), None)));
         }
-        RecordBatch::try_new(schema.clone(), columns)
+        // An explicit row count keeps zero-column projections (counting scans) valid.
+        let options = RecordBatchOptions::new().with_row_count(Some(self.num_rows()));
+        RecordBatch::try_new_with_options(schema.clone(), columns, &options)
     }
 }
 

@@ -26,6 +26,14 @@ pub enum StorageError {
         /// The memtable.
         memtable_id: u32,
     },
+    /// A schema change needs empty memtables (flush first).
+    #[snafu(display(
+        "region {region_id}: the memtables must be empty to change the schema; flush first"
+    ))]
+    MemtablesNotEmpty {
+        /// The region.
+        region_id: RegionId,
+    },
     /// A projection names a column index the schema does not have.
     #[snafu(display(
         "region {region_id}: projection index {index} is out of range ({columns} columns)"

@@ -16,7 +16,10 @@
 //! - [`ManifestManager`]: the versioned manifest (JSON deltas, checkpoints,
 //!   `_last_checkpoint` with a checksum written last).
 //!
-//! Version control and scans are still to come
+//! - [`VersionControl`]: immutable [`Version`] snapshots swapped atomically; [`scan`] reads
+//!   a snapshot; [`flush_memtable`] writes a memtable as an SST.
+//!
+//! Benchmarks and the S3 test are still to come
 //! (see the issue tracker); this crate is their home.
 //!
 //! # Layering
@@ -32,6 +35,7 @@ mod memtable;
 mod object_store;
 mod read;
 mod sst;
+mod version;
 
 pub use batch::{OP_TYPE_COLUMN, SEQUENCE_COLUMN, SortedBatch, output_schema};
 pub use error::StorageError;
@@ -47,8 +51,11 @@ pub use object_store::{
     ObjectStoreConfig, ObjectStoreError, S3Config, Secret, region_data_dir, region_dir,
     region_manifest_dir,
 };
-pub use read::{BatchStream, MergeOptions, merge};
+pub use read::{
+    BatchStream, MergeOptions, RecordBatchStream, ScanRequest, flush_memtable, merge, scan,
+};
 pub use sst::{
     FileId, FileMeta, REGION_METADATA_KEY, SstReadOptions, SstWriteOptions, read_sst, verify_sst,
     write_sst,
 };
+pub use version::{MAX_LEVEL, MemtableVersion, Version, VersionControl, VersionControlData};

@@ -162,6 +162,11 @@ impl TimeSeriesMemtable {
         self.codec.metadata()
     }
 
+    /// The key codec its rows' keys come from.
+    pub fn codec(&self) -> &Arc<KeyCodec> {
+        &self.codec
+    }
+
     /// Inserts `batch` (already validated against the region schema) as `op_type` rows with
     /// sequences `first_sequence`, `first_sequence + 1`, ...
     pub fn write(

@@ -1,5 +1,7 @@
-//! The read path: merging sorted sources and deduplicating them.
+//! The read path: merging sorted sources, deduplicating them, and scanning snapshots.
 
 mod merge;
+mod scan;
 
 pub use merge::{BatchStream, MergeOptions, merge};
+pub use scan::{RecordBatchStream, ScanRequest, flush_memtable, scan};

@@ -216,7 +216,9 @@ impl Merger {
             .sum();
         let mut keys = self.codec.empty_rows(picked.len(), key_bytes);
         for &(b, r) in picked {
-            keys.push(held[b].key(r));
+            // Re-parse with this merge's codec: sources may come from other codec instances
+            // of the same schema (byte-compatible), and `Rows` only takes its own rows.
+            keys.push(self.codec.parse(held[b].key(r).data()));
         }
         let timestamps: ScalarBuffer<i64> =
             picked.iter().map(|&(b, r)| held[b].timestamp(r)).collect();

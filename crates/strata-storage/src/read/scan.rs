@@ -1,0 +1,134 @@
+//! [`scan`]: a region snapshot's rows, merged and deduplicated, as Arrow record batches.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use futures::{Stream, StreamExt};
+use opendal::Operator;
+use snafu::ResultExt;
+
+use super::merge::{BatchStream, MergeOptions, merge};
+use crate::batch::output_schema;
+use crate::error::{ArrowSnafu, StorageError};
+use crate::memtable::{IterOptions, TimeRange, TimeSeriesMemtable};
+use crate::object_store::region_data_dir;
+use crate::sst::{FileMeta, SstReadOptions, SstWriteOptions, read_sst, write_sst};
+use crate::version::VersionControlData;
+
+/// A stream of scan results.
+pub type RecordBatchStream = Pin<Box<dyn Stream<Item = Result<RecordBatch, StorageError>> + Send>>;
+
+/// What to scan.
+#[derive(Debug, Clone)]
+pub struct ScanRequest {
+    /// Region column indices to return, ascending; `None` returns every column.
+    pub projection: Option<Vec<usize>>,
+    /// Only rows whose timestamp lies in this range.
+    pub time_range: Option<TimeRange>,
+    /// Only rows with a sequence at or below this; `None` = the snapshot's committed
+    /// sequence, so rows written after the snapshot are never seen.
+    pub max_sequence: Option<u64>,
+    /// Most rows per batch.
+    pub batch_rows: usize,
+}
+
+impl Default for ScanRequest {
+    fn default() -> Self {
+        Self {
+            projection: None,
+            time_range: None,
+            max_sequence: None,
+            batch_rows: 4096,
+        }
+    }
+}
+
+/// Scans `snapshot`: prunes memtables and files by time range, merges them by (primary
+/// key, timestamp, sequence descending), keeps the newest row of each key and timestamp,
+/// and drops deleted keys. Rows come out in (primary key, timestamp) order.
+pub async fn scan(
+    store: &Operator,
+    snapshot: &VersionControlData,
+    request: ScanRequest,
+) -> Result<RecordBatchStream, StorageError> {
+    let version = &snapshot.version;
+    let metadata = version.metadata.clone();
+    let region_id = metadata.region_id();
+    let projection = request
+        .projection
+        .clone()
+        .unwrap_or_else(|| (0..metadata.columns().len()).collect());
+    let max_sequence = request.max_sequence.unwrap_or(snapshot.committed_sequence);
+    let overlaps = |range: Option<TimeRange>| match (request.time_range, range) {
+        (_, None) => false,
+        (None, Some(_)) => true,
+        (Some(wanted), Some(have)) => wanted.overlaps(&have),
+    };
+
+    let mut sources: Vec<BatchStream> = Vec::new();
+    for memtable in version.memtables.all() {
+        if !overlaps(memtable.stats().time_range) {
+            continue;
+        }
+        let rows = memtable.iter(IterOptions {
+            projection: Some(projection.clone()),
+            time_range: request.time_range,
+            max_sequence: Some(max_sequence),
+            batch_rows: request.batch_rows,
+        })?;
+        sources.push(Box::pin(futures::stream::iter(rows)));
+    }
+    let data_dir = region_data_dir(region_id);
+    for file in version.all_files() {
+        if !overlaps(Some(file.time_range())) {
+            continue;
+        }
+        let options = SstReadOptions {
+            projection: Some(projection.clone()),
+            time_range: request.time_range,
+            batch_rows: request.batch_rows,
+        };
+        sources.push(read_sst(store, &file.path(&data_dir), version.codec.clone(), options).await?);
+    }
+    let merged = merge(
+        version.codec.clone(),
+        sources,
+        MergeOptions {
+            batch_rows: request.batch_rows,
+            ..MergeOptions::scan()
+        },
+    );
+    let schema = output_schema(&metadata, &projection, false);
+    Ok(Box::pin(merged.map(move |batch| {
+        batch?.to_record_batch(&schema).context(ArrowSnafu {
+            region_id,
+            operation: "build scan output",
+        })
+    })))
+}
+
+/// Writes `memtable`'s rows — deduplicated, tombstones kept — as one SST in its region's
+/// data directory. `None` if the memtable is empty.
+pub async fn flush_memtable(
+    store: &Operator,
+    memtable: &Arc<TimeSeriesMemtable>,
+    options: &SstWriteOptions,
+) -> Result<Option<FileMeta>, StorageError> {
+    let metadata = memtable.metadata().clone();
+    let codec = memtable.codec().clone();
+    let rows = memtable.iter(IterOptions {
+        batch_rows: 8192,
+        ..IterOptions::default()
+    })?;
+    let source: BatchStream = Box::pin(futures::stream::iter(rows));
+    let merged = merge(codec, vec![source], MergeOptions::flush());
+    write_sst(
+        store,
+        &region_data_dir(metadata.region_id()),
+        &metadata,
+        merged,
+        options,
+    )
+    .await
+}

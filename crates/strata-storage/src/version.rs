@@ -1,0 +1,332 @@
+//! [`VersionControl`]: a region's current [`Version`] — schema, memtables, SST files and
+//! progress ids — as an immutable snapshot swapped atomically.
+//!
+//! Readers (scans, flush jobs) clone the `Arc<Version>` and keep reading it however the
+//! region changes afterwards. Every mutation builds a new `Version` and swaps it under the
+//! write lock; in the engine they all happen on the region's worker.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use snafu::ensure;
+use strata_buffer::WriteBufferManagerRef;
+use strata_request::{RegionMetadata, RegionOptions};
+
+use crate::error::{MemtablesNotEmptySnafu, StorageError};
+use crate::key::KeyCodec;
+use crate::manifest::{RegionEdit, RegionManifest};
+use crate::memtable::{MemtableId, TimeSeriesMemtable};
+use crate::sst::{FileId, FileMeta};
+
+/// Number of LSM levels: 0 for flushed files, 1 for compacted ones.
+pub const MAX_LEVEL: usize = 2;
+
+/// The mutable memtable and the frozen ones waiting to be flushed (oldest first).
+#[derive(Debug, Clone)]
+pub struct MemtableVersion {
+    /// Takes new writes.
+    pub mutable: Arc<TimeSeriesMemtable>,
+    /// Frozen, oldest first; a failed flush leaves them here for the next one.
+    pub immutables: Vec<Arc<TimeSeriesMemtable>>,
+}
+
+impl MemtableVersion {
+    /// Whether no memtable holds a row.
+    pub fn is_empty(&self) -> bool {
+        self.mutable.is_empty() && self.immutables.iter().all(|m| m.is_empty())
+    }
+
+    /// Estimated bytes of the mutable memtable.
+    pub fn mutable_usage(&self) -> usize {
+        self.mutable.stats().estimated_bytes
+    }
+
+    /// Estimated bytes of all memtables.
+    pub fn total_usage(&self) -> usize {
+        self.mutable_usage()
+            + self
+                .immutables
+                .iter()
+                .map(|m| m.stats().estimated_bytes)
+                .sum::<usize>()
+    }
+
+    /// Every memtable, immutables first.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<TimeSeriesMemtable>> {
+        self.immutables.iter().chain(std::iter::once(&self.mutable))
+    }
+}
+
+/// One immutable snapshot of a region.
+#[derive(Debug, Clone)]
+pub struct Version {
+    /// The schema.
+    pub metadata: Arc<RegionMetadata>,
+    /// Key codec of the schema.
+    pub codec: Arc<KeyCodec>,
+    /// Region options.
+    pub options: RegionOptions,
+    /// Memtables.
+    pub memtables: MemtableVersion,
+    /// SST files by level.
+    pub files: [BTreeMap<FileId, FileMeta>; MAX_LEVEL],
+    /// Every WAL entry up to this is in SST files.
+    pub flushed_entry_id: u64,
+    /// Every row up to this sequence is in SST files.
+    pub flushed_sequence: u64,
+    /// WAL entries up to this were truncated and must not be replayed.
+    pub truncated_entry_id: Option<u64>,
+}
+
+impl Version {
+    /// A version with empty memtables built from `manifest`, charging `write_buffer`.
+    pub fn from_manifest(
+        manifest: &RegionManifest,
+        write_buffer: Option<WriteBufferManagerRef>,
+    ) -> Result<Self, StorageError> {
+        let metadata = Arc::new(manifest.metadata.clone());
+        let codec = Arc::new(KeyCodec::new(metadata.clone())?);
+        let mut files: [BTreeMap<FileId, FileMeta>; MAX_LEVEL] = Default::default();
+        for file in manifest.files.values() {
+            files[usize::from(file.level).min(MAX_LEVEL - 1)].insert(file.file_id, file.clone());
+        }
+        Ok(Self {
+            memtables: MemtableVersion {
+                mutable: Arc::new(TimeSeriesMemtable::new(0, codec.clone(), write_buffer)),
+                immutables: Vec::new(),
+            },
+            metadata,
+            codec,
+            options: manifest.options.clone(),
+            files,
+            flushed_entry_id: manifest.flushed_entry_id,
+            flushed_sequence: manifest.flushed_sequence,
+            truncated_entry_id: manifest.truncated_entry_id,
+        })
+    }
+
+    /// Every SST file, all levels.
+    pub fn all_files(&self) -> impl Iterator<Item = &FileMeta> {
+        self.files.iter().flat_map(|level| level.values())
+    }
+
+    fn next_memtable_id(&self) -> MemtableId {
+        self.memtables.all().map(|m| m.id()).max().unwrap_or(0) + 1
+    }
+}
+
+/// What readers snapshot: the version plus the region's progress counters.
+#[derive(Debug, Clone)]
+pub struct VersionControlData {
+    /// The current version.
+    pub version: Arc<Version>,
+    /// Last sequence whose rows are all visible in memtables or files.
+    pub committed_sequence: u64,
+    /// Last WAL entry written or replayed.
+    pub last_entry_id: u64,
+    /// The region was dropped.
+    pub is_dropped: bool,
+}
+
+/// The current version of one region.
+#[derive(Debug)]
+pub struct VersionControl {
+    data: RwLock<VersionControlData>,
+}
+
+impl VersionControl {
+    /// Starts at `version`; counters begin at its flushed ids.
+    pub fn new(version: Version) -> Self {
+        let data = VersionControlData {
+            committed_sequence: version.flushed_sequence,
+            last_entry_id: version.flushed_entry_id,
+            version: Arc::new(version),
+            is_dropped: false,
+        };
+        Self {
+            data: RwLock::new(data),
+        }
+    }
+
+    /// A snapshot of the current version and counters.
+    pub fn current(&self) -> VersionControlData {
+        self.read().clone()
+    }
+
+    /// Publishes the sequence and entry id of rows now visible in the memtables.
+    pub fn set_sequence_and_entry_id(&self, committed_sequence: u64, last_entry_id: u64) {
+        let mut data = self.write();
+        data.committed_sequence = data.committed_sequence.max(committed_sequence);
+        data.last_entry_id = data.last_entry_id.max(last_entry_id);
+        Self::check(&data);
+    }
+
+    /// Freezes a non-empty mutable memtable into the immutables and starts a fresh one;
+    /// does nothing when the mutable memtable is empty.
+    pub fn freeze_mutable(&self) {
+        let mut data = self.write();
+        let version = &data.version;
+        if version.memtables.mutable.is_empty() {
+            return;
+        }
+        let old = version.memtables.mutable.clone();
+        old.freeze();
+        let mutable = Arc::new(old.fork(version.next_memtable_id(), version.codec.clone()));
+        let mut immutables = version.memtables.immutables.clone();
+        immutables.push(old);
+        let next = Version {
+            memtables: MemtableVersion {
+                mutable,
+                immutables,
+            },
+            ..Version::clone(version)
+        };
+        data.version = Arc::new(next);
+    }
+
+    /// Applies a persisted edit: adds and removes files, raises the flushed ids, and drops
+    /// the flushed immutable memtables.
+    pub fn apply_edit(&self, edit: &RegionEdit, memtables_to_remove: &[MemtableId]) {
+        let mut data = self.write();
+        let mut next = Version::clone(&data.version);
+        for file in &edit.files_to_add {
+            next.files[usize::from(file.level).min(MAX_LEVEL - 1)]
+                .insert(file.file_id, file.clone());
+        }
+        for id in &edit.files_to_remove {
+            for level in &mut next.files {
+                level.remove(id);
+            }
+        }
+        if let Some(id) = edit.flushed_entry_id {
+            next.flushed_entry_id = next.flushed_entry_id.max(id);
+        }
+        if let Some(seq) = edit.flushed_sequence {
+            next.flushed_sequence = next.flushed_sequence.max(seq);
+        }
+        next.memtables
+            .immutables
+            .retain(|m| !memtables_to_remove.contains(&m.id()));
+        if let Some(seq) = edit.committed_sequence {
+            data.committed_sequence = data.committed_sequence.max(seq);
+        }
+        data.version = Arc::new(next);
+        Self::check(&data);
+    }
+
+    /// Installs a new schema; the memtables must be empty (flush first).
+    pub fn alter_schema(
+        &self,
+        metadata: RegionMetadata,
+        options: RegionOptions,
+    ) -> Result<(), StorageError> {
+        let mut data = self.write();
+        let version = &data.version;
+        ensure!(
+            version.memtables.is_empty(),
+            MemtablesNotEmptySnafu {
+                region_id: metadata.region_id()
+            }
+        );
+        let metadata = Arc::new(metadata);
+        let codec = Arc::new(KeyCodec::new(metadata.clone())?);
+        let mutable = Arc::new(
+            version
+                .memtables
+                .mutable
+                .fork(version.next_memtable_id(), codec.clone()),
+        );
+        let next = Version {
+            metadata,
+            codec,
+            options,
+            memtables: MemtableVersion {
+                mutable,
+                immutables: Vec::new(),
+            },
+            ..Version::clone(version)
+        };
+        data.version = Arc::new(next);
+        Ok(())
+    }
+
+    /// Forgets every row and file: fresh memtables, no files, flushed ids set exactly.
+    pub fn truncate(&self, truncated_entry_id: u64, truncated_sequence: u64) {
+        let mut data = self.write();
+        let version = &data.version;
+        let mutable = Arc::new(
+            version
+                .memtables
+                .mutable
+                .fork(version.next_memtable_id(), version.codec.clone()),
+        );
+        let next = Version {
+            memtables: MemtableVersion {
+                mutable,
+                immutables: Vec::new(),
+            },
+            files: Default::default(),
+            flushed_entry_id: truncated_entry_id,
+            flushed_sequence: truncated_sequence,
+            truncated_entry_id: Some(truncated_entry_id),
+            ..Version::clone(version)
+        };
+        data.version = Arc::new(next);
+        data.committed_sequence = data.committed_sequence.max(truncated_sequence);
+        data.last_entry_id = data.last_entry_id.max(truncated_entry_id);
+        Self::check(&data);
+    }
+
+    /// Marks the region dropped and empties the version.
+    pub fn mark_dropped(&self) {
+        let mut data = self.write();
+        let version = &data.version;
+        let mutable = Arc::new(
+            version
+                .memtables
+                .mutable
+                .fork(version.next_memtable_id(), version.codec.clone()),
+        );
+        let next = Version {
+            memtables: MemtableVersion {
+                mutable,
+                immutables: Vec::new(),
+            },
+            files: Default::default(),
+            ..Version::clone(version)
+        };
+        data.version = Arc::new(next);
+        data.is_dropped = true;
+    }
+
+    /// The reference's invariants: flushed progress never passes written progress.
+    fn check(data: &VersionControlData) {
+        debug_assert!(
+            data.version.flushed_entry_id <= data.last_entry_id,
+            "flushed entry id {} > last entry id {}",
+            data.version.flushed_entry_id,
+            data.last_entry_id
+        );
+        debug_assert!(
+            data.version.flushed_sequence <= data.committed_sequence,
+            "flushed sequence {} > committed sequence {}",
+            data.version.flushed_sequence,
+            data.committed_sequence
+        );
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, VersionControlData> {
+        self.data
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, VersionControlData> {
+        self.data
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests;
