@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 /// `(package, bench target)` in the order they appear in the report.
-const BENCHES: &[(&str, &str)] = &[("strata-wal", "append")];
+const BENCHES: &[(&str, &str)] = &[("strata-wal", "append"), ("strata-storage", "flush")];
 
 pub(crate) fn bench(root: &Path) -> Result<(), String> {
     let mut sections = Vec::new();

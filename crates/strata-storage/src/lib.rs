@@ -56,6 +56,6 @@ pub use read::{
 };
 pub use sst::{
     FileId, FileMeta, REGION_METADATA_KEY, SstReadOptions, SstWriteOptions, read_sst, verify_sst,
-    write_sst,
+    write_sst, writer_properties,
 };
 pub use version::{MAX_LEVEL, MemtableVersion, Version, VersionControl, VersionControlData};

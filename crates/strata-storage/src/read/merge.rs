@@ -55,11 +55,23 @@ impl MergeOptions {
 }
 
 /// Merges `sources` (all with the same projection) into one sorted stream.
+///
+/// One source needs no merging: its batches pass through whole, or filtered when
+/// deduplication drops rows (see [`dedup_single`]).
 pub fn merge(
     codec: Arc<KeyCodec>,
-    sources: Vec<BatchStream>,
+    mut sources: Vec<BatchStream>,
     options: MergeOptions,
 ) -> BatchStream {
+    if sources.len() == 1
+        && let Some(source) = sources.pop()
+    {
+        return if options.dedup {
+            dedup_single(codec, source, options)
+        } else {
+            source
+        };
+    }
     let merger = Merger {
         codec,
         options: MergeOptions {
@@ -92,6 +104,80 @@ pub fn merge(
 
 /// The merge order of a row: key, then timestamp, then newest sequence first.
 type SortKey<'a> = (arrow_row::Row<'a>, i64, Reverse<u64>);
+
+/// Deduplicates one sorted source batch by batch: a row is dropped when its (key,
+/// timestamp) equals the previous row's (which is newer), and with `filter_deleted` when it
+/// is a delete. Batches with nothing to drop pass through unchanged.
+fn dedup_single(codec: Arc<KeyCodec>, source: BatchStream, options: MergeOptions) -> BatchStream {
+    let mut last: Option<(SortedBatch, usize)> = None;
+    Box::pin(source.filter_map(move |item| {
+        let result = item.and_then(|batch| {
+            let mut keep = Vec::with_capacity(batch.num_rows());
+            for row in 0..batch.num_rows() {
+                let duplicate = match &last {
+                    Some((lb, lr)) if row == 0 => {
+                        lb.timestamp(*lr) == batch.timestamp(0) && lb.key(*lr) == batch.key(0)
+                    }
+                    _ if row > 0 => {
+                        batch.timestamp(row - 1) == batch.timestamp(row)
+                            && batch.key(row - 1) == batch.key(row)
+                    }
+                    _ => false,
+                };
+                let deleted = options.filter_deleted && batch.op_type(row) == OpType::Delete;
+                keep.push(!duplicate && !deleted);
+            }
+            if !batch.is_empty() {
+                last = Some((batch.clone(), batch.num_rows() - 1));
+            }
+            if keep.iter().all(|&k| k) {
+                Ok(Some(batch))
+            } else if keep.iter().any(|&k| k) {
+                filter_batch(&codec, &batch, &keep).map(Some)
+            } else {
+                Ok(None)
+            }
+        });
+        std::future::ready(result.transpose())
+    }))
+}
+
+/// The rows of `batch` where `keep` is true.
+fn filter_batch(
+    codec: &KeyCodec,
+    batch: &SortedBatch,
+    keep: &[bool],
+) -> Result<SortedBatch, StorageError> {
+    let region_id = codec.metadata().region_id();
+    let rows: Vec<usize> = keep
+        .iter()
+        .enumerate()
+        .filter(|(_, k)| **k)
+        .map(|(i, _)| i)
+        .collect();
+    let key_bytes = rows.iter().map(|&r| batch.key(r).data().len()).sum();
+    let mut keys = codec.empty_rows(rows.len(), key_bytes);
+    for &r in &rows {
+        keys.push(codec.parse(batch.key(r).data()));
+    }
+    let mask = arrow_array::BooleanArray::from(keep.to_vec());
+    let columns = batch
+        .columns
+        .iter()
+        .map(|c| arrow_select::filter::filter(c.as_ref(), &mask))
+        .collect::<Result<Vec<_>, _>>()
+        .context(ArrowSnafu {
+            region_id,
+            operation: "drop duplicate rows",
+        })?;
+    Ok(SortedBatch {
+        keys: Arc::new(keys),
+        timestamps: rows.iter().map(|&r| batch.timestamps[r]).collect(),
+        sequences: rows.iter().map(|&r| batch.sequences[r]).collect(),
+        op_types: rows.iter().map(|&r| batch.op_types[r]).collect(),
+        columns,
+    })
+}
 
 struct Source {
     stream: BatchStream,

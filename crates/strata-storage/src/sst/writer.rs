@@ -172,10 +172,11 @@ async fn write_file(
     })
 }
 
-/// zstd everywhere; timestamps and sequences delta-encoded without dictionaries; float
-/// fields without dictionaries (high cardinality makes dictionaries a ~3× slowdown) in
-/// byte-stream-split encoding; the region schema in the key-value metadata.
-fn writer_properties(
+/// The Parquet writer properties of SSTs for `metadata`: zstd everywhere; timestamps and
+/// sequences delta-encoded without dictionaries; float fields without dictionaries (high
+/// cardinality makes dictionaries a ~3× slowdown) in byte-stream-split encoding; the region
+/// schema in the key-value metadata. Public so benchmarks compare like with like.
+pub fn writer_properties(
     metadata: &RegionMetadata,
     options: &SstWriteOptions,
 ) -> Result<WriterProperties, StorageError> {

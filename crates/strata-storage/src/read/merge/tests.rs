@@ -174,16 +174,20 @@ proptest! {
         ),
         batch_rows in 1usize..9,
         range in proptest::option::of((0i64..6, 0i64..6)),
+        memtable_count in 1usize..5,
     ) {
         let codec = codec();
-        let memtables: Vec<TimeSeriesMemtable> =
-            (0..4).map(|i| TimeSeriesMemtable::new(i, codec.clone(), None)).collect();
+        // One memtable exercises the single-source path (no merge, dedup within and across
+        // its batches); more exercise the k-way merge.
+        let memtables: Vec<TimeSeriesMemtable> = (0..memtable_count as u32)
+            .map(|i| TimeSeriesMemtable::new(i, codec.clone(), None))
+            .collect();
         let mut model: BTreeMap<(String, i64), (i64, bool)> = BTreeMap::new();
         let mut sequence = 1;
         for (target, rows, delete) in &ops {
             let rows: Vec<(String, i64, i64)> = rows.iter().map(|r| (format!("h{}", r.0), r.1, r.2)).collect();
             let op = if *delete { OpType::Delete } else { OpType::Put };
-            memtables[*target].write(&batch(&codec, &rows), op, sequence).unwrap();
+            memtables[*target % memtable_count].write(&batch(&codec, &rows), op, sequence).unwrap();
             sequence += rows.len() as u64;
             for (host, ts, v) in rows {
                 model.insert((host, ts), (v, *delete));
