@@ -4,6 +4,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::layering;
+use crate::s3;
 use crate::step::Steps;
 
 /// Case multiplier the randomized suites read from `STRATA_STRESS` (1 = CI counts).
@@ -60,12 +61,28 @@ pub(crate) fn stress(root: &Path) -> Result<(), String> {
 /// Doc tests, then every other test (with nextest when installed, else `cargo test`).
 fn run_tests(root: &Path, steps: &mut Steps, seed: &str, stress: &str) -> Result<(), String> {
     let proptest_cases = (256 * stress.parse::<u32>().unwrap_or(1)).to_string();
-    let envs = [
+    let mut envs = vec![
         ("SEED", seed),
         ("PROPTEST_RNG_SEED", seed),
         ("STRATA_STRESS", stress),
         ("PROPTEST_CASES", proptest_cases.as_str()),
     ];
+    // A loopback S3 server for the S3 tests; without one they skip and say why.
+    let server = match s3::start(root) {
+        Ok(server) => {
+            println!("S3 tests use a moto server at {}", server.endpoint);
+            Some(server)
+        }
+        Err(reason) => {
+            println!("S3 tests will be skipped: {reason}");
+            None
+        }
+    };
+    if let Some(server) = &server {
+        envs.push(("STRATA_S3_ENDPOINT", server.endpoint.as_str()));
+        envs.push(("STRATA_S3_BUCKET", s3::BUCKET));
+    }
+    let envs = envs.as_slice();
     println!(
         "randomized tests use SEED={seed}; replay a failure with `SEED={seed} cargo xtask ...`"
     );
@@ -74,7 +91,7 @@ fn run_tests(root: &Path, steps: &mut Steps, seed: &str, stress: &str) -> Result
         "doctests",
         "cargo",
         &["test", "--workspace", "--doc", "--locked"],
-        &envs,
+        envs,
     )?;
     if has_nextest() {
         steps.run(
@@ -90,7 +107,7 @@ fn run_tests(root: &Path, steps: &mut Steps, seed: &str, stress: &str) -> Result
                 "--profile",
                 "ci",
             ],
-            &envs,
+            envs,
         )
     } else {
         steps.run(
@@ -98,7 +115,7 @@ fn run_tests(root: &Path, steps: &mut Steps, seed: &str, stress: &str) -> Result
             "tests",
             "cargo",
             &["test", "--workspace", "--locked", "--no-fail-fast"],
-            &envs,
+            envs,
         )
     }
 }

@@ -15,6 +15,7 @@
 mod bench;
 mod ci;
 mod layering;
+mod s3;
 mod step;
 
 use std::path::PathBuf;

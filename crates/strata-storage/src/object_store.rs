@@ -184,6 +184,9 @@ impl ObjectStoreConfig {
             ObjectStoreConfig::Memory => Operator::new(opendal::services::Memory::default())
                 .context(BuildSnafu { kind: "memory" })?,
             ObjectStoreConfig::S3(s3) => {
+                // S3 speaks HTTP: install OpenDAL's default (reqwest + rustls) transport.
+                // Idempotent; done here rather than by a process constructor.
+                opendal::install_default();
                 let mut builder = opendal::services::S3::default()
                     .bucket(&s3.bucket)
                     .root(&format!("/{}", s3.root.trim_matches('/')));

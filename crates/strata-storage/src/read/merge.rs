@@ -57,7 +57,7 @@ impl MergeOptions {
 /// Merges `sources` (all with the same projection) into one sorted stream.
 ///
 /// One source needs no merging: its batches pass through whole, or filtered when
-/// deduplication drops rows (see [`dedup_single`]).
+/// deduplication drops rows.
 pub fn merge(
     codec: Arc<KeyCodec>,
     mut sources: Vec<BatchStream>,
