@@ -9,6 +9,8 @@ use arrow_row::{Row, Rows};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use strata_request::{OpType, RegionMetadata};
 
+use crate::key::KeyCodec;
+
 /// Name of the sequence column in files and in scans that ask for it.
 pub const SEQUENCE_COLUMN: &str = "__sequence";
 /// Name of the op-type column in files and in scans that ask for it.
@@ -20,7 +22,11 @@ pub const OP_TYPE_COLUMN: &str = "__op_type";
 /// `sequences` and `op_types` are always present whatever the projection.
 #[derive(Debug, Clone)]
 pub struct SortedBatch {
+    /// Distinct keys (with `key_index`) or one key per row (without).
     pub(crate) keys: Arc<Rows>,
+    /// Row → position in `keys`, when rows share keys (rows of a key are contiguous, so
+    /// each key is stored once instead of once per row).
+    pub(crate) key_index: Option<Arc<[u32]>>,
     pub(crate) timestamps: ScalarBuffer<i64>,
     pub(crate) sequences: ScalarBuffer<u64>,
     pub(crate) op_types: ScalarBuffer<u8>,
@@ -40,7 +46,10 @@ impl SortedBatch {
 
     /// The primary key of row `i`.
     pub fn key(&self, i: usize) -> Row<'_> {
-        self.keys.row(i)
+        match &self.key_index {
+            Some(index) => self.keys.row(index[i] as usize),
+            None => self.keys.row(i),
+        }
     }
 
     /// The timestamp of row `i` (in the region's unit).
@@ -77,6 +86,42 @@ impl SortedBatch {
         // An explicit row count keeps zero-column projections (counting scans) valid.
         let options = RecordBatchOptions::new().with_row_count(Some(self.num_rows()));
         RecordBatch::try_new_with_options(schema.clone(), columns, &options)
+    }
+}
+
+/// Collects the keys of sorted rows, storing a key only when it differs from the previous
+/// row's.
+pub(crate) struct KeysBuilder<'a> {
+    codec: &'a KeyCodec,
+    keys: Rows,
+    index: Vec<u32>,
+}
+
+impl<'a> KeysBuilder<'a> {
+    /// A builder for about `rows` rows.
+    pub(crate) fn new(codec: &'a KeyCodec, rows: usize) -> Self {
+        Self {
+            codec,
+            keys: codec.empty_rows(0, 0),
+            index: Vec::with_capacity(rows),
+        }
+    }
+
+    /// Appends the key of the next row (bytes from `codec`, possibly another instance of
+    /// the same schema: the bytes are re-parsed with this builder's codec).
+    pub(crate) fn push(&mut self, key: &[u8]) {
+        let distinct = self.keys.num_rows();
+        if distinct > 0 && self.keys.row(distinct - 1).data() == key {
+            self.index.push((distinct - 1) as u32);
+        } else {
+            self.keys.push(self.codec.parse(key));
+            self.index.push(distinct as u32);
+        }
+    }
+
+    /// The distinct keys and the per-row index.
+    pub(crate) fn finish(self) -> (Arc<Rows>, Option<Arc<[u32]>>) {
+        (Arc::new(self.keys), Some(self.index.into()))
     }
 }
 

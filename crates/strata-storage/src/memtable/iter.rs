@@ -111,7 +111,11 @@ impl MemtableIter {
                     options.time_range.is_none_or(|range| range.contains(ts(r)))
                         && options.max_sequence.is_none_or(|max| seq(r) <= max)
                 });
-                refs.sort_unstable_by_key(|r| (ts(r), Reverse(seq(r))));
+                // Time-series data mostly arrives in time order: check before sorting.
+                let order = |r: &RowRef| (ts(r), Reverse(seq(r)));
+                if !refs.windows(2).all(|w| order(&w[0]) <= order(&w[1])) {
+                    refs.sort_unstable_by_key(order);
+                }
                 (!refs.is_empty()).then_some((key, refs))
             })
             .collect();
@@ -151,14 +155,13 @@ impl MemtableIter {
             return Ok(None);
         }
 
-        let key_bytes: usize = picked
-            .iter()
-            .map(|p| keys_in_batch[p.0 as usize].len())
-            .sum();
-        let mut keys = self.codec.empty_rows(picked.len(), key_bytes);
-        for p in &picked {
-            keys.push(self.codec.parse(keys_in_batch[p.0 as usize]));
+        // Each series' key once, and a per-row index into them.
+        let key_bytes = keys_in_batch.iter().map(|k| k.len()).sum();
+        let mut keys = self.codec.empty_rows(keys_in_batch.len(), key_bytes);
+        for key in &keys_in_batch {
+            keys.push(self.codec.parse(key));
         }
+        let key_index: Arc<[u32]> = picked.iter().map(|p| p.0).collect();
         let chunk = |p: &(u32, u32, u32)| &self.chunks[p.1 as usize];
         let timestamps: ScalarBuffer<i64> = picked
             .iter()
@@ -210,6 +213,7 @@ impl MemtableIter {
         }
         Ok(Some(SortedBatch {
             keys: Arc::new(keys),
+            key_index: Some(key_index),
             timestamps,
             sequences,
             op_types,

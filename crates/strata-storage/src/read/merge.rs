@@ -16,7 +16,7 @@ use futures::{Stream, StreamExt};
 use snafu::ResultExt;
 use strata_request::OpType;
 
-use crate::batch::SortedBatch;
+use crate::batch::{KeysBuilder, SortedBatch};
 use crate::error::{ArrowSnafu, StorageError};
 use crate::key::KeyCodec;
 
@@ -155,11 +155,11 @@ fn filter_batch(
         .filter(|(_, k)| **k)
         .map(|(i, _)| i)
         .collect();
-    let key_bytes = rows.iter().map(|&r| batch.key(r).data().len()).sum();
-    let mut keys = codec.empty_rows(rows.len(), key_bytes);
+    let mut keys = KeysBuilder::new(codec, rows.len());
     for &r in &rows {
-        keys.push(codec.parse(batch.key(r).data()));
+        keys.push(batch.key(r).data());
     }
+    let (keys, key_index) = keys.finish();
     let mask = arrow_array::BooleanArray::from(keep.to_vec());
     let columns = batch
         .columns
@@ -171,7 +171,8 @@ fn filter_batch(
             operation: "drop duplicate rows",
         })?;
     Ok(SortedBatch {
-        keys: Arc::new(keys),
+        keys,
+        key_index,
         timestamps: rows.iter().map(|&r| batch.timestamps[r]).collect(),
         sequences: rows.iter().map(|&r| batch.sequences[r]).collect(),
         op_types: rows.iter().map(|&r| batch.op_types[r]).collect(),
@@ -296,16 +297,11 @@ impl Merger {
         picked: &[(usize, usize)],
     ) -> Result<SortedBatch, StorageError> {
         let region_id = self.codec.metadata().region_id();
-        let key_bytes: usize = picked
-            .iter()
-            .map(|&(b, r)| held[b].key(r).data().len())
-            .sum();
-        let mut keys = self.codec.empty_rows(picked.len(), key_bytes);
+        let mut keys = KeysBuilder::new(&self.codec, picked.len());
         for &(b, r) in picked {
-            // Re-parse with this merge's codec: sources may come from other codec instances
-            // of the same schema (byte-compatible), and `Rows` only takes its own rows.
-            keys.push(self.codec.parse(held[b].key(r).data()));
+            keys.push(held[b].key(r).data());
         }
+        let (keys, key_index) = keys.finish();
         let timestamps: ScalarBuffer<i64> =
             picked.iter().map(|&(b, r)| held[b].timestamp(r)).collect();
         let sequences: ScalarBuffer<u64> =
@@ -323,7 +319,8 @@ impl Merger {
             );
         }
         Ok(SortedBatch {
-            keys: Arc::new(keys),
+            keys,
+            key_index,
             timestamps,
             sequences,
             op_types,

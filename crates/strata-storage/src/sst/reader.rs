@@ -295,6 +295,7 @@ impl Layout {
         }
         Ok(SortedBatch {
             keys: Arc::new(keys),
+            key_index: None,
             timestamps,
             sequences,
             op_types,
