@@ -1,0 +1,241 @@
+//! The flush job: SSTs for a snapshot's frozen memtables, then one manifest edit.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::future::BoxFuture;
+use opendal::Operator;
+use strata_request::RegionId;
+use strata_scheduler::Job;
+use strata_storage::{
+    FileMeta, MemtableId, RegionEdit, RegionMetaAction, RegionMetaActionList, SstWriteOptions,
+    VersionControlData, flush_memtable, region_data_dir,
+};
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::error::FlushError;
+use crate::metrics::FlushMetrics;
+use crate::reason::FlushReason;
+use crate::task::RegionFlushTask;
+
+/// A failed commit, and whether the edit may have been persisted anyway (a failed write to
+/// an object store may still have landed). Only when it certainly was not are the flush's
+/// files deleted; otherwise they are kept, because the manifest may name them.
+#[derive(Debug, Clone)]
+pub struct CommitError {
+    /// What went wrong.
+    pub error: FlushError,
+    /// Whether the edit may be in the manifest despite the error.
+    pub maybe_persisted: bool,
+}
+
+/// Persists a flush's manifest edit — only while the region may still commit a flush.
+/// Implemented by the worker (which owns the region state); tests use their own.
+pub trait FlushCommitter: Send + Sync + 'static {
+    /// Persists `actions` for `region_id` if the region is still in a state where a flush
+    /// with `reason` may commit.
+    fn commit(
+        &self,
+        region_id: RegionId,
+        reason: FlushReason,
+        actions: RegionMetaActionList,
+    ) -> BoxFuture<'_, Result<(), CommitError>>;
+}
+
+/// What a flush job reports back to the worker.
+pub enum FlushNotify<E: From<FlushError> + Send + 'static> {
+    /// The files are written and the edit persisted. The worker applies `edit`, removes the
+    /// flushed memtables, obsoletes the WAL up to `flushed_entry_id`, then answers `task`.
+    Finished(FlushFinished<E>),
+    /// The flush failed; its waiters were already answered with `error`. The frozen
+    /// memtables stay in the version for the next flush.
+    Failed {
+        /// The region.
+        region_id: RegionId,
+        /// Why.
+        error: FlushError,
+    },
+}
+
+/// A successful flush.
+pub struct FlushFinished<E: From<FlushError> + Send + 'static> {
+    /// The region.
+    pub region_id: RegionId,
+    /// The persisted edit.
+    pub edit: RegionEdit,
+    /// Memtables whose rows are now in files.
+    pub memtables_to_remove: Vec<MemtableId>,
+    /// WAL entries up to this are in files.
+    pub flushed_entry_id: u64,
+    /// The waiters, answered by the worker once the edit is applied.
+    pub task: RegionFlushTask<E>,
+}
+
+/// Shared by every flush job of an engine.
+#[derive(Debug, Clone)]
+pub struct FlushContext {
+    /// Where SST files go.
+    pub store: Operator,
+    /// How they are written.
+    pub sst_options: SstWriteOptions,
+    /// Bounds concurrent SST writes across all flush jobs.
+    pub write_limit: Arc<Semaphore>,
+    /// Metrics, if registered.
+    pub metrics: Option<FlushMetrics>,
+}
+
+impl FlushContext {
+    /// A context allowing `max_concurrent_writes` SST writes at once.
+    pub fn new(
+        store: Operator,
+        sst_options: SstWriteOptions,
+        max_concurrent_writes: usize,
+    ) -> Self {
+        Self {
+            store,
+            sst_options,
+            write_limit: Arc::new(Semaphore::new(max_concurrent_writes.max(1))),
+            metrics: None,
+        }
+    }
+
+    /// With metrics.
+    pub fn with_metrics(mut self, metrics: FlushMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+}
+
+impl<E: From<FlushError> + Send + 'static> RegionFlushTask<E> {
+    /// The job flushing `snapshot`, which the caller took right after freezing the mutable
+    /// memtable on the region's worker — so the snapshot's frozen memtables hold exactly the
+    /// rows up to its `last_entry_id` and `committed_sequence`.
+    pub fn into_job(
+        self,
+        context: Arc<FlushContext>,
+        snapshot: VersionControlData,
+        committer: Arc<dyn FlushCommitter>,
+        notify: mpsc::UnboundedSender<FlushNotify<E>>,
+    ) -> Job {
+        Box::pin(async move {
+            let region_id = self.region_id();
+            let inflight = context.metrics.as_ref().map(|m| m.inflight_guard());
+            let started = Instant::now();
+            let result = run(
+                &context,
+                region_id,
+                self.reason(),
+                &snapshot,
+                committer.as_ref(),
+            )
+            .await;
+            drop(inflight);
+            if let Some(m) = &context.metrics {
+                m.observe_stage("total", started.elapsed());
+            }
+            match result {
+                Ok((edit, memtables_to_remove)) => {
+                    let finished = FlushFinished {
+                        region_id,
+                        flushed_entry_id: snapshot.last_entry_id,
+                        edit,
+                        memtables_to_remove,
+                        task: self,
+                    };
+                    if let Err(mpsc::error::SendError(FlushNotify::Finished(lost))) =
+                        notify.send(FlushNotify::Finished(finished))
+                    {
+                        lost.task.on_failure(FlushError::RegionClosed { region_id });
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%region_id, %error, "flush failed");
+                    self.on_failure(error.clone());
+                    let _ = notify.send(FlushNotify::Failed { region_id, error });
+                }
+            }
+        })
+    }
+}
+
+/// Writes one SST per non-empty frozen memtable, then commits the edit.
+async fn run(
+    context: &FlushContext,
+    region_id: RegionId,
+    reason: FlushReason,
+    snapshot: &VersionControlData,
+    committer: &dyn FlushCommitter,
+) -> Result<(RegionEdit, Vec<MemtableId>), FlushError> {
+    let started = Instant::now();
+    let mut files: Vec<FileMeta> = Vec::new();
+    let mut flushed = Vec::new();
+    for memtable in &snapshot.version.memtables.immutables {
+        flushed.push(memtable.id());
+        if memtable.is_empty() {
+            continue;
+        }
+        // A closed semaphore means the engine is stopping: fail like a dropped job.
+        let Ok(_permit) = context.write_limit.acquire().await else {
+            delete_files(context, region_id, &files).await;
+            return Err(FlushError::Dropped { region_id });
+        };
+        match flush_memtable(&context.store, memtable, &context.sst_options).await {
+            Ok(Some(file)) => files.push(file),
+            Ok(None) => {}
+            Err(source) => {
+                delete_files(context, region_id, &files).await;
+                return Err(FlushError::WriteSst {
+                    region_id,
+                    source: Arc::new(source),
+                });
+            }
+        }
+    }
+    if let Some(m) = &context.metrics {
+        m.observe_stage("write_sst", started.elapsed());
+        m.add_bytes(files.iter().map(|f| f.file_size).sum());
+    }
+    let edit = RegionEdit {
+        files_to_add: files.clone(),
+        files_to_remove: Vec::new(),
+        flushed_entry_id: Some(snapshot.last_entry_id),
+        flushed_sequence: Some(snapshot.committed_sequence),
+        committed_sequence: None,
+    };
+    let committing = Instant::now();
+    let committed = committer
+        .commit(
+            region_id,
+            reason,
+            RegionMetaActionList::one(RegionMetaAction::Edit(edit.clone())),
+        )
+        .await;
+    if let Some(m) = &context.metrics {
+        m.observe_stage("commit", committing.elapsed());
+    }
+    match committed {
+        Ok(()) => Ok((edit, flushed)),
+        Err(CommitError {
+            error,
+            maybe_persisted,
+        }) => {
+            if maybe_persisted {
+                tracing::warn!(%region_id, files = files.len(), "flush commit failed but may have been persisted; keeping its files");
+            } else {
+                delete_files(context, region_id, &files).await;
+            }
+            Err(error)
+        }
+    }
+}
+
+/// Deletes files no manifest names (best effort; leftovers are only garbage).
+async fn delete_files(context: &FlushContext, region_id: RegionId, files: &[FileMeta]) {
+    let dir = region_data_dir(region_id);
+    for file in files {
+        let path = file.path(&dir);
+        if let Err(error) = context.store.delete(&path).await {
+            tracing::warn!(path, %error, "cannot delete an uncommitted SST");
+        }
+    }
+}

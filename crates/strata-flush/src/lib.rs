@@ -1,0 +1,33 @@
+//! Strata's flush pipeline: turning a region's frozen memtables into SST files.
+//!
+//! - [`FlushReason`]: why a flush runs (a stable label for metrics and logs).
+//! - [`RegionFlushTask`]: one flush request and its waiters, each answered exactly once;
+//!   [`RegionFlushTask::into_job`] makes the job from a snapshot taken right after freezing.
+//! - The job writes one level-0 SST per non-empty frozen memtable (through
+//!   `strata-storage`, concurrency bounded by [`FlushContext::write_limit`]), then commits
+//!   one manifest edit through a [`FlushCommitter`], then reports a [`FlushNotify`].
+//! - [`FlushScheduler`]: one per worker; at most one flush per region, later requests merged
+//!   into one follow-up, DDLs and writes fenced behind it ([`PendingRequest`]).
+//! - [`FlushMetrics`]: `strata_flush_*` on the embedder's registry.
+//!
+//! This crate knows nothing of the worker loop: outcomes go out on a channel of
+//! [`FlushNotify`], region state is consulted through [`FlushCommitter`].
+//!
+//! # Layering
+//!
+//! Depends on `strata-request`, `strata-scheduler` and `strata-storage`; it **must never
+//! depend on** the WAL, the workers or the engine.
+
+mod error;
+mod job;
+mod metrics;
+mod reason;
+mod scheduler;
+mod task;
+
+pub use error::FlushError;
+pub use job::{CommitError, FlushCommitter, FlushContext, FlushFinished, FlushNotify};
+pub use metrics::FlushMetrics;
+pub use reason::FlushReason;
+pub use scheduler::{FlushScheduler, PendingRequest, Released};
+pub use task::{FlushWaiter, RegionFlushTask};

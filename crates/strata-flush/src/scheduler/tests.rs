@@ -1,0 +1,499 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use opendal::Operator;
+use strata_request::{
+    ColumnDataType, ColumnSchema, OpType, RegionId, RegionMetadataBuilder, RegionOptions, Reply,
+    Unanswered, reply_channel,
+};
+use strata_scheduler::{LocalScheduler, Scheduler};
+use strata_storage::{
+    ManifestConfig, ManifestManager, RegionMetaActionList, ScanRequest, SstWriteOptions, Version,
+    VersionControl, region_data_dir, scan,
+};
+use tokio::sync::{Semaphore, mpsc};
+
+use super::*;
+use crate::job::{CommitError, FlushNotify};
+use crate::reason::FlushReason;
+
+/// The caller-side error of these tests.
+#[derive(Debug, Clone)]
+enum TestError {
+    Flush(FlushError),
+    Unanswered,
+}
+
+impl From<FlushError> for TestError {
+    fn from(e: FlushError) -> Self {
+        TestError::Flush(e)
+    }
+}
+
+impl From<Unanswered> for TestError {
+    fn from(_: Unanswered) -> Self {
+        TestError::Unanswered
+    }
+}
+
+/// A fenced DDL or write: answered on failure, or handed back.
+struct Pending(strata_request::OutputTx<usize, TestError>);
+
+impl PendingRequest for Pending {
+    fn fail(self, error: FlushError) {
+        self.0.send(Err(error.into()));
+    }
+}
+
+const OK: u8 = 0;
+const FAIL: u8 = 1;
+const FAIL_MAYBE_PERSISTED: u8 = 2;
+
+/// Commits to a real manifest; can hold commits at a gate or fail them.
+struct TestCommitter {
+    manifest: tokio::sync::Mutex<ManifestManager>,
+    gate: Semaphore,
+    mode: AtomicU8,
+}
+
+impl FlushCommitter for TestCommitter {
+    fn commit(
+        &self,
+        region_id: RegionId,
+        _: FlushReason,
+        actions: RegionMetaActionList,
+    ) -> BoxFuture<'_, Result<(), CommitError>> {
+        async move {
+            let _permit = self.gate.acquire().await;
+            let mode = self.mode.load(Ordering::SeqCst);
+            if mode != OK {
+                return Err(CommitError {
+                    error: FlushError::Commit {
+                        region_id,
+                        reason: "injected".into(),
+                    },
+                    maybe_persisted: mode == FAIL_MAYBE_PERSISTED,
+                });
+            }
+            self.manifest
+                .lock()
+                .await
+                .update(actions)
+                .await
+                .map(|_| ())
+                .map_err(|e| CommitError {
+                    error: FlushError::Commit {
+                        region_id,
+                        reason: e.to_string(),
+                    },
+                    maybe_persisted: true,
+                })
+        }
+        .boxed()
+    }
+}
+
+type Scheduler_ = FlushScheduler<TestError, Pending, Pending>;
+
+struct Env {
+    region: RegionId,
+    store: Operator,
+    vc: Arc<VersionControl>,
+    committer: Arc<TestCommitter>,
+    dyn_committer: Arc<dyn FlushCommitter>,
+    scheduler: Scheduler_,
+    notify: mpsc::UnboundedReceiver<FlushNotify<TestError>>,
+    pool: Arc<LocalScheduler>,
+    sequence: u64,
+    entry: u64,
+}
+
+impl Env {
+    async fn new(gate_open: bool) -> Env {
+        let region = RegionId::new(8, 0);
+        let metadata = RegionMetadataBuilder::new(region)
+            .column(ColumnSchema::tag("host"))
+            .column(ColumnSchema::timestamp(
+                "ts",
+                ColumnDataType::TimestampMillisecond,
+            ))
+            .column(ColumnSchema::field("v", ColumnDataType::Int64))
+            .build()
+            .unwrap();
+        let store = Operator::new(opendal::services::Memory::default()).unwrap();
+        let manifest = ManifestManager::create(
+            store.clone(),
+            metadata,
+            RegionOptions::default(),
+            ManifestConfig::default(),
+        )
+        .await
+        .unwrap();
+        let vc = Arc::new(VersionControl::new(
+            Version::from_manifest(manifest.manifest(), None).unwrap(),
+        ));
+        let committer = Arc::new(TestCommitter {
+            manifest: tokio::sync::Mutex::new(manifest),
+            gate: Semaphore::new(if gate_open { Semaphore::MAX_PERMITS } else { 0 }),
+            mode: AtomicU8::new(OK),
+        });
+        let pool = Arc::new(LocalScheduler::new("flush", 2).unwrap());
+        let context = Arc::new(FlushContext::new(
+            store.clone(),
+            SstWriteOptions::default(),
+            2,
+        ));
+        let (tx, rx) = mpsc::unbounded_channel();
+        Env {
+            region,
+            store,
+            vc,
+            dyn_committer: committer.clone(),
+            committer,
+            scheduler: FlushScheduler::new(pool.clone(), context, tx),
+            notify: rx,
+            pool,
+            sequence: 0,
+            entry: 0,
+        }
+    }
+
+    /// Writes `n` rows for host `host` with timestamps from `start`.
+    fn write(&mut self, host: &str, start: i64, n: i64) {
+        let version = self.vc.current().version;
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values((0..n).map(|_| host))),
+            Arc::new(TimestampMillisecondArray::from_iter_values(
+                start..start + n,
+            )),
+            Arc::new(Int64Array::from_iter_values(start..start + n)),
+        ];
+        let batch = RecordBatch::try_new(version.metadata.arrow_schema().clone(), columns).unwrap();
+        version
+            .memtables
+            .mutable
+            .write(&batch, OpType::Put, self.sequence + 1)
+            .unwrap();
+        self.sequence += n as u64;
+        self.entry += 1;
+        self.vc.set_sequence_and_entry_id(self.sequence, self.entry);
+    }
+
+    fn request(&mut self, reason: FlushReason) -> Result<Reply<usize, TestError>, FlushError> {
+        let (tx, rx) = reply_channel();
+        let mut task = RegionFlushTask::new(self.region, reason);
+        task.push_waiter(Some(tx));
+        self.scheduler
+            .schedule_flush(&self.vc, &self.dyn_committer, task)
+            .map(|()| rx)
+    }
+
+    fn pending(&mut self) -> (Pending, Reply<usize, TestError>) {
+        let (tx, rx) = reply_channel();
+        (Pending(tx), rx)
+    }
+
+    /// Does what the worker does with the next outcome; returns what was released.
+    async fn handle_next(&mut self) -> Option<Released<Pending, Pending>> {
+        match self.notify.recv().await.unwrap() {
+            FlushNotify::Finished(f) => {
+                self.vc.apply_edit(&f.edit, &f.memtables_to_remove);
+                f.task.on_success();
+                self.scheduler.on_flush_success(f.region_id)
+            }
+            FlushNotify::Failed { region_id, error } => {
+                self.scheduler.on_flush_failed(region_id, error);
+                None
+            }
+        }
+    }
+
+    async fn scan_count(&self) -> usize {
+        let stream = scan(&self.store, &self.vc.current(), ScanRequest::default())
+            .await
+            .unwrap();
+        futures::TryStreamExt::try_collect::<Vec<_>>(stream)
+            .await
+            .unwrap()
+            .iter()
+            .map(|b| b.num_rows())
+            .sum()
+    }
+
+    async fn data_files(&self) -> usize {
+        self.store
+            .list(&format!("{}/", region_data_dir(self.region)))
+            .await
+            .map(|entries| {
+                entries
+                    .iter()
+                    .filter(|e| e.path().ends_with(".parquet"))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+}
+
+fn is_ok(result: Result<usize, TestError>) -> bool {
+    matches!(result, Ok(0))
+}
+
+#[tokio::test]
+async fn flushing_nothing_answers_at_once_and_runs_no_job() {
+    let mut env = Env::new(true).await;
+    let reply = env.request(FlushReason::Manual).unwrap();
+    assert!(is_ok(reply.await));
+    assert!(!env.scheduler.is_flush_requested(env.region));
+    assert!(env.notify.try_recv().is_err(), "no job ran");
+}
+
+#[tokio::test]
+async fn a_flush_writes_files_commits_the_edit_and_releases_the_region() {
+    let mut env = Env::new(true).await;
+    env.write("a", 0, 10);
+    let reply = env.request(FlushReason::Manual).unwrap();
+    assert!(env.scheduler.is_flush_requested(env.region));
+    let released = env.handle_next().await.unwrap();
+    assert!(released.ddls.is_empty() && released.writes.is_empty());
+    assert!(is_ok(reply.await));
+    assert!(!env.scheduler.is_flush_requested(env.region));
+    let version = env.vc.current().version;
+    assert!(version.memtables.is_empty());
+    assert_eq!(version.all_files().count(), 1);
+    assert_eq!(
+        (version.flushed_entry_id, version.flushed_sequence),
+        (1, 10)
+    );
+    assert_eq!(
+        env.committer.manifest.lock().await.manifest().files.len(),
+        1
+    );
+    assert_eq!(env.scan_count().await, 10);
+}
+
+#[tokio::test]
+async fn requests_during_a_flush_merge_into_one_follow_up_and_fence_ddls_and_writes() {
+    let mut env = Env::new(false).await;
+    env.write("a", 0, 5);
+    let first = env.request(FlushReason::Manual).unwrap();
+    env.write("b", 0, 5);
+    let second = env.request(FlushReason::EngineFull).unwrap();
+    let third = env.request(FlushReason::Manual).unwrap();
+    let (ddl, ddl_reply) = env.pending();
+    let (write, write_reply) = env.pending();
+    assert!(
+        env.scheduler
+            .add_ddl_request_to_pending(env.region, ddl)
+            .is_ok()
+    );
+    assert!(
+        env.scheduler
+            .add_write_request_to_pending(env.region, write)
+            .is_ok()
+    );
+    assert!(env.scheduler.has_pending_ddls(env.region));
+
+    env.committer.gate.add_permits(10);
+    assert!(
+        env.handle_next().await.is_none(),
+        "the follow-up runs; the fence stays"
+    );
+    assert!(is_ok(first.await));
+    assert!(env.scheduler.is_flush_requested(env.region));
+    let released = env
+        .handle_next()
+        .await
+        .expect("fence released after the follow-up");
+    assert!(
+        is_ok(second.await) && is_ok(third.await),
+        "merged waiters answered together"
+    );
+    assert_eq!((released.ddls.len(), released.writes.len()), (1, 1));
+    drop(released);
+    assert!(
+        matches!(ddl_reply.await, Err(TestError::Unanswered)),
+        "handed back, not failed"
+    );
+    assert!(matches!(write_reply.await, Err(TestError::Unanswered)));
+    assert_eq!(env.vc.current().version.all_files().count(), 2);
+    assert_eq!(env.scan_count().await, 10);
+}
+
+#[tokio::test]
+async fn a_follow_up_with_nothing_left_to_flush_releases_the_fenced_work() {
+    let mut env = Env::new(false).await;
+    env.write("a", 0, 5);
+    let first = env.request(FlushReason::Manual).unwrap();
+    let follow_up = env.request(FlushReason::Alter).unwrap();
+    let (ddl, _ddl_reply) = env.pending();
+    assert!(
+        env.scheduler
+            .add_ddl_request_to_pending(env.region, ddl)
+            .is_ok()
+    );
+    env.committer.gate.add_permits(10);
+    let released = env
+        .handle_next()
+        .await
+        .expect("nothing left: released at once");
+    assert_eq!(released.ddls.len(), 1);
+    assert!(is_ok(first.await) && is_ok(follow_up.await));
+    assert!(!env.scheduler.is_flush_requested(env.region));
+}
+
+#[tokio::test]
+async fn a_failed_flush_fails_everything_pending_keeps_the_memtables_and_deletes_its_files() {
+    let mut env = Env::new(false).await;
+    env.write("a", 0, 7);
+    let first = env.request(FlushReason::Manual).unwrap();
+    env.write("a", 100, 3);
+    let follow_up = env.request(FlushReason::Manual).unwrap();
+    let (write, write_reply) = env.pending();
+    assert!(
+        env.scheduler
+            .add_write_request_to_pending(env.region, write)
+            .is_ok()
+    );
+    env.committer.mode.store(FAIL, Ordering::SeqCst);
+    env.committer.gate.add_permits(100);
+    assert!(env.handle_next().await.is_none());
+    assert!(matches!(
+        first.await,
+        Err(TestError::Flush(FlushError::Commit { .. }))
+    ));
+    assert!(matches!(
+        follow_up.await,
+        Err(TestError::Flush(FlushError::FlushFailed { .. }))
+    ));
+    assert!(matches!(
+        write_reply.await,
+        Err(TestError::Flush(FlushError::FlushFailed { .. }))
+    ));
+    assert!(!env.scheduler.is_flush_requested(env.region));
+    let version = env.vc.current().version;
+    assert_eq!(
+        version.memtables.immutables.len(),
+        1,
+        "kept for the next flush"
+    );
+    assert_eq!(
+        env.data_files().await,
+        0,
+        "an edit that certainly failed leaves no files"
+    );
+
+    env.committer.mode.store(OK, Ordering::SeqCst);
+    let retry = env.request(FlushReason::Manual).unwrap();
+    env.handle_next().await.unwrap();
+    assert!(is_ok(retry.await));
+    assert!(env.vc.current().version.memtables.is_empty());
+    assert_eq!(
+        env.scan_count().await,
+        10,
+        "every row readable exactly once"
+    );
+}
+
+#[tokio::test]
+async fn a_commit_that_may_have_persisted_keeps_its_files() {
+    let mut env = Env::new(true).await;
+    env.write("a", 0, 4);
+    env.committer
+        .mode
+        .store(FAIL_MAYBE_PERSISTED, Ordering::SeqCst);
+    let reply = env.request(FlushReason::Manual).unwrap();
+    env.handle_next().await;
+    assert!(reply.await.is_err());
+    assert_eq!(
+        env.data_files().await,
+        1,
+        "the manifest may name it: not deleted"
+    );
+    env.committer.mode.store(OK, Ordering::SeqCst);
+    let retry = env.request(FlushReason::Manual).unwrap();
+    env.handle_next().await.unwrap();
+    assert!(is_ok(retry.await));
+    assert_eq!(env.scan_count().await, 4, "readable exactly once");
+}
+
+#[tokio::test]
+async fn drop_close_and_truncate_fail_everything_pending_with_their_own_error() {
+    for event in ["drop", "close", "truncate"] {
+        let mut env = Env::new(false).await;
+        env.write("a", 0, 3);
+        let first = env.request(FlushReason::Manual).unwrap();
+        env.write("a", 10, 3);
+        let follow_up = env.request(FlushReason::Manual).unwrap();
+        let (ddl, ddl_reply) = env.pending();
+        assert!(
+            env.scheduler
+                .add_ddl_request_to_pending(env.region, ddl)
+                .is_ok()
+        );
+        match event {
+            "drop" => env.scheduler.on_region_dropped(env.region),
+            "close" => env.scheduler.on_region_closed(env.region),
+            _ => env.scheduler.on_region_truncated(env.region),
+        }
+        assert!(!env.scheduler.is_flush_requested(env.region));
+        let check = |r: Result<usize, TestError>| match (event, r) {
+            ("drop", Err(TestError::Flush(FlushError::RegionDropped { .. })))
+            | ("close", Err(TestError::Flush(FlushError::RegionClosed { .. })))
+            | ("truncate", Err(TestError::Flush(FlushError::RegionTruncated { .. }))) => {}
+            (event, other) => panic!("{event}: {other:?}"),
+        };
+        check(follow_up.await);
+        check(ddl_reply.await);
+        // The running flush still finishes; with no status left nothing is released.
+        env.committer.gate.add_permits(10);
+        assert!(env.handle_next().await.is_none());
+        assert!(is_ok(first.await));
+    }
+}
+
+#[tokio::test]
+async fn dropping_the_scheduler_answers_every_waiter() {
+    let mut env = Env::new(false).await;
+    env.write("a", 0, 3);
+    let _first = env.request(FlushReason::Manual).unwrap();
+    env.write("a", 10, 3);
+    let follow_up = env.request(FlushReason::Manual).unwrap();
+    let (write, write_reply) = env.pending();
+    assert!(
+        env.scheduler
+            .add_write_request_to_pending(env.region, write)
+            .is_ok()
+    );
+    drop(env.scheduler);
+    assert!(matches!(
+        follow_up.await,
+        Err(TestError::Flush(FlushError::RegionClosed { .. }))
+    ));
+    assert!(matches!(
+        write_reply.await,
+        Err(TestError::Flush(FlushError::RegionClosed { .. }))
+    ));
+}
+
+#[tokio::test]
+async fn a_flush_that_cannot_be_scheduled_answers_its_waiter_and_leaves_no_status() {
+    let mut env = Env::new(true).await;
+    env.pool.stop(true).await.unwrap();
+    env.write("a", 0, 3);
+    let (tx, rx) = reply_channel::<usize, TestError>();
+    let mut task = RegionFlushTask::new(env.region, FlushReason::Manual);
+    task.push_waiter(Some(tx));
+    let err = env
+        .scheduler
+        .schedule_flush(&env.vc, &env.dyn_committer, task)
+        .unwrap_err();
+    assert!(matches!(err, FlushError::Schedule { .. }), "{err}");
+    assert!(matches!(
+        rx.await,
+        Err(TestError::Flush(FlushError::Dropped { .. }))
+    ));
+    assert!(!env.scheduler.is_flush_requested(env.region));
+}
