@@ -35,6 +35,8 @@ mod memtable;
 mod object_store;
 mod read;
 mod sst;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod version;
 
 pub use batch::{OP_TYPE_COLUMN, SEQUENCE_COLUMN, SortedBatch, output_schema};

@@ -10,6 +10,7 @@ use strata_request::{
     Unanswered, reply_channel,
 };
 use strata_scheduler::{LocalScheduler, Scheduler};
+use strata_storage::testing::{FaultLayer, FaultPlan};
 use strata_storage::{
     ManifestConfig, ManifestManager, RegionMetaActionList, ScanRequest, SstWriteOptions, Version,
     VersionControl, region_data_dir, scan,
@@ -107,6 +108,7 @@ struct Env {
     scheduler: Scheduler_,
     notify: mpsc::UnboundedReceiver<FlushNotify<TestError>>,
     pool: Arc<LocalScheduler>,
+    faults: Arc<FaultPlan>,
     sequence: u64,
     entry: u64,
 }
@@ -123,7 +125,10 @@ impl Env {
             .column(ColumnSchema::field("v", ColumnDataType::Int64))
             .build()
             .unwrap();
-        let store = Operator::new(opendal::services::Memory::default()).unwrap();
+        let faults = Arc::new(FaultPlan::default());
+        let store = Operator::new(opendal::services::Memory::default())
+            .unwrap()
+            .layer(FaultLayer::new(faults.clone()));
         let manifest = ManifestManager::create(
             store.clone(),
             metadata,
@@ -156,6 +161,7 @@ impl Env {
             scheduler: FlushScheduler::new(pool.clone(), context, tx),
             notify: rx,
             pool,
+            faults,
             sequence: 0,
             entry: 0,
         }
@@ -496,4 +502,69 @@ async fn a_flush_that_cannot_be_scheduled_answers_its_waiter_and_leaves_no_statu
         Err(TestError::Flush(FlushError::Dropped { .. }))
     ));
     assert!(!env.scheduler.is_flush_requested(env.region));
+}
+
+#[tokio::test]
+async fn failing_sst_writes_fail_the_flush_and_the_next_flush_succeeds_exactly_once() {
+    let mut env = Env::new(true).await;
+    env.write("a", 0, 6);
+    env.write("b", 0, 6);
+    env.faults.fail_writes_containing("/data/");
+    let reply = env.request(FlushReason::Manual).unwrap();
+    env.handle_next().await;
+    assert!(matches!(
+        reply.await,
+        Err(TestError::Flush(FlushError::WriteSst { .. }))
+    ));
+    assert!(env.faults.injected() > 0);
+    assert_eq!(
+        env.vc.current().version.memtables.immutables.len(),
+        1,
+        "memtables kept"
+    );
+    assert_eq!(env.data_files().await, 0);
+
+    env.faults.clear();
+    let retry = env.request(FlushReason::Manual).unwrap();
+    env.handle_next().await.unwrap();
+    assert!(is_ok(retry.await));
+    assert_eq!(env.scan_count().await, 12);
+    assert_eq!(
+        env.committer.manifest.lock().await.manifest().files.len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_failing_manifest_write_keeps_the_memtables_and_the_retry_reads_exactly_once() {
+    let mut env = Env::new(true).await;
+    env.write("a", 0, 9);
+    env.faults.fail_writes_containing("/manifest/");
+    let reply = env.request(FlushReason::Manual).unwrap();
+    env.handle_next().await;
+    assert!(matches!(
+        reply.await,
+        Err(TestError::Flush(FlushError::Commit { .. }))
+    ));
+    assert_eq!(env.vc.current().version.memtables.immutables.len(), 1);
+    assert_eq!(
+        env.data_files().await,
+        1,
+        "a failed object-store write may have landed: file kept"
+    );
+
+    env.faults.clear();
+    let retry = env.request(FlushReason::Manual).unwrap();
+    env.handle_next().await.unwrap();
+    assert!(is_ok(retry.await));
+    assert_eq!(
+        env.scan_count().await,
+        9,
+        "the orphaned file is not in the manifest"
+    );
+    let reopened = ManifestManager::open(env.store.clone(), env.region, ManifestConfig::default())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reopened.manifest().files.len(), 1);
 }
