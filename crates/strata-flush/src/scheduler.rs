@@ -56,7 +56,8 @@ pub struct Released<D, W> {
 
 /// Schedules flushes for the regions of one worker.
 ///
-/// Invariants: a region has a status exactly while a flush of it is requested or running;
+/// Invariants: a region has a status exactly while a flush job of it is queued or running
+/// (also after the region is dropped, closed or truncated, until that job reports);
 /// at most one flush job per region runs at a time; every waiter, pending DDL and pending
 /// write is answered exactly once (on success, failure, region drop/close/truncate, or when
 /// the scheduler is dropped).
@@ -216,7 +217,8 @@ impl<E: From<FlushError> + Send + 'static, D: PendingRequest, W: PendingRequest>
         }
     }
 
-    /// The region was dropped: everything pending fails with `RegionDropped`.
+    /// The region was dropped: everything pending fails with `RegionDropped`. A running
+    /// flush finishes on its own and must still be reported (success or failure).
     pub fn on_region_dropped(&mut self, region_id: RegionId) {
         self.remove_region(region_id, FlushError::RegionDropped { region_id });
     }
@@ -231,10 +233,20 @@ impl<E: From<FlushError> + Send + 'static, D: PendingRequest, W: PendingRequest>
         self.remove_region(region_id, FlushError::RegionTruncated { region_id });
     }
 
+    /// Fails everything pending. The running job keeps its (now bare) status until it
+    /// reports, so a new request cannot start a second flush of the region meanwhile.
     fn remove_region(&mut self, region_id: RegionId, error: FlushError) {
-        if let Some(status) = self.regions.remove(&region_id) {
-            status.fail_all(error);
-        }
+        let Some(status) = self.regions.get_mut(&region_id) else {
+            return;
+        };
+        let pending = FlushStatus {
+            version_control: status.version_control.clone(),
+            committer: status.committer.clone(),
+            pending_task: status.pending_task.take(),
+            pending_ddls: std::mem::take(&mut status.pending_ddls),
+            pending_writes: std::mem::take(&mut status.pending_writes),
+        };
+        pending.fail_all(error);
     }
 
     /// Fences `ddl` behind the region's flush; gives it back if no flush is requested.

@@ -444,7 +444,10 @@ async fn drop_close_and_truncate_fail_everything_pending_with_their_own_error() 
             "close" => env.scheduler.on_region_closed(env.region),
             _ => env.scheduler.on_region_truncated(env.region),
         }
-        assert!(!env.scheduler.is_flush_requested(env.region));
+        assert!(
+            env.scheduler.is_flush_requested(env.region),
+            "the running job keeps the region busy"
+        );
         let check = |r: Result<usize, TestError>| match (event, r) {
             ("drop", Err(TestError::Flush(FlushError::RegionDropped { .. })))
             | ("close", Err(TestError::Flush(FlushError::RegionClosed { .. })))
@@ -453,10 +456,12 @@ async fn drop_close_and_truncate_fail_everything_pending_with_their_own_error() 
         };
         check(follow_up.await);
         check(ddl_reply.await);
-        // The running flush still finishes; with no status left nothing is released.
+        // The running flush still finishes and reports; then the region is idle.
         env.committer.gate.add_permits(10);
-        assert!(env.handle_next().await.is_none());
+        let released = env.handle_next().await.expect("bare status cleared");
+        assert!(released.ddls.is_empty() && released.writes.is_empty());
         assert!(is_ok(first.await));
+        assert!(!env.scheduler.is_flush_requested(env.region));
     }
 }
 
