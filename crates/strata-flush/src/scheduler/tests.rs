@@ -115,6 +115,10 @@ struct Env {
 
 impl Env {
     async fn new(gate_open: bool) -> Env {
+        Self::with_registry(gate_open, None).await
+    }
+
+    async fn with_registry(gate_open: bool, registry: Option<&prometheus::Registry>) -> Env {
         let region = RegionId::new(8, 0);
         let metadata = RegionMetadataBuilder::new(region)
             .column(ColumnSchema::tag("host"))
@@ -146,11 +150,12 @@ impl Env {
             mode: AtomicU8::new(OK),
         });
         let pool = Arc::new(LocalScheduler::new("flush", 2).unwrap());
-        let context = Arc::new(FlushContext::new(
-            store.clone(),
-            SstWriteOptions::default(),
-            2,
-        ));
+        let mut context = FlushContext::new(store.clone(), SstWriteOptions::default(), 2);
+        if let Some(registry) = registry {
+            context =
+                context.with_metrics(crate::metrics::FlushMetrics::register(registry).unwrap());
+        }
+        let context = Arc::new(context);
         let (tx, rx) = mpsc::unbounded_channel();
         Env {
             region,
@@ -572,4 +577,69 @@ async fn a_failing_manifest_write_keeps_the_memtables_and_the_retry_reads_exactl
         .unwrap()
         .unwrap();
     assert_eq!(reopened.manifest().files.len(), 1);
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_reason_failures_bytes_and_inflight() {
+    let registry = prometheus::Registry::new();
+    let mut env = Env::with_registry(true, Some(&registry)).await;
+    env.write("a", 0, 5);
+    let ok = env.request(FlushReason::Periodic).unwrap();
+    env.handle_next().await;
+    assert!(is_ok(ok.await));
+    env.write("a", 10, 5);
+    env.committer.mode.store(FAIL, Ordering::SeqCst);
+    let failed = env.request(FlushReason::Manual).unwrap();
+    env.handle_next().await;
+    assert!(failed.await.is_err());
+
+    let families = registry.gather();
+    let names: Vec<&str> = families.iter().map(|f| f.name()).collect();
+    let family = |name: &str| {
+        families
+            .iter()
+            .find(|f| f.name() == name)
+            .unwrap_or_else(|| panic!("{name} missing from {names:?}"))
+    };
+    let by_reason = |reason: &str| {
+        family("strata_flush_requests_total")
+            .get_metric()
+            .iter()
+            .find(|m| m.get_label().iter().any(|l| l.value() == reason))
+            .unwrap()
+            .get_counter()
+            .get_value()
+    };
+    assert_eq!(by_reason("periodic"), 1.0);
+    assert_eq!(by_reason("manual"), 1.0);
+    assert_eq!(by_reason("alter"), 0.0);
+    assert_eq!(
+        family("strata_flush_failures_total").get_metric()[0]
+            .get_counter()
+            .get_value(),
+        1.0
+    );
+    assert!(
+        family("strata_flush_bytes_total").get_metric()[0]
+            .get_counter()
+            .get_value()
+            > 0.0
+    );
+    assert_eq!(
+        family("strata_flush_inflight").get_metric()[0]
+            .get_gauge()
+            .get_value(),
+        0.0
+    );
+    let stages: Vec<String> = family("strata_flush_elapsed_seconds")
+        .get_metric()
+        .iter()
+        .flat_map(|m| m.get_label().iter().map(|l| l.value().to_string()))
+        .collect();
+    assert!(
+        stages.contains(&"total".to_string())
+            && stages.contains(&"write_sst".to_string())
+            && stages.contains(&"commit".to_string()),
+        "{stages:?}"
+    );
 }
