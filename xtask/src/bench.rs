@@ -8,7 +8,11 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 /// `(package, bench target)` in the order they appear in the report.
-const BENCHES: &[(&str, &str)] = &[("strata-wal", "append"), ("strata-storage", "flush")];
+const BENCHES: &[(&str, &str)] = &[
+    ("strata-wal", "append"),
+    ("strata-storage", "flush"),
+    ("strata-flush", "flush_jobs"),
+];
 
 pub(crate) fn bench(root: &Path) -> Result<(), String> {
     let mut sections = Vec::new();
