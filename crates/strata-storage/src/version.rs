@@ -110,6 +110,23 @@ impl Version {
         self.files.iter().flat_map(|level| level.values())
     }
 
+    /// This version with a fresh empty mutable memtable, no immutables and no files.
+    fn emptied(&self) -> Version {
+        let mutable = Arc::new(
+            self.memtables
+                .mutable
+                .fork(self.next_memtable_id(), self.codec.clone()),
+        );
+        Version {
+            memtables: MemtableVersion {
+                mutable,
+                immutables: Vec::new(),
+            },
+            files: Default::default(),
+            ..self.clone()
+        }
+    }
+
     fn next_memtable_id(&self) -> MemtableId {
         self.memtables.all().map(|m| m.id()).max().unwrap_or(0) + 1
     }
@@ -253,23 +270,11 @@ impl VersionControl {
     /// Forgets every row and file: fresh memtables, no files, flushed ids set exactly.
     pub fn truncate(&self, truncated_entry_id: u64, truncated_sequence: u64) {
         let mut data = self.write();
-        let version = &data.version;
-        let mutable = Arc::new(
-            version
-                .memtables
-                .mutable
-                .fork(version.next_memtable_id(), version.codec.clone()),
-        );
         let next = Version {
-            memtables: MemtableVersion {
-                mutable,
-                immutables: Vec::new(),
-            },
-            files: Default::default(),
             flushed_entry_id: truncated_entry_id,
             flushed_sequence: truncated_sequence,
             truncated_entry_id: Some(truncated_entry_id),
-            ..Version::clone(version)
+            ..data.version.emptied()
         };
         data.version = Arc::new(next);
         data.committed_sequence = data.committed_sequence.max(truncated_sequence);
@@ -280,22 +285,7 @@ impl VersionControl {
     /// Marks the region dropped and empties the version.
     pub fn mark_dropped(&self) {
         let mut data = self.write();
-        let version = &data.version;
-        let mutable = Arc::new(
-            version
-                .memtables
-                .mutable
-                .fork(version.next_memtable_id(), version.codec.clone()),
-        );
-        let next = Version {
-            memtables: MemtableVersion {
-                mutable,
-                immutables: Vec::new(),
-            },
-            files: Default::default(),
-            ..Version::clone(version)
-        };
-        data.version = Arc::new(next);
+        data.version = Arc::new(data.version.emptied());
         data.is_dropped = true;
     }
 
