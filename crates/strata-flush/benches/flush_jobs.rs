@@ -9,20 +9,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
-use futures::FutureExt;
 use futures::TryStreamExt;
-use futures::future::BoxFuture;
 use opendal::Operator;
 use parquet::arrow::ArrowWriter;
 use strata_flush::{
-    CommitError, FlushCommitter, FlushContext, FlushError, FlushNotify, FlushReason,
-    FlushScheduler, PendingRequest, RegionFlushTask,
+    FlushCommitter, FlushContext, FlushError, FlushNotify, FlushReason, FlushScheduler,
+    ManifestCommitter, PendingRequest, RegionFlushTask,
 };
 use strata_request::{OpType, RegionId, Unanswered};
 use strata_scheduler::LocalScheduler;
 use strata_storage::{
-    BatchStream, IterOptions, ManifestConfig, ManifestManager, MergeOptions, RegionMetaActionList,
-    SstWriteOptions, Version, VersionControl, merge, output_schema, writer_properties,
+    BatchStream, IterOptions, ManifestConfig, ManifestManager, MergeOptions, SstWriteOptions,
+    Version, VersionControl, merge, output_schema, writer_properties,
 };
 use strata_workload::CpuWorkload;
 
@@ -44,33 +42,6 @@ impl From<Unanswered> for BenchError {
 struct NoPending;
 impl PendingRequest for NoPending {
     fn fail(self, _: FlushError) {}
-}
-
-struct Committer(tokio::sync::Mutex<ManifestManager>);
-impl FlushCommitter for Committer {
-    fn commit(
-        &self,
-        region_id: RegionId,
-        _: FlushReason,
-        actions: RegionMetaActionList,
-    ) -> BoxFuture<'_, Result<(), CommitError>> {
-        async move {
-            self.0
-                .lock()
-                .await
-                .update(actions)
-                .await
-                .map(|_| ())
-                .map_err(|e| CommitError {
-                    error: FlushError::Commit {
-                        region_id,
-                        reason: e.to_string(),
-                    },
-                    maybe_persisted: true,
-                })
-        }
-        .boxed()
-    }
 }
 
 /// A region full of one TSBS data set, ready to flush.
@@ -99,11 +70,8 @@ async fn region(
     }
     vc.set_sequence_and_entry_id(sequence - 1, 1);
     let bytes = mutable.stats().estimated_bytes;
-    (
-        vc,
-        Arc::new(Committer(tokio::sync::Mutex::new(manifest))),
-        bytes,
-    )
+    let committer = ManifestCommitter::unchecked(Arc::new(tokio::sync::Mutex::new(manifest)));
+    (vc, Arc::new(committer), bytes)
 }
 
 /// Flushes `regions` concurrently on a pool of `threads`; returns the wall time.

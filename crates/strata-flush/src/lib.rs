@@ -8,6 +8,8 @@
 //!   one manifest edit through a [`FlushCommitter`], then reports a [`FlushNotify`].
 //! - [`FlushScheduler`]: one per worker; at most one flush per region, later requests merged
 //!   into one follow-up, DDLs and writes fenced behind it ([`PendingRequest`]).
+//! - [`ManifestCommitter`]: the usual [`FlushCommitter`] — a region's manifest plus a
+//!   state check run under the manifest lock.
 //! - [`FlushMetrics`]: `strata_flush_*` on the embedder's registry.
 //!
 //! This crate knows nothing of the worker loop: outcomes go out on a channel of
@@ -18,6 +20,7 @@
 //! Depends on `strata-request`, `strata-scheduler` and `strata-storage`; it **must never
 //! depend on** the WAL, the workers or the engine.
 
+mod committer;
 mod error;
 mod job;
 mod metrics;
@@ -25,6 +28,7 @@ mod reason;
 mod scheduler;
 mod task;
 
+pub use committer::{CommitCheck, ManifestCommitter};
 pub use error::FlushError;
 pub use job::{CommitError, FlushCommitter, FlushContext, FlushFinished, FlushNotify};
 pub use metrics::FlushMetrics;

@@ -12,21 +12,18 @@ use std::sync::{Arc, Mutex};
 
 use arrow_array::{ArrayRef, RecordBatch, StringArray, TimestampMillisecondArray};
 use futures::FutureExt;
-use futures::future::BoxFuture;
 use opendal::Operator;
 use proptest::prelude::*;
 use strata_flush::{
-    CommitError, FlushCommitter, FlushContext, FlushError, FlushNotify, FlushReason,
-    FlushScheduler, PendingRequest, RegionFlushTask,
+    FlushCommitter, FlushContext, FlushError, FlushNotify, FlushReason, FlushScheduler,
+    ManifestCommitter, PendingRequest, RegionFlushTask,
 };
 use strata_request::{
     ColumnDataType, ColumnSchema, OpType, OutputTx, RegionId, RegionMetadataBuilder, Reply,
     Unanswered, reply_channel,
 };
 use strata_scheduler::{Job, Scheduler, SchedulerError, StopFuture};
-use strata_storage::{
-    ManifestConfig, ManifestManager, RegionMetaActionList, SstWriteOptions, Version, VersionControl,
-};
+use strata_storage::{ManifestConfig, ManifestManager, SstWriteOptions, Version, VersionControl};
 use tokio::sync::mpsc;
 
 #[derive(Debug)]
@@ -78,47 +75,6 @@ impl Scheduler for ManualPool {
     }
 }
 
-/// Commits to a manifest, or fails when told to.
-struct Committer {
-    manifest: tokio::sync::Mutex<ManifestManager>,
-    fail: AtomicBool,
-}
-
-impl FlushCommitter for Committer {
-    fn commit(
-        &self,
-        region_id: RegionId,
-        _: FlushReason,
-        actions: RegionMetaActionList,
-    ) -> BoxFuture<'_, Result<(), CommitError>> {
-        async move {
-            if self.fail.load(Ordering::SeqCst) {
-                return Err(CommitError {
-                    error: FlushError::Commit {
-                        region_id,
-                        reason: "injected".into(),
-                    },
-                    maybe_persisted: false,
-                });
-            }
-            self.manifest
-                .lock()
-                .await
-                .update(actions)
-                .await
-                .map(|_| ())
-                .map_err(|e| CommitError {
-                    error: FlushError::Commit {
-                        region_id,
-                        reason: e.to_string(),
-                    },
-                    maybe_persisted: true,
-                })
-        }
-        .boxed()
-    }
-}
-
 #[derive(Debug, Clone)]
 enum Event {
     Write(usize),
@@ -149,7 +105,8 @@ fn event() -> impl Strategy<Value = Event> {
 struct Region {
     id: RegionId,
     vc: Arc<VersionControl>,
-    committer: Arc<Committer>,
+    /// Makes the committer refuse (like a region that left a flushable state).
+    fail: Arc<AtomicBool>,
     dyn_committer: Arc<dyn FlushCommitter>,
     next_ts: i64,
     sequence: u64,
@@ -178,15 +135,22 @@ async fn regions(store: &Operator) -> Vec<Region> {
         let vc = Arc::new(VersionControl::new(
             Version::from_manifest(manifest.manifest(), None).unwrap(),
         ));
-        let committer = Arc::new(Committer {
-            manifest: tokio::sync::Mutex::new(manifest),
-            fail: AtomicBool::new(false),
+        let fail = Arc::new(AtomicBool::new(false));
+        let committer = ManifestCommitter::new(Arc::new(tokio::sync::Mutex::new(manifest)), {
+            let fail = fail.clone();
+            move |_| {
+                if fail.load(Ordering::SeqCst) {
+                    Err("injected".into())
+                } else {
+                    Ok(())
+                }
+            }
         });
         out.push(Region {
             id,
             vc,
-            dyn_committer: committer.clone(),
-            committer,
+            fail,
+            dyn_committer: Arc::new(committer),
             next_ts: 0,
             sequence: 0,
         });
@@ -275,9 +239,9 @@ proptest! {
                     }
                     Event::Run { fail } => {
                         let Some((r, job)) = queue.pop_front() else { continue };
-                        regions[r].committer.fail.store(fail, Ordering::SeqCst);
+                        regions[r].fail.store(fail, Ordering::SeqCst);
                         job.await;
-                        regions[r].committer.fail.store(false, Ordering::SeqCst);
+                        regions[r].fail.store(false, Ordering::SeqCst);
                         // The worker's handling of the outcome.
                         match rx.try_recv().unwrap() {
                             FlushNotify::Finished(f) => {
