@@ -19,8 +19,8 @@
 //! - [`VersionControl`]: immutable [`Version`] snapshots swapped atomically; [`scan`] reads
 //!   a snapshot; [`flush_memtable`] writes a memtable as an SST.
 //!
-//! Benchmarks and the S3 test are still to come
-//! (see the issue tracker); this crate is their home.
+//! With the `testing` feature, `testing::FaultLayer` injects object-store faults for other
+//! crates' tests.
 //!
 //! # Layering
 //!
