@@ -82,6 +82,15 @@ pub struct FlushContext {
     pub write_limit: Arc<Semaphore>,
     /// Metrics, if registered.
     pub metrics: Option<FlushMetrics>,
+    /// Told when each flush job starts.
+    pub listener: Option<Arc<dyn FlushListener>>,
+}
+
+/// Test hook: told when a flush job starts, and may hold it there (for tests that need a
+/// flush in progress). Production engines install none.
+pub trait FlushListener: Send + Sync + std::fmt::Debug + 'static {
+    /// Called when the job for `region_id` starts; the job waits for the returned future.
+    fn on_flush_begin(&self, region_id: RegionId) -> BoxFuture<'static, ()>;
 }
 
 impl FlushContext {
@@ -96,7 +105,14 @@ impl FlushContext {
             sst_options,
             write_limit: Arc::new(Semaphore::new(max_concurrent_writes.max(1))),
             metrics: None,
+            listener: None,
         }
+    }
+
+    /// With a listener told when each job starts.
+    pub fn with_listener(mut self, listener: Arc<dyn FlushListener>) -> Self {
+        self.listener = Some(listener);
+        self
     }
 
     /// With metrics.
@@ -119,6 +135,9 @@ impl<E: From<FlushError> + Send + 'static> RegionFlushTask<E> {
     ) -> Job {
         Box::pin(async move {
             let region_id = self.region_id();
+            if let Some(listener) = &context.listener {
+                listener.on_flush_begin(region_id).await;
+            }
             let inflight = context.metrics.as_ref().map(|m| m.inflight_guard());
             let started = Instant::now();
             let result = run(

@@ -30,7 +30,9 @@ mod task;
 
 pub use committer::{CommitCheck, ManifestCommitter};
 pub use error::FlushError;
-pub use job::{CommitError, FlushCommitter, FlushContext, FlushFinished, FlushNotify};
+pub use job::{
+    CommitError, FlushCommitter, FlushContext, FlushFinished, FlushListener, FlushNotify,
+};
 pub use metrics::FlushMetrics;
 pub use reason::FlushReason;
 pub use scheduler::{FlushScheduler, PendingRequest, Released};

@@ -18,6 +18,13 @@ use crate::task::RegionFlushTask;
 pub trait PendingRequest: Send + 'static {
     /// Answers the request with `error`.
     fn fail(self, error: FlushError);
+
+    /// Whether the request is handed back, instead of failed, when the flush it waits for
+    /// fails. Lifecycle DDLs (close, drop, truncate) say yes: they wait only so that no
+    /// flush runs beside them, and must still happen when it fails.
+    fn outlives_failed_flush(&self) -> bool {
+        false
+    }
 }
 
 /// A region with a flush requested or running.
@@ -203,18 +210,26 @@ impl<E: From<FlushError> + Send + 'static, D: PendingRequest, W: PendingRequest>
         }
     }
 
-    /// A flush of `region_id` failed: the pending follow-up, DDLs and writes fail with it.
-    /// The frozen memtables stay in the version for the next flush.
-    pub fn on_flush_failed(&mut self, region_id: RegionId, error: FlushError) {
+    /// A flush of `region_id` failed: the pending follow-up, DDLs and writes fail with it,
+    /// except DDLs that [outlive a failed flush](PendingRequest::outlives_failed_flush),
+    /// which are returned for the caller to run now. The frozen memtables stay in the
+    /// version for the next flush.
+    pub fn on_flush_failed(&mut self, region_id: RegionId, error: FlushError) -> Vec<D> {
         if let Some(m) = &self.context.metrics {
             m.failure();
         }
-        if let Some(status) = self.regions.remove(&region_id) {
-            status.fail_all(FlushError::FlushFailed {
-                region_id,
-                cause: Box::new(error),
-            });
-        }
+        let Some(mut status) = self.regions.remove(&region_id) else {
+            return Vec::new();
+        };
+        let (survivors, failed): (Vec<D>, Vec<D>) = std::mem::take(&mut status.pending_ddls)
+            .into_iter()
+            .partition(PendingRequest::outlives_failed_flush);
+        status.pending_ddls = failed;
+        status.fail_all(FlushError::FlushFailed {
+            region_id,
+            cause: Box::new(error),
+        });
+        survivors
     }
 
     /// The region was dropped: everything pending fails with `RegionDropped`. A running

@@ -255,7 +255,7 @@ proptest! {
                                 }
                                 collect_jobs(&pool, &mut queue, region);
                             }
-                            FlushNotify::Failed { region_id, error } => scheduler.on_flush_failed(region_id, error),
+                            FlushNotify::Failed { region_id, error } => { scheduler.on_flush_failed(region_id, error); }
                         }
                     }
                     Event::Drop(r) => scheduler.on_region_dropped(regions[r].id),

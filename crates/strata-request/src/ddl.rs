@@ -138,6 +138,15 @@ pub struct TruncateRequest {
     pub region_id: RegionId,
 }
 
+/// Make a region writable, or read-only (writes and flush commits refused).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetWritableRequest {
+    /// The region.
+    pub region_id: RegionId,
+    /// `true`: writable; `false`: read-only.
+    pub writable: bool,
+}
+
 /// Any DDL request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DdlRequest {
@@ -157,6 +166,8 @@ pub enum DdlRequest {
     Compact(CompactRequest),
     /// See [`TruncateRequest`].
     Truncate(TruncateRequest),
+    /// See [`SetWritableRequest`].
+    SetWritable(SetWritableRequest),
 }
 
 impl DdlRequest {
@@ -171,6 +182,7 @@ impl DdlRequest {
             DdlRequest::Flush(r) => r.region_id,
             DdlRequest::Compact(r) => r.region_id,
             DdlRequest::Truncate(r) => r.region_id,
+            DdlRequest::SetWritable(r) => r.region_id,
         }
     }
 
@@ -185,6 +197,7 @@ impl DdlRequest {
             DdlRequest::Flush(_) => "flush",
             DdlRequest::Compact(_) => "compact",
             DdlRequest::Truncate(_) => "truncate",
+            DdlRequest::SetWritable(_) => "set_writable",
         }
     }
 }

@@ -24,7 +24,8 @@ mod write;
 
 pub use ddl::{
     AlterKind, AlterRequest, CloseRequest, CompactRequest, CreateRequest, DdlRequest, DropRequest,
-    FlushRequest, OpenRequest, RegionOptionChange, RegionOptions, TruncateRequest,
+    FlushRequest, OpenRequest, RegionOptionChange, RegionOptions, SetWritableRequest,
+    TruncateRequest,
 };
 pub use metadata::{MetadataError, RESERVED_COLUMN_PREFIX, RegionMetadata, RegionMetadataBuilder};
 pub use region_id::{ParseRegionIdError, ParseRegionIdReason, RegionId};

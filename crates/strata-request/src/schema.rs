@@ -298,7 +298,7 @@ impl ColumnSchema {
     ///
     /// Order: the default if one is set, else nulls if nullable, else (only when
     /// `zero_if_required`) the type's zero value.
-    pub(crate) fn fill_array(&self, len: usize, zero_if_required: bool) -> Option<ArrayRef> {
+    pub fn fill_array(&self, len: usize, zero_if_required: bool) -> Option<ArrayRef> {
         if let Some(default) = &self.default {
             return default.to_array(self.data_type, len);
         }

@@ -267,6 +267,16 @@ impl VersionControl {
         Ok(())
     }
 
+    /// Installs new region options (an options-only alter; memtables are kept).
+    pub fn set_options(&self, options: RegionOptions) {
+        let mut data = self.write();
+        let next = Version {
+            options,
+            ..Version::clone(&data.version)
+        };
+        data.version = Arc::new(next);
+    }
+
     /// Forgets every row and file: fresh memtables, no files, flushed ids set exactly.
     pub fn truncate(&self, truncated_entry_id: u64, truncated_sequence: u64) {
         let mut data = self.write();

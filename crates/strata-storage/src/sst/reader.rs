@@ -12,7 +12,7 @@ use opendal::Operator;
 use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use parquet::file::statistics::Statistics;
 use snafu::ResultExt;
-use strata_request::RegionMetadata;
+use strata_request::{ColumnSchema, RegionMetadata};
 
 use super::opendal_io::OpendalReader;
 use crate::batch::{OP_TYPE_COLUMN, SEQUENCE_COLUMN, SortedBatch};
@@ -164,8 +164,17 @@ struct Layout {
     ts: usize,
     sequence: usize,
     op_type: usize,
-    /// For each projected region column, its position in the projected record batch.
-    outputs: Vec<usize>,
+    /// For each projected region column, where its values come from.
+    outputs: Vec<Output>,
+}
+
+/// The source of one output column.
+enum Output {
+    /// This position in the projected record batch.
+    File(usize),
+    /// A field column added after the file was written: filled like a write that leaves it
+    /// out (its default, else nulls).
+    Missing(ColumnSchema),
 }
 
 impl Layout {
@@ -217,15 +226,23 @@ impl Layout {
         let file_ts = region_column(metadata.time_index())?;
         let file_sequence = find(SEQUENCE_COLUMN, &arrow_schema::DataType::UInt64)?;
         let file_op = find(OP_TYPE_COLUMN, &arrow_schema::DataType::UInt8)?;
+        // A field column the file lacks was added by an alter after the file was written.
         let output_files = projection
             .iter()
-            .map(|&i| region_column(i))
+            .map(|&i| {
+                let column = &columns[i];
+                if column.is_field() && file_schema.column_with_name(&column.name).is_none() {
+                    Ok(None)
+                } else {
+                    region_column(i).map(Some)
+                }
+            })
             .collect::<Result<Vec<_>, _>>()?;
 
         let mut file_columns: Vec<usize> = tag_files
             .iter()
-            .chain(&output_files)
             .copied()
+            .chain(output_files.iter().flatten().copied())
             .chain([file_ts, file_sequence, file_op])
             .collect();
         file_columns.sort_unstable();
@@ -241,7 +258,14 @@ impl Layout {
             ts: position(file_ts),
             sequence: position(file_sequence),
             op_type: position(file_op),
-            outputs: output_files.iter().map(|&f| position(f)).collect(),
+            outputs: output_files
+                .iter()
+                .zip(&projection)
+                .map(|(file, &i)| match file {
+                    Some(f) => Output::File(position(*f)),
+                    None => Output::Missing(columns[i].clone()),
+                })
+                .collect(),
             file_ts,
             file_columns,
         })
@@ -299,7 +323,21 @@ impl Layout {
             timestamps,
             sequences,
             op_types,
-            columns: self.outputs.iter().map(|&i| column(i).clone()).collect(),
+            columns: self
+                .outputs
+                .iter()
+                .map(|output| match output {
+                    Output::File(i) => Ok(column(*i).clone()),
+                    Output::Missing(schema) => {
+                        schema.fill_array(batch.num_rows(), false).ok_or_else(|| {
+                            corrupt(&format!(
+                                "column {:?} is missing and is NOT NULL without a default",
+                                schema.name
+                            ))
+                        })
+                    }
+                })
+                .collect::<Result<_, _>>()?,
         })
     }
 }

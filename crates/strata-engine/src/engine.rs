@@ -1,0 +1,351 @@
+//! [`EngineBuilder`] and [`Engine`].
+
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use futures::TryStreamExt;
+use opendal::Operator;
+use prometheus::Registry;
+use snafu::ResultExt;
+use strata_buffer::{ReleaseNotifier, WriteBufferManagerRef};
+use strata_request::{
+    AffectedRows, AlterRequest, CloseRequest, CreateRequest, DdlRequest, DropRequest, FlushRequest,
+    OpenRequest, RegionId, SetWritableRequest, TruncateRequest, WriteRequest,
+};
+use strata_scheduler::{ClockRef, SystemClock};
+use strata_storage::{RecordBatchStream, ScanRequest, scan};
+use strata_wal::{FileLogStore, NoopLogStore};
+use strata_worker::{
+    EventListener, LogStoreRef, NoopListener, RegionState, WorkerError, WorkerGroup,
+    WorkerGroupParts,
+};
+
+use crate::config::{EngineConfig, WalProvider};
+use crate::error::{ObjectStoreSnafu, OpenWalSnafu, Result, ScanSnafu};
+
+/// Builds an [`Engine`] from a config and the components to use. Anything not given is
+/// built from the config: the object store (`data_home` or `object_store`), the file WAL,
+/// the system clock, a private metrics registry, no listener.
+pub struct EngineBuilder {
+    config: EngineConfig,
+    store: Option<Operator>,
+    log_store: Option<LogStoreRef>,
+    clock: Option<ClockRef>,
+    registry: Option<Registry>,
+    listener: Option<Arc<dyn EventListener>>,
+    write_buffer: Option<(WriteBufferManagerRef, ReleaseNotifier)>,
+}
+
+impl EngineBuilder {
+    /// A builder for `config`.
+    pub fn new(config: EngineConfig) -> Self {
+        Self {
+            config,
+            store: None,
+            log_store: None,
+            clock: None,
+            registry: None,
+            listener: None,
+            write_buffer: None,
+        }
+    }
+
+    /// Use this object store instead of the configured one.
+    pub fn object_store(mut self, store: Operator) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Use this log store instead of the configured one.
+    pub fn log_store(mut self, log_store: LogStoreRef) -> Self {
+        self.log_store = Some(log_store);
+        self
+    }
+
+    /// Use this clock (tests pass a `ManualClock`).
+    pub fn clock(mut self, clock: ClockRef) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Register metrics on this registry.
+    pub fn registry(mut self, registry: Registry) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// Tell this listener about worker events (tests).
+    pub fn listener(mut self, listener: Arc<dyn EventListener>) -> Self {
+        self.listener = Some(listener);
+        self
+    }
+
+    /// Use this write-buffer manager, which signals `notifier` when memory is released
+    /// (tests force flushes and stalls with it).
+    pub fn write_buffer_manager(
+        mut self,
+        manager: WriteBufferManagerRef,
+        notifier: ReleaseNotifier,
+    ) -> Self {
+        self.write_buffer = Some((manager, notifier));
+        self
+    }
+
+    /// Validates the config, opens the WAL and object store, starts the workers. Must be
+    /// called inside a tokio runtime.
+    pub async fn build(self) -> Result<Engine> {
+        let config = self.config;
+        config.validate()?;
+        let store = match self.store {
+            Some(store) => store,
+            None => config
+                .object_store_config()
+                .build()
+                .context(ObjectStoreSnafu)?,
+        };
+        let log_store: LogStoreRef = match self.log_store {
+            Some(log_store) => log_store,
+            None => match config.wal.provider {
+                WalProvider::Noop => Arc::new(NoopLogStore::default()),
+                WalProvider::File => {
+                    let dir = config.wal_dir();
+                    let file_config = config.wal.file_config();
+                    let registry = self.registry.clone();
+                    let store = tokio::task::spawn_blocking(move || {
+                        FileLogStore::open(dir, file_config, registry.as_ref())
+                    })
+                    .await
+                    .map_err(|e| WorkerError::Start {
+                        reason: e.to_string(),
+                    })?
+                    .context(OpenWalSnafu)?;
+                    Arc::new(store)
+                }
+            },
+        };
+        let group = WorkerGroup::start(WorkerGroupParts {
+            config: config.worker_config(),
+            store,
+            log_store: log_store.clone(),
+            clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+            registry: self.registry,
+            listener: self.listener.unwrap_or_else(|| Arc::new(NoopListener)),
+            write_buffer: self.write_buffer,
+        })?;
+        Ok(Engine {
+            group,
+            log_store,
+            config,
+        })
+    }
+}
+
+/// Progress and size of one open region.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RegionStats {
+    /// The region.
+    pub region_id: RegionId,
+    /// Its state.
+    pub state: RegionState,
+    /// Schema version.
+    pub schema_version: u64,
+    /// Estimated bytes of all its memtables.
+    pub memtable_bytes: usize,
+    /// Frozen memtables waiting for (or retrying) a flush.
+    pub immutable_memtables: usize,
+    /// SST files.
+    pub num_files: usize,
+    /// Total SST bytes.
+    pub file_bytes: u64,
+    /// Rows in SST files (before deduplication across files).
+    pub file_rows: u64,
+    /// Last sequence whose rows are visible.
+    pub committed_sequence: u64,
+    /// Last WAL entry written or replayed.
+    pub last_entry_id: u64,
+    /// WAL entries up to this are in SST files.
+    pub flushed_entry_id: u64,
+    /// Rows up to this sequence are in SST files.
+    pub flushed_sequence: u64,
+}
+
+/// The engine: regions sharded over workers, a WAL, memtables under one memory budget,
+/// SST files on an object store.
+///
+/// Every call is answered exactly once, also when the engine stops meanwhile (then with
+/// an error of kind [`Stopped`](crate::ErrorKind::Stopped)).
+#[derive(Debug)]
+pub struct Engine {
+    group: WorkerGroup,
+    log_store: LogStoreRef,
+    config: EngineConfig,
+}
+
+impl Engine {
+    /// The config the engine runs with.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Creates a region (idempotent for an existing region with the same schema).
+    pub async fn create(&self, request: CreateRequest) -> Result<()> {
+        self.ddl(DdlRequest::Create(request)).await.map(drop)
+    }
+
+    /// Opens a region, replaying its WAL.
+    pub async fn open(&self, region_id: RegionId) -> Result<()> {
+        self.open_with(OpenRequest {
+            region_id,
+            skip_wal_replay: false,
+        })
+        .await
+    }
+
+    /// Opens a region with options.
+    pub async fn open_with(&self, request: OpenRequest) -> Result<()> {
+        self.ddl(DdlRequest::Open(request)).await.map(drop)
+    }
+
+    /// Closes a region (its unflushed rows stay in the WAL).
+    pub async fn close(&self, region_id: RegionId) -> Result<()> {
+        self.ddl(DdlRequest::Close(CloseRequest { region_id }))
+            .await
+            .map(drop)
+    }
+
+    /// Drops a region; its files are removed in the background.
+    pub async fn drop_region(&self, region_id: RegionId) -> Result<()> {
+        self.ddl(DdlRequest::Drop(DropRequest { region_id }))
+            .await
+            .map(drop)
+    }
+
+    /// Alters a region's schema or options.
+    pub async fn alter(&self, request: AlterRequest) -> Result<()> {
+        self.ddl(DdlRequest::Alter(request)).await.map(drop)
+    }
+
+    /// Writes rows; resolves once they are durable per the WAL's sync policy and visible
+    /// to scans. Returns the number of rows written.
+    pub async fn write(&self, request: WriteRequest) -> Result<AffectedRows> {
+        Ok(self.group.write(request).await?)
+    }
+
+    /// Flushes a region's memtables to SST files; resolves when the flush is applied.
+    pub async fn flush(&self, region_id: RegionId) -> Result<()> {
+        self.ddl(DdlRequest::Flush(FlushRequest {
+            region_id,
+            row_group_size: None,
+        }))
+        .await
+        .map(drop)
+    }
+
+    /// Removes every row of a region.
+    pub async fn truncate(&self, region_id: RegionId) -> Result<()> {
+        self.ddl(DdlRequest::Truncate(TruncateRequest { region_id }))
+            .await
+            .map(drop)
+    }
+
+    /// Makes a region writable or read-only.
+    pub async fn set_writable(&self, region_id: RegionId, writable: bool) -> Result<()> {
+        self.ddl(DdlRequest::SetWritable(SetWritableRequest {
+            region_id,
+            writable,
+        }))
+        .await
+        .map(drop)
+    }
+
+    /// Runs any DDL request.
+    pub async fn ddl(&self, request: DdlRequest) -> Result<AffectedRows> {
+        Ok(self.group.ddl(request).await?)
+    }
+
+    /// Scans a snapshot of the region taken now: rows merged and deduplicated, in
+    /// (primary key, timestamp) order.
+    pub async fn scan(
+        &self,
+        region_id: RegionId,
+        request: ScanRequest,
+    ) -> Result<RecordBatchStream> {
+        let region = self
+            .group
+            .regions()
+            .get(region_id)
+            .ok_or(WorkerError::RegionNotFound { region_id })?;
+        let snapshot = region.snapshot();
+        scan(self.group.store(), &snapshot, request)
+            .await
+            .context(ScanSnafu { region_id })
+    }
+
+    /// Scans into memory (convenient for small regions and tests).
+    pub async fn scan_to_vec(
+        &self,
+        region_id: RegionId,
+        request: ScanRequest,
+    ) -> Result<Vec<RecordBatch>> {
+        self.scan(region_id, request)
+            .await?
+            .try_collect()
+            .await
+            .context(ScanSnafu { region_id })
+    }
+
+    /// Progress and size of an open region.
+    pub fn region_stats(&self, region_id: RegionId) -> Result<RegionStats> {
+        let region = self
+            .group
+            .regions()
+            .get(region_id)
+            .ok_or(WorkerError::RegionNotFound { region_id })?;
+        let data = region.snapshot();
+        let version = &data.version;
+        Ok(RegionStats {
+            region_id,
+            state: region.state(),
+            schema_version: version.metadata.schema_version(),
+            memtable_bytes: version.memtables.total_usage(),
+            immutable_memtables: version.memtables.immutables.len(),
+            num_files: version.all_files().count(),
+            file_bytes: version.all_files().map(|f| f.file_size).sum(),
+            file_rows: version.all_files().map(|f| f.num_rows).sum(),
+            committed_sequence: data.committed_sequence,
+            last_entry_id: data.last_entry_id,
+            flushed_entry_id: version.flushed_entry_id,
+            flushed_sequence: version.flushed_sequence,
+        })
+    }
+
+    /// Ids of the open regions, sorted.
+    pub fn regions(&self) -> Vec<RegionId> {
+        let mut ids: Vec<RegionId> = self
+            .group
+            .regions()
+            .list()
+            .iter()
+            .map(|r| r.region_id())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// Memtable bytes across all regions.
+    pub fn memory_usage(&self) -> usize {
+        self.group.memory_usage()
+    }
+
+    /// Stops the engine: running flushes finish, pending requests are answered with a
+    /// `Stopped` error, the WAL is stopped. Unflushed rows stay in the WAL for the next
+    /// open. Idempotent.
+    pub async fn stop(&self) -> Result<()> {
+        self.group.stop().await?;
+        if let Err(error) = self.log_store.stop().await {
+            tracing::debug!(%error, "WAL stop");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,78 @@
+//! Strata's public facade: an embeddable, region-sharded LSM write engine for time-series
+//! data.
+//!
+//! - [`EngineBuilder`] → [`Engine`]: `create / open / close / drop_region / alter / write /
+//!   flush / truncate / set_writable / scan / region_stats / stop`.
+//! - [`EngineConfig`]: TOML settings with human sizes (`"1GiB"`) and durations (`"30m"`),
+//!   defaults that scale with the machine, validation that names the bad key;
+//!   [`EXAMPLE_CONFIG`] is the commented example.
+//! - [`Error`] with a coarse [`ErrorKind`]: [`Error::is_retryable`] says whether trying
+//!   again later can help.
+//! - Re-exported request types, so most users need only this crate.
+//!
+//! Rows go through the WAL into memtables under one memory budget (writes stall over it
+//! and are rejected at the reject limit), are flushed to sorted Parquet files, and are read
+//! back merged and deduplicated (newest row per primary key and timestamp wins).
+//!
+//! ```
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use arrow_array::{Float64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+//! use strata_engine::{
+//!     ColumnDataType, ColumnSchema, CreateRequest, EngineBuilder, EngineConfig, RegionId,
+//!     RegionMetadataBuilder, RegionOptions, ScanRequest, WriteRequest,
+//! };
+//!
+//! let dir = tempfile::tempdir()?;
+//! let config = EngineConfig { data_home: dir.path().into(), ..EngineConfig::default() };
+//! let region = RegionId::new(1024, 0);
+//! let metadata = RegionMetadataBuilder::new(region)
+//!     .column(ColumnSchema::tag("host"))
+//!     .column(ColumnSchema::timestamp("ts", ColumnDataType::TimestampMillisecond))
+//!     .column(ColumnSchema::field("cpu", ColumnDataType::Float64))
+//!     .build()?;
+//!
+//! let engine = EngineBuilder::new(config.clone()).build().await?;
+//! engine.create(CreateRequest { metadata: metadata.clone(), options: RegionOptions::default() }).await?;
+//! let batch = RecordBatch::try_new(metadata.arrow_schema().clone(), vec![
+//!     Arc::new(StringArray::from(vec!["a", "b"])),
+//!     Arc::new(TimestampMillisecondArray::from(vec![1, 1])),
+//!     Arc::new(Float64Array::from(vec![0.5, 0.7])),
+//! ])?;
+//! assert_eq!(engine.write(WriteRequest::put(region, batch)).await?, 2);
+//! engine.flush(region).await?;
+//! engine.stop().await?;
+//!
+//! // A new engine over the same directory: open the region and read the rows back.
+//! let engine = EngineBuilder::new(config).build().await?;
+//! engine.open(region).await?;
+//! let rows: usize = engine.scan_to_vec(region, ScanRequest::default()).await?
+//!     .iter().map(|b| b.num_rows()).sum();
+//! assert_eq!(rows, 2);
+//! engine.stop().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Layering
+//!
+//! The top of the library stack: depends on `strata-worker` and the crates below it;
+//! only the CLI, the benchmarks and the test suites depend on it.
+
+mod config;
+mod engine;
+mod error;
+
+pub use config::{EXAMPLE_CONFIG, EngineConfig, SstConfig, WalConfig, WalProvider};
+pub use engine::{Engine, EngineBuilder, RegionStats};
+pub use error::{Error, ErrorKind, Result};
+pub use strata_request::{
+    AlterKind, AlterRequest, ColumnDataType, ColumnSchema, CreateRequest, DdlRequest, OpType,
+    OpenRequest, RegionId, RegionMetadata, RegionMetadataBuilder, RegionOptions, Value,
+    WriteRequest,
+};
+pub use strata_scheduler::{Clock, ClockRef, ManualClock, SystemClock};
+pub use strata_storage::{ObjectStoreConfig, RecordBatchStream, S3Config, ScanRequest, TimeRange};
+pub use strata_wal::{RecoveryMode, SyncPolicy};
+pub use strata_worker::{EventListener, NoopListener, RegionState};

@@ -1,0 +1,61 @@
+//! [`WorkerConfig`]: the settings the workers run with (the engine builds it from its TOML
+//! configuration, already validated).
+
+use std::time::Duration;
+
+use strata_storage::{ManifestConfig, SstWriteOptions};
+
+/// Settings of a [`WorkerGroup`](crate::WorkerGroup).
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Number of region workers.
+    pub num_workers: usize,
+    /// Requests queued per worker before `submit` waits (back-pressure).
+    pub worker_channel_size: usize,
+    /// Most requests one worker handles per loop iteration.
+    pub worker_request_batch_size: usize,
+    /// Memtable bytes at which writes stall (and flushes start at half of it).
+    pub global_write_buffer_size: usize,
+    /// Memtable plus stalled bytes at which writes are rejected.
+    pub global_write_buffer_reject_size: usize,
+    /// Flush jobs running at once across the engine.
+    pub max_background_flushes: usize,
+    /// Background file deletions (dropped regions) running at once.
+    pub max_background_purges: usize,
+    /// Flush a region that has not flushed for this long.
+    pub auto_flush_interval: Duration,
+    /// How often each worker checks for regions due a periodic flush.
+    pub periodic_check_interval: Duration,
+    /// Each worker's first periodic check is delayed by a random part of this, so workers
+    /// do not all flush at once.
+    pub max_initial_check_delay: Duration,
+    /// Replay WAL entries at or below a region's flushed entry id instead of failing.
+    pub allow_stale_entries: bool,
+    /// Manifest checkpoints.
+    pub manifest: ManifestConfig,
+    /// How flushes write SST files.
+    pub sst: SstWriteOptions,
+    /// Seed of the random initial check delays.
+    pub seed: u64,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            num_workers: 1,
+            worker_channel_size: 128,
+            worker_request_batch_size: 64,
+            global_write_buffer_size: 256 << 20,
+            global_write_buffer_reject_size: 512 << 20,
+            max_background_flushes: 1,
+            max_background_purges: 1,
+            auto_flush_interval: Duration::from_secs(30 * 60),
+            periodic_check_interval: Duration::from_secs(60),
+            max_initial_check_delay: Duration::from_secs(180),
+            allow_stale_entries: false,
+            manifest: ManifestConfig::default(),
+            sst: SstWriteOptions::default(),
+            seed: 0,
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! [`WorkerGroup`]: starts the workers and background pools, routes requests, stops
+//! everything in order.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use futures::future::BoxFuture;
+use opendal::Operator;
+use prometheus::Registry;
+use strata_buffer::{ReleaseNotifier, WriteBufferManagerImpl, WriteBufferManagerRef};
+use strata_flush::{FlushContext, FlushListener, FlushMetrics, FlushScheduler};
+use strata_request::{AffectedRows, DdlRequest, RegionId, WriteRequest, reply_channel};
+use strata_scheduler::{ClockRef, LocalScheduler, SchedulerRef};
+use tokio::sync::{Mutex, mpsc};
+use tokio::task::JoinHandle;
+
+use crate::config::WorkerConfig;
+use crate::error::{Result, WorkerError};
+use crate::listener::EventListener;
+use crate::log_store::LogStoreRef;
+use crate::metrics::WorkerMetrics;
+use crate::region::RegionMap;
+use crate::request::{SenderDdlRequest, SenderWriteRequest, WorkerRequest};
+use crate::worker::{RegionWorkerLoop, Shared};
+
+/// Everything a worker group is built from.
+pub struct WorkerGroupParts {
+    /// Settings.
+    pub config: WorkerConfig,
+    /// Where SSTs and manifests live.
+    pub store: Operator,
+    /// The WAL.
+    pub log_store: LogStoreRef,
+    /// Time.
+    pub clock: ClockRef,
+    /// Where metrics are registered (a private registry if `None`).
+    pub registry: Option<Registry>,
+    /// Test hooks.
+    pub listener: Arc<dyn EventListener>,
+    /// A write-buffer manager to use instead of the default one built from the config
+    /// (tests use it to force flushes and stalls), with the notifier it signals.
+    pub write_buffer: Option<(WriteBufferManagerRef, ReleaseNotifier)>,
+}
+
+/// A worker's handle.
+struct RegionWorker {
+    sender: mpsc::Sender<WorkerRequest>,
+    handle: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The region workers of one engine. Each region is served by one worker for life,
+/// chosen from its id.
+pub struct WorkerGroup {
+    workers: Vec<RegionWorker>,
+    shared: Arc<Shared>,
+    flush_pool: SchedulerRef,
+    running: AtomicBool,
+}
+
+impl std::fmt::Debug for WorkerGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerGroup")
+            .field("workers", &self.workers.len())
+            .field("regions", &self.shared.regions.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Lets the worker listener hold flush jobs (tests).
+#[derive(Debug)]
+struct FlushHook(Arc<dyn EventListener>);
+
+impl FlushListener for FlushHook {
+    fn on_flush_begin(&self, region_id: RegionId) -> BoxFuture<'static, ()> {
+        self.0.on_flush_begin(region_id)
+    }
+}
+
+fn start_error(reason: impl std::fmt::Display) -> WorkerError {
+    WorkerError::Start {
+        reason: reason.to_string(),
+    }
+}
+
+impl WorkerGroup {
+    /// Starts the pools and `config.num_workers` workers. Needs a tokio runtime.
+    pub fn start(parts: WorkerGroupParts) -> Result<Self> {
+        let config = parts.config;
+        let registry = parts.registry.unwrap_or_default();
+        let (write_buffer, notifier) = match parts.write_buffer {
+            Some(custom) => custom,
+            None => {
+                let notifier = ReleaseNotifier::new();
+                let manager = WriteBufferManagerImpl::new(
+                    config.global_write_buffer_size,
+                    config.global_write_buffer_reject_size,
+                    notifier.clone(),
+                )
+                .map_err(start_error)?
+                .with_metrics(&registry)
+                .map_err(start_error)?;
+                (Arc::new(manager) as WriteBufferManagerRef, notifier)
+            }
+        };
+        let flush_pool: SchedulerRef = Arc::new(
+            LocalScheduler::new("strata-flush", config.max_background_flushes.max(1))
+                .map_err(start_error)?,
+        );
+        let purge_pool: SchedulerRef = Arc::new(
+            LocalScheduler::new("strata-purge", config.max_background_purges.max(1))
+                .map_err(start_error)?,
+        );
+        let flush_context = Arc::new(
+            FlushContext::new(
+                parts.store.clone(),
+                config.sst.clone(),
+                config.max_background_flushes.max(1),
+            )
+            .with_metrics(FlushMetrics::register(&registry).map_err(start_error)?)
+            .with_listener(Arc::new(FlushHook(parts.listener.clone()))),
+        );
+        let num_workers = config.num_workers.max(1);
+        let channel_size = config.worker_channel_size.max(1);
+        let shared = Arc::new(Shared {
+            metrics: WorkerMetrics::register(&registry).map_err(start_error)?,
+            config,
+            store: parts.store,
+            log_store: parts.log_store,
+            clock: parts.clock,
+            write_buffer,
+            notifier,
+            listener: parts.listener,
+            regions: RegionMap::default(),
+            purge_pool,
+        });
+        let workers = (0..num_workers)
+            .map(|id| {
+                let (sender, receiver) = mpsc::channel(channel_size);
+                let (results_tx, results_rx) = mpsc::unbounded_channel();
+                let scheduler =
+                    FlushScheduler::new(flush_pool.clone(), flush_context.clone(), results_tx);
+                let worker =
+                    RegionWorkerLoop::new(id, shared.clone(), scheduler, results_rx, receiver);
+                RegionWorker {
+                    sender,
+                    handle: Mutex::new(Some(tokio::spawn(worker.run()))),
+                }
+            })
+            .collect();
+        Ok(Self {
+            workers,
+            shared,
+            flush_pool,
+            running: AtomicBool::new(true),
+        })
+    }
+
+    /// The worker serving `region_id`: fixed for the region's life.
+    fn worker(&self, region_id: RegionId) -> &RegionWorker {
+        let n = self.workers.len() as u64;
+        let index =
+            (u64::from(region_id.table_id()) % n + u64::from(region_id.region_number()) % n) % n;
+        // `index < n == workers.len()`.
+        &self.workers[usize::try_from(index).unwrap_or(0)]
+    }
+
+    async fn submit(&self, region_id: RegionId, request: WorkerRequest) -> Result<()> {
+        if !self.running.load(Ordering::Acquire) {
+            return Err(WorkerError::WorkerStopped);
+        }
+        self.worker(region_id)
+            .sender
+            .send(request)
+            .await
+            .map_err(|_| WorkerError::WorkerStopped)
+    }
+
+    /// Writes rows; resolves once they are in the WAL and visible to scans.
+    pub async fn write(&self, request: WriteRequest) -> Result<AffectedRows> {
+        let (sender, reply) = reply_channel();
+        let region_id = request.region_id;
+        let write = SenderWriteRequest::new(request, sender);
+        self.submit(region_id, WorkerRequest::Write(write, Instant::now()))
+            .await?;
+        reply.await
+    }
+
+    /// Runs a DDL on the region's worker.
+    pub async fn ddl(&self, request: DdlRequest) -> Result<AffectedRows> {
+        let (sender, reply) = reply_channel();
+        let region_id = request.region_id();
+        let ddl = SenderDdlRequest { request, sender };
+        self.submit(region_id, WorkerRequest::Ddl(ddl, Instant::now()))
+            .await?;
+        reply.await
+    }
+
+    /// The open regions (readers look regions up here without a worker round trip).
+    pub fn regions(&self) -> &RegionMap {
+        &self.shared.regions
+    }
+
+    /// The object store the regions live on.
+    pub fn store(&self) -> &Operator {
+        &self.shared.store
+    }
+
+    /// Memtable bytes across all regions.
+    pub fn memory_usage(&self) -> usize {
+        self.shared.write_buffer.memory_usage()
+    }
+
+    /// Stops the group: running flush jobs finish and are applied, background deletions
+    /// finish, then each worker answers everything still pending with `WorkerStopped`
+    /// and exits. Memtables are not flushed (the WAL holds their rows). Idempotent.
+    pub async fn stop(&self) -> Result<()> {
+        if self.running.swap(false, Ordering::AcqRel) {
+            if let Err(error) = self.flush_pool.stop(true).await {
+                tracing::warn!(%error, "flush pool stop");
+            }
+            if let Err(error) = self.shared.purge_pool.stop(true).await {
+                tracing::warn!(%error, "purge pool stop");
+            }
+        }
+        for worker in &self.workers {
+            let handle = worker.handle.lock().await.take();
+            if let Some(handle) = handle {
+                let _ = worker.sender.send(WorkerRequest::Stop).await;
+                handle.await.map_err(start_error)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,148 @@
+//! Alter: options at once; schema changes after a flush, with writes fenced meanwhile.
+
+use std::sync::Arc;
+
+use strata_flush::FlushReason;
+use strata_request::{AlterKind, AlterRequest, DdlRequest, RegionMetadata};
+use strata_storage::{RegionMetaAction, RegionMetaActionList};
+
+use crate::error::WorkerError;
+use crate::region::RegionState;
+use crate::request::{ReplyTx, SenderDdlRequest};
+use crate::worker::RegionWorkerLoop;
+
+impl RegionWorkerLoop {
+    /// Applies an alter. Schema changes need empty memtables: with rows in memory the region
+    /// is flushed first and the alter waits behind the flush (new writes wait behind the
+    /// alter). The new schema is persisted in the manifest before it is used.
+    pub(crate) async fn handle_alter(&mut self, request: AlterRequest, sender: ReplyTx) {
+        let region_id = request.region_id;
+        let Some(region) = self.regions.get(&region_id).cloned() else {
+            sender.send(Err(WorkerError::RegionNotFound { region_id }));
+            return;
+        };
+        let state = region.state();
+        if state != RegionState::Writable {
+            sender.send(Err(WorkerError::RegionState {
+                region_id,
+                state,
+                operation: "alter",
+            }));
+            return;
+        }
+        let version = region.version_control.current().version;
+        let metadata = match new_metadata(&version.metadata, &request) {
+            Ok(Some(metadata)) => metadata,
+            Ok(None) => {
+                // Already applied (a retried alter): nothing to do.
+                sender.send(Ok(0));
+                return;
+            }
+            Err(error) => {
+                sender.send(Err(error));
+                return;
+            }
+        };
+        let options = match &request.kind {
+            AlterKind::SetOptions { changes } => version.options.with_changes(changes),
+            _ => version.options.clone(),
+        };
+        let schema_change = request.kind.changes_schema();
+        if schema_change
+            && (self.flush.scheduler.is_flush_requested(region_id) || !version.memtables.is_empty())
+        {
+            if !self.flush.scheduler.is_flush_requested(region_id) {
+                self.schedule_flush(&region, FlushReason::Alter, None);
+            }
+            let ddl = SenderDdlRequest {
+                request: DdlRequest::Alter(request),
+                sender,
+            };
+            if let Err(ddl) = self
+                .flush
+                .scheduler
+                .add_ddl_request_to_pending(region_id, ddl)
+            {
+                // The flush could not be scheduled (engine stopping).
+                ddl.sender.send(Err(WorkerError::WorkerStopped));
+            }
+            return;
+        }
+        let persisted = {
+            let mut manifest = region.manifest.lock().await;
+            region.state.set(RegionState::Altering);
+            manifest
+                .update(RegionMetaActionList::one(RegionMetaAction::Change {
+                    metadata: metadata.clone(),
+                    options: options.clone(),
+                }))
+                .await
+        };
+        let applied = match persisted {
+            Ok(_) if schema_change => region
+                .version_control
+                .alter_schema(metadata, options)
+                .map_err(|source| WorkerError::Storage {
+                    region_id,
+                    source: Arc::new(source),
+                }),
+            Ok(_) => {
+                region.version_control.set_options(options);
+                Ok(())
+            }
+            Err(source) => Err(WorkerError::Manifest {
+                region_id,
+                source: Arc::new(source),
+            }),
+        };
+        region.state.set(RegionState::Writable);
+        tracing::info!(%region_id, ok = applied.is_ok(), "region altered");
+        sender.send(applied.map(|()| 0));
+        // Writes that arrived while the schema changed were stalled; they go now and are
+        // validated against the new schema.
+        let stalled = self.stalled.take_region(region_id);
+        self.update_gauges();
+        self.handle_write_requests(stalled, true).await;
+    }
+}
+
+/// The schema after `request`, `None` if it is already in place, or why it cannot apply.
+fn new_metadata(
+    current: &RegionMetadata,
+    request: &AlterRequest,
+) -> Result<Option<RegionMetadata>, WorkerError> {
+    let region_id = request.region_id;
+    let invalid = |reason: String| WorkerError::InvalidRequest { region_id, reason };
+    match &request.kind {
+        AlterKind::SetOptions { .. } => Ok(Some(current.clone())),
+        AlterKind::AddColumns { columns } => {
+            let applied = request.schema_version + 1 == current.schema_version()
+                && columns.iter().all(|c| {
+                    current
+                        .columns()
+                        .iter()
+                        .any(|have| have.name == c.name && have.data_type == c.data_type)
+                });
+            if applied {
+                return Ok(None);
+            }
+            current
+                .add_columns(request.schema_version, columns)
+                .map(Some)
+                .map_err(|e| invalid(e.to_string()))
+        }
+        AlterKind::DropColumns { names } => {
+            let applied = request.schema_version + 1 == current.schema_version()
+                && names
+                    .iter()
+                    .all(|n| current.columns().iter().all(|have| &have.name != n));
+            if applied {
+                return Ok(None);
+            }
+            current
+                .drop_columns(request.schema_version, names)
+                .map(Some)
+                .map_err(|e| invalid(e.to_string()))
+        }
+    }
+}

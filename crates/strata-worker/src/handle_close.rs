@@ -1,0 +1,35 @@
+//! Close: the region leaves the worker; its memtables are dropped (the WAL keeps them).
+
+use strata_request::{CloseRequest, DdlRequest};
+
+use crate::error::WorkerError;
+use crate::region::RegionState;
+use crate::request::ReplyTx;
+use crate::worker::RegionWorkerLoop;
+
+impl RegionWorkerLoop {
+    /// Closes the region once no flush of it runs. Closing a region that is not open is
+    /// `Ok`. Stalled writes of the region are answered with `RegionClosed`.
+    pub(crate) async fn handle_close(&mut self, request: CloseRequest, sender: ReplyTx) {
+        let region_id = request.region_id;
+        if !self.regions.contains_key(&region_id) {
+            sender.send(Ok(0));
+            return;
+        }
+        let Some((_, sender)) =
+            self.fence_behind_flush(region_id, DdlRequest::Close(request), sender)
+        else {
+            return;
+        };
+        if let Some(region) = self.remove_region(region_id) {
+            // Under the manifest lock: no flush commit can interleave (none runs anyway).
+            region.set_state_locked(RegionState::Closed).await;
+        }
+        self.stalled
+            .fail_region(region_id, &WorkerError::RegionClosed { region_id });
+        self.flush.scheduler.on_region_closed(region_id);
+        self.update_gauges();
+        tracing::info!(%region_id, "region closed");
+        sender.send(Ok(0));
+    }
+}

@@ -1,0 +1,55 @@
+//! Create: idempotent for a region that exists with the same schema.
+
+use strata_request::CreateRequest;
+
+use crate::error::WorkerError;
+use crate::request::ReplyTx;
+use crate::worker::RegionWorkerLoop;
+
+impl RegionWorkerLoop {
+    /// Creates the region (writing manifest version 0), or — when a region with this id
+    /// already exists with the same schema, open here or only on storage — keeps it.
+    pub(crate) async fn handle_create(&mut self, request: CreateRequest, sender: ReplyTx) {
+        let region_id = request.metadata.region_id();
+        let different_schema = || WorkerError::InvalidRequest {
+            region_id,
+            reason: "the region already exists with a different schema".into(),
+        };
+        if let Some(region) = self.regions.get(&region_id) {
+            let same = region.version_control.current().version.metadata.columns()
+                == request.metadata.columns();
+            sender.send(if same { Ok(0) } else { Err(different_schema()) });
+            return;
+        }
+        let shared = self.shared.clone();
+        let created = async {
+            if shared.is_dropping(region_id).await? {
+                // A drop that did not finish: finish it, then create afresh.
+                shared.purge_region_files(region_id).await?;
+            }
+            match shared.open_region(region_id, false).await? {
+                Some(region) => {
+                    let existing = region.version_control.current().version.metadata.clone();
+                    if existing.columns() != request.metadata.columns() {
+                        return Err(different_schema());
+                    }
+                    Ok(region)
+                }
+                None => {
+                    shared
+                        .create_region(request.metadata, request.options)
+                        .await
+                }
+            }
+        }
+        .await;
+        match created {
+            Ok(region) => {
+                tracing::info!(%region_id, "region created");
+                self.insert_region(region);
+                sender.send(Ok(0));
+            }
+            Err(error) => sender.send(Err(error)),
+        }
+    }
+}

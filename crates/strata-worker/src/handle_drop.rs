@@ -1,0 +1,77 @@
+//! Drop: logical first (state, marker, WAL), files removed later in the background.
+
+use std::sync::Arc;
+
+use strata_request::{DdlRequest, DropRequest};
+
+use crate::error::WorkerError;
+use crate::opener::dropping_marker;
+use crate::region::RegionState;
+use crate::request::ReplyTx;
+use crate::worker::RegionWorkerLoop;
+
+impl RegionWorkerLoop {
+    /// Drops the region once no flush of it runs: state → dropping and the `.dropping`
+    /// marker written (so a crash after this point never brings the region back), then the
+    /// region leaves the worker, its WAL namespace is dropped, and the reply is sent; the
+    /// files are removed by a background job.
+    pub(crate) async fn handle_drop(&mut self, request: DropRequest, sender: ReplyTx) {
+        let region_id = request.region_id;
+        let Some(region) = self.regions.get(&region_id).cloned() else {
+            sender.send(Err(WorkerError::RegionNotFound { region_id }));
+            return;
+        };
+        let state = region.state();
+        if !matches!(state, RegionState::Writable | RegionState::ReadOnly) {
+            sender.send(Err(WorkerError::RegionState {
+                region_id,
+                state,
+                operation: "drop",
+            }));
+            return;
+        }
+        let Some((_, sender)) =
+            self.fence_behind_flush(region_id, DdlRequest::Drop(request), sender)
+        else {
+            return;
+        };
+        region.set_state_locked(RegionState::Dropping).await;
+        let marker = dropping_marker(region_id);
+        if let Err(source) = self.shared.store.write(&marker, Vec::<u8>::new()).await {
+            region.set_state_locked(state).await;
+            sender.send(Err(WorkerError::ObjectStore {
+                operation: "write drop marker",
+                path: marker,
+                source: Arc::new(source),
+            }));
+            return;
+        }
+        self.remove_region(region_id);
+        self.stalled
+            .fail_region(region_id, &WorkerError::RegionNotFound { region_id });
+        self.flush.scheduler.on_region_dropped(region_id);
+        region.version_control.mark_dropped();
+        if let Err(error) = self.shared.log_store.drop_region(region_id.as_u64()).await {
+            // The marker already makes the drop final; a later create drops the namespace.
+            tracing::warn!(%region_id, %error, "cannot drop the region's WAL namespace");
+        }
+        self.update_gauges();
+        tracing::info!(%region_id, "region dropped");
+        sender.send(Ok(0));
+
+        let shared = self.shared.clone();
+        let job = Box::pin(async move {
+            let removed = match shared.purge_region_files(region_id).await {
+                Ok(()) => true,
+                Err(error) => {
+                    tracing::warn!(%region_id, %error, "cannot remove a dropped region's files; the next open or create finishes it");
+                    false
+                }
+            };
+            shared.listener.on_later_drop_end(region_id, removed);
+        });
+        if let Err(error) = self.shared.purge_pool.schedule(job) {
+            tracing::warn!(%region_id, %error, "cannot schedule removal of a dropped region's files");
+        }
+    }
+}

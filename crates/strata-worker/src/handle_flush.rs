@@ -1,0 +1,113 @@
+//! Flush requests and flush results.
+
+use strata_flush::{FlushError, FlushFinished, FlushNotify, FlushReason};
+use strata_request::{FlushRequest, RegionId};
+
+use crate::error::WorkerError;
+use crate::region::RegionState;
+use crate::request::ReplyTx;
+use crate::worker::RegionWorkerLoop;
+
+impl RegionWorkerLoop {
+    /// A manual flush: answered when the flush is applied (at once if there is nothing to
+    /// flush; merged into a running flush's follow-up otherwise).
+    pub(crate) fn handle_flush_request(&mut self, request: FlushRequest, sender: ReplyTx) {
+        let region_id = request.region_id;
+        let Some(region) = self.regions.get(&region_id).cloned() else {
+            sender.send(Err(WorkerError::RegionNotFound { region_id }));
+            return;
+        };
+        if request.row_group_size.is_some() {
+            sender.send(Err(WorkerError::Unsupported {
+                what: "a per-flush row_group_size (set sst.row_group_size in the engine config)"
+                    .into(),
+            }));
+            return;
+        }
+        let state = region.state();
+        if state != RegionState::Writable {
+            sender.send(Err(WorkerError::RegionState {
+                region_id,
+                state,
+                operation: "flush",
+            }));
+            return;
+        }
+        self.schedule_flush(&region, FlushReason::Manual, Some(sender));
+    }
+
+    pub(crate) async fn handle_flush_result(&mut self, result: FlushNotify<WorkerError>) {
+        match result {
+            FlushNotify::Finished(finished) => self.handle_flush_finished(finished).await,
+            FlushNotify::Failed { region_id, error } => {
+                self.handle_flush_failed(region_id, error).await;
+            }
+        }
+    }
+
+    /// Order matters: wake everyone, apply the edit (dropping the flushed memtables),
+    /// obsolete the WAL, answer the waiters, then run what was fenced behind the flush,
+    /// then stalled writes.
+    async fn handle_flush_finished(&mut self, finished: FlushFinished<WorkerError>) {
+        self.notify_group();
+        let region_id = finished.region_id;
+        let Some(region) = self.regions.get(&region_id).cloned() else {
+            // Close, drop and truncate wait for running flushes, so this is not expected;
+            // answer the waiters and clear the status all the same.
+            finished
+                .task
+                .on_failure(FlushError::RegionClosed { region_id });
+            let _ = self.flush.scheduler.on_flush_success(region_id);
+            return;
+        };
+        region
+            .version_control
+            .apply_edit(&finished.edit, &finished.memtables_to_remove);
+        region.set_last_flush_millis(self.shared.clock.now_millis());
+        if let Err(error) = self
+            .shared
+            .log_store
+            .obsolete(region_id.as_u64(), finished.flushed_entry_id)
+            .await
+        {
+            // The rows are safe in SST files; the WAL space is reclaimed by a later flush.
+            tracing::warn!(%region_id, %error, "cannot obsolete flushed WAL entries");
+        }
+        finished.task.on_success();
+        if let Some(released) = self.flush.scheduler.on_flush_success(region_id) {
+            for ddl in released.ddls {
+                self.handle_ddl(ddl).await;
+            }
+            if self.flush.scheduler.is_flush_requested(region_id) {
+                // A released DDL started another flush: the writes stay fenced.
+                for write in released.writes {
+                    if let Err(write) = self
+                        .flush
+                        .scheduler
+                        .add_write_request_to_pending(region_id, write)
+                    {
+                        write.fail(WorkerError::RegionNotFound { region_id });
+                    }
+                }
+            } else {
+                self.handle_write_requests(released.writes, false).await;
+            }
+        }
+        self.maybe_flush_worker();
+        self.handle_stalled_requests().await;
+        self.shared.listener.on_flush_success(region_id);
+    }
+
+    /// The waiters already have the error; fenced work fails too, except lifecycle DDLs,
+    /// which run now. Stalled writes are retried (memory may still have been freed).
+    async fn handle_flush_failed(&mut self, region_id: RegionId, error: FlushError) {
+        tracing::warn!(%region_id, %error, "flush failed");
+        let survivors = self.flush.scheduler.on_flush_failed(region_id, error);
+        self.shared.listener.on_flush_failed(region_id);
+        for ddl in survivors {
+            self.handle_ddl(ddl).await;
+        }
+        self.maybe_flush_worker();
+        self.handle_stalled_requests().await;
+    }
+}

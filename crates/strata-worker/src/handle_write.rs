@@ -1,0 +1,272 @@
+//! The write path: reject → stall → fence → state and schema checks → one WAL append for
+//! the batch → memtables → publish sequence and entry id → reply.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use strata_request::{OpType, RegionId};
+use strata_storage::Version;
+use strata_wal::Entry;
+
+use crate::error::WorkerError;
+use crate::region::{Region, RegionState};
+use crate::request::{ReplyTx, SenderWriteRequest};
+use crate::wal_entry::{self, Mutation};
+use crate::worker::RegionWorkerLoop;
+
+/// One region's share of a write batch: its mutations (one WAL entry) and their callers.
+struct RegionWriteCtx {
+    region: Arc<Region>,
+    /// The version at batch start: its mutable memtable takes the rows.
+    version: Arc<Version>,
+    next_sequence: u64,
+    next_entry_id: u64,
+    mutations: Vec<Mutation>,
+    /// One per mutation: the caller and the rows it wrote (or the error it gets).
+    notifiers: Vec<(ReplyTx, Result<usize, WorkerError>)>,
+}
+
+impl RegionWriteCtx {
+    fn new(region: Arc<Region>) -> Self {
+        let data = region.version_control.current();
+        Self {
+            region,
+            version: data.version,
+            next_sequence: data.committed_sequence + 1,
+            next_entry_id: data.last_entry_id + 1,
+            mutations: Vec::new(),
+            notifiers: Vec::new(),
+        }
+    }
+
+    /// Validates the request against the region schema and queues its rows.
+    fn push(&mut self, write: SenderWriteRequest) {
+        let SenderWriteRequest {
+            request, sender, ..
+        } = write;
+        if request.op_type == OpType::Delete && self.version.options.append_mode {
+            sender.send(Err(WorkerError::InvalidRequest {
+                region_id: request.region_id,
+                reason: "deletes are not allowed in an append-mode region".into(),
+            }));
+            return;
+        }
+        let batch = match request.validate(&self.version.metadata) {
+            Ok(batch) => batch,
+            Err(source) => {
+                sender.send(Err(WorkerError::InvalidWrite { source }));
+                return;
+            }
+        };
+        let rows = batch.num_rows();
+        self.mutations.push(Mutation {
+            op_type: request.op_type,
+            first_sequence: self.next_sequence,
+            batch,
+        });
+        self.next_sequence += rows as u64;
+        self.notifiers.push((sender, Ok(rows)));
+    }
+
+    fn fail(&mut self, error: &WorkerError) {
+        for (_, result) in &mut self.notifiers {
+            *result = Err(error.clone());
+        }
+        self.mutations.clear();
+    }
+
+    /// Inserts the rows, publishes the region's progress, answers the callers; returns the
+    /// rows written by op type.
+    fn apply(mut self) -> (usize, usize) {
+        let (mut puts, mut deletes) = (0, 0);
+        if self.mutations.is_empty() {
+            self.reply();
+            return (0, 0);
+        }
+        let memtable = &self.version.memtables.mutable;
+        for (mutation, (_, result)) in self.mutations.iter().zip(&mut self.notifiers) {
+            match memtable.write(&mutation.batch, mutation.op_type, mutation.first_sequence) {
+                Ok(()) => match mutation.op_type {
+                    OpType::Put => puts += mutation.batch.num_rows(),
+                    OpType::Delete => deletes += mutation.batch.num_rows(),
+                },
+                // The entry is already in the WAL: a reopen replays it. This mutation's
+                // caller learns it is not visible now.
+                Err(source) => {
+                    *result = Err(WorkerError::Storage {
+                        region_id: self.region.region_id(),
+                        source: Arc::new(source),
+                    });
+                }
+            }
+        }
+        // Published only after every row is in the memtable, so a reader's snapshot never
+        // names a sequence whose rows it cannot see.
+        self.region
+            .version_control
+            .set_sequence_and_entry_id(self.next_sequence - 1, self.next_entry_id - 1);
+        self.reply();
+        (puts, deletes)
+    }
+
+    fn reply(self) {
+        for (sender, result) in self.notifiers {
+            sender.send(result);
+        }
+    }
+}
+
+impl RegionWorkerLoop {
+    /// Handles a batch of writes. With `allow_stall`, writes over the memory budget wait in
+    /// the stalled queue; retried stalled writes pass `false` and are never stalled again.
+    pub(crate) async fn handle_write_requests(
+        &mut self,
+        writes: Vec<SenderWriteRequest>,
+        allow_stall: bool,
+    ) {
+        if writes.is_empty() {
+            return;
+        }
+        self.maybe_flush_worker();
+        let write_buffer = self.shared.write_buffer.clone();
+        if write_buffer.should_reject(self.stalled.estimated_size()) {
+            self.reject(writes);
+            return;
+        }
+        if allow_stall && write_buffer.should_stall() {
+            self.shared.metrics.stalled(writes.len());
+            for write in writes {
+                self.stalled.push(write);
+            }
+            self.update_gauges();
+            self.shared.listener.on_write_stall();
+            return;
+        }
+
+        let started = Instant::now();
+        let mut ctxs = self.prepare(writes);
+        self.shared.metrics.stage("prepare", started.elapsed());
+
+        let started = Instant::now();
+        let mut entries = Vec::new();
+        for ctx in ctxs.iter_mut().filter(|c| !c.mutations.is_empty()) {
+            let region_id = ctx.region.region_id();
+            match wal_entry::encode(region_id, &ctx.mutations) {
+                Ok(data) => entries.push(Entry {
+                    region_id: region_id.as_u64(),
+                    entry_id: ctx.next_entry_id,
+                    data,
+                }),
+                Err(error) => ctx.fail(&error),
+            }
+        }
+        if !entries.is_empty() {
+            match self.shared.log_store.append_batch(entries).await {
+                Ok(response) => {
+                    for ctx in &mut ctxs {
+                        let id = ctx.region.region_id().as_u64();
+                        if let Some(&last) = response.last_entry_ids.get(&id) {
+                            ctx.next_entry_id = last + 1;
+                        }
+                    }
+                }
+                Err(source) => {
+                    // Nothing of the batch reaches the memtables.
+                    let error = WorkerError::Wal {
+                        source: Arc::new(source),
+                    };
+                    for mut ctx in ctxs {
+                        ctx.fail(&error);
+                        ctx.reply();
+                    }
+                    return;
+                }
+            }
+        }
+        self.shared.metrics.stage("wal", started.elapsed());
+
+        let started = Instant::now();
+        let (mut puts, mut deletes) = (0, 0);
+        for ctx in ctxs {
+            let (p, d) = ctx.apply();
+            puts += p;
+            deletes += d;
+        }
+        self.shared.metrics.stage("memtable", started.elapsed());
+        self.shared.metrics.add_rows("put", puts);
+        self.shared.metrics.add_rows("delete", deletes);
+    }
+
+    /// Memory is over the reject limit: this batch and every stalled write fail.
+    fn reject(&mut self, writes: Vec<SenderWriteRequest>) {
+        let usage = self.shared.write_buffer.memory_usage();
+        let stalled = self.stalled.estimated_size();
+        let limit = self.shared.config.global_write_buffer_reject_size;
+        let mut rejected = 0;
+        for write in writes.into_iter().chain(self.stalled.take_all()) {
+            let region_id = write.request.region_id;
+            write.fail(WorkerError::RejectWrite {
+                region_id,
+                usage,
+                stalled,
+                limit,
+            });
+            rejected += 1;
+        }
+        self.shared.metrics.rejected(rejected);
+        self.update_gauges();
+    }
+
+    /// Groups the writes by region after the fence, state and schema checks.
+    fn prepare(&mut self, writes: Vec<SenderWriteRequest>) -> Vec<RegionWriteCtx> {
+        let mut ctxs: Vec<RegionWriteCtx> = Vec::new();
+        let mut index: HashMap<RegionId, usize> = HashMap::new();
+        for write in writes {
+            let region_id = write.request.region_id;
+            // A DDL waits for this region's flush: the write waits behind it.
+            let write = if self.flush.scheduler.has_pending_ddls(region_id) {
+                match self
+                    .flush
+                    .scheduler
+                    .add_write_request_to_pending(region_id, write)
+                {
+                    Ok(()) => continue,
+                    Err(write) => write,
+                }
+            } else {
+                write
+            };
+            let slot = match index.get(&region_id) {
+                Some(&slot) => slot,
+                None => {
+                    let Some(region) = self.regions.get(&region_id) else {
+                        write.fail(WorkerError::RegionNotFound { region_id });
+                        continue;
+                    };
+                    match region.state() {
+                        RegionState::Writable => {}
+                        // Re-handled once the schema change is in place.
+                        RegionState::Altering => {
+                            self.stalled.push(write);
+                            continue;
+                        }
+                        state => {
+                            write.fail(WorkerError::RegionState {
+                                region_id,
+                                state,
+                                operation: "write",
+                            });
+                            continue;
+                        }
+                    }
+                    ctxs.push(RegionWriteCtx::new(region.clone()));
+                    index.insert(region_id, ctxs.len() - 1);
+                    ctxs.len() - 1
+                }
+            };
+            ctxs[slot].push(write);
+        }
+        ctxs
+    }
+}

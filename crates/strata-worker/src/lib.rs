@@ -1,0 +1,54 @@
+//! Strata's region workers: the tasks that own regions and run the write path.
+//!
+//! - [`WorkerGroup`]: starts N workers and the background pools from [`WorkerGroupParts`]
+//!   (config, object store, log store, clock, metrics registry, listener); routes each
+//!   request to the worker that owns its region (fixed for the region's life); stops
+//!   everything in order with every waiter answered.
+//! - The worker loop (private): batches requests; handles background results, then all
+//!   writes, then DDLs; reacts to the shared "memory released" signal (engine-full
+//!   flushes, stalled writes) and to a periodic timer from the injected clock.
+//! - The write path: reject over the reject limit, stall over the budget, fence behind
+//!   DDLs waiting for a flush, check state and schema, **one WAL append per batch**, insert
+//!   into memtables, publish sequence and entry id, reply. WAL entries carry op type, first
+//!   sequence and an Arrow IPC batch per mutation.
+//! - DDLs: create, open (WAL replay), close, drop (marker first, files later), alter
+//!   (flush first), flush, truncate, set writable / read-only. Compaction is
+//!   [`WorkerError::Unsupported`].
+//! - [`Region`] / [`RegionMap`]: open regions, readable without a worker round trip.
+//! - [`WorkerError`] with a coarse [`ErrorKind`] that says whether a retry helps.
+//! - [`EventListener`]: test hooks with no-op defaults ([`NoopListener`]).
+//! - [`DynLogStore`]: any `strata-wal` log store behind one object-safe trait.
+//!
+//! # Layering
+//!
+//! Depends on every library crate below it (request, buffer, scheduler, wal, storage,
+//! flush); only `strata-engine` and the tools above depend on it.
+
+mod config;
+mod error;
+mod group;
+mod handle_alter;
+mod handle_close;
+mod handle_create;
+mod handle_drop;
+mod handle_flush;
+mod handle_open;
+mod handle_set_writable;
+mod handle_truncate;
+mod handle_write;
+mod listener;
+mod log_store;
+mod metrics;
+mod opener;
+mod region;
+mod request;
+mod stalled;
+mod wal_entry;
+mod worker;
+
+pub use config::WorkerConfig;
+pub use error::{ErrorKind, Result, WorkerError};
+pub use group::{WorkerGroup, WorkerGroupParts};
+pub use listener::{EventListener, NoopListener};
+pub use log_store::{DynLogStore, LogStoreRef};
+pub use region::{Region, RegionMap, RegionState};

@@ -1,0 +1,47 @@
+//! [`EventListener`]: test hooks, injected at construction; every method defaults to doing
+//! nothing, and production engines install [`NoopListener`].
+
+use std::fmt;
+
+use futures::future::BoxFuture;
+use strata_request::RegionId;
+
+/// Told about worker events. Tests use it to wait for events instead of sleeping, and to
+/// hold a flush in progress.
+pub trait EventListener: Send + Sync + fmt::Debug + 'static {
+    /// A batch of `requests` was taken off a worker's channel.
+    fn on_recv_requests(&self, requests: usize) {
+        let _ = requests;
+    }
+
+    /// Writes were stalled (memory over budget).
+    fn on_write_stall(&self) {}
+
+    /// A flush job of `region_id` starts; the job waits for the returned future.
+    fn on_flush_begin(&self, region_id: RegionId) -> BoxFuture<'static, ()> {
+        let _ = region_id;
+        Box::pin(std::future::ready(()))
+    }
+
+    /// A flush of `region_id` was applied by its worker.
+    fn on_flush_success(&self, region_id: RegionId) {
+        let _ = region_id;
+    }
+
+    /// A flush of `region_id` failed.
+    fn on_flush_failed(&self, region_id: RegionId) {
+        let _ = region_id;
+    }
+
+    /// The files of dropped region `region_id` were removed (`removed`) or removing them
+    /// failed.
+    fn on_later_drop_end(&self, region_id: RegionId, removed: bool) {
+        let _ = (region_id, removed);
+    }
+}
+
+/// The listener that does nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoopListener;
+
+impl EventListener for NoopListener {}

@@ -1,0 +1,235 @@
+//! Building a [`Region`] from its manifest and replaying its WAL.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use strata_request::{RegionId, RegionMetadata, RegionOptions};
+use strata_storage::{ManifestManager, Version, VersionControl, region_dir};
+
+use crate::error::{Result, WorkerError};
+use crate::region::{Region, RegionState};
+use crate::wal_entry;
+use crate::worker::Shared;
+
+/// The marker a drop leaves in the region directory before anything is deleted.
+pub(crate) fn dropping_marker(region_id: RegionId) -> String {
+    format!("{}/.dropping", region_dir(region_id))
+}
+
+fn object_store_error(
+    operation: &'static str,
+    path: &str,
+) -> impl FnOnce(opendal::Error) -> WorkerError {
+    let path = path.to_string();
+    move |source| WorkerError::ObjectStore {
+        operation,
+        path,
+        source: Arc::new(source),
+    }
+}
+
+fn manifest_error(
+    region_id: RegionId,
+) -> impl FnOnce(strata_storage::ManifestError) -> WorkerError {
+    move |source| WorkerError::Manifest {
+        region_id,
+        source: Arc::new(source),
+    }
+}
+
+impl Shared {
+    /// Whether a drop of the region started (its marker exists).
+    pub(crate) async fn is_dropping(&self, region_id: RegionId) -> Result<bool> {
+        let marker = dropping_marker(region_id);
+        self.store
+            .exists(&marker)
+            .await
+            .map_err(object_store_error("check drop marker", &marker))
+    }
+
+    /// Deletes every file of the region, the drop marker last (so a crash midway leaves
+    /// a marker and the next open finishes the job).
+    pub(crate) async fn purge_region_files(&self, region_id: RegionId) -> Result<()> {
+        let dir = format!("{}/", region_dir(region_id));
+        let marker = dropping_marker(region_id);
+        let entries = self
+            .store
+            .list_with(&dir)
+            .recursive(true)
+            .await
+            .map_err(object_store_error("list region files", &dir))?;
+        for entry in entries {
+            let path = entry.path();
+            if path == marker || path.ends_with('/') {
+                continue;
+            }
+            self.store
+                .delete(path)
+                .await
+                .map_err(object_store_error("delete region file", path))?;
+        }
+        self.store
+            .delete(&marker)
+            .await
+            .map_err(object_store_error("delete drop marker", &marker))?;
+        // Directories (on file systems) go last; an object store has none.
+        self.store
+            .delete_with(&dir)
+            .recursive(true)
+            .await
+            .map_err(object_store_error("remove region directory", &dir))
+    }
+
+    /// Creates the region's manifest (version 0) and an empty region.
+    pub(crate) async fn create_region(
+        &self,
+        metadata: RegionMetadata,
+        options: RegionOptions,
+    ) -> Result<Arc<Region>> {
+        let region_id = metadata.region_id();
+        // Entries of an earlier region with this id (whose drop could not remove them)
+        // must not be replayed into the new one.
+        if self.log_store.last_entry_id(region_id.as_u64()).is_some() {
+            self.log_store
+                .drop_region(region_id.as_u64())
+                .await
+                .map_err(|source| WorkerError::Wal {
+                    source: Arc::new(source),
+                })?;
+        }
+        let manifest = ManifestManager::create(
+            self.store.clone(),
+            metadata,
+            options,
+            self.config.manifest.clone(),
+        )
+        .await
+        .map_err(manifest_error(region_id))?;
+        self.region_from_manifest(manifest, false).await
+    }
+
+    /// Opens the region from its manifest and WAL; `None` if it has no manifest.
+    pub(crate) async fn open_region(
+        &self,
+        region_id: RegionId,
+        skip_wal_replay: bool,
+    ) -> Result<Option<Arc<Region>>> {
+        let manifest =
+            ManifestManager::open(self.store.clone(), region_id, self.config.manifest.clone())
+                .await
+                .map_err(manifest_error(region_id))?;
+        match manifest {
+            Some(manifest) => Ok(Some(
+                self.region_from_manifest(manifest, skip_wal_replay).await?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    async fn region_from_manifest(
+        &self,
+        manifest: ManifestManager,
+        skip_wal_replay: bool,
+    ) -> Result<Arc<Region>> {
+        let region_id = manifest.manifest().metadata.region_id();
+        let version = Version::from_manifest(manifest.manifest(), Some(self.write_buffer.clone()))
+            .map_err(|source| WorkerError::Storage {
+                region_id,
+                source: Arc::new(source),
+            })?;
+        let flushed_entry_id = version.flushed_entry_id;
+        let version_control = Arc::new(VersionControl::new(version));
+        if skip_wal_replay {
+            // Later appends must still get ids above whatever the log holds.
+            if let Some(last) = self.log_store.last_entry_id(region_id.as_u64()) {
+                let data = version_control.current();
+                version_control.set_sequence_and_entry_id(
+                    data.committed_sequence,
+                    last.max(data.last_entry_id),
+                );
+            }
+        } else {
+            self.replay(&version_control, region_id, flushed_entry_id)
+                .await?;
+        }
+        if let Err(error) = self
+            .log_store
+            .obsolete(region_id.as_u64(), flushed_entry_id)
+            .await
+        {
+            tracing::warn!(%region_id, %error, "cannot obsolete flushed WAL entries on open");
+        }
+        Ok(Arc::new(Region::new(
+            version_control,
+            manifest,
+            RegionState::Writable,
+            self.clock.now_millis(),
+        )))
+    }
+
+    /// Replays entries after `flushed_entry_id` into the memtable with their original
+    /// sequences.
+    async fn replay(
+        &self,
+        version_control: &VersionControl,
+        region_id: RegionId,
+        flushed_entry_id: u64,
+    ) -> Result<()> {
+        let wal_error = |source| WorkerError::Wal {
+            source: Arc::new(source),
+        };
+        let mut stream = self
+            .log_store
+            .read(region_id.as_u64(), flushed_entry_id + 1)
+            .map_err(wal_error)?;
+        let (mut entries, mut rows) = (0u64, 0u64);
+        while let Some(chunk) = stream.next().await {
+            for entry in chunk.map_err(wal_error)? {
+                if entry.entry_id <= flushed_entry_id {
+                    if !self.config.allow_stale_entries {
+                        return Err(WorkerError::StaleEntry {
+                            region_id,
+                            entry_id: entry.entry_id,
+                            flushed_entry_id,
+                        });
+                    }
+                    tracing::warn!(%region_id, entry_id = entry.entry_id, flushed_entry_id, "replaying a stale WAL entry");
+                }
+                let data = version_control.current();
+                let memtable = data.version.memtables.mutable.clone();
+                let mut committed = data.committed_sequence;
+                for mutation in wal_entry::decode(region_id, entry.entry_id, &entry.data)? {
+                    // Entries are in the schema they were written with; the alter that
+                    // changed it flushed first, so only the current schema appears here,
+                    // but the batch is still checked like a write.
+                    let request = strata_request::WriteRequest {
+                        region_id,
+                        op_type: mutation.op_type,
+                        batch: mutation.batch,
+                    };
+                    let batch = request.validate(&data.version.metadata).map_err(|source| {
+                        WorkerError::CorruptWalEntry {
+                            region_id,
+                            entry_id: entry.entry_id,
+                            reason: format!("does not fit the region schema: {source}"),
+                        }
+                    })?;
+                    memtable
+                        .write(&batch, mutation.op_type, mutation.first_sequence)
+                        .map_err(|source| WorkerError::Storage {
+                            region_id,
+                            source: Arc::new(source),
+                        })?;
+                    let last = mutation.first_sequence + batch.num_rows() as u64;
+                    committed = committed.max(last.saturating_sub(1));
+                    rows += batch.num_rows() as u64;
+                }
+                version_control
+                    .set_sequence_and_entry_id(committed, entry.entry_id.max(data.last_entry_id));
+                entries += 1;
+            }
+        }
+        tracing::info!(%region_id, entries, rows, flushed_entry_id, "WAL replayed");
+        Ok(())
+    }
+}

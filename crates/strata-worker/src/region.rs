@@ -1,0 +1,221 @@
+//! [`Region`]: one open region (its version, manifest and state) and [`RegionMap`], the
+//! table of open regions shared by the workers and readers.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use strata_flush::{FlushCommitter, FlushReason, ManifestCommitter};
+use strata_request::RegionId;
+use strata_storage::{ManifestManager, VersionControl, VersionControlData};
+
+/// What a region currently accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RegionState {
+    /// Accepts writes, flushes and DDLs.
+    Writable,
+    /// Open for reads only (set by the embedder, e.g. while another node owns the region).
+    ReadOnly,
+    /// A schema change is being persisted.
+    Altering,
+    /// Being dropped.
+    Dropping,
+    /// Being truncated.
+    Truncating,
+    /// Closed: the instance is no longer in the region map.
+    Closed,
+}
+
+impl RegionState {
+    fn from_u8(value: u8) -> Self {
+        match value {
+            0 => RegionState::Writable,
+            1 => RegionState::ReadOnly,
+            2 => RegionState::Altering,
+            3 => RegionState::Dropping,
+            4 => RegionState::Truncating,
+            _ => RegionState::Closed,
+        }
+    }
+
+    fn as_u8(self) -> u8 {
+        match self {
+            RegionState::Writable => 0,
+            RegionState::ReadOnly => 1,
+            RegionState::Altering => 2,
+            RegionState::Dropping => 3,
+            RegionState::Truncating => 4,
+            RegionState::Closed => 5,
+        }
+    }
+
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RegionState::Writable => "writable",
+            RegionState::ReadOnly => "read-only",
+            RegionState::Altering => "altering",
+            RegionState::Dropping => "dropping",
+            RegionState::Truncating => "truncating",
+            RegionState::Closed => "closed",
+        }
+    }
+}
+
+impl fmt::Display for RegionState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A region's state cell. Changed only by the region's worker, and — for transitions that
+/// must not interleave with a flush commit (close, drop, truncate, read-only) — while
+/// holding the region's manifest lock, under which flush commits check it.
+#[derive(Debug)]
+pub(crate) struct StateCell(AtomicU8);
+
+impl StateCell {
+    fn new(state: RegionState) -> Self {
+        Self(AtomicU8::new(state.as_u8()))
+    }
+
+    pub(crate) fn get(&self) -> RegionState {
+        RegionState::from_u8(self.0.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn set(&self, state: RegionState) {
+        self.0.store(state.as_u8(), Ordering::Release);
+    }
+}
+
+/// One open region.
+pub struct Region {
+    region_id: RegionId,
+    pub(crate) version_control: Arc<VersionControl>,
+    pub(crate) manifest: Arc<tokio::sync::Mutex<ManifestManager>>,
+    pub(crate) state: Arc<StateCell>,
+    pub(crate) committer: Arc<dyn FlushCommitter>,
+    last_flush_millis: AtomicI64,
+}
+
+impl fmt::Debug for Region {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Region")
+            .field("region_id", &self.region_id)
+            .field("state", &self.state.get())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Region {
+    /// A region over `manifest` and `version_control` in `state`; `now_millis` counts as its
+    /// last flush (for the periodic flush).
+    pub(crate) fn new(
+        version_control: Arc<VersionControl>,
+        manifest: ManifestManager,
+        state: RegionState,
+        now_millis: i64,
+    ) -> Self {
+        let region_id = manifest.manifest().metadata.region_id();
+        let manifest = Arc::new(tokio::sync::Mutex::new(manifest));
+        let state = Arc::new(StateCell::new(state));
+        let check_state = state.clone();
+        // A flush may commit only while the region is writable: never after it was closed,
+        // dropped or truncated, or made read-only (another owner may write the manifest).
+        let committer =
+            ManifestCommitter::new(
+                manifest.clone(),
+                move |reason: FlushReason| match check_state.get() {
+                    RegionState::Writable | RegionState::Altering => Ok(()),
+                    other => Err(format!("region is {other} ({reason} flush)")),
+                },
+            );
+        Self {
+            region_id,
+            version_control,
+            manifest,
+            state,
+            committer: Arc::new(committer),
+            last_flush_millis: AtomicI64::new(now_millis),
+        }
+    }
+
+    /// The region's id.
+    pub fn region_id(&self) -> RegionId {
+        self.region_id
+    }
+
+    /// Its current state.
+    pub fn state(&self) -> RegionState {
+        self.state.get()
+    }
+
+    /// A snapshot of its version and progress counters (what a scan reads).
+    pub fn snapshot(&self) -> VersionControlData {
+        self.version_control.current()
+    }
+
+    /// When it last flushed (or was opened), in clock milliseconds.
+    pub fn last_flush_millis(&self) -> i64 {
+        self.last_flush_millis.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_last_flush_millis(&self, millis: i64) {
+        self.last_flush_millis.store(millis, Ordering::Relaxed);
+    }
+
+    /// Sets the state while holding the manifest lock, so no flush commit interleaves.
+    pub(crate) async fn set_state_locked(&self, state: RegionState) {
+        let _manifest = self.manifest.lock().await;
+        self.state.set(state);
+    }
+}
+
+/// Open regions by id, shared by all workers (each mutates only its own regions) and by
+/// readers, which look regions up without going through a worker.
+#[derive(Debug, Default, Clone)]
+pub struct RegionMap {
+    regions: Arc<RwLock<HashMap<RegionId, Arc<Region>>>>,
+}
+
+impl RegionMap {
+    /// The region, if open.
+    pub fn get(&self, region_id: RegionId) -> Option<Arc<Region>> {
+        self.read().get(&region_id).cloned()
+    }
+
+    /// Every open region.
+    pub fn list(&self) -> Vec<Arc<Region>> {
+        self.read().values().cloned().collect()
+    }
+
+    /// Number of open regions.
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    /// Whether no region is open.
+    pub fn is_empty(&self) -> bool {
+        self.read().is_empty()
+    }
+
+    pub(crate) fn insert(&self, region: Arc<Region>) {
+        self.regions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(region.region_id(), region);
+    }
+
+    pub(crate) fn remove(&self, region_id: RegionId) -> Option<Arc<Region>> {
+        self.regions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&region_id)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<RegionId, Arc<Region>>> {
+        self.regions.read().unwrap_or_else(PoisonError::into_inner)
+    }
+}

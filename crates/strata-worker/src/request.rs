@@ -1,0 +1,72 @@
+//! What travels over a worker's channel, and each request's reply sender.
+
+use std::time::Instant;
+
+use strata_flush::{FlushError, PendingRequest};
+use strata_request::{AffectedRows, DdlRequest, OutputTx, WriteRequest};
+
+use crate::error::WorkerError;
+
+/// Answers one caller.
+pub(crate) type ReplyTx = OutputTx<AffectedRows, WorkerError>;
+
+/// A write and its caller.
+#[derive(Debug)]
+pub(crate) struct SenderWriteRequest {
+    pub(crate) request: WriteRequest,
+    pub(crate) sender: ReplyTx,
+    /// Estimated bytes, computed once (stall and reject accounting).
+    pub(crate) size: usize,
+}
+
+impl SenderWriteRequest {
+    pub(crate) fn new(request: WriteRequest, sender: ReplyTx) -> Self {
+        let size = request.estimated_size();
+        Self {
+            request,
+            sender,
+            size,
+        }
+    }
+
+    pub(crate) fn fail(self, error: WorkerError) {
+        self.sender.send(Err(error));
+    }
+}
+
+impl PendingRequest for SenderWriteRequest {
+    fn fail(self, error: FlushError) {
+        self.sender.send(Err(error.into()));
+    }
+}
+
+/// A DDL and its caller.
+#[derive(Debug)]
+pub(crate) struct SenderDdlRequest {
+    pub(crate) request: DdlRequest,
+    pub(crate) sender: ReplyTx,
+}
+
+impl PendingRequest for SenderDdlRequest {
+    fn fail(self, error: FlushError) {
+        self.sender.send(Err(error.into()));
+    }
+
+    /// Close, drop and truncate wait behind a flush only so that none runs beside them;
+    /// they still happen when it fails.
+    fn outlives_failed_flush(&self) -> bool {
+        matches!(
+            self.request,
+            DdlRequest::Close(_) | DdlRequest::Drop(_) | DdlRequest::Truncate(_)
+        )
+    }
+}
+
+/// A request to a worker.
+#[derive(Debug)]
+pub(crate) enum WorkerRequest {
+    Write(SenderWriteRequest, Instant),
+    Ddl(SenderDdlRequest, Instant),
+    /// Finish background results, answer everything pending, exit.
+    Stop,
+}

@@ -1,0 +1,389 @@
+//! [`RegionWorkerLoop`]: the task that owns a set of regions. All mutation of a region's
+//! state happens here; background jobs only report back.
+//!
+//! Each iteration waits on three sources — the request channel, the shared "memory
+//! released" notification, and the periodic timer from the injected clock — then takes up
+//! to `worker_request_batch_size` requests and handles them in a fixed order: background
+//! results first, then every write of the batch, then the DDLs. The `handle_*` files hold
+//! one request kind each.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use opendal::Operator;
+use rand::{RngExt, SeedableRng};
+use strata_buffer::{ReleaseNotifier, WriteBufferManagerRef};
+use strata_flush::{FlushNotify, FlushReason, FlushScheduler, RegionFlushTask};
+use strata_request::{DdlRequest, RegionId};
+use strata_scheduler::{ClockRef, SchedulerRef};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::WorkerConfig;
+use crate::error::WorkerError;
+use crate::listener::EventListener;
+use crate::log_store::LogStoreRef;
+use crate::metrics::WorkerMetrics;
+use crate::region::{Region, RegionMap, RegionState};
+use crate::request::{ReplyTx, SenderDdlRequest, SenderWriteRequest, WorkerRequest};
+use crate::stalled::StalledRequests;
+
+/// What every worker of a group shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: WorkerConfig,
+    pub(crate) store: Operator,
+    pub(crate) log_store: LogStoreRef,
+    pub(crate) clock: ClockRef,
+    pub(crate) write_buffer: WriteBufferManagerRef,
+    pub(crate) notifier: ReleaseNotifier,
+    pub(crate) listener: Arc<dyn EventListener>,
+    pub(crate) metrics: WorkerMetrics,
+    pub(crate) regions: RegionMap,
+    pub(crate) purge_pool: SchedulerRef,
+}
+
+pub(crate) type Scheduler = FlushScheduler<WorkerError, SenderDdlRequest, SenderWriteRequest>;
+
+/// The flush side of a worker: its scheduler and the channel its jobs report on.
+pub(crate) struct FlushState {
+    pub(crate) scheduler: Scheduler,
+    pub(crate) results: mpsc::UnboundedReceiver<FlushNotify<WorkerError>>,
+}
+
+/// One worker's loop and state.
+pub(crate) struct RegionWorkerLoop {
+    pub(crate) name: String,
+    pub(crate) shared: Arc<Shared>,
+    /// This worker's regions (also in the shared map).
+    pub(crate) regions: HashMap<RegionId, Arc<Region>>,
+    pub(crate) flush: FlushState,
+    pub(crate) stalled: StalledRequests,
+    receiver: mpsc::Receiver<WorkerRequest>,
+    released: watch::Receiver<u64>,
+    next_periodic_check: i64,
+}
+
+/// Requests taken in one iteration, by kind.
+#[derive(Default)]
+struct Batch {
+    writes: Vec<SenderWriteRequest>,
+    ddls: Vec<SenderDdlRequest>,
+    stop: bool,
+}
+
+impl Batch {
+    fn push(&mut self, request: WorkerRequest, metrics: &WorkerMetrics) {
+        match request {
+            WorkerRequest::Write(write, sent) => {
+                metrics.waited(sent.elapsed());
+                self.writes.push(write);
+            }
+            WorkerRequest::Ddl(ddl, sent) => {
+                metrics.waited(sent.elapsed());
+                self.ddls.push(ddl);
+            }
+            WorkerRequest::Stop => self.stop = true,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.writes.len() + self.ddls.len()
+    }
+}
+
+impl RegionWorkerLoop {
+    pub(crate) fn new(
+        id: usize,
+        shared: Arc<Shared>,
+        scheduler: Scheduler,
+        results: mpsc::UnboundedReceiver<FlushNotify<WorkerError>>,
+        receiver: mpsc::Receiver<WorkerRequest>,
+    ) -> Self {
+        let max_delay = u64::try_from(shared.config.max_initial_check_delay.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(shared.config.seed ^ id as u64);
+        let delay = i64::try_from(rng.random_range(0..max_delay)).unwrap_or(0);
+        let next_periodic_check = shared.clock.now_millis().saturating_add(delay);
+        let released = shared.notifier.subscribe();
+        Self {
+            name: id.to_string(),
+            shared,
+            regions: HashMap::new(),
+            flush: FlushState { scheduler, results },
+            stalled: StalledRequests::default(),
+            receiver,
+            released,
+            next_periodic_check,
+        }
+    }
+
+    /// Runs until a `Stop` request arrives or every sender is gone.
+    pub(crate) async fn run(mut self) {
+        tracing::debug!(worker = self.name, "region worker started");
+        loop {
+            let mut batch = Batch::default();
+            let wait = {
+                let now = self.shared.clock.now_millis();
+                let millis = self.next_periodic_check.saturating_sub(now).max(0);
+                self.shared
+                    .clock
+                    .sleep(Duration::from_millis(u64::try_from(millis).unwrap_or(0)))
+            };
+            tokio::select! {
+                biased;
+                Some(result) = self.flush.results.recv() => {
+                    self.handle_flush_result(result).await;
+                    continue;
+                }
+                request = self.receiver.recv() => match request {
+                    Some(request) => batch.push(request, &self.shared.metrics),
+                    None => break,
+                },
+                Ok(()) = self.released.changed() => {
+                    // Another worker's flush (or a reader) released memory: this worker may
+                    // hold big idle memtables, and its stalled writes may proceed.
+                    self.released.borrow_and_update();
+                    self.maybe_flush_worker();
+                    self.handle_stalled_requests().await;
+                    continue;
+                }
+                () = wait => {
+                    self.handle_periodical_tasks();
+                    continue;
+                }
+            }
+            if self.released.has_changed().unwrap_or(false) {
+                self.released.borrow_and_update();
+                self.handle_stalled_requests().await;
+            }
+            while !batch.stop && batch.len() < self.shared.config.worker_request_batch_size {
+                match self.receiver.try_recv() {
+                    Ok(request) => batch.push(request, &self.shared.metrics),
+                    Err(_) => break,
+                }
+            }
+            self.shared.listener.on_recv_requests(batch.len());
+            while let Ok(result) = self.flush.results.try_recv() {
+                self.handle_flush_result(result).await;
+            }
+            self.handle_write_requests(std::mem::take(&mut batch.writes), true)
+                .await;
+            for ddl in std::mem::take(&mut batch.ddls) {
+                self.handle_ddl(ddl).await;
+            }
+            if batch.stop {
+                break;
+            }
+            self.handle_periodical_tasks();
+        }
+        self.clean().await;
+    }
+
+    /// Answers everything still pending and forgets the regions. Memtables are not
+    /// flushed: the WAL holds their rows.
+    async fn clean(&mut self) {
+        // Background results that arrived before the stop are still applied (the WAL
+        // can then be obsoleted); the flush pool was stopped first, so no more will come.
+        while let Ok(result) = self.flush.results.try_recv() {
+            self.handle_flush_result(result).await;
+        }
+        self.receiver.close();
+        while let Ok(request) = self.receiver.try_recv() {
+            match request {
+                WorkerRequest::Write(write, _) => write.fail(WorkerError::WorkerStopped),
+                WorkerRequest::Ddl(ddl, _) => ddl.sender.send(Err(WorkerError::WorkerStopped)),
+                WorkerRequest::Stop => {}
+            }
+        }
+        for write in self.stalled.take_all() {
+            write.fail(WorkerError::WorkerStopped);
+        }
+        for (region_id, region) in self.regions.drain() {
+            region.state.set(RegionState::Closed);
+            self.shared.regions.remove(region_id);
+        }
+        self.update_gauges();
+        tracing::debug!(worker = self.name, "region worker stopped");
+    }
+
+    pub(crate) async fn handle_ddl(&mut self, ddl: SenderDdlRequest) {
+        let SenderDdlRequest { request, sender } = ddl;
+        match request {
+            DdlRequest::Create(request) => self.handle_create(request, sender).await,
+            DdlRequest::Open(request) => self.handle_open(request, sender).await,
+            DdlRequest::Close(request) => self.handle_close(request, sender).await,
+            DdlRequest::Drop(request) => self.handle_drop(request, sender).await,
+            DdlRequest::Alter(request) => self.handle_alter(request, sender).await,
+            DdlRequest::Flush(request) => self.handle_flush_request(request, sender),
+            DdlRequest::Truncate(request) => self.handle_truncate(request, sender).await,
+            DdlRequest::SetWritable(request) => self.handle_set_writable(request, sender).await,
+            DdlRequest::Compact(request) => sender.send(Err(WorkerError::Unsupported {
+                what: format!(
+                    "compaction (region {}): this engine writes level-0 files only",
+                    request.region_id
+                ),
+            })),
+        }
+    }
+
+    /// Fences a lifecycle DDL behind the region's running flush; gives it back otherwise.
+    pub(crate) fn fence_behind_flush(
+        &mut self,
+        region_id: RegionId,
+        request: DdlRequest,
+        sender: ReplyTx,
+    ) -> Option<(DdlRequest, ReplyTx)> {
+        if !self.flush.scheduler.is_flush_requested(region_id) {
+            return Some((request, sender));
+        }
+        let fenced = SenderDdlRequest { request, sender };
+        match self
+            .flush
+            .scheduler
+            .add_ddl_request_to_pending(region_id, fenced)
+        {
+            Ok(()) => None,
+            Err(ddl) => Some((ddl.request, ddl.sender)),
+        }
+    }
+
+    /// Requests a flush of `region` (merged into a running one if any).
+    pub(crate) fn schedule_flush(
+        &mut self,
+        region: &Arc<Region>,
+        reason: FlushReason,
+        waiter: Option<ReplyTx>,
+    ) {
+        let mut task = RegionFlushTask::new(region.region_id(), reason);
+        task.push_waiter(waiter);
+        if let Err(error) =
+            self.flush
+                .scheduler
+                .schedule_flush(&region.version_control, &region.committer, task)
+        {
+            tracing::warn!(region_id = %region.region_id(), %error, "cannot schedule a flush");
+        }
+    }
+
+    /// Memory is over the flush threshold: flush this worker's regions that are overdue,
+    /// then the biggest ones until usage would drop below half the budget.
+    pub(crate) fn maybe_flush_worker(&mut self) {
+        if !self.shared.write_buffer.should_flush_engine() {
+            return;
+        }
+        let mut candidates = Vec::new();
+        for region in self.regions.values() {
+            if region.state() != RegionState::Writable
+                || self.flush.scheduler.is_flush_requested(region.region_id())
+            {
+                continue;
+            }
+            let version = region.version_control.current().version;
+            let usage = version.memtables.total_usage();
+            if usage == 0 {
+                continue;
+            }
+            let interval = version
+                .options
+                .auto_flush_interval
+                .unwrap_or(self.shared.config.auto_flush_interval);
+            candidates.push((
+                self.shared.clock.elapsed_since(region.last_flush_millis()) >= interval,
+                usage,
+                region.clone(),
+            ));
+        }
+        // Overdue regions first, then biggest first.
+        candidates.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
+        let mut usage = self.shared.write_buffer.memory_usage();
+        let limit = self.shared.write_buffer.flush_limit();
+        for (overdue, size, region) in candidates {
+            if !overdue && usage < limit {
+                break;
+            }
+            self.schedule_flush(&region, FlushReason::EngineFull, None);
+            usage = usage.saturating_sub(size);
+        }
+    }
+
+    /// Periodic flush: regions that have not flushed for their `auto_flush_interval`.
+    fn handle_periodical_tasks(&mut self) {
+        let now = self.shared.clock.now_millis();
+        if now < self.next_periodic_check {
+            return;
+        }
+        let interval = i64::try_from(self.shared.config.periodic_check_interval.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(1);
+        self.next_periodic_check = now.saturating_add(interval);
+        let due: Vec<Arc<Region>> = self
+            .regions
+            .values()
+            .filter(|region| {
+                region.state() == RegionState::Writable
+                    && !self.flush.scheduler.is_flush_requested(region.region_id())
+            })
+            .filter(|region| {
+                let options = &region.version_control.current().version.options;
+                let interval = options
+                    .auto_flush_interval
+                    .unwrap_or(self.shared.config.auto_flush_interval);
+                self.shared.clock.elapsed_since(region.last_flush_millis()) >= interval
+            })
+            .cloned()
+            .collect();
+        for region in due {
+            if region
+                .version_control
+                .current()
+                .version
+                .memtables
+                .is_empty()
+            {
+                // Nothing to flush: count it as flushed so it is not checked every minute.
+                region.set_last_flush_millis(now);
+                continue;
+            }
+            self.schedule_flush(&region, FlushReason::Periodic, None);
+        }
+    }
+
+    /// Retries every stalled write; retried writes are not stalled again.
+    pub(crate) async fn handle_stalled_requests(&mut self) {
+        if self.stalled.is_empty() {
+            return;
+        }
+        let requests = self.stalled.take_all();
+        self.update_gauges();
+        self.handle_write_requests(requests, false).await;
+    }
+
+    /// Wakes every worker: memory is being released.
+    pub(crate) fn notify_group(&mut self) {
+        self.shared.notifier.notify();
+        self.released.borrow_and_update();
+    }
+
+    pub(crate) fn insert_region(&mut self, region: Arc<Region>) {
+        self.shared.regions.insert(region.clone());
+        self.regions.insert(region.region_id(), region);
+        self.update_gauges();
+    }
+
+    pub(crate) fn remove_region(&mut self, region_id: RegionId) -> Option<Arc<Region>> {
+        let region = self.regions.remove(&region_id);
+        if region.is_some() {
+            self.shared.regions.remove(region_id);
+        }
+        self.update_gauges();
+        region
+    }
+
+    pub(crate) fn update_gauges(&self) {
+        let metrics = &self.shared.metrics;
+        metrics.set_stalling(&self.name, self.stalled.len());
+        metrics.set_regions(&self.name, self.regions.len());
+    }
+}
