@@ -103,6 +103,7 @@ impl EngineBuilder {
                 .build()
                 .context(ObjectStoreSnafu)?,
         };
+        let custom_log_store = self.log_store.clone();
         let log_store: LogStoreRef = match self.log_store {
             Some(log_store) => log_store,
             None => match config.wal.provider {
@@ -123,8 +124,11 @@ impl EngineBuilder {
                 }
             },
         };
+        let mut worker_config = config.worker_config();
+        worker_config.flush_on_close =
+            custom_log_store.is_none() && config.wal.provider == WalProvider::Noop;
         let group = WorkerGroup::start(WorkerGroupParts {
-            config: config.worker_config(),
+            config: worker_config,
             store,
             log_store: log_store.clone(),
             clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),

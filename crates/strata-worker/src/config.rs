@@ -35,6 +35,9 @@ pub struct WorkerConfig {
     pub manifest: ManifestConfig,
     /// How flushes write SST files.
     pub sst: SstWriteOptions,
+    /// Flush a region's memtables before closing it. Set when the WAL does not keep rows
+    /// (the no-op log store), or closing would lose them.
+    pub flush_on_close: bool,
     /// Seed of the random initial check delays.
     pub seed: u64,
 }
@@ -55,6 +58,7 @@ impl Default for WorkerConfig {
             allow_stale_entries: false,
             manifest: ManifestConfig::default(),
             sst: SstWriteOptions::default(),
+            flush_on_close: false,
             seed: 0,
         }
     }

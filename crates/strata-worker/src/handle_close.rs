@@ -1,5 +1,6 @@
 //! Close: the region leaves the worker; its memtables are dropped (the WAL keeps them).
 
+use strata_flush::FlushReason;
 use strata_request::{CloseRequest, DdlRequest};
 
 use crate::error::WorkerError;
@@ -9,12 +10,36 @@ use crate::worker::RegionWorkerLoop;
 
 impl RegionWorkerLoop {
     /// Closes the region once no flush of it runs. Closing a region that is not open is
-    /// `Ok`. Stalled writes of the region are answered with `RegionClosed`.
+    /// `Ok`. Stalled writes of the region are answered with `RegionClosed`. With
+    /// `flush_on_close` (no WAL), the memtables are flushed first; if that flush fails the
+    /// close fails and the region stays open.
     pub(crate) async fn handle_close(&mut self, request: CloseRequest, sender: ReplyTx) {
         let region_id = request.region_id;
         if !self.regions.contains_key(&region_id) {
             sender.send(Ok(0));
             return;
+        }
+        if let Some(region) = self.regions.get(&region_id).cloned()
+            && self.shared.config.flush_on_close
+            && region.state() == RegionState::Writable
+            && !region
+                .version_control
+                .current()
+                .version
+                .memtables
+                .is_empty()
+            && !self.flush.scheduler.is_flush_requested(region_id)
+        {
+            if self.failed_close_flushes.contains(&region_id) {
+                // Without a WAL, closing now would lose the rows: keep the region open.
+                sender.send(Err(WorkerError::RegionState {
+                    region_id,
+                    state: RegionState::Writable,
+                    operation: "close (its rows are not in a WAL and the flush before close failed; retry)",
+                }));
+                return;
+            }
+            self.schedule_flush(&region, FlushReason::Closing, None);
         }
         let Some((_, sender)) =
             self.fence_behind_flush(region_id, DdlRequest::Close(request), sender)

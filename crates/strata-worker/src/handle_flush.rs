@@ -104,9 +104,11 @@ impl RegionWorkerLoop {
         tracing::warn!(%region_id, %error, "flush failed");
         let survivors = self.flush.scheduler.on_flush_failed(region_id, error);
         self.shared.listener.on_flush_failed(region_id);
+        self.failed_close_flushes.insert(region_id);
         for ddl in survivors {
             self.handle_ddl(ddl).await;
         }
+        self.failed_close_flushes.remove(&region_id);
         self.maybe_flush_worker();
         self.handle_stalled_requests().await;
     }

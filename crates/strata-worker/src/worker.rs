@@ -7,7 +7,7 @@
 //! results first, then every write of the batch, then the DDLs. The `handle_*` files hold
 //! one request kind each.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,6 +59,8 @@ pub(crate) struct RegionWorkerLoop {
     pub(crate) regions: HashMap<RegionId, Arc<Region>>,
     pub(crate) flush: FlushState,
     pub(crate) stalled: StalledRequests,
+    /// Regions whose flush just failed while lifecycle DDLs waited for it.
+    pub(crate) failed_close_flushes: HashSet<RegionId>,
     receiver: mpsc::Receiver<WorkerRequest>,
     released: watch::Receiver<u64>,
     next_periodic_check: i64,
@@ -113,6 +115,7 @@ impl RegionWorkerLoop {
             regions: HashMap::new(),
             flush: FlushState { scheduler, results },
             stalled: StalledRequests::default(),
+            failed_close_flushes: HashSet::new(),
             receiver,
             released,
             next_periodic_check,
@@ -299,8 +302,9 @@ impl RegionWorkerLoop {
         candidates.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
         let mut usage = self.shared.write_buffer.memory_usage();
         let limit = self.shared.write_buffer.flush_limit();
-        for (overdue, size, region) in candidates {
-            if !overdue && usage < limit {
+        for (index, (overdue, size, region)) in candidates.into_iter().enumerate() {
+            // The biggest region always goes: the trigger says memory is tight.
+            if index > 0 && !overdue && usage < limit {
                 break;
             }
             self.schedule_flush(&region, FlushReason::EngineFull, None);

@@ -1,0 +1,332 @@
+//! Test environment: an engine on a temp directory with a manual clock, a listener that
+//! counts events and can hold flushes, a write-buffer manager whose flush and stall
+//! decisions the test can force, and a fault-injecting object store.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, TimestampMillisecondType};
+use arrow_array::{Float64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use futures::future::BoxFuture;
+use strata_buffer::{ReleaseNotifier, WriteBufferManager, WriteBufferManagerImpl};
+use strata_engine::{
+    ColumnDataType, ColumnSchema, CreateRequest, Engine, EngineBuilder, EngineConfig,
+    EventListener, ManualClock, ObjectStoreConfig, RegionId, RegionMetadata, RegionMetadataBuilder,
+    RegionOptions, ScanRequest, WriteRequest,
+};
+use strata_storage::testing::{FaultLayer, FaultPlan};
+use tokio::sync::{Notify, Semaphore};
+
+/// The watchdog for every wait: a hung engine fails the test instead of hanging CI.
+pub const WATCHDOG: Duration = Duration::from_secs(30);
+
+/// Awaits `future`, failing the test if it takes longer than the watchdog.
+pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(WATCHDOG, future).await {
+        Ok(value) => value,
+        Err(_) => panic!("watchdog: {what} did not finish within {WATCHDOG:?}"),
+    }
+}
+
+/// Counts worker events; can hold flush jobs at their start.
+#[derive(Debug)]
+pub struct TestListener {
+    pub flush_success: AtomicUsize,
+    pub flush_failed: AtomicUsize,
+    pub stalls: AtomicUsize,
+    pub later_drops: AtomicUsize,
+    pub flush_begun: AtomicUsize,
+    events: Notify,
+    hold_flushes: AtomicBool,
+    gate: Semaphore,
+}
+
+impl Default for TestListener {
+    fn default() -> Self {
+        Self {
+            flush_success: AtomicUsize::new(0),
+            flush_failed: AtomicUsize::new(0),
+            stalls: AtomicUsize::new(0),
+            later_drops: AtomicUsize::new(0),
+            flush_begun: AtomicUsize::new(0),
+            events: Notify::new(),
+            hold_flushes: AtomicBool::new(false),
+            gate: Semaphore::new(0),
+        }
+    }
+}
+
+/// The listener as installed in the engine.
+#[derive(Debug)]
+pub struct Installed(pub Arc<TestListener>);
+
+impl TestListener {
+    /// Flush jobs wait at their start until [`release_flushes`](Self::release_flushes).
+    pub fn hold_flushes(&self) {
+        self.hold_flushes.store(true, Ordering::SeqCst);
+    }
+
+    /// Lets held flush jobs (and later ones) run.
+    pub fn release_flushes(&self) {
+        self.hold_flushes.store(false, Ordering::SeqCst);
+        self.gate.add_permits(1 << 20);
+    }
+
+    /// Waits until `counter(self) >= n`.
+    pub async fn wait_for(&self, what: &str, n: usize, counter: impl Fn(&Self) -> usize) {
+        within(what, async {
+            loop {
+                let notified = self.events.notified();
+                if counter(self) >= n {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await;
+    }
+
+    /// Waits until `condition` holds, re-checking after every listener event.
+    pub async fn wait_until(&self, what: &str, condition: impl Fn() -> bool) {
+        within(what, async {
+            loop {
+                let notified = self.events.notified();
+                if condition() {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await;
+    }
+
+    fn bump(&self, counter: &AtomicUsize) {
+        counter.fetch_add(1, Ordering::SeqCst);
+        self.events.notify_waiters();
+    }
+}
+
+/// Reads a counter.
+pub fn count(counter: &AtomicUsize) -> usize {
+    counter.load(Ordering::SeqCst)
+}
+
+impl EventListener for Installed {
+    fn on_write_stall(&self) {
+        self.0.bump(&self.0.stalls);
+    }
+
+    fn on_flush_begin(&self, _region_id: RegionId) -> BoxFuture<'static, ()> {
+        self.0.bump(&self.0.flush_begun);
+        let this = self.0.clone();
+        Box::pin(async move {
+            if this.hold_flushes.load(Ordering::SeqCst) {
+                let _permit = this.gate.acquire().await;
+            }
+        })
+    }
+
+    fn on_flush_success(&self, _region_id: RegionId) {
+        self.0.bump(&self.0.flush_success);
+    }
+
+    fn on_flush_failed(&self, _region_id: RegionId) {
+        self.0.bump(&self.0.flush_failed);
+    }
+
+    fn on_later_drop_end(&self, _region_id: RegionId, removed: bool) {
+        assert!(removed, "later drop failed");
+        self.0.bump(&self.0.later_drops);
+    }
+}
+
+/// A real write-buffer manager whose flush and stall decisions can be forced on.
+#[derive(Debug)]
+pub struct ForcedWriteBuffer {
+    inner: WriteBufferManagerImpl,
+    pub force_flush: AtomicBool,
+    pub force_stall: AtomicBool,
+}
+
+impl WriteBufferManager for ForcedWriteBuffer {
+    fn should_flush_engine(&self) -> bool {
+        self.force_flush.load(Ordering::SeqCst) || self.inner.should_flush_engine()
+    }
+    fn should_stall(&self) -> bool {
+        self.force_stall.load(Ordering::SeqCst) || self.inner.should_stall()
+    }
+    fn should_reject(&self, stalled_bytes: usize) -> bool {
+        self.inner.should_reject(stalled_bytes)
+    }
+    fn reserve_mem(&self, bytes: usize) {
+        self.inner.reserve_mem(bytes);
+    }
+    fn schedule_free_mem(&self, bytes: usize) {
+        self.inner.schedule_free_mem(bytes);
+    }
+    fn free_mem(&self, bytes: usize) {
+        self.inner.free_mem(bytes);
+    }
+    fn memory_usage(&self) -> usize {
+        self.inner.memory_usage()
+    }
+    fn mutable_usage(&self) -> usize {
+        self.inner.mutable_usage()
+    }
+    fn flush_limit(&self) -> usize {
+        self.inner.flush_limit()
+    }
+}
+
+/// One test's world; engines built from it share the directory, clock and listener.
+pub struct TestEnv {
+    pub dir: tempfile::TempDir,
+    pub clock: Arc<ManualClock>,
+    pub listener: Arc<TestListener>,
+    pub buffer: Arc<ForcedWriteBuffer>,
+    pub notifier: ReleaseNotifier,
+    pub faults: Arc<FaultPlan>,
+}
+
+impl TestEnv {
+    pub fn new() -> Self {
+        let notifier = ReleaseNotifier::new();
+        let inner =
+            WriteBufferManagerImpl::new(64 << 20, 128 << 20, notifier.clone()).expect("limits");
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+            clock: Arc::new(ManualClock::new(1_700_000_000_000)),
+            listener: Arc::new(TestListener::default()),
+            buffer: Arc::new(ForcedWriteBuffer {
+                inner,
+                force_flush: AtomicBool::new(false),
+                force_stall: AtomicBool::new(false),
+            }),
+            notifier,
+            faults: Arc::new(FaultPlan::default()),
+        }
+    }
+
+    /// Small settings: 2 workers, 64 MiB budget.
+    pub fn config(&self) -> EngineConfig {
+        EngineConfig {
+            data_home: self.dir.path().to_path_buf(),
+            num_workers: 2,
+            max_background_flushes: 2,
+            max_background_purges: 1,
+            global_write_buffer_size: bytesize::ByteSize::mib(64),
+            ..EngineConfig::default()
+        }
+    }
+
+    pub async fn engine(&self) -> Engine {
+        self.engine_with(self.config()).await
+    }
+
+    pub async fn engine_with(&self, config: EngineConfig) -> Engine {
+        let store = ObjectStoreConfig::Fs {
+            root: self.dir.path().to_path_buf(),
+        }
+        .build()
+        .expect("store")
+        .layer(FaultLayer::new(self.faults.clone()));
+        let listener: Arc<dyn EventListener> = Arc::new(Installed(self.listener.clone()));
+        EngineBuilder::new(config)
+            .object_store(store)
+            .clock(self.clock.clone())
+            .listener(listener)
+            .write_buffer_manager(self.buffer.clone(), self.notifier.clone())
+            .build()
+            .await
+            .expect("engine")
+    }
+}
+
+/// `host` tag, `ts` timestamp, `cpu` f64 field.
+pub fn metadata(region_id: RegionId) -> RegionMetadata {
+    RegionMetadataBuilder::new(region_id)
+        .column(ColumnSchema::tag("host"))
+        .column(ColumnSchema::timestamp(
+            "ts",
+            ColumnDataType::TimestampMillisecond,
+        ))
+        .column(ColumnSchema::field("cpu", ColumnDataType::Float64))
+        .build()
+        .expect("schema")
+}
+
+pub async fn create(engine: &Engine, region_id: RegionId) {
+    engine
+        .create(CreateRequest {
+            metadata: metadata(region_id),
+            options: RegionOptions::default(),
+        })
+        .await
+        .expect("create");
+}
+
+/// Rows `host{i}` at `ts` with value `value + i`, for `i` in `hosts`.
+pub fn rows(hosts: std::ops::Range<usize>, ts: i64, value: f64) -> RecordBatch {
+    let schema = metadata(RegionId::new(0, 0)).arrow_schema().clone();
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                hosts.clone().map(|i| format!("host{i}")),
+            )),
+            Arc::new(TimestampMillisecondArray::from_iter_values(
+                hosts.clone().map(|_| ts),
+            )),
+            Arc::new(Float64Array::from_iter_values(
+                hosts.map(|i| value + i as f64),
+            )),
+        ],
+    )
+    .expect("batch")
+}
+
+pub async fn put(
+    engine: &Engine,
+    region_id: RegionId,
+    hosts: std::ops::Range<usize>,
+    ts: i64,
+    value: f64,
+) {
+    let n = hosts.len();
+    let written = engine
+        .write(WriteRequest::put(region_id, rows(hosts, ts, value)))
+        .await
+        .expect("put");
+    assert_eq!(written, n);
+}
+
+/// The region's rows as `(host, ts) -> cpu`.
+pub async fn scan(engine: &Engine, region_id: RegionId) -> BTreeMap<(String, i64), f64> {
+    let mut out = BTreeMap::new();
+    for batch in engine
+        .scan_to_vec(region_id, ScanRequest::default())
+        .await
+        .expect("scan")
+    {
+        let hosts = batch
+            .column_by_name("host")
+            .expect("host")
+            .as_string::<i32>();
+        let ts = batch
+            .column_by_name("ts")
+            .expect("ts")
+            .as_primitive::<TimestampMillisecondType>();
+        let cpu = batch
+            .column_by_name("cpu")
+            .expect("cpu")
+            .as_primitive::<Float64Type>();
+        for i in 0..batch.num_rows() {
+            out.insert((hosts.value(i).to_string(), ts.value(i)), cpu.value(i));
+        }
+    }
+    out
+}

@@ -1,0 +1,168 @@
+//! Flush triggers: manual, engine full, periodic, multi-worker; flush + reopen ids.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use strata_engine::{RegionId, ScanRequest};
+
+use crate::common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_flush_moves_memtable_rows_into_one_file() {
+    let env = TestEnv::new();
+    let engine = env.engine().await;
+    let region = RegionId::new(1, 0);
+    create(&engine, region).await;
+    put(&engine, region, 0..10, 1000, 1.0).await;
+    engine.flush(region).await.unwrap();
+    let stats = engine.region_stats(region).unwrap();
+    assert_eq!(stats.memtable_bytes, 0);
+    assert_eq!(stats.immutable_memtables, 0);
+    assert_eq!(stats.num_files, 1);
+    assert_eq!(stats.file_rows, 10);
+    assert_eq!(scan(&engine, region).await.len(), 10);
+    engine.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flushing_an_empty_region_succeeds_without_files() {
+    let env = TestEnv::new();
+    let engine = env.engine().await;
+    let region = RegionId::new(1, 0);
+    create(&engine, region).await;
+    engine.flush(region).await.unwrap();
+    assert_eq!(engine.region_stats(region).unwrap().num_files, 0);
+    assert_eq!(
+        count(&env.listener.flush_begun),
+        0,
+        "no job runs for nothing"
+    );
+    engine.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_full_flushes_on_the_next_write() {
+    let env = TestEnv::new();
+    let engine = env.engine().await;
+    let region = RegionId::new(1, 0);
+    create(&engine, region).await;
+    put(&engine, region, 0..10, 1000, 1.0).await;
+    env.buffer.force_flush.store(true, Ordering::SeqCst);
+    put(&engine, region, 0..10, 2000, 1.0).await;
+    env.listener
+        .wait_for("engine-full flush", 1, |l| count(&l.flush_success))
+        .await;
+    env.buffer.force_flush.store(false, Ordering::SeqCst);
+    let stats = engine.region_stats(region).unwrap();
+    assert_eq!(stats.num_files, 1);
+    assert_eq!(
+        stats.file_rows, 10,
+        "the flush took the rows before the write"
+    );
+    assert_eq!(scan(&engine, region).await.len(), 20);
+    engine.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_region_idle_past_auto_flush_interval_is_flushed_by_the_periodic_check() {
+    let env = TestEnv::new();
+    let config = strata_engine::EngineConfig {
+        auto_flush_interval: Duration::from_secs(600),
+        ..env.config()
+    };
+    let engine = env.engine_with(config).await;
+    let region = RegionId::new(1, 0);
+    create(&engine, region).await;
+    put(&engine, region, 0..5, 1000, 1.0).await;
+    // Past the random initial delay (≤ 180 s) and the interval.
+    env.clock.advance(Duration::from_secs(599));
+    env.clock.advance(Duration::from_secs(200));
+    env.listener
+        .wait_for("periodic flush", 1, |l| count(&l.flush_success))
+        .await;
+    assert_eq!(engine.region_stats(region).unwrap().num_files, 1);
+    engine.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_worker_flushes_its_regions_when_another_worker_flushes() {
+    let env = TestEnv::new();
+    let engine = env.engine().await;
+    // Table 1: region 0 → worker 1, region 1 → worker 0 (two workers).
+    let (busy, idle) = (RegionId::new(1, 0), RegionId::new(1, 1));
+    create(&engine, busy).await;
+    create(&engine, idle).await;
+    put(&engine, busy, 0..10, 1000, 1.0).await;
+    put(&engine, idle, 0..10, 1000, 1.0).await;
+    env.buffer.force_flush.store(true, Ordering::SeqCst);
+    put(&engine, busy, 0..10, 2000, 1.0).await;
+    // Worker 0 never received a request: it flushes because worker 1's flush notified it.
+    env.listener
+        .wait_until("the idle region flushed", || {
+            engine.region_stats(idle).unwrap().num_files == 1
+        })
+        .await;
+    env.buffer.force_flush.store(false, Ordering::SeqCst);
+    engine.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_then_reopen_keeps_exact_entry_ids_and_sequences() {
+    let env = TestEnv::new();
+    let region = RegionId::new(1, 0);
+    {
+        let engine = env.engine().await;
+        create(&engine, region).await;
+        put(&engine, region, 0..3, 1000, 1.0).await;
+        engine.flush(region).await.unwrap();
+        let s = engine.region_stats(region).unwrap();
+        assert_eq!((s.last_entry_id, s.flushed_entry_id), (1, 1));
+        assert_eq!((s.committed_sequence, s.flushed_sequence), (3, 3));
+        engine.stop().await.unwrap();
+    }
+    let engine = env.engine().await;
+    engine.open(region).await.unwrap();
+    let s = engine.region_stats(region).unwrap();
+    assert_eq!((s.last_entry_id, s.committed_sequence), (1, 3));
+    put(&engine, region, 3..5, 1000, 1.0).await;
+    let s = engine.region_stats(region).unwrap();
+    assert_eq!((s.last_entry_id, s.committed_sequence), (2, 5));
+    assert_eq!(scan(&engine, region).await.len(), 5);
+    engine.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reopen_replays_unflushed_rows_with_their_sequences_and_newest_wins() {
+    let env = TestEnv::new();
+    let region = RegionId::new(1, 0);
+    {
+        let engine = env.engine().await;
+        create(&engine, region).await;
+        put(&engine, region, 0..4, 1000, 1.0).await;
+        engine.flush(region).await.unwrap();
+        put(&engine, region, 0..2, 1000, 50.0).await; // overwrites host0, host1
+        put(&engine, region, 4..6, 1000, 1.0).await;
+        engine.stop().await.unwrap();
+    }
+    let engine = env.engine().await;
+    engine.open(region).await.unwrap();
+    let s = engine.region_stats(region).unwrap();
+    assert_eq!((s.flushed_entry_id, s.last_entry_id), (1, 3));
+    assert_eq!(s.committed_sequence, 8);
+    let rows = scan(&engine, region).await;
+    assert_eq!(rows.len(), 6);
+    assert_eq!(rows[&("host0".to_string(), 1000)], 50.0);
+    assert_eq!(rows[&("host3".to_string(), 1000)], 4.0);
+    let limited = engine
+        .scan_to_vec(
+            region,
+            ScanRequest {
+                max_sequence: Some(4),
+                ..ScanRequest::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(limited.iter().map(|b| b.num_rows()).sum::<usize>(), 4);
+    engine.stop().await.unwrap();
+}

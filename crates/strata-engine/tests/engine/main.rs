@@ -1,0 +1,17 @@
+//! End-to-end scenarios of the engine: flush triggers, stalls, region lifecycle, and a
+//! regression test for each problem users hit in the engine this one is modelled on
+//! (reference section 16). Time comes from a manual clock; waits use the listener, each
+//! under a watchdog.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    unreachable_pub,
+    missing_docs
+)]
+
+mod common;
+mod flush;
+mod lifecycle;
+mod regressions;
