@@ -12,6 +12,7 @@ const BENCHES: &[(&str, &str)] = &[
     ("strata-wal", "append"),
     ("strata-storage", "flush"),
     ("strata-flush", "flush_jobs"),
+    ("strata-engine", "ingest"),
 ];
 
 pub(crate) fn bench(root: &Path) -> Result<(), String> {

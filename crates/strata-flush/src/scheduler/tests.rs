@@ -41,11 +41,16 @@ impl From<Unanswered> for TestError {
 }
 
 /// A fenced DDL or write: answered on failure, or handed back.
-struct Pending(strata_request::OutputTx<usize, TestError>);
+/// The flag says whether it outlives a failed flush (like a close or drop would).
+struct Pending(strata_request::OutputTx<usize, TestError>, bool);
 
 impl PendingRequest for Pending {
     fn fail(self, error: FlushError) {
         self.0.send(Err(error.into()));
+    }
+
+    fn outlives_failed_flush(&self) -> bool {
+        self.1
     }
 }
 
@@ -204,7 +209,7 @@ impl Env {
 
     fn pending(&mut self) -> (Pending, Reply<usize, TestError>) {
         let (tx, rx) = reply_channel();
-        (Pending(tx), rx)
+        (Pending(tx, false), rx)
     }
 
     /// Does what the worker does with the next outcome; returns what was released.
@@ -217,8 +222,10 @@ impl Env {
             }
             FlushNotify::Failed { region_id, error } => {
                 let returned = self.scheduler.on_flush_failed(region_id, error);
-                assert!(returned.is_empty(), "no test DDL outlives a failed flush");
-                None
+                (!returned.is_empty()).then_some(Released {
+                    ddls: returned,
+                    writes: Vec::new(),
+                })
             }
         }
     }
@@ -643,4 +650,43 @@ async fn metrics_count_requests_by_reason_failures_bytes_and_inflight() {
             && stages.contains(&"commit".to_string()),
         "{stages:?}"
     );
+}
+
+#[tokio::test]
+async fn a_failed_flush_hands_back_the_ddls_that_outlive_it_and_fails_the_rest() {
+    let mut env = Env::new(false).await;
+    env.write("a", 0, 5);
+    let flush = env.request(FlushReason::Manual).unwrap();
+    let (tx, close_reply) = reply_channel();
+    assert!(
+        env.scheduler
+            .add_ddl_request_to_pending(env.region, Pending(tx, true))
+            .is_ok()
+    );
+    let (alter, alter_reply) = env.pending();
+    assert!(
+        env.scheduler
+            .add_ddl_request_to_pending(env.region, alter)
+            .is_ok()
+    );
+    env.committer.mode.store(FAIL, Ordering::SeqCst);
+    env.committer.gate.add_permits(100);
+    let released = env
+        .handle_next()
+        .await
+        .expect("the close-like DDL comes back");
+    assert!(flush.await.is_err());
+    assert!(matches!(
+        alter_reply.await,
+        Err(TestError::Flush(FlushError::FlushFailed { .. }))
+    ));
+    assert_eq!(released.ddls.len(), 1);
+    for ddl in released.ddls {
+        ddl.0.send(Ok(7));
+    }
+    assert!(
+        matches!(close_reply.await, Ok(7)),
+        "answered by its own run, not failed"
+    );
+    assert!(!env.scheduler.is_flush_requested(env.region));
 }
