@@ -15,3 +15,4 @@ mod common;
 mod flush;
 mod lifecycle;
 mod regressions;
+mod write_path;

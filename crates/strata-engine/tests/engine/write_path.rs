@@ -1,0 +1,180 @@
+//! The write path's contracts: a WAL failure fails the whole batch with nothing applied,
+//! invalid writes touch nothing, metrics count what happened.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use strata_engine::{EngineBuilder, ErrorKind, RegionId, WriteRequest};
+use strata_wal::{AppendResponse, Entry, EntryStream, LogStore, MemoryLogStore, WalError};
+
+use crate::common::*;
+
+/// A memory log store whose appends fail while `fail` is set.
+#[derive(Debug, Default)]
+struct FailingLogStore {
+    inner: MemoryLogStore,
+    fail: AtomicBool,
+}
+
+impl LogStore for FailingLogStore {
+    async fn append_batch(&self, entries: Vec<Entry>) -> Result<AppendResponse, WalError> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(WalError::Io {
+                operation: "append (injected)",
+                path: "memory".into(),
+                source: Arc::new(std::io::Error::other("injected")),
+            });
+        }
+        self.inner.append_batch(entries).await
+    }
+    fn read(&self, region_id: u64, start_entry_id: u64) -> Result<EntryStream, WalError> {
+        self.inner.read(region_id, start_entry_id)
+    }
+    async fn obsolete(&self, region_id: u64, entry_id: u64) -> Result<(), WalError> {
+        self.inner.obsolete(region_id, entry_id).await
+    }
+    async fn drop_region(&self, region_id: u64) -> Result<(), WalError> {
+        self.inner.drop_region(region_id).await
+    }
+    fn last_entry_id(&self, region_id: u64) -> Option<u64> {
+        self.inner.last_entry_id(region_id)
+    }
+    async fn stop(&self) -> Result<(), WalError> {
+        self.inner.stop().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wal_failure_fails_every_write_of_the_batch_and_nothing_reaches_memtables() {
+    let env = TestEnv::new();
+    let wal = Arc::new(FailingLogStore::default());
+    let engine = Arc::new(
+        EngineBuilder::new(env.config())
+            .log_store(wal.clone())
+            .build()
+            .await
+            .unwrap(),
+    );
+    let region = RegionId::new(1, 0);
+    create(&engine, region).await;
+    put(&engine, region, 0..2, 1000, 1.0).await;
+    wal.fail.store(true, Ordering::SeqCst);
+    let mut writes = Vec::new();
+    for i in 0..8 {
+        let engine = engine.clone();
+        writes.push(tokio::spawn(async move {
+            engine
+                .write(WriteRequest::put(region, rows(10 + i..11 + i, 1000, 1.0)))
+                .await
+        }));
+    }
+    for write in writes {
+        let error = within("write", write).await.unwrap().unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Wal, "{error}");
+        assert!(error.is_retryable());
+    }
+    let stats = engine.region_stats(region).unwrap();
+    assert_eq!((stats.committed_sequence, stats.last_entry_id), (2, 1));
+    assert_eq!(
+        scan(&engine, region).await.len(),
+        2,
+        "no failed row is visible"
+    );
+    wal.fail.store(false, Ordering::SeqCst);
+    put(&engine, region, 2..3, 1000, 1.0).await;
+    let stats = engine.region_stats(region).unwrap();
+    assert_eq!((stats.committed_sequence, stats.last_entry_id), (3, 2));
+    engine.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_writes_are_refused_before_the_wal_and_change_nothing() {
+    let env = TestEnv::new();
+    let engine = env.engine().await;
+    let region = RegionId::new(1, 0);
+    create(&engine, region).await;
+    put(&engine, region, 0..2, 1000, 1.0).await;
+    let other_schema = arrow_array::RecordBatch::try_from_iter([(
+        "unknown",
+        Arc::new(arrow_array::Int64Array::from(vec![1])) as arrow_array::ArrayRef,
+    )])
+    .unwrap();
+    let error = engine
+        .write(WriteRequest::put(region, other_schema))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::InvalidRequest, "{error}");
+    assert!(!error.is_retryable());
+    let empty = rows(0..0, 1, 1.0);
+    let error = engine
+        .write(WriteRequest::put(region, empty))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::InvalidRequest, "{error}");
+    let stats = engine.region_stats(region).unwrap();
+    assert_eq!((stats.committed_sequence, stats.last_entry_id), (2, 1));
+    engine.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_rows_regions_stalls_and_waits_on_the_given_registry() {
+    let env = TestEnv::new();
+    let registry = prometheus::Registry::new();
+    let engine = Arc::new(
+        EngineBuilder::new(env.config())
+            .registry(registry.clone())
+            .write_buffer_manager(env.buffer.clone(), env.notifier.clone())
+            .listener(Arc::new(Installed(env.listener.clone())))
+            .build()
+            .await
+            .unwrap(),
+    );
+    let region = RegionId::new(1, 0);
+    create(&engine, region).await;
+    put(&engine, region, 0..5, 1000, 1.0).await;
+    env.buffer.force_stall.store(true, Ordering::SeqCst);
+    let writer = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            engine
+                .write(WriteRequest::put(region, rows(5..6, 1000, 1.0)))
+                .await
+        })
+    };
+    env.listener
+        .wait_for("stall", 1, |l| count(&l.stalls))
+        .await;
+    env.buffer.force_stall.store(false, Ordering::SeqCst);
+    env.notifier.notify();
+    within("stalled write", writer).await.unwrap().unwrap();
+    let value = |name: &str, label: Option<(&str, &str)>| -> f64 {
+        registry
+            .gather()
+            .iter()
+            .filter(|f| f.name() == name)
+            .flat_map(|f| f.get_metric().iter())
+            .filter(|m| {
+                label.is_none_or(|(k, v)| {
+                    m.get_label()
+                        .iter()
+                        .any(|l| l.name() == k && l.value() == v)
+                })
+            })
+            .map(|m| {
+                m.get_counter().get_value()
+                    + m.get_gauge().get_value()
+                    + m.get_histogram().get_sample_count() as f64
+            })
+            .sum()
+    };
+    assert_eq!(value("strata_write_rows_total", Some(("type", "put"))), 6.0);
+    assert_eq!(value("strata_write_stall_total", None), 1.0);
+    assert_eq!(
+        value("strata_write_stalling", None),
+        0.0,
+        "nothing stalled now"
+    );
+    assert_eq!(value("strata_region_count", None), 1.0);
+    assert!(value("strata_request_wait_seconds", None) >= 3.0);
+    engine.stop().await.unwrap();
+}
