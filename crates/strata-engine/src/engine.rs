@@ -68,7 +68,9 @@ impl EngineBuilder {
         self
     }
 
-    /// Register metrics on this registry.
+    /// Register metrics on this registry. A registry holds one engine's metrics: an
+    /// engine built again in the same process needs a fresh registry (or the old metrics
+    /// unregistered), or the build fails with an already-registered error.
     pub fn registry(mut self, registry: Registry) -> Self {
         self.registry = Some(registry);
         self

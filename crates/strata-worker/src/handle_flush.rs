@@ -102,6 +102,9 @@ impl RegionWorkerLoop {
     /// which run now. Stalled writes are retried (memory may still have been freed).
     async fn handle_flush_failed(&mut self, region_id: RegionId, error: FlushError) {
         tracing::warn!(%region_id, %error, "flush failed");
+        if let Some(region) = self.regions.get(&region_id) {
+            region.set_flush_failed_millis(self.shared.clock.now_millis());
+        }
         let survivors = self.flush.scheduler.on_flush_failed(region_id, error);
         self.shared.listener.on_flush_failed(region_id);
         self.failed_close_flushes.insert(region_id);

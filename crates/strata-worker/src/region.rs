@@ -98,6 +98,8 @@ pub struct Region {
     pub(crate) state: Arc<StateCell>,
     pub(crate) committer: Arc<dyn FlushCommitter>,
     last_flush_millis: AtomicI64,
+    /// When its last flush failed (`i64::MIN`: never), to back off automatic retries.
+    flush_failed_millis: AtomicI64,
 }
 
 impl fmt::Debug for Region {
@@ -139,6 +141,7 @@ impl Region {
             state,
             committer: Arc::new(committer),
             last_flush_millis: AtomicI64::new(now_millis),
+            flush_failed_millis: AtomicI64::new(i64::MIN),
         }
     }
 
@@ -164,6 +167,17 @@ impl Region {
 
     pub(crate) fn set_last_flush_millis(&self, millis: i64) {
         self.last_flush_millis.store(millis, Ordering::Relaxed);
+        self.flush_failed_millis.store(i64::MIN, Ordering::Relaxed);
+    }
+
+    /// When its last flush failed, if it failed after the last success.
+    pub(crate) fn flush_failed_millis(&self) -> Option<i64> {
+        let millis = self.flush_failed_millis.load(Ordering::Relaxed);
+        (millis != i64::MIN).then_some(millis)
+    }
+
+    pub(crate) fn set_flush_failed_millis(&self, millis: i64) {
+        self.flush_failed_millis.store(millis, Ordering::Relaxed);
     }
 
     /// Sets the state while holding the manifest lock, so no flush commit interleaves.

@@ -28,6 +28,9 @@ use crate::region::{Region, RegionMap, RegionState};
 use crate::request::{ReplyTx, SenderDdlRequest, SenderWriteRequest, WorkerRequest};
 use crate::stalled::StalledRequests;
 
+/// How long automatic flushes leave a region alone after its flush failed.
+pub(crate) const FLUSH_RETRY_BACKOFF: Duration = Duration::from_secs(1);
+
 /// What every worker of a group shares.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -280,6 +283,7 @@ impl RegionWorkerLoop {
         for region in self.regions.values() {
             if region.state() != RegionState::Writable
                 || self.flush.scheduler.is_flush_requested(region.region_id())
+                || self.backing_off(region)
             {
                 continue;
             }
@@ -312,6 +316,16 @@ impl RegionWorkerLoop {
         }
     }
 
+    /// Whether the region's last flush failed less than [`FLUSH_RETRY_BACKOFF`] ago, so
+    /// automatic flushes (engine full, periodic) leave it alone for now: a region whose
+    /// flushes keep failing must not keep a worker and the flush pool busy in a loop.
+    /// Manual flushes are not held back.
+    fn backing_off(&self, region: &Region) -> bool {
+        region
+            .flush_failed_millis()
+            .is_some_and(|failed| self.shared.clock.elapsed_since(failed) < FLUSH_RETRY_BACKOFF)
+    }
+
     /// Periodic flush: regions that have not flushed for their `auto_flush_interval`.
     fn handle_periodical_tasks(&mut self) {
         let now = self.shared.clock.now_millis();
@@ -328,6 +342,7 @@ impl RegionWorkerLoop {
             .filter(|region| {
                 region.state() == RegionState::Writable
                     && !self.flush.scheduler.is_flush_requested(region.region_id())
+                    && !self.backing_off(region)
             })
             .filter(|region| {
                 let options = &region.version_control.current().version.options;

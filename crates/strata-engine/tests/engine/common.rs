@@ -190,6 +190,9 @@ pub struct TestEnv {
     pub buffer: Arc<ForcedWriteBuffer>,
     pub notifier: ReleaseNotifier,
     pub faults: Arc<FaultPlan>,
+    /// The current engine's registry (each engine gets a fresh one: a registry holds
+    /// one engine's metrics).
+    pub registry: std::sync::Mutex<prometheus::Registry>,
 }
 
 impl TestEnv {
@@ -208,6 +211,7 @@ impl TestEnv {
             }),
             notifier,
             faults: Arc::new(FaultPlan::default()),
+            registry: std::sync::Mutex::new(prometheus::Registry::new()),
         }
     }
 
@@ -240,9 +244,34 @@ impl TestEnv {
             .clock(self.clock.clone())
             .listener(listener)
             .write_buffer_manager(self.buffer.clone(), self.notifier.clone())
+            .registry({
+                let registry = prometheus::Registry::new();
+                *self.registry.lock().unwrap() = registry.clone();
+                registry
+            })
             .build()
             .await
             .expect("engine")
+    }
+}
+
+impl TestEnv {
+    /// Flushes requested so far for `reason` (counted when scheduled, on the worker).
+    pub fn flush_requests(&self, reason: &str) -> u64 {
+        self.registry
+            .lock()
+            .unwrap()
+            .gather()
+            .iter()
+            .filter(|f| f.name() == "strata_flush_requests_total")
+            .flat_map(|f| f.get_metric().iter())
+            .filter(|m| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == "reason" && l.value() == reason)
+            })
+            .map(|m| m.get_counter().get_value() as u64)
+            .sum()
     }
 }
 

@@ -94,6 +94,42 @@ async fn stalled_writes_are_retried_after_a_failed_flush_and_the_rows_survive() 
     engine.stop().await.unwrap();
 }
 
+/// A region whose flushes keep failing must not make its worker reschedule it in a loop:
+/// automatic flushes back off for a second (on the engine's clock); manual ones do not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automatic_flushes_back_off_after_a_failure_instead_of_retrying_in_a_loop() {
+    let env = TestEnv::new();
+    let engine = env.engine().await;
+    let region = RegionId::new(1, 0);
+    create(&engine, region).await;
+    env.faults.fail_writes_containing("/data/");
+    put(&engine, region, 0..5, 1000, 1.0).await;
+    env.buffer.force_flush.store(true, Ordering::SeqCst);
+    put(&engine, region, 5..6, 1000, 1.0).await;
+    env.listener
+        .wait_for("the flush fails", 1, |l| count(&l.flush_failed))
+        .await;
+    for i in 0..5 {
+        put(&engine, region, 10 + i..11 + i, 1000, 1.0).await;
+    }
+    assert_eq!(
+        env.flush_requests("engine_full"),
+        1,
+        "no retry within the backoff"
+    );
+    env.clock.advance(std::time::Duration::from_secs(2));
+    env.faults.clear();
+    put(&engine, region, 20..21, 1000, 1.0).await;
+    env.listener
+        .wait_for("the retry succeeds", 1, |l| count(&l.flush_success))
+        .await;
+    // The retry, and possibly one more for the row written right after its freeze.
+    assert!(env.flush_requests("engine_full") >= 2);
+    env.buffer.force_flush.store(false, Ordering::SeqCst);
+    assert_eq!(scan(&engine, region).await.len(), 12);
+    engine.stop().await.unwrap();
+}
+
 /// #8862: a reader's snapshot never names a sequence whose rows it cannot see.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_sees_every_row_up_to_its_committed_sequence() {
