@@ -34,6 +34,10 @@ pub struct EngineConfig {
     /// Memtable plus stalled-write memory at which writes are rejected. Default: twice
     /// `global_write_buffer_size`.
     pub global_write_buffer_reject_size: Option<ByteSize>,
+    /// Each region's own write-buffer limit, unless the region sets `write_buffer_size`:
+    /// its writes stall at the limit and are rejected at twice it, a flush starts at half.
+    /// `0B` (default): no per-region limit.
+    pub default_region_write_buffer_size: ByteSize,
     /// Flush jobs at once. Default: half the CPU cores, rounded up.
     pub max_background_flushes: usize,
     /// Background file deletions at once.
@@ -145,6 +149,7 @@ impl Default for EngineConfig {
             worker_request_batch_size: 64,
             global_write_buffer_size: ByteSize(budget),
             global_write_buffer_reject_size: None,
+            default_region_write_buffer_size: ByteSize(0),
             max_background_flushes: cpus.div_ceil(2),
             max_background_purges: cpus,
             auto_flush_interval: Duration::from_secs(30 * 60),
@@ -294,6 +299,7 @@ impl EngineConfig {
             worker_request_batch_size: self.worker_request_batch_size,
             global_write_buffer_size: to_usize(self.global_write_buffer_size),
             global_write_buffer_reject_size: to_usize(self.reject_size()),
+            default_region_write_buffer_size: to_usize(self.default_region_write_buffer_size),
             max_background_flushes: self.max_background_flushes,
             max_background_purges: self.max_background_purges,
             auto_flush_interval: self.auto_flush_interval,

@@ -18,17 +18,20 @@ pub enum FlushReason {
     Downgrading,
     /// A region without WAL is closing and must not lose its memtables.
     Closing,
+    /// The region reached its own write-buffer limit (`write_buffer_size`).
+    RegionFull,
 }
 
 impl FlushReason {
     /// Every reason, for pre-registering metric labels.
-    pub const ALL: [FlushReason; 6] = [
+    pub const ALL: [FlushReason; 7] = [
         FlushReason::EngineFull,
         FlushReason::Manual,
         FlushReason::Periodic,
         FlushReason::Alter,
         FlushReason::Downgrading,
         FlushReason::Closing,
+        FlushReason::RegionFull,
     ];
 
     /// Stable lower-case label.
@@ -40,6 +43,7 @@ impl FlushReason {
             FlushReason::Alter => "alter",
             FlushReason::Downgrading => "downgrading",
             FlushReason::Closing => "closing",
+            FlushReason::RegionFull => "region_full",
         }
     }
 }
@@ -65,7 +69,8 @@ mod tests {
                 "periodic",
                 "alter",
                 "downgrading",
-                "closing"
+                "closing",
+                "region_full"
             ]
         );
         assert_eq!(FlushReason::EngineFull.to_string(), "engine_full");

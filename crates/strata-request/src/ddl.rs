@@ -19,6 +19,10 @@ pub struct RegionOptions {
     /// `auto_flush_interval`.
     #[serde(with = "humantime_serde")]
     pub auto_flush_interval: Option<Duration>,
+    /// This region's own write-buffer limit in bytes: flush at half, stall its writes at
+    /// the limit, reject them at twice the limit. `None` uses the engine's
+    /// `default_region_write_buffer_size`; `Some(0)` disables the limit for this region.
+    pub write_buffer_size: Option<u64>,
 }
 
 /// One change to [`RegionOptions`] made by [`AlterKind::SetOptions`].
@@ -27,6 +31,8 @@ pub struct RegionOptions {
 pub enum RegionOptionChange {
     /// Set (or, with `None`, reset to the engine default) the auto-flush interval.
     AutoFlushInterval(#[serde(with = "humantime_serde")] Option<Duration>),
+    /// Set (or, with `None`, reset to the engine default) the region's write-buffer limit.
+    WriteBufferSize(Option<u64>),
 }
 
 impl RegionOptions {
@@ -37,6 +43,9 @@ impl RegionOptions {
             match change {
                 RegionOptionChange::AutoFlushInterval(interval) => {
                     options.auto_flush_interval = *interval;
+                }
+                RegionOptionChange::WriteBufferSize(size) => {
+                    options.write_buffer_size = *size;
                 }
             }
         }

@@ -18,6 +18,8 @@ pub struct WorkerConfig {
     pub global_write_buffer_size: usize,
     /// Memtable plus stalled bytes at which writes are rejected.
     pub global_write_buffer_reject_size: usize,
+    /// Per-region write-buffer limit for regions without their own (0: none).
+    pub default_region_write_buffer_size: usize,
     /// Flush jobs running at once across the engine.
     pub max_background_flushes: usize,
     /// Background file deletions (dropped regions) running at once.
@@ -50,6 +52,7 @@ impl Default for WorkerConfig {
             worker_request_batch_size: 64,
             global_write_buffer_size: 256 << 20,
             global_write_buffer_reject_size: 512 << 20,
+            default_region_write_buffer_size: 0,
             max_background_flushes: 1,
             max_background_purges: 1,
             auto_flush_interval: Duration::from_secs(30 * 60),

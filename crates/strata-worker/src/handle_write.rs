@@ -117,6 +117,21 @@ impl RegionWriteCtx {
     }
 }
 
+/// A region against its own write-buffer limit.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum RegionPressure {
+    /// Under the limit, or no limit.
+    Fine,
+    /// At or over the limit: new writes wait.
+    Stall,
+    /// Memtables plus stalled writes at twice the limit: writes fail.
+    Reject {
+        usage: usize,
+        stalled: usize,
+        limit: usize,
+    },
+}
+
 impl RegionWorkerLoop {
     /// Handles a batch of writes. With `allow_stall`, writes over the memory budget wait in
     /// the stalled queue; retried stalled writes pass `false` and are never stalled again.
@@ -141,6 +156,11 @@ impl RegionWorkerLoop {
             }
             self.update_gauges();
             self.shared.listener.on_write_stall();
+            return;
+        }
+
+        let writes = self.apply_region_limits(writes, allow_stall);
+        if writes.is_empty() {
             return;
         }
 
@@ -198,13 +218,129 @@ impl RegionWorkerLoop {
         self.shared.metrics.add_rows("delete", deletes);
     }
 
+    /// Per-region write buffers: a region over half its own limit (mutable) or over the
+    /// limit (total) is flushed; its writes stall at the limit and are rejected (with its
+    /// stalled writes) at twice the limit. Other regions are not affected. Returns the
+    /// writes that go on.
+    fn apply_region_limits(
+        &mut self,
+        writes: Vec<SenderWriteRequest>,
+        allow_stall: bool,
+    ) -> Vec<SenderWriteRequest> {
+        let mut pressure: HashMap<RegionId, RegionPressure> = HashMap::new();
+        let mut proceed = Vec::with_capacity(writes.len());
+        let mut stalled = 0;
+        let mut rejected: Vec<(SenderWriteRequest, WorkerError)> = Vec::new();
+        for write in writes {
+            let region_id = write.request.region_id;
+            let state = match pressure.get(&region_id) {
+                Some(state) => *state,
+                None => {
+                    let state = self.region_pressure(region_id, true);
+                    if let RegionPressure::Reject {
+                        usage,
+                        stalled: bytes,
+                        limit,
+                    } = state
+                    {
+                        for old in self.stalled.take_region(region_id) {
+                            let error = WorkerError::RejectWrite {
+                                region_id,
+                                usage,
+                                stalled: bytes,
+                                limit,
+                            };
+                            rejected.push((old, error));
+                        }
+                    }
+                    pressure.insert(region_id, state);
+                    state
+                }
+            };
+            match state {
+                RegionPressure::Reject {
+                    usage,
+                    stalled,
+                    limit,
+                } => {
+                    let error = WorkerError::RejectWrite {
+                        region_id,
+                        usage,
+                        stalled,
+                        limit,
+                    };
+                    rejected.push((write, error));
+                }
+                RegionPressure::Stall if allow_stall => {
+                    self.stalled.push(write);
+                    stalled += 1;
+                }
+                RegionPressure::Stall | RegionPressure::Fine => proceed.push(write),
+            }
+        }
+        if stalled > 0 || !rejected.is_empty() {
+            // Gauges first, so a caller that sees its reply also sees them.
+            self.update_gauges();
+        }
+        if !rejected.is_empty() {
+            self.shared.metrics.rejected(rejected.len());
+        }
+        for (write, error) in rejected {
+            write.fail(error);
+        }
+        if stalled > 0 {
+            self.shared.metrics.stalled(stalled);
+            self.shared.listener.on_write_stall();
+        }
+        proceed
+    }
+
+    /// Where `region_id` stands against its own write-buffer limit; with `flush`, a region
+    /// past half its limit gets a `RegionFull` flush.
+    pub(crate) fn region_pressure(&mut self, region_id: RegionId, flush: bool) -> RegionPressure {
+        let Some(region) = self.regions.get(&region_id).cloned() else {
+            return RegionPressure::Fine;
+        };
+        let version = region.version_control.current().version;
+        let limit = match version.options.write_buffer_size {
+            Some(size) => usize::try_from(size).unwrap_or(usize::MAX),
+            None => self.shared.config.default_region_write_buffer_size,
+        };
+        if limit == 0 {
+            return RegionPressure::Fine;
+        }
+        let usage = version.memtables.total_usage();
+        let mutable = version.memtables.mutable_usage();
+        if flush
+            && (mutable >= (limit / 2).max(1) || usage >= limit)
+            && region.state() == RegionState::Writable
+            && !self.flush.scheduler.is_flush_requested(region_id)
+        {
+            self.schedule_flush(&region, strata_flush::FlushReason::RegionFull, None);
+        }
+        let stalled = self.stalled.region_size(region_id);
+        if usage + stalled >= limit.saturating_mul(2) {
+            RegionPressure::Reject {
+                usage,
+                stalled,
+                limit: limit.saturating_mul(2),
+            }
+        } else if usage >= limit {
+            RegionPressure::Stall
+        } else {
+            RegionPressure::Fine
+        }
+    }
+
     /// Memory is over the reject limit: this batch and every stalled write fail.
     fn reject(&mut self, writes: Vec<SenderWriteRequest>) {
         let usage = self.shared.write_buffer.memory_usage();
         let stalled = self.stalled.estimated_size();
         let limit = self.shared.config.global_write_buffer_reject_size;
         let mut rejected = 0;
-        for write in writes.into_iter().chain(self.stalled.take_all()) {
+        let stalled_writes = self.stalled.take_all();
+        self.update_gauges();
+        for write in writes.into_iter().chain(stalled_writes) {
             let region_id = write.request.region_id;
             write.fail(WorkerError::RejectWrite {
                 region_id,
@@ -215,7 +351,6 @@ impl RegionWorkerLoop {
             rejected += 1;
         }
         self.shared.metrics.rejected(rejected);
-        self.update_gauges();
     }
 
     /// Groups the writes by region after the fence, state and schema checks.

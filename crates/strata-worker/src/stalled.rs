@@ -48,6 +48,13 @@ impl StalledRequests {
         }
     }
 
+    /// Estimated bytes of one region's stalled requests.
+    pub(crate) fn region_size(&self, region_id: RegionId) -> usize {
+        self.requests
+            .get(&region_id)
+            .map_or(0, |v| v.iter().map(|r| r.size).sum())
+    }
+
     pub(crate) fn estimated_size(&self) -> usize {
         self.estimated_size
     }

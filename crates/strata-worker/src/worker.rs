@@ -374,9 +374,17 @@ impl RegionWorkerLoop {
         if self.stalled.is_empty() {
             return;
         }
-        let requests = self.stalled.take_all();
+        // Writes of a region still over its own write-buffer limit keep waiting.
+        let mut retry = Vec::new();
+        for request in self.stalled.take_all() {
+            let region_id = request.request.region_id;
+            match self.region_pressure(region_id, false) {
+                crate::handle_write::RegionPressure::Stall => self.stalled.push(request),
+                _ => retry.push(request),
+            }
+        }
         self.update_gauges();
-        self.handle_write_requests(requests, false).await;
+        self.handle_write_requests(retry, false).await;
     }
 
     /// Wakes every worker: memory is being released.

@@ -70,6 +70,11 @@ impl TestListener {
         self.hold_flushes.store(true, Ordering::SeqCst);
     }
 
+    /// Lets one held flush job run.
+    pub fn release_one_flush(&self) {
+        self.gate.add_permits(1);
+    }
+
     /// Lets held flush jobs (and later ones) run.
     pub fn release_flushes(&self) {
         self.hold_flushes.store(false, Ordering::SeqCst);
@@ -256,6 +261,19 @@ impl TestEnv {
 }
 
 impl TestEnv {
+    /// Write requests stalled right now, across workers.
+    pub fn stalling(&self) -> u64 {
+        self.registry
+            .lock()
+            .unwrap()
+            .gather()
+            .iter()
+            .filter(|f| f.name() == "strata_write_stalling")
+            .flat_map(|f| f.get_metric().iter())
+            .map(|m| m.get_gauge().get_value() as u64)
+            .sum()
+    }
+
     /// Flushes requested so far for `reason` (counted when scheduled, on the worker).
     pub fn flush_requests(&self, reason: &str) -> u64 {
         self.registry

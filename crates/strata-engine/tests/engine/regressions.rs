@@ -130,6 +130,127 @@ async fn automatic_flushes_back_off_after_a_failure_instead_of_retrying_in_a_loo
     engine.stop().await.unwrap();
 }
 
+/// #8473: a hot region over its own write-buffer limit stalls and then rejects only its
+/// own writes; other regions keep writing; once its flush lands it writes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_region_over_its_own_limit_stalls_and_rejects_only_its_own_writes() {
+    let env = TestEnv::new();
+    let engine = Arc::new(env.engine().await);
+    let (hot, cold) = (RegionId::new(1, 0), RegionId::new(2, 0));
+    const LIMIT: u64 = 256 << 10;
+    engine
+        .create(strata_engine::CreateRequest {
+            metadata: metadata(hot),
+            options: strata_engine::RegionOptions {
+                write_buffer_size: Some(LIMIT),
+                ..Default::default()
+            },
+        })
+        .await
+        .unwrap();
+    create(&engine, cold).await;
+    env.listener.hold_flushes();
+    let mut next = 0;
+    while (engine.region_stats(hot).unwrap().memtable_bytes as u64) < LIMIT {
+        put(&engine, hot, next..next + 500, 1000, 1.0).await;
+        next += 500;
+    }
+    assert!(
+        env.flush_requests("region_full") >= 1,
+        "the hot region is flushed"
+    );
+    // Its writes now wait (the flush is held), while the cold region writes freely.
+    let mut waiting = Vec::new();
+    for i in 0..6 {
+        waiting.push(spawn_put(
+            &engine,
+            hot,
+            1_000_000 + i * 500..1_000_500 + i * 500,
+        ));
+    }
+    env.listener
+        .wait_until("six hot writes stalled", || env.stalling() >= 6)
+        .await;
+    put(&engine, cold, 0..100, 1000, 1.0).await;
+    // A big one stalls too; then memtables plus stalled bytes pass twice the limit, so the
+    // next write is rejected, and so are the region's stalled writes.
+    waiting.push(spawn_put(&engine, hot, 2_000_000..2_010_000));
+    env.listener
+        .wait_until("the big write stalled", || env.stalling() >= 7)
+        .await;
+    let error = engine
+        .write(WriteRequest::put(hot, rows(0..10, 2000, 1.0)))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::WriteRejected, "{error}");
+    assert_eq!(
+        env.stalling(),
+        0,
+        "the region's stalled writes were rejected too"
+    );
+    for write in waiting {
+        let error = within("stalled hot write", write)
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::WriteRejected, "{error}");
+    }
+    put(&engine, cold, 100..200, 1000, 1.0).await;
+    env.listener.release_flushes();
+    env.listener
+        .wait_for("the hot flush lands", 1, |l| count(&l.flush_success))
+        .await;
+    put(&engine, hot, 0..10, 3000, 1.0).await;
+    assert_eq!(scan(&engine, cold).await.len(), 200);
+    engine.stop().await.unwrap();
+}
+
+/// #4128 (background jobs starving the runtime): flush jobs are bounded by
+/// `max_background_flushes` — with 1, a second job never starts while one runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_jobs_never_exceed_max_background_flushes() {
+    let env = TestEnv::new();
+    let config = EngineConfig {
+        max_background_flushes: 1,
+        ..env.config()
+    };
+    let engine = Arc::new(env.engine_with(config).await);
+    let regions: Vec<RegionId> = (0..3).map(|r| RegionId::new(5, r)).collect();
+    for &region in &regions {
+        create(&engine, region).await;
+        put(&engine, region, 0..10, 1000, 1.0).await;
+    }
+    env.listener.hold_flushes();
+    let flushes: Vec<_> = regions
+        .iter()
+        .map(|&region| {
+            let engine = engine.clone();
+            tokio::spawn(async move { engine.flush(region).await })
+        })
+        .collect();
+    for done in 0..regions.len() {
+        env.listener
+            .wait_for("a flush starts", done + 1, |l| count(&l.flush_begun))
+            .await;
+        for _ in 0..200 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            count(&env.listener.flush_begun),
+            done + 1,
+            "only one flush job runs at a time"
+        );
+        env.listener.release_one_flush();
+        env.listener
+            .wait_for("it finishes", done + 1, |l| count(&l.flush_success))
+            .await;
+    }
+    for flush in flushes {
+        within("flush", flush).await.unwrap().unwrap();
+    }
+    engine.stop().await.unwrap();
+}
+
 /// #8862: a reader's snapshot never names a sequence whose rows it cannot see.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_sees_every_row_up_to_its_committed_sequence() {
