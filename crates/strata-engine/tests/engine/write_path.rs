@@ -9,11 +9,14 @@ use strata_wal::{AppendResponse, Entry, EntryStream, LogStore, MemoryLogStore, W
 
 use crate::common::*;
 
-/// A memory log store whose appends fail while `fail` is set.
+/// A memory log store whose appends fail while `fail` is set, and which — with
+/// `ignore_start` — misbehaves by reading every entry, whatever the start id. `stop` leaves
+/// it usable, so several engine incarnations can share it.
 #[derive(Debug, Default)]
 struct FailingLogStore {
     inner: MemoryLogStore,
     fail: AtomicBool,
+    ignore_start: AtomicBool,
 }
 
 impl LogStore for FailingLogStore {
@@ -28,9 +31,17 @@ impl LogStore for FailingLogStore {
         self.inner.append_batch(entries).await
     }
     fn read(&self, region_id: u64, start_entry_id: u64) -> Result<EntryStream, WalError> {
-        self.inner.read(region_id, start_entry_id)
+        let start = if self.ignore_start.load(Ordering::SeqCst) {
+            0
+        } else {
+            start_entry_id
+        };
+        self.inner.read(region_id, start)
     }
     async fn obsolete(&self, region_id: u64, entry_id: u64) -> Result<(), WalError> {
+        if self.ignore_start.load(Ordering::SeqCst) {
+            return Ok(()); // keeps the entries, so reads can return stale ones
+        }
         self.inner.obsolete(region_id, entry_id).await
     }
     async fn drop_region(&self, region_id: u64) -> Result<(), WalError> {
@@ -40,7 +51,7 @@ impl LogStore for FailingLogStore {
         self.inner.last_entry_id(region_id)
     }
     async fn stop(&self) -> Result<(), WalError> {
-        self.inner.stop().await
+        Ok(())
     }
 }
 
@@ -176,5 +187,48 @@ async fn metrics_count_rows_regions_stalls_and_waits_on_the_given_registry() {
     );
     assert_eq!(value("strata_region_count", None), 1.0);
     assert!(value("strata_request_wait_seconds", None) >= 3.0);
+    engine.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaying_an_entry_at_or_below_the_flushed_id_fails_unless_allowed() {
+    let env = TestEnv::new();
+    let wal = Arc::new(FailingLogStore::default());
+    wal.ignore_start.store(true, Ordering::SeqCst);
+    let region = RegionId::new(1, 0);
+    let build = |allow: bool| {
+        let wal = wal.clone();
+        let config = strata_engine::EngineConfig {
+            allow_stale_entries: allow,
+            ..env.config()
+        };
+        async move {
+            EngineBuilder::new(config)
+                .log_store(wal)
+                .build()
+                .await
+                .unwrap()
+        }
+    };
+    let engine = build(false).await;
+    create(&engine, region).await;
+    put(&engine, region, 0..3, 1000, 1.0).await;
+    engine.flush(region).await.unwrap();
+    put(&engine, region, 3..5, 1000, 1.0).await;
+    engine.stop().await.unwrap();
+
+    let engine = build(false).await;
+    let error = engine.open(region).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::InvalidRequest, "{error}");
+    assert!(error.to_string().contains("allow_stale_entries"), "{error}");
+    engine.stop().await.unwrap();
+
+    let engine = build(true).await;
+    engine.open(region).await.unwrap();
+    assert_eq!(
+        scan(&engine, region).await.len(),
+        5,
+        "stale rows deduplicate"
+    );
     engine.stop().await.unwrap();
 }
