@@ -10,7 +10,7 @@ use snafu::ResultExt;
 use strata_buffer::{ReleaseNotifier, WriteBufferManagerRef};
 use strata_request::{
     AffectedRows, AlterRequest, CloseRequest, CreateRequest, DdlRequest, DropRequest, FlushRequest,
-    OpenRequest, RegionId, SetWritableRequest, TruncateRequest, WriteRequest,
+    OpenRequest, RegionId, RegionMetadata, SetWritableRequest, TruncateRequest, WriteRequest,
 };
 use strata_scheduler::{ClockRef, SystemClock};
 use strata_storage::{RecordBatchStream, ScanRequest, scan};
@@ -324,6 +324,16 @@ impl Engine {
             flushed_entry_id: version.flushed_entry_id,
             flushed_sequence: version.flushed_sequence,
         })
+    }
+
+    /// The schema of an open region.
+    pub fn region_metadata(&self, region_id: RegionId) -> Result<Arc<RegionMetadata>> {
+        let region = self
+            .group
+            .regions()
+            .get(region_id)
+            .ok_or(WorkerError::RegionNotFound { region_id })?;
+        Ok(region.snapshot().version.metadata.clone())
     }
 
     /// Ids of the open regions, sorted.

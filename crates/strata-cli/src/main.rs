@@ -1,0 +1,120 @@
+//! `strata`: the command-line front end of the Strata engine.
+//!
+//! - `strata ingest` — the main job: ingest a TSBS `cpu` data set into the embedded engine
+//!   (local files, file WAL) and print a summary; re-running continues the series.
+//! - `strata scan` — rows or a row count of one region.
+//! - `strata config default|check FILE` — the commented default configuration, or a check
+//!   of a file that names the bad key.
+//!
+//! Errors are printed as one line and give exit code 1; bad arguments give exit code 2.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod ingest;
+mod scan;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use strata_engine::{EXAMPLE_CONFIG, EngineConfig, SyncPolicy};
+
+/// Strata: an embeddable LSM write engine for time-series data.
+#[derive(Debug, Parser)]
+#[command(name = "strata", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Ingest a TSBS cpu data set (the main job); re-running continues the series.
+    Ingest(ingest::IngestArgs),
+    /// Print a region's rows as CSV, or count them.
+    Scan(scan::ScanArgs),
+    /// Print the default configuration or check a configuration file.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the commented default configuration.
+    Default,
+    /// Check a configuration file; the error names the bad key.
+    Check {
+        /// The TOML file.
+        file: PathBuf,
+    },
+}
+
+/// Engine settings shared by the commands that open the engine.
+#[derive(Debug, clap::Args)]
+struct EngineArgs {
+    /// Configuration file (TOML); flags below override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data directory (WAL, SST files, manifests).
+    #[arg(long, default_value = "./strata-data")]
+    data_dir: PathBuf,
+    /// WAL sync: always, never, or an interval such as 100ms.
+    #[arg(long)]
+    wal_sync: Option<SyncPolicy>,
+}
+
+impl EngineArgs {
+    fn engine_config(&self) -> Result<EngineConfig, String> {
+        let mut config = match &self.config {
+            Some(path) => EngineConfig::from_file(path).map_err(|e| e.to_string())?,
+            None => EngineConfig::default(),
+        };
+        config.data_home = self.data_dir.clone();
+        if let Some(sync) = self.wal_sync {
+            config.wal.sync = sync;
+        }
+        config.validate().map_err(|e| e.to_string())?;
+        Ok(config)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(&format!("cannot start the runtime: {e}")),
+    };
+    let result = match cli.command {
+        Command::Ingest(args) => runtime.block_on(ingest::run(args)),
+        Command::Scan(args) => runtime.block_on(scan::run(args)),
+        Command::Config { command } => config(command),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => fail(&message),
+    }
+}
+
+fn config(command: ConfigCommand) -> Result<(), String> {
+    match command {
+        ConfigCommand::Default => {
+            print!("{EXAMPLE_CONFIG}");
+            Ok(())
+        }
+        ConfigCommand::Check { file } => {
+            EngineConfig::from_file(&file).map_err(|e| e.to_string())?;
+            println!("{}: ok", file.display());
+            Ok(())
+        }
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("strata: error: {message}");
+    ExitCode::FAILURE
+}
