@@ -3,6 +3,8 @@
 //! - `strata ingest` — the main job: ingest a TSBS `cpu` data set into the embedded engine
 //!   (local files, file WAL) and print a summary; re-running continues the series.
 //! - `strata scan` — rows or a row count of one region.
+//! - `strata inspect manifest|sst|wal` — what is on disk; `--check` verifies checksums and
+//!   that every file a manifest names exists.
 //! - `strata config default|check FILE` — the commented default configuration, or a check
 //!   of a file that names the bad key.
 //!
@@ -11,6 +13,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod ingest;
+mod inspect;
 mod scan;
 
 use std::path::PathBuf;
@@ -33,6 +36,11 @@ enum Command {
     Ingest(ingest::IngestArgs),
     /// Print a region's rows as CSV, or count them.
     Scan(scan::ScanArgs),
+    /// Dump what is on disk (manifest, SST files, WAL); `--check` verifies it.
+    Inspect {
+        #[command(subcommand)]
+        command: inspect::InspectCommand,
+    },
     /// Print the default configuration or check a configuration file.
     Config {
         #[command(subcommand)]
@@ -92,6 +100,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Ingest(args) => runtime.block_on(ingest::run(args)),
         Command::Scan(args) => runtime.block_on(scan::run(args)),
+        Command::Inspect { command } => runtime.block_on(inspect::run(command)),
         Command::Config { command } => config(command),
     };
     match result {

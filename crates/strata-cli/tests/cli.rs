@@ -158,3 +158,60 @@ fn ctrl_c_stops_cleanly_and_every_acknowledged_row_is_readable() {
         .sum();
     assert_eq!(total, acked, "every acknowledged row, nothing else");
 }
+
+#[test]
+fn inspect_dumps_and_check_finds_a_damaged_or_missing_sst() {
+    let dir = tempfile::tempdir().unwrap();
+    stdout(&strata(
+        dir.path(),
+        &["ingest", "--hosts", "20", "--epochs", "10"],
+    ));
+    let manifest = stdout(&strata(
+        dir.path(),
+        &["inspect", "manifest", "--region", "1024.0", "--check"],
+    ));
+    assert!(manifest.contains("change (schema version 0"), "{manifest}");
+    assert!(
+        manifest.contains("check: ok (1 files present"),
+        "{manifest}"
+    );
+    let sst = stdout(&strata(
+        dir.path(),
+        &["inspect", "sst", "--region", "1024.0"],
+    ));
+    assert!(sst.contains("total: 1 files, 50 rows"), "{sst}");
+    let wal = stdout(&strata(dir.path(), &["inspect", "wal"]));
+    assert!(wal.contains("region 1024.0:"), "{wal}");
+
+    // Damage the one SST file of region 1024.0: --check fails and names it.
+    let data = dir
+        .path()
+        .join("strata-data/regions/1024/1024_0000000000/data");
+    let file = std::fs::read_dir(&data)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut bytes = std::fs::read(&file).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&file, &bytes).unwrap();
+    let output = strata(
+        dir.path(),
+        &["inspect", "sst", "--region", "1024.0", "--check"],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let name = file.file_name().unwrap().to_string_lossy().to_string();
+    assert!(String::from_utf8_lossy(&output.stdout).contains(&name));
+    std::fs::remove_file(&file).unwrap();
+    let output = strata(
+        dir.path(),
+        &["inspect", "manifest", "--region", "1024.0", "--check"],
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "a missing file fails the check"
+    );
+}

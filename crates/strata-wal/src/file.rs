@@ -168,6 +168,12 @@ impl FileLogStore {
         &self.dir
     }
 
+    /// The regions the log knows (entries or obsolete marks), ascending — for tools that
+    /// list what a log holds.
+    pub fn regions(&self) -> Vec<u64> {
+        self.lock_index().regions()
+    }
+
     /// Number of segment files currently kept.
     pub fn segment_count(&self) -> usize {
         self.lock_index().segment_count()

@@ -68,6 +68,13 @@ impl Index {
         );
     }
 
+    /// Regions with entries or marks in the log, ascending.
+    pub(crate) fn regions(&self) -> Vec<u64> {
+        let mut regions: Vec<u64> = self.regions.keys().copied().collect();
+        regions.sort_unstable();
+        regions
+    }
+
     pub(crate) fn last_id(&self, region_id: u64) -> Option<u64> {
         self.regions.get(&region_id).and_then(|r| r.last_id)
     }
