@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use strata_engine::{EXAMPLE_CONFIG, EngineConfig, SyncPolicy};
+use strata_engine::{EXAMPLE_CONFIG, EngineConfig, ObjectStoreConfig, S3Config, SyncPolicy};
 
 /// Strata: an embeddable LSM write engine for time-series data.
 #[derive(Debug, Parser)]
@@ -65,12 +65,26 @@ struct EngineArgs {
     /// Configuration file (TOML); flags below override it.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Data directory (WAL, SST files, manifests).
-    #[arg(long, default_value = "./strata-data")]
-    data_dir: PathBuf,
+    /// Data directory (WAL, SST files, manifests) [default: the config's data_home, else
+    /// ./strata-data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
     /// WAL sync: always, never, or an interval such as 100ms.
     #[arg(long)]
     wal_sync: Option<SyncPolicy>,
+    /// Keep SST files and manifests in this S3 bucket instead of the data directory
+    /// (credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY).
+    #[arg(long)]
+    s3_bucket: Option<String>,
+    /// S3 endpoint URL (any S3-compatible server); AWS when left out.
+    #[arg(long, requires = "s3_bucket")]
+    s3_endpoint: Option<String>,
+    /// S3 region name.
+    #[arg(long, requires = "s3_bucket")]
+    s3_region: Option<String>,
+    /// Prefix inside the bucket.
+    #[arg(long, requires = "s3_bucket", default_value = "")]
+    s3_root: String,
 }
 
 impl EngineArgs {
@@ -79,9 +93,21 @@ impl EngineArgs {
             Some(path) => EngineConfig::from_file(path).map_err(|e| e.to_string())?,
             None => EngineConfig::default(),
         };
-        config.data_home = self.data_dir.clone();
+        if let Some(dir) = &self.data_dir {
+            config.data_home = dir.clone();
+        }
         if let Some(sync) = self.wal_sync {
             config.wal.sync = sync;
+        }
+        if let Some(bucket) = &self.s3_bucket {
+            config.object_store = Some(ObjectStoreConfig::S3(S3Config {
+                bucket: bucket.clone(),
+                root: self.s3_root.clone(),
+                endpoint: self.s3_endpoint.clone(),
+                region: self.s3_region.clone(),
+                access_key_id: None,
+                secret_access_key: None,
+            }));
         }
         config.validate().map_err(|e| e.to_string())?;
         Ok(config)

@@ -215,3 +215,46 @@ fn inspect_dumps_and_check_finds_a_damaged_or_missing_sst() {
         "a missing file fails the check"
     );
 }
+
+#[test]
+fn ingest_and_scan_with_sst_files_on_s3() {
+    let (Ok(endpoint), Ok(bucket)) = (
+        std::env::var("STRATA_S3_ENDPOINT"),
+        std::env::var("STRATA_S3_BUCKET"),
+    ) else {
+        eprintln!(
+            "skipping the S3 CLI test: STRATA_S3_ENDPOINT/STRATA_S3_BUCKET are not set (`cargo xtask ci` starts a local moto server and sets them)"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = format!("cli-{}", std::process::id());
+    let s3 = [
+        "--s3-bucket",
+        bucket.as_str(),
+        "--s3-endpoint",
+        endpoint.as_str(),
+        "--s3-region",
+        "us-east-1",
+        "--s3-root",
+        root.as_str(),
+    ];
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(args)
+            .args(s3)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    stdout(&run(&["ingest", "--hosts", "8", "--epochs", "5"]));
+    assert!(
+        !dir.path().join("strata-data/regions").exists(),
+        "SST files and manifests went to S3, not the data directory"
+    );
+    let count = stdout(&run(&["scan", "--region", "1024.0", "--count"]));
+    assert_eq!(count.trim(), "10");
+    stdout(&run(&["inspect", "sst", "--region", "1024.0", "--check"]));
+}
