@@ -9,6 +9,15 @@ use strata_engine::{EngineBuilder, RegionId, ScanRequest, TimeRange};
 
 use crate::EngineArgs;
 
+/// How rows are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Format {
+    /// A header line, then comma-separated values.
+    Csv,
+    /// One JSON object per row (numbers and booleans typed, timestamps as RFC 3339 text).
+    Json,
+}
+
 /// Arguments of `strata scan`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ScanArgs {
@@ -30,6 +39,9 @@ pub(crate) struct ScanArgs {
     /// Print only the number of rows.
     #[arg(long)]
     count: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Csv)]
+    format: Format,
     #[command(flatten)]
     engine: EngineArgs,
 }
@@ -91,6 +103,13 @@ async fn scan(engine: &strata_engine::Engine, args: &ScanArgs) -> Result<(), Str
             rows += batch.num_rows();
             continue;
         }
+        if args.format == Format::Json {
+            rows += print_json(&mut out, &batch, limit - rows)?;
+            if rows >= limit {
+                break;
+            }
+            continue;
+        }
         if !header {
             let names: Vec<&str> = batch
                 .schema_ref()
@@ -127,6 +146,45 @@ fn print_csv(out: &mut impl Write, batch: &RecordBatch, limit: usize) -> Result<
             .map(|f| f.value(row).to_string())
             .collect();
         writeln!(out, "{}", cells.join(",")).map_err(|e| e.to_string())?;
+    }
+    Ok(rows)
+}
+
+fn print_json(out: &mut impl Write, batch: &RecordBatch, limit: usize) -> Result<usize, String> {
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float64Type, Int64Type, UInt64Type};
+    use arrow_schema::DataType;
+    use serde_json::{Map, Value};
+
+    let options = FormatOptions::default();
+    let schema = batch.schema();
+    let rows = batch.num_rows().min(limit);
+    let mut objects: Vec<Map<String, Value>> = vec![Map::new(); rows];
+    for (field, column) in schema.fields().iter().zip(batch.columns()) {
+        let formatter =
+            ArrayFormatter::try_new(column.as_ref(), &options).map_err(|e| e.to_string())?;
+        for (row, object) in objects.iter_mut().enumerate() {
+            let value = if column.is_null(row) {
+                Value::Null
+            } else {
+                match column.data_type() {
+                    DataType::Int64 => Value::from(column.as_primitive::<Int64Type>().value(row)),
+                    DataType::UInt64 => Value::from(column.as_primitive::<UInt64Type>().value(row)),
+                    DataType::Float64 => serde_json::Number::from_f64(
+                        column.as_primitive::<Float64Type>().value(row),
+                    )
+                    .map_or(Value::Null, Value::Number),
+                    DataType::Boolean => Value::Bool(column.as_boolean().value(row)),
+                    _ => Value::String(formatter.value(row).to_string()),
+                }
+            };
+            object.insert(field.name().clone(), value);
+        }
+    }
+    for object in objects {
+        serde_json::to_writer(&mut *out, &object).map_err(|e| e.to_string())?;
+        writeln!(out).map_err(|e| e.to_string())?;
     }
     Ok(rows)
 }

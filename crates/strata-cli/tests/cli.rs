@@ -75,6 +75,24 @@ fn ingest_then_rerun_continues_the_series_and_scan_sees_every_row() {
     ));
     assert_eq!(csv.lines().count(), 3, "{csv}");
     assert!(csv.starts_with("hostname,ts\nhost_1,"), "{csv}");
+    let json = stdout(&strata(
+        dir.path(),
+        &[
+            "scan",
+            "--region",
+            "1024.1",
+            "--columns",
+            "hostname,usage_user",
+            "--limit",
+            "2",
+            "--format",
+            "json",
+        ],
+    ));
+    let first: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
+    assert_eq!(first["hostname"], "host_1", "{json}");
+    assert!(first["usage_user"].is_i64(), "numbers stay numbers: {json}");
+    assert_eq!(json.lines().count(), 2);
 }
 
 #[test]
