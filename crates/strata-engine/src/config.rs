@@ -88,6 +88,18 @@ pub enum WalProvider {
     Noop,
 }
 
+/// How WAL entries are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WalCompression {
+    /// zstd (default): about 5× fewer bytes to write and sync for TSBS rows, for some CPU
+    /// on the region workers.
+    #[default]
+    Zstd,
+    /// Plain Arrow IPC: less CPU, more bytes.
+    None,
+}
+
 /// WAL settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -107,6 +119,8 @@ pub struct WalConfig {
     pub group_commit_wait: Duration,
     /// `tolerate_tail` (cut a torn last record and report it) or `strict`.
     pub recovery: RecoveryMode,
+    /// `zstd` or `none`.
+    pub compression: WalCompression,
 }
 
 impl Default for WalConfig {
@@ -120,6 +134,7 @@ impl Default for WalConfig {
             max_record_size: ByteSize(file.max_record_size),
             group_commit_wait: file.group_commit_wait,
             recovery: file.recovery,
+            compression: WalCompression::Zstd,
         }
     }
 }
@@ -312,6 +327,7 @@ impl EngineConfig {
                 write_buffer_size: to_usize(self.sst.write_buffer_size),
                 ..SstWriteOptions::default()
             },
+            compress_wal: self.wal.compression == WalCompression::Zstd,
             ..WorkerConfig::default()
         }
     }

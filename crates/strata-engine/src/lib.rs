@@ -64,7 +64,7 @@ mod config;
 mod engine;
 mod error;
 
-pub use config::{EXAMPLE_CONFIG, EngineConfig, SstConfig, WalConfig, WalProvider};
+pub use config::{EXAMPLE_CONFIG, EngineConfig, SstConfig, WalCompression, WalConfig, WalProvider};
 pub use engine::{Engine, EngineBuilder, RegionStats};
 pub use error::{Error, ErrorKind, Result};
 pub use strata_request::{

@@ -172,7 +172,7 @@ impl RegionWorkerLoop {
         let mut entries = Vec::new();
         for ctx in ctxs.iter_mut().filter(|c| !c.mutations.is_empty()) {
             let region_id = ctx.region.region_id();
-            match wal_entry::encode(region_id, &ctx.mutations) {
+            match wal_entry::encode(region_id, &ctx.mutations, self.shared.config.compress_wal) {
                 Ok(data) => entries.push(Entry {
                     region_id: region_id.as_u64(),
                     entry_id: ctx.next_entry_id,

@@ -37,10 +37,15 @@ pub(crate) struct Mutation {
     pub(crate) batch: RecordBatch,
 }
 
-/// Encodes `mutations` as one entry payload.
-pub(crate) fn encode(region_id: RegionId, mutations: &[Mutation]) -> Result<Bytes> {
+/// Encodes `mutations` as one entry payload: format 2 (zstd) with `compress`, else
+/// format 1 (plain IPC: less CPU on the write path, about 5× the bytes for TSBS rows).
+pub(crate) fn encode(region_id: RegionId, mutations: &[Mutation], compress: bool) -> Result<Bytes> {
     let mut out = BytesMut::new();
-    out.put_u8(FORMAT_VERSION);
+    out.put_u8(if compress {
+        FORMAT_VERSION
+    } else {
+        UNCOMPRESSED_VERSION
+    });
     out.put_u32_le(count_u32(mutations.len(), region_id)?);
     for mutation in mutations {
         let mut ipc = Vec::new();
@@ -53,16 +58,22 @@ pub(crate) fn encode(region_id: RegionId, mutations: &[Mutation]) -> Result<Byte
         writer.write(&mutation.batch).map_err(encode_err)?;
         writer.finish().map_err(encode_err)?;
         drop(writer);
-        let compressed =
-            zstd::bulk::compress(&ipc, ZSTD_LEVEL).map_err(|e| WorkerError::InvalidRequest {
-                region_id,
-                reason: format!("cannot compress the batch for the WAL: {e}"),
-            })?;
         out.put_u8(mutation.op_type.as_u8());
         out.put_u64_le(mutation.first_sequence);
-        out.put_u32_le(count_u32(ipc.len(), region_id)?);
-        out.put_u32_le(count_u32(compressed.len(), region_id)?);
-        out.put_slice(&compressed);
+        if compress {
+            let compressed = zstd::bulk::compress(&ipc, ZSTD_LEVEL).map_err(|e| {
+                WorkerError::InvalidRequest {
+                    region_id,
+                    reason: format!("cannot compress the batch for the WAL: {e}"),
+                }
+            })?;
+            out.put_u32_le(count_u32(ipc.len(), region_id)?);
+            out.put_u32_le(count_u32(compressed.len(), region_id)?);
+            out.put_slice(&compressed);
+        } else {
+            out.put_u32_le(count_u32(ipc.len(), region_id)?);
+            out.put_slice(&ipc);
+        }
     }
     Ok(out.freeze())
 }
@@ -221,7 +232,7 @@ mod tests {
                 batch: batch(1),
             },
         ];
-        let bytes = encode(region, &mutations).unwrap();
+        let bytes = encode(region, &mutations, true).unwrap();
         let back = decode(region, 1, &bytes).unwrap();
         assert_eq!(back.len(), 2);
         for (a, b) in mutations.iter().zip(&back) {
@@ -258,7 +269,7 @@ mod tests {
             first_sequence: 1,
             batch: batch(2000),
         };
-        let bytes = encode(region, std::slice::from_ref(&mutation)).unwrap();
+        let bytes = encode(region, std::slice::from_ref(&mutation), true).unwrap();
         let raw = u32::from_le_bytes(bytes[14..18].try_into().unwrap());
         assert!(
             bytes.len() * 2 < raw as usize,
@@ -276,32 +287,31 @@ mod tests {
     #[test]
     fn every_truncation_and_seeded_corruption_is_a_typed_error_never_a_panic() {
         let region = RegionId::new(1, 2);
-        let bytes = encode(
-            region,
-            &[Mutation {
+        for compress in [true, false] {
+            let mutation = Mutation {
                 op_type: OpType::Put,
                 first_sequence: 1,
                 batch: batch(5),
-            }],
-        )
-        .unwrap();
-        for cut in 0..bytes.len() {
-            assert!(
-                decode(region, 1, &bytes[..cut]).is_err(),
-                "a payload cut at {cut} decoded"
-            );
-        }
-        // Seeded single-byte corruptions: each either decodes (a flipped value byte) or
-        // fails with a typed error; none panics.
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        for _ in 0..2000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let mut damaged = bytes.to_vec();
-            let at = (state % damaged.len() as u64) as usize;
-            damaged[at] ^= 1 << (state >> 60 & 7);
-            let _ = decode(region, 1, &damaged);
+            };
+            let bytes = encode(region, &[mutation], compress).unwrap();
+            for cut in 0..bytes.len() {
+                assert!(
+                    decode(region, 1, &bytes[..cut]).is_err(),
+                    "a payload cut at {cut} decoded (compress = {compress})"
+                );
+            }
+            // Seeded single-byte corruptions: each either decodes (a flipped value byte) or
+            // fails with a typed error; none panics or allocates on a damaged length.
+            let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+            for _ in 0..2000 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let mut damaged = bytes.to_vec();
+                let at = (state % damaged.len() as u64) as usize;
+                damaged[at] ^= 1 << (state >> 60 & 7);
+                let _ = decode(region, 1, &damaged);
+            }
         }
     }
 }

@@ -232,3 +232,29 @@ async fn replaying_an_entry_at_or_below_the_flushed_id_fails_unless_allowed() {
     );
     engine.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wal_mixing_compressed_and_plain_entries_replays_every_row() {
+    let env = TestEnv::new();
+    let region = RegionId::new(1, 0);
+    for (i, compression) in [
+        strata_engine::WalCompression::Zstd,
+        strata_engine::WalCompression::None,
+        strata_engine::WalCompression::Zstd,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut config = env.config();
+        config.wal.compression = compression;
+        let engine = env.engine_with(config).await;
+        if i == 0 {
+            create(&engine, region).await;
+        } else {
+            engine.open(region).await.unwrap();
+        }
+        put(&engine, region, i * 10..i * 10 + 10, 1000, 1.0).await;
+        assert_eq!(scan(&engine, region).await.len(), (i + 1) * 10);
+        engine.stop().await.unwrap();
+    }
+}
