@@ -68,9 +68,10 @@ pub use config::{EXAMPLE_CONFIG, EngineConfig, SstConfig, WalCompression, WalCon
 pub use engine::{Engine, EngineBuilder, RegionStats};
 pub use error::{Error, ErrorKind, Result};
 pub use strata_request::{
-    AlterKind, AlterRequest, ColumnDataType, ColumnSchema, CreateRequest, DdlRequest, OpType,
-    OpenRequest, RegionId, RegionMetadata, RegionMetadataBuilder, RegionOptions, Value,
-    WriteRequest,
+    AlterKind, AlterRequest, CloseRequest, ColumnDataType, ColumnSchema, CompactRequest,
+    CreateRequest, DdlRequest, DropRequest, FlushRequest, OpType, OpenRequest, RegionId,
+    RegionMetadata, RegionMetadataBuilder, RegionOptionChange, RegionOptions, SemanticType,
+    SetWritableRequest, TruncateRequest, Value, WriteRequest,
 };
 pub use strata_scheduler::{Clock, ClockRef, ManualClock, SystemClock};
 pub use strata_storage::{ObjectStoreConfig, RecordBatchStream, S3Config, ScanRequest, TimeRange};

@@ -196,6 +196,8 @@ impl WorkerError {
             WorkerError::Wal { source } => match source.as_ref() {
                 WalError::Corruption { .. } => ErrorKind::Corruption,
                 WalError::Stopped => ErrorKind::Stopped,
+                // The same request will never fit: a retry cannot help.
+                WalError::RecordTooLarge { .. } => ErrorKind::InvalidRequest,
                 _ => ErrorKind::Wal,
             },
             WorkerError::CorruptWalEntry { .. } => ErrorKind::Corruption,
