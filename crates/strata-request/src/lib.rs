@@ -27,7 +27,10 @@ pub use ddl::{
     FlushRequest, OpenRequest, RegionOptionChange, RegionOptions, SetWritableRequest,
     TruncateRequest,
 };
-pub use metadata::{MetadataError, RESERVED_COLUMN_PREFIX, RegionMetadata, RegionMetadataBuilder};
+pub use metadata::{
+    MAX_COLUMN_NAME_LEN, MetadataError, RESERVED_COLUMN_PREFIX, RegionMetadata,
+    RegionMetadataBuilder,
+};
 pub use region_id::{ParseRegionIdError, ParseRegionIdReason, RegionId};
 pub use reply::{AffectedRows, OutputTx, Reply, Unanswered, reply_channel};
 pub use schema::{ColumnDataType, ColumnSchema, SemanticType, Value};

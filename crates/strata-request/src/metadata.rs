@@ -13,6 +13,10 @@ use crate::schema::{ColumnSchema, SemanticType};
 /// Prefix reserved for Strata's internal columns (`__sequence`, `__op_type`, ...).
 pub const RESERVED_COLUMN_PREFIX: &str = "__";
 
+/// Longest column name accepted, in bytes (names end up in Parquet schemas, CSV headers and
+/// tools that choke on megabyte identifiers).
+pub const MAX_COLUMN_NAME_LEN: usize = 255;
+
 /// Why a region schema (or a change to one) is invalid.
 #[derive(Debug, Snafu, Clone, PartialEq)]
 #[snafu(visibility(pub(crate)))]
@@ -24,9 +28,10 @@ pub enum MetadataError {
         /// Region whose schema was rejected.
         region_id: RegionId,
     },
-    /// A column name is empty or uses the reserved `__` prefix.
+    /// A column name is empty, longer than [`MAX_COLUMN_NAME_LEN`] bytes, contains a
+    /// control character, or uses the reserved `__` prefix.
     #[snafu(display(
-        "region {region_id}: column name {name:?} is invalid (empty, or starts with the reserved prefix `__`)"
+        "region {region_id}: column name {name:?} is invalid (empty, over {MAX_COLUMN_NAME_LEN} bytes, with control characters, or starting with the reserved prefix `__`)"
     ))]
     InvalidColumnName {
         /// Region whose schema was rejected.
@@ -359,7 +364,10 @@ impl RegionMetadata {
         for (i, column) in columns.iter().enumerate() {
             let name = &column.name;
             ensure!(
-                !name.is_empty() && !name.starts_with(RESERVED_COLUMN_PREFIX),
+                !name.is_empty()
+                    && name.len() <= MAX_COLUMN_NAME_LEN
+                    && !name.chars().any(char::is_control)
+                    && !name.starts_with(RESERVED_COLUMN_PREFIX),
                 InvalidColumnNameSnafu { region_id, name }
             );
             ensure!(
