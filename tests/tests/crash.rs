@@ -155,7 +155,7 @@ fn run_parent() {
     let cycles = std::env::var("STRATA_CRASH_CYCLES")
         .ok()
         .and_then(|c| c.parse().ok())
-        .unwrap_or(200 * stress());
+        .unwrap_or(if stress() > 1 { 250 * stress() } else { 200 });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
