@@ -4,6 +4,9 @@
 //! let plan = Arc::new(FaultPlan::default());
 //! let store = store.layer(FaultLayer::new(plan.clone()));
 //! plan.fail_writes_containing("/manifest/");   // manifest writes now fail
+//! plan.fail_at_ratio(seed, 0.2, "regions/");   // 20 % of reads, writes, lists, deletes
+//!                                              // and stats under the prefix fail
+//!                                              // (temporary errors: a retry layer retries)
 //! plan.clear();                                // and work again
 //! ```
 
@@ -18,7 +21,27 @@ use opendal::*;
 #[derive(Debug, Default)]
 pub struct FaultPlan {
     write_fragments: Mutex<Vec<String>>,
+    ratio: Mutex<Option<RatioFaults>>,
     injected: AtomicU64,
+}
+
+/// Seeded random faults on every kind of operation under a path prefix.
+#[derive(Debug)]
+struct RatioFaults {
+    state: u64,
+    /// Faults per 2^32 operations.
+    threshold: u64,
+    prefix: String,
+}
+
+impl RatioFaults {
+    fn hit(&mut self) -> bool {
+        // xorshift64*: seeded and replayable.
+        self.state ^= self.state >> 12;
+        self.state ^= self.state << 25;
+        self.state ^= self.state >> 27;
+        (self.state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) < self.threshold
+    }
 }
 
 impl FaultPlan {
@@ -30,12 +53,41 @@ impl FaultPlan {
             .push(fragment.to_string());
     }
 
+    /// From now on, each read, write, list, delete and stat of a path starting with
+    /// `prefix` fails with probability `ratio` (seeded by `seed`). The errors are marked
+    /// temporary, so OpenDAL's retry layer above this one retries them.
+    pub fn fail_at_ratio(&self, seed: u64, ratio: f64, prefix: &str) {
+        let threshold = (ratio.clamp(0.0, 1.0) * f64::from(u32::MAX)) as u64;
+        *self.ratio.lock().unwrap_or_else(PoisonError::into_inner) = Some(RatioFaults {
+            state: seed | 1,
+            threshold,
+            prefix: prefix.to_string(),
+        });
+    }
+
     /// Stops injecting faults.
     pub fn clear(&self) {
         self.write_fragments
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
+        *self.ratio.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    fn ratio_fault(&self, operation: &'static str, path: Option<&str>) -> Result<()> {
+        let mut ratio = self.ratio.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(faults) = ratio.as_mut() else {
+            return Ok(());
+        };
+        // A delete learns its paths later: `None` matches any prefix.
+        if path.is_none_or(|p| p.starts_with(faults.prefix.as_str())) && faults.hit() {
+            self.injected.fetch_add(1, Ordering::Relaxed);
+            return Err(Error::new(ErrorKind::Unexpected, "injected fault")
+                .with_operation(operation)
+                .with_context("path", path.unwrap_or("(delete batch)"))
+                .set_temporary());
+        }
+        Ok(())
     }
 
     /// How many faults were injected so far.
@@ -126,23 +178,29 @@ impl Service for FaultService {
     }
 
     async fn stat(&self, ctx: &OperationContext, path: &str, args: OpStat) -> Result<RpStat> {
+        self.plan.ratio_fault("stat", Some(path))?;
         self.inner.stat(ctx, path, args).await
     }
 
     fn read(&self, ctx: &OperationContext, path: &str, args: OpRead) -> Result<Self::Reader> {
+        self.plan.ratio_fault("read", Some(path))?;
         self.inner.read(ctx, path, args)
     }
 
     fn write(&self, ctx: &OperationContext, path: &str, args: OpWrite) -> Result<Self::Writer> {
         self.plan.write_fault(path)?;
+        self.plan.ratio_fault("write", Some(path))?;
         self.inner.write(ctx, path, args)
     }
 
     fn delete(&self, ctx: &OperationContext) -> Result<Self::Deleter> {
+        // The deleter learns its paths later; faults apply to the whole delete batch.
+        self.plan.ratio_fault("delete", None)?;
         self.inner.delete(ctx)
     }
 
     fn list(&self, ctx: &OperationContext, path: &str, args: OpList) -> Result<Self::Lister> {
+        self.plan.ratio_fault("list", Some(path))?;
         self.inner.list(ctx, path, args)
     }
 
