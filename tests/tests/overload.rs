@@ -1,0 +1,161 @@
+//! Overload liveness: 8 regions on a small budget, one of which can never flush (its SST
+//! writes always fail). The other regions keep writing; memory never passes the reject
+//! limit plus one request; every request is answered (success or a typed error) once the
+//! pressure clears; a watchdog fails the test instead of hanging CI.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    missing_docs
+)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use strata_engine::{
+    ColumnDataType, ColumnSchema, CreateRequest, EngineBuilder, EngineConfig, ErrorKind,
+    ObjectStoreConfig, RegionId, RegionMetadata, RegionMetadataBuilder, RegionOptions,
+    WriteRequest,
+};
+use strata_storage::testing::{FaultLayer, FaultPlan};
+
+const REGIONS: u32 = 8;
+const FAILING: u32 = 0;
+const WRITES: i64 = 40;
+const ROWS: i64 = 500;
+
+fn metadata(region: RegionId) -> RegionMetadata {
+    RegionMetadataBuilder::new(region)
+        .column(ColumnSchema::tag("host"))
+        .column(ColumnSchema::timestamp(
+            "ts",
+            ColumnDataType::TimestampMillisecond,
+        ))
+        .column(ColumnSchema::field("v", ColumnDataType::Int64))
+        .build()
+        .unwrap()
+}
+
+fn rows(region: RegionId, start: i64) -> RecordBatch {
+    RecordBatch::try_new(
+        metadata(region).arrow_schema().clone(),
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                (start..start + ROWS).map(|n| format!("host-{n}")),
+            )) as ArrayRef,
+            Arc::new(TimestampMillisecondArray::from_iter_values(
+                start..start + ROWS,
+            )),
+            Arc::new(Int64Array::from_iter_values(start..start + ROWS)),
+        ],
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_regions_keep_writing_while_one_region_cannot_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = Arc::new(FaultPlan::default());
+    let failing = RegionId::new(31, FAILING);
+    plan.fail_writes_containing(&format!("{}/", strata_storage::region_data_dir(failing)));
+    let store = ObjectStoreConfig::Fs {
+        root: dir.path().to_path_buf(),
+    }
+    .build()
+    .unwrap()
+    .layer(FaultLayer::new(plan.clone()));
+    let budget = 4u64 << 20;
+    let config = EngineConfig {
+        data_home: dir.path().to_path_buf(),
+        num_workers: 2,
+        global_write_buffer_size: bytesize::ByteSize(budget),
+        // A region that cannot flush is held to its own limit instead of filling the
+        // budget for everyone.
+        default_region_write_buffer_size: bytesize::ByteSize(budget / 8),
+        ..EngineConfig::default()
+    };
+    let reject = config.reject_size().as_u64() as usize;
+    let engine = Arc::new(
+        EngineBuilder::new(config)
+            .object_store(store)
+            .build()
+            .await
+            .unwrap(),
+    );
+    for r in 0..REGIONS {
+        let region = RegionId::new(31, r);
+        engine
+            .create(CreateRequest {
+                metadata: metadata(region),
+                options: RegionOptions::default(),
+            })
+            .await
+            .unwrap();
+    }
+    let request_size = WriteRequest::put(failing, rows(failing, 0)).estimated_size();
+    let peak = Arc::new(AtomicUsize::new(0));
+    let mut writers = Vec::new();
+    for r in 0..REGIONS {
+        let (engine, peak) = (engine.clone(), peak.clone());
+        writers.push(tokio::spawn(async move {
+            let region = RegionId::new(31, r);
+            let (mut ok, mut rejected) = (0, 0);
+            for i in 0..WRITES {
+                match engine
+                    .write(WriteRequest::put(region, rows(region, i * ROWS)))
+                    .await
+                {
+                    Ok(_) => ok += 1,
+                    Err(e) => {
+                        assert_eq!(e.kind(), ErrorKind::WriteRejected, "{region}: {e}");
+                        rejected += 1;
+                    }
+                }
+                peak.fetch_max(engine.memory_usage(), Ordering::Relaxed);
+            }
+            (r, ok, rejected)
+        }));
+    }
+    // The failing region's writer may be parked (stalled) until pressure clears; the
+    // others must finish on their own.
+    let (healthy, sick): (Vec<_>, Vec<_>) = writers
+        .into_iter()
+        .enumerate()
+        .partition(|(r, _)| *r as u32 != FAILING);
+    for (_, writer) in healthy {
+        let (r, ok, rejected) = tokio::time::timeout(Duration::from_secs(60), writer)
+            .await
+            .expect("watchdog: a healthy region's writer hung")
+            .unwrap();
+        assert_eq!(ok, WRITES, "region {r} was held back ({rejected} rejected)");
+    }
+    // Pressure clears: the failing region's files can be written again.
+    plan.clear();
+    engine.flush(failing).await.unwrap();
+    for (_, writer) in sick {
+        let (_, ok, rejected) = tokio::time::timeout(Duration::from_secs(60), writer)
+            .await
+            .expect("watchdog: the failing region's writer hung")
+            .unwrap();
+        eprintln!(
+            "overload: failing region {ok} writes ok, {rejected} rejected, {} injected faults",
+            plan.injected()
+        );
+        // Each of its writes was answered: held back while it was over its own limit,
+        // then written once its flush could land (or rejected at twice the limit).
+        assert_eq!(ok + rejected, WRITES);
+        assert!(plan.injected() > 0, "its flushes did fail");
+    }
+    let peak = peak.load(Ordering::Relaxed);
+    eprintln!(
+        "overload: peak memtables {peak} bytes, reject limit {reject} + one request {request_size}"
+    );
+    assert!(
+        peak <= reject + request_size,
+        "memtables reached {peak} bytes"
+    );
+    engine.stop().await.unwrap();
+}
