@@ -133,6 +133,7 @@ impl WorkerGroup {
             listener: parts.listener,
             regions: RegionMap::default(),
             purge_pool,
+            purges: std::sync::Mutex::default(),
         });
         let workers = (0..num_workers)
             .map(|id| {

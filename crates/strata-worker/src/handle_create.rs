@@ -21,6 +21,9 @@ impl RegionWorkerLoop {
             sender.send(if same { Ok(0) } else { Err(different_schema()) });
             return;
         }
+        // A drop's background purge of this id must finish first, or it would delete the
+        // files of the region created or opened now.
+        self.shared.wait_for_purge(region_id).await;
         let shared = self.shared.clone();
         let created = async {
             if shared.is_dropping(region_id).await? {

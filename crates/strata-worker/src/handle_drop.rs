@@ -60,6 +60,7 @@ impl RegionWorkerLoop {
         sender.send(Ok(0));
 
         let shared = self.shared.clone();
+        let done = self.shared.start_purge(region_id);
         let job = Box::pin(async move {
             let removed = match shared.purge_region_files(region_id).await {
                 Ok(()) => true,
@@ -69,6 +70,8 @@ impl RegionWorkerLoop {
                 }
             };
             shared.listener.on_later_drop_end(region_id, removed);
+            // Also when nobody waits: the value stays for a later create or open.
+            let _ = done.send(true);
         });
         if let Err(error) = self.shared.purge_pool.schedule(job) {
             tracing::warn!(%region_id, %error, "cannot schedule removal of a dropped region's files");

@@ -44,6 +44,35 @@ pub(crate) struct Shared {
     pub(crate) metrics: WorkerMetrics,
     pub(crate) regions: RegionMap,
     pub(crate) purge_pool: SchedulerRef,
+    /// Per dropped region, whether its background file purge has finished. A create or
+    /// open of the same id waits for it, so the purge never deletes the new region's files.
+    pub(crate) purges: std::sync::Mutex<HashMap<RegionId, watch::Receiver<bool>>>,
+}
+
+impl Shared {
+    /// Waits until no purge of `region_id`'s files is running.
+    pub(crate) async fn wait_for_purge(&self, region_id: RegionId) {
+        let pending = self
+            .purges
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&region_id)
+            .cloned();
+        if let Some(mut done) = pending {
+            // An error means the job was dropped unrun (pool stopping): nothing runs.
+            let _ = done.wait_for(|finished| *finished).await;
+        }
+    }
+
+    /// Registers a purge of `region_id`; the returned sender marks it finished.
+    pub(crate) fn start_purge(&self, region_id: RegionId) -> watch::Sender<bool> {
+        let (done, pending) = watch::channel(false);
+        self.purges
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(region_id, pending);
+        done
+    }
 }
 
 pub(crate) type Scheduler = FlushScheduler<WorkerError, SenderDdlRequest, SenderWriteRequest>;

@@ -291,3 +291,33 @@ async fn a_read_only_region_refuses_writes_and_flushes_until_made_writable() {
     put(&engine, region, 0..1, 1, 1.0).await;
     engine.stop().await.unwrap();
 }
+
+/// Found by the engine model test: the drop's background purge ran after a create of the
+/// same id and deleted the new region's manifest. Create and open now wait for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_region_recreated_right_after_a_drop_survives_the_drops_purge_and_a_restart() {
+    let env = TestEnv::new();
+    let region = RegionId::new(1, 0);
+    {
+        let engine = env.engine().await;
+        create(&engine, region).await;
+        put(&engine, region, 0..5, 1000, 1.0).await;
+        engine.flush(region).await.unwrap();
+        engine.drop_region(region).await.unwrap();
+        create(&engine, region).await;
+        put(&engine, region, 10..12, 1000, 1.0).await;
+        engine.flush(region).await.unwrap();
+        env.listener
+            .wait_for("the purge ran", 1, |l| count(&l.later_drops))
+            .await;
+        engine.stop().await.unwrap();
+    }
+    let engine = env.engine().await;
+    engine.open(region).await.unwrap();
+    let rows = scan(&engine, region).await;
+    assert_eq!(
+        rows.keys().map(|(h, _)| h.as_str()).collect::<Vec<_>>(),
+        ["host10", "host11"]
+    );
+    engine.stop().await.unwrap();
+}

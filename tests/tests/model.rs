@@ -1,0 +1,331 @@
+//! Model-based test of the engine: seeded random sequences of puts and deletes (with
+//! duplicate keys), flushes, alters (add a field), truncates, close/open, engine restarts
+//! and drop/create across three regions on two workers, checked after every step against a
+//! `BTreeMap` model by scanning. `SEED` replays; `STRATA_STRESS` multiplies the cases.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    missing_docs
+)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int64Type, TimestampMillisecondType};
+use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use opendal::Operator;
+use strata_engine::{
+    AlterKind, AlterRequest, ColumnDataType, ColumnSchema, CreateRequest, Engine, EngineBuilder,
+    EngineConfig, ObjectStoreConfig, RegionId, RegionMetadata, RegionMetadataBuilder,
+    RegionOptions, ScanRequest, WriteRequest,
+};
+use strata_wal::{AppendResponse, Entry, EntryStream, LogStore, MemoryLogStore, WalError};
+
+const REGIONS: u32 = 3;
+const HOSTS: u64 = 4;
+const TIMES: u64 = 6;
+
+/// A memory log store that survives engine restarts (stop does not stop it).
+#[derive(Debug, Default)]
+struct SharedLog(MemoryLogStore);
+
+impl LogStore for SharedLog {
+    async fn append_batch(&self, entries: Vec<Entry>) -> Result<AppendResponse, WalError> {
+        self.0.append_batch(entries).await
+    }
+    fn read(&self, region_id: u64, start_entry_id: u64) -> Result<EntryStream, WalError> {
+        self.0.read(region_id, start_entry_id)
+    }
+    async fn obsolete(&self, region_id: u64, entry_id: u64) -> Result<(), WalError> {
+        self.0.obsolete(region_id, entry_id).await
+    }
+    async fn drop_region(&self, region_id: u64) -> Result<(), WalError> {
+        self.0.drop_region(region_id).await
+    }
+    fn last_entry_id(&self, region_id: u64) -> Option<u64> {
+        self.0.last_entry_id(region_id)
+    }
+    async fn stop(&self) -> Result<(), WalError> {
+        Ok(())
+    }
+}
+
+struct Rng(u64);
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
+
+fn region(r: u32) -> RegionId {
+    RegionId::new(41, r)
+}
+
+fn base_metadata(region: RegionId) -> RegionMetadata {
+    RegionMetadataBuilder::new(region)
+        .column(ColumnSchema::tag("host"))
+        .column(ColumnSchema::timestamp(
+            "ts",
+            ColumnDataType::TimestampMillisecond,
+        ))
+        .column(ColumnSchema::field("v", ColumnDataType::Int64))
+        .build()
+        .unwrap()
+}
+
+/// A region's rows in the model: (host, ts) → v.
+type Rows = BTreeMap<(u64, u64), i64>;
+
+/// The world under test and its model.
+struct World {
+    store: Operator,
+    log: Arc<SharedLog>,
+    engine: Engine,
+    /// Per region: whether it exists (open), its rows, and whether it has the extra field.
+    model: BTreeMap<u32, Option<Rows>>,
+    altered: BTreeMap<u32, bool>,
+    dir: tempfile::TempDir,
+}
+
+async fn build(store: &Operator, log: &Arc<SharedLog>, dir: &std::path::Path) -> Engine {
+    let config = EngineConfig {
+        data_home: dir.to_path_buf(),
+        num_workers: 2,
+        global_write_buffer_size: bytesize::ByteSize::mib(1),
+        ..EngineConfig::default()
+    };
+    EngineBuilder::new(config)
+        .object_store(store.clone())
+        .log_store(log.clone())
+        .build()
+        .await
+        .unwrap()
+}
+
+impl World {
+    async fn new() -> Self {
+        let store = ObjectStoreConfig::Memory.build().unwrap();
+        let log = Arc::new(SharedLog::default());
+        let dir = tempfile::tempdir().unwrap();
+        let engine = build(&store, &log, dir.path()).await;
+        let mut model = BTreeMap::new();
+        for r in 0..REGIONS {
+            engine
+                .create(CreateRequest {
+                    metadata: base_metadata(region(r)),
+                    options: RegionOptions::default(),
+                })
+                .await
+                .unwrap();
+            model.insert(r, Some(BTreeMap::new()));
+        }
+        Self {
+            store,
+            log,
+            engine,
+            model,
+            altered: BTreeMap::new(),
+            dir,
+        }
+    }
+
+    fn batch(&self, r: u32, keys: &[(u64, u64)], value: i64, with_v: bool) -> RecordBatch {
+        let mut columns: Vec<(&str, ArrayRef)> = vec![
+            (
+                "host",
+                Arc::new(StringArray::from_iter_values(
+                    keys.iter().map(|(h, _)| format!("h{h}")),
+                )),
+            ),
+            (
+                "ts",
+                Arc::new(TimestampMillisecondArray::from_iter_values(
+                    keys.iter().map(|(_, t)| *t as i64),
+                )),
+            ),
+        ];
+        if with_v {
+            columns.push((
+                "v",
+                Arc::new(Int64Array::from_iter_values(keys.iter().map(|_| value))),
+            ));
+        }
+        let _ = r;
+        RecordBatch::try_from_iter(columns).unwrap()
+    }
+
+    async fn step(&mut self, rng: &mut Rng, what: &mut String) {
+        let r = rng.below(u64::from(REGIONS)) as u32;
+        let id = region(r);
+        let open = self.model[&r].is_some();
+        let op = rng.below(100);
+        match op {
+            0..=44 if open => {
+                let keys: Vec<(u64, u64)> = (0..1 + rng.below(6))
+                    .map(|_| (rng.below(HOSTS), rng.below(TIMES)))
+                    .collect();
+                let value = rng.below(1000) as i64;
+                *what = format!("put {id} {keys:?} = {value}");
+                let batch = self.batch(r, &keys, value, true);
+                self.engine
+                    .write(WriteRequest::put(id, batch))
+                    .await
+                    .unwrap();
+                let rows = self.model.get_mut(&r).unwrap().as_mut().unwrap();
+                for key in keys {
+                    rows.insert(key, value);
+                }
+            }
+            45..=59 if open => {
+                let keys: Vec<(u64, u64)> = (0..1 + rng.below(3))
+                    .map(|_| (rng.below(HOSTS), rng.below(TIMES)))
+                    .collect();
+                *what = format!("delete {id} {keys:?}");
+                let batch = self.batch(r, &keys, 0, false);
+                self.engine
+                    .write(WriteRequest::delete(id, batch))
+                    .await
+                    .unwrap();
+                let rows = self.model.get_mut(&r).unwrap().as_mut().unwrap();
+                for key in keys {
+                    rows.remove(&key);
+                }
+            }
+            60..=71 if open => {
+                *what = format!("flush {id}");
+                self.engine.flush(id).await.unwrap();
+            }
+            72..=75 if open && !self.altered.get(&r).copied().unwrap_or(false) => {
+                *what = format!("alter {id} add field extra");
+                self.engine
+                    .alter(AlterRequest {
+                        region_id: id,
+                        schema_version: 0,
+                        kind: AlterKind::AddColumns {
+                            columns: vec![ColumnSchema::field("extra", ColumnDataType::Int64)],
+                        },
+                    })
+                    .await
+                    .unwrap();
+                self.altered.insert(r, true);
+            }
+            76..=79 if open => {
+                *what = format!("truncate {id}");
+                self.engine.truncate(id).await.unwrap();
+                self.model.insert(r, Some(BTreeMap::new()));
+            }
+            80..=86 if open => {
+                *what = format!("close and open {id}");
+                self.engine.close(id).await.unwrap();
+                self.engine.open(id).await.unwrap();
+            }
+            87..=91 => {
+                *what = "restart the engine".into();
+                self.engine.stop().await.unwrap();
+                self.engine = build(&self.store, &self.log, self.dir.path()).await;
+                for (&r, rows) in &self.model {
+                    if rows.is_some() {
+                        self.engine.open(region(r)).await.unwrap();
+                    }
+                }
+            }
+            92..=95 if open => {
+                *what = format!("drop {id}");
+                self.engine.drop_region(id).await.unwrap();
+                self.model.insert(r, None);
+                self.altered.remove(&r);
+            }
+            _ if !open => {
+                *what = format!("create {id}");
+                self.engine
+                    .create(CreateRequest {
+                        metadata: base_metadata(id),
+                        options: RegionOptions::default(),
+                    })
+                    .await
+                    .unwrap();
+                self.model.insert(r, Some(BTreeMap::new()));
+            }
+            _ => *what = "nothing".into(),
+        }
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        for (&r, rows) in &self.model {
+            let Some(expected) = rows else {
+                if self.engine.region_stats(region(r)).is_ok() {
+                    return Err(format!("{} should be dropped", region(r)));
+                }
+                continue;
+            };
+            let mut actual = BTreeMap::new();
+            let batches = self
+                .engine
+                .scan_to_vec(
+                    region(r),
+                    ScanRequest {
+                        projection: Some(vec![0, 1, 2]),
+                        ..ScanRequest::default()
+                    },
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            for batch in batches {
+                let host = batch.column(0).as_string::<i32>();
+                let ts = batch.column(1).as_primitive::<TimestampMillisecondType>();
+                let v = batch.column(2).as_primitive::<Int64Type>();
+                for i in 0..batch.num_rows() {
+                    let h: u64 = host.value(i)[1..].parse().unwrap();
+                    actual.insert((h, ts.value(i) as u64), v.value(i));
+                }
+            }
+            if &actual != expected {
+                return Err(format!(
+                    "{}: scan {actual:?} != model {expected:?}",
+                    region(r)
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_operation_sequences_match_a_btreemap_model() {
+    let seed: u64 = std::env::var("SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x0de1_5eed);
+    let stress: u64 = std::env::var("STRATA_STRESS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    let cases = 500 * stress;
+    eprintln!("engine model: SEED={seed}, {cases} cases");
+    let mut steps_run = 0;
+    for case in 0..cases {
+        let mut rng = Rng((seed ^ case.wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1);
+        let mut world = World::new().await;
+        let mut history = Vec::new();
+        for _ in 0..25 {
+            let mut what = String::new();
+            world.step(&mut rng, &mut what).await;
+            history.push(what);
+            steps_run += 1;
+            if let Err(mismatch) = world.check().await {
+                panic!(
+                    "case {case} (SEED={seed}): {mismatch}\nafter: {}",
+                    history.join("; ")
+                );
+            }
+        }
+        world.engine.stop().await.unwrap();
+    }
+    eprintln!("engine model: {cases} cases, {steps_run} steps, all matched");
+}
