@@ -105,7 +105,7 @@ fn run_tests(root: &Path, steps: &mut Steps, seed: &str, stress: &str) -> Result
                 "--locked",
                 "--no-fail-fast",
                 "--profile",
-                "ci",
+                if stress == "1" { "ci" } else { "stress" },
             ],
             envs,
         )
