@@ -57,19 +57,34 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-async fn engine(dir: &std::path::Path, plan: &Arc<FaultPlan>) -> Engine {
-    let store = ObjectStoreConfig::Fs {
-        root: dir.to_path_buf(),
+/// The store under test: local files, or the loopback S3 server when `s3_root` is given.
+fn base_store(dir: &std::path::Path, s3_root: Option<&str>) -> ObjectStoreConfig {
+    match s3_root {
+        None => ObjectStoreConfig::Fs {
+            root: dir.to_path_buf(),
+        },
+        Some(root) => ObjectStoreConfig::S3(strata_storage::S3Config {
+            bucket: std::env::var("STRATA_S3_BUCKET").unwrap(),
+            root: root.to_string(),
+            endpoint: Some(std::env::var("STRATA_S3_ENDPOINT").unwrap()),
+            region: Some("us-east-1".into()),
+            access_key_id: Some("test".into()),
+            secret_access_key: Some(strata_storage::Secret::new("test")),
+        }),
     }
-    .build()
-    .unwrap()
-    .layer(FaultLayer::new(plan.clone()))
-    .layer(
-        RetryLayer::new()
-            .with_max_times(1)
-            .with_min_delay(Duration::from_millis(1))
-            .with_max_delay(Duration::from_millis(5)),
-    );
+}
+
+async fn engine(dir: &std::path::Path, plan: &Arc<FaultPlan>, s3_root: Option<&str>) -> Engine {
+    let store = base_store(dir, s3_root)
+        .build()
+        .unwrap()
+        .layer(FaultLayer::new(plan.clone()))
+        .layer(
+            RetryLayer::new()
+                .with_max_times(1)
+                .with_min_delay(Duration::from_millis(1))
+                .with_max_delay(Duration::from_millis(5)),
+        );
     let config = EngineConfig {
         data_home: dir.to_path_buf(),
         num_workers: 2,
@@ -85,12 +100,30 @@ async fn engine(dir: &std::path::Path, plan: &Arc<FaultPlan>) -> Engine {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_injected_object_store_faults_no_acknowledged_write_is_lost() {
+    run(12 * env_u64("STRATA_STRESS", 1), None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_faults_on_a_loopback_s3_server_lose_nothing() {
+    if std::env::var("STRATA_S3_ENDPOINT").is_err() || std::env::var("STRATA_S3_BUCKET").is_err() {
+        eprintln!(
+            "skipping the S3 fault test: STRATA_S3_ENDPOINT/STRATA_S3_BUCKET are not set (`cargo xtask ci` starts a local moto server and sets them)"
+        );
+        return;
+    }
+    let root = format!("faults-{}-{}", std::process::id(), env_u64("SEED", 0));
+    run(6 * env_u64("STRATA_STRESS", 1), Some(&root)).await;
+}
+
+async fn run(rounds: u64, s3_root: Option<&str>) {
     let seed = env_u64("SEED", 0xfa17_5eed);
-    eprintln!("object-store faults: SEED={seed}");
-    let rounds = 12 * env_u64("STRATA_STRESS", 1);
+    eprintln!(
+        "object-store faults ({}): SEED={seed}",
+        if s3_root.is_some() { "S3" } else { "files" }
+    );
     let dir = tempfile::tempdir().unwrap();
     let plan = Arc::new(FaultPlan::default());
-    let engine = engine(dir.path(), &plan).await;
+    let engine = engine(dir.path(), &plan, s3_root).await;
     let regions: Vec<RegionId> = (0..REGIONS).map(|r| RegionId::new(21, r)).collect();
     for &region in &regions {
         engine
@@ -153,7 +186,7 @@ async fn under_injected_object_store_faults_no_acknowledged_write_is_lost() {
     }
     engine.stop().await.unwrap();
     // And after a restart (manifest, files and WAL as the faults left them).
-    let engine2 = self::engine(dir.path(), &plan).await;
+    let engine2 = self::engine(dir.path(), &plan, s3_root).await;
     for (i, &region) in regions.iter().enumerate() {
         engine2.open(region).await.unwrap();
         let rows: usize = engine2
