@@ -247,6 +247,30 @@ fn bad_writes() -> Vec<(&'static str, WriteRequest, ErrorKind)> {
         ),
         ("empty batch", put(good(0)), InvalidRequest),
         (
+            "timestamp past year 2262",
+            put(batch(vec![
+                ("host", host(1)),
+                (
+                    "ts",
+                    Arc::new(TimestampMillisecondArray::from(vec![i64::MAX / 1_000])),
+                ),
+                ("req", req(1)),
+            ])),
+            InvalidRequest,
+        ),
+        (
+            "timestamp before year 1677",
+            put(batch(vec![
+                ("host", host(1)),
+                (
+                    "ts",
+                    Arc::new(TimestampMillisecondArray::from(vec![i64::MIN / 1_000])),
+                ),
+                ("req", req(1)),
+            ])),
+            InvalidRequest,
+        ),
+        (
             "no columns at all",
             put(RecordBatch::new_empty(Arc::new(
                 arrow_schema::Schema::empty(),

@@ -137,6 +137,23 @@ pub enum WriteError {
         /// The column.
         name: String,
     },
+    /// A timestamp lies outside what nanoseconds can represent (1677-09-21 to 2262-04-11),
+    /// the range every unit and every reader (pandas, DuckDB, Spark) shares.
+    #[snafu(display(
+        "region {region_id}: timestamp {value} in column {name:?} is out of range (allowed: {min}..={max} in the column's unit, 1677-09-21 to 2262-04-11)"
+    ))]
+    TimestampOutOfRange {
+        /// The region.
+        region_id: RegionId,
+        /// The column.
+        name: String,
+        /// The first offending value.
+        value: i64,
+        /// Smallest allowed value in the column's unit.
+        min: i64,
+        /// Largest allowed value in the column's unit.
+        max: i64,
+    },
     /// Arrow refused to assemble the validated batch (a bug if it ever happens).
     #[snafu(display("region {region_id}: cannot assemble the validated batch: {reason}"))]
     Assemble {
@@ -257,6 +274,24 @@ impl WriteRequest {
                     null_count: array.null_count(),
                 }
             );
+            if let Some((min, max)) = timestamp_range(column.data_type) {
+                let values = array.to_data();
+                let values: &[i64] = values.buffer::<i64>(0);
+                let bad = values
+                    .iter()
+                    .enumerate()
+                    .find(|&(i, &v)| array.is_valid(i) && (v < min || v > max));
+                if let Some((_, &value)) = bad {
+                    return TimestampOutOfRangeSnafu {
+                        region_id,
+                        name,
+                        value,
+                        min,
+                        max,
+                    }
+                    .fail();
+                }
+            }
             slots[index] = Some(array.clone());
         }
 
@@ -292,6 +327,17 @@ impl WriteRequest {
                 reason: e.to_string(),
             })
     }
+}
+
+/// The allowed range of a timestamp column in its own unit: what fits in nanoseconds.
+fn timestamp_range(data_type: ColumnDataType) -> Option<(i64, i64)> {
+    let per_unit: i64 = match data_type {
+        ColumnDataType::TimestampMillisecond => 1_000_000,
+        ColumnDataType::TimestampMicrosecond => 1_000,
+        ColumnDataType::TimestampNanosecond => 1,
+        _ => return None,
+    };
+    Some((i64::MIN / per_unit, i64::MAX / per_unit))
 }
 
 #[cfg(test)]
@@ -543,5 +589,34 @@ mod tests {
             assert_eq!(OpType::from_u8(op.as_u8()), Some(op));
         }
         assert_eq!(OpType::from_u8(9), None);
+    }
+
+    #[test]
+    fn timestamps_beyond_what_nanoseconds_can_hold_are_refused() {
+        let metadata = metadata();
+        let limit = i64::MAX / 1_000_000;
+        let batch = |ts: i64| {
+            RecordBatch::try_from_iter([
+                ("host", Arc::new(StringArray::from(vec!["a"])) as ArrayRef),
+                ("dc", Arc::new(StringArray::from(vec!["x"]))),
+                ("ts", Arc::new(TimestampMillisecondArray::from(vec![ts]))),
+                ("count", Arc::new(Int64Array::from(vec![1]))),
+            ])
+            .unwrap()
+        };
+        assert!(
+            WriteRequest::put(rid(), batch(limit))
+                .validate(&metadata)
+                .is_ok()
+        );
+        for ts in [limit + 1, -limit - 1, i64::MAX, i64::MIN] {
+            let error = WriteRequest::put(rid(), batch(ts))
+                .validate(&metadata)
+                .unwrap_err();
+            assert!(
+                matches!(error, WriteError::TimestampOutOfRange { value, .. } if value == ts),
+                "{error}"
+            );
+        }
     }
 }
