@@ -7,6 +7,7 @@
 //! plan.fail_at_ratio(seed, 0.2, "regions/");   // 20 % of reads, writes, lists, deletes
 //!                                              // and stats under the prefix fail
 //!                                              // (temporary errors: a retry layer retries)
+//! plan.delay_containing("/data/", 20ms);       // a slow store for SST files
 //! plan.clear();                                // and work again
 //! ```
 
@@ -21,6 +22,7 @@ use opendal::*;
 #[derive(Debug, Default)]
 pub struct FaultPlan {
     write_fragments: Mutex<Vec<String>>,
+    write_delays: Mutex<Vec<(String, std::time::Duration)>>,
     ratio: Mutex<Option<RatioFaults>>,
     injected: AtomicU64,
 }
@@ -65,8 +67,32 @@ impl FaultPlan {
         });
     }
 
-    /// Stops injecting faults.
+    /// From now on, every chunk written to a path containing `fragment` (and its close),
+    /// every read and list of such a path, and every delete batch take `delay` longer: a
+    /// slow object store.
+    pub fn delay_containing(&self, fragment: &str, delay: std::time::Duration) {
+        self.write_delays
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((fragment.to_string(), delay));
+    }
+
+    fn write_delay(&self, path: &str) -> Option<std::time::Duration> {
+        self.write_delays
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|(fragment, _)| path.contains(fragment.as_str()))
+            .map(|(_, delay)| *delay)
+            .max()
+    }
+
+    /// Stops injecting faults and delays.
     pub fn clear(&self) {
+        self.write_delays
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
         self.write_fragments
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -184,24 +210,48 @@ impl Service for FaultService {
 
     fn read(&self, ctx: &OperationContext, path: &str, args: OpRead) -> Result<Self::Reader> {
         self.plan.ratio_fault("read", Some(path))?;
-        self.inner.read(ctx, path, args)
+        let inner = self.inner.read(ctx, path, args)?;
+        Ok(match self.plan.write_delay(path) {
+            Some(delay) => Box::new(Delayed { inner, delay }),
+            None => inner,
+        })
     }
 
     fn write(&self, ctx: &OperationContext, path: &str, args: OpWrite) -> Result<Self::Writer> {
         self.plan.write_fault(path)?;
         self.plan.ratio_fault("write", Some(path))?;
-        self.inner.write(ctx, path, args)
+        let inner = self.inner.write(ctx, path, args)?;
+        Ok(match self.plan.write_delay(path) {
+            Some(delay) => Box::new(Delayed { inner, delay }),
+            None => inner,
+        })
     }
 
     fn delete(&self, ctx: &OperationContext) -> Result<Self::Deleter> {
-        // The deleter learns its paths later; faults apply to the whole delete batch.
+        // The deleter learns its paths later; faults and delays apply to the whole batch.
         self.plan.ratio_fault("delete", None)?;
-        self.inner.delete(ctx)
+        let inner = self.inner.delete(ctx)?;
+        let delay = self
+            .plan
+            .write_delays
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(_, delay)| *delay)
+            .max();
+        Ok(match delay {
+            Some(delay) => Box::new(Delayed { inner, delay }),
+            None => inner,
+        })
     }
 
     fn list(&self, ctx: &OperationContext, path: &str, args: OpList) -> Result<Self::Lister> {
         self.plan.ratio_fault("list", Some(path))?;
-        self.inner.list(ctx, path, args)
+        let inner = self.inner.list(ctx, path, args)?;
+        Ok(match self.plan.write_delay(path) {
+            Some(delay) => Box::new(Delayed { inner, delay }),
+            None => inner,
+        })
     }
 
     fn copy(
@@ -235,5 +285,64 @@ impl Service for FaultService {
         args: OpPresign,
     ) -> Result<RpPresign> {
         self.inner.presign(ctx, path, args).await
+    }
+}
+
+/// An object-store handle (writer, reader, lister, deleter) whose every call waits `delay`
+/// first: a slow object store.
+struct Delayed<T> {
+    inner: T,
+    delay: std::time::Duration,
+}
+
+/// The injected latency itself: a slow store, not a test waiting for the engine.
+#[allow(clippy::disallowed_methods)]
+async fn pause(delay: std::time::Duration) {
+    tokio::time::sleep(delay).await;
+}
+
+impl oio::Write for Delayed<oio::Writer> {
+    async fn write(&mut self, bs: Buffer) -> Result<()> {
+        pause(self.delay).await;
+        self.inner.write(bs).await
+    }
+
+    async fn close(&mut self) -> Result<Metadata> {
+        pause(self.delay).await;
+        self.inner.close().await
+    }
+
+    async fn abort(&mut self) -> Result<()> {
+        self.inner.abort().await
+    }
+}
+
+impl oio::Read for Delayed<oio::Reader> {
+    async fn open(&self, range: BytesRange) -> Result<(RpRead, Box<dyn oio::ReadStreamDyn>)> {
+        pause(self.delay).await;
+        self.inner.open(range).await
+    }
+
+    async fn read(&self, range: BytesRange) -> Result<(RpRead, Buffer)> {
+        pause(self.delay).await;
+        self.inner.read(range).await
+    }
+}
+
+impl oio::List for Delayed<oio::Lister> {
+    async fn next(&mut self) -> Result<Option<oio::Entry>> {
+        pause(self.delay).await;
+        self.inner.next().await
+    }
+}
+
+impl oio::Delete for Delayed<oio::Deleter> {
+    async fn delete(&mut self, path: &str, args: OpDelete) -> Result<()> {
+        pause(self.delay).await;
+        self.inner.delete(path, args).await
+    }
+
+    async fn close(&mut self) -> Result<()> {
+        self.inner.close().await
     }
 }
