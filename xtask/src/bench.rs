@@ -13,6 +13,7 @@ const BENCHES: &[(&str, &str)] = &[
     ("strata-storage", "flush"),
     ("strata-flush", "flush_jobs"),
     ("strata-engine", "ingest"),
+    ("strata-bench", "w1"),
 ];
 
 pub(crate) fn bench(root: &Path) -> Result<(), String> {
