@@ -245,26 +245,28 @@ fn main() {
         .map(|share| share.iter().map(|b| to_pairs(&b.batch)).collect())
         .collect();
 
-    let mut results: Vec<(String, Result<f64, String>)> = Vec::new();
-    results.push((
-        "Strata, WAL `always`".into(),
-        Ok(strata(SyncPolicy::Always, &shares, rows)),
-    ));
-    results.push((
-        "Strata, WAL `never`".into(),
-        Ok(strata(SyncPolicy::Never, &shares, rows)),
-    ));
-    results.push((
-        "fjall, sync per batch".into(),
-        Ok(fjall_run(true, &pairs, rows)),
-    ));
-    results.push(("fjall, no sync".into(), Ok(fjall_run(false, &pairs, rows))));
-    results.push(("RocksDB db_bench, `--sync=1`".into(), rocksdb(true, rows)));
-    results.push(("RocksDB db_bench, `--sync=0`".into(), rocksdb(false, rows)));
-    results.push((
-        "limit: raw Parquet encode (1 thread)".into(),
-        Ok(raw_parquet(&all, rows)),
-    ));
+    let results_head: Vec<(String, Result<f64, String>)> = vec![
+        (
+            "Strata, WAL `always`".into(),
+            Ok(strata(SyncPolicy::Always, &shares, rows)),
+        ),
+        (
+            "Strata, WAL `never`".into(),
+            Ok(strata(SyncPolicy::Never, &shares, rows)),
+        ),
+        (
+            "fjall, sync per batch".into(),
+            Ok(fjall_run(true, &pairs, rows)),
+        ),
+        ("fjall, no sync".into(), Ok(fjall_run(false, &pairs, rows))),
+        ("RocksDB db_bench, `--sync=1`".into(), rocksdb(true, rows)),
+        ("RocksDB db_bench, `--sync=0`".into(), rocksdb(false, rows)),
+        (
+            "limit: raw Parquet encode (1 thread)".into(),
+            Ok(raw_parquet(&all, rows)),
+        ),
+    ];
+    let mut results = results_head;
     // The WAL's group for one write batch: 3,000 rows at ~39 B/row (zstd entries).
     let group = BATCH_ROWS * 39;
     let groups = raw_fdatasync(group, 400);
