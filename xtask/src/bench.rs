@@ -17,6 +17,7 @@ const BENCHES: &[(&str, &str)] = &[
 ];
 
 pub(crate) fn bench(root: &Path) -> Result<(), String> {
+    ensure_db_bench();
     let mut sections = Vec::new();
     for (package, target) in BENCHES {
         let command = format!("cargo bench --locked -p {package} --bench {target}");
@@ -47,6 +48,29 @@ pub(crate) fn bench(root: &Path) -> Result<(), String> {
     std::fs::write(&path, report).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     println!("wrote {}", path.display());
     Ok(())
+}
+
+/// RocksDB's `db_bench` (a peer in W1) comes from Debian's `rocksdb-tools`; install it
+/// when missing. If that fails the benchmark reports RocksDB as missing.
+fn ensure_db_bench() {
+    let present = Command::new("db_bench")
+        .arg("--help")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if present {
+        return;
+    }
+    println!("==> installing rocksdb-tools (db_bench) with apt-get");
+    let installed = Command::new("apt-get")
+        .args(["install", "-y", "-q", "rocksdb-tools"])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !installed {
+        println!("cannot install rocksdb-tools: RocksDB will be reported as missing");
+    }
 }
 
 /// A short description of this machine from /proc and `uname`.
