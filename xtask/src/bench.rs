@@ -14,6 +14,7 @@ const BENCHES: &[(&str, &str)] = &[
     ("strata-flush", "flush_jobs"),
     ("strata-engine", "ingest"),
     ("strata-bench", "w1"),
+    ("strata-bench", "w3"),
 ];
 
 pub(crate) fn bench(root: &Path) -> Result<(), String> {

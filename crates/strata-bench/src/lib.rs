@@ -6,3 +6,7 @@
 //!   `db_bench` (`--sync=1/0`, same key and value sizes and batch size) and the physical
 //!   limits (raw Parquet encode of the same rows, raw fdatasync at the same group size),
 //!   all in one run. A peer that cannot be run is reported as missing.
+//! - `w3`: overload — 2 writers into a 64 MiB budget while an OpenDAL layer slows every SST
+//!   write, so ingest outruns flushing (per-second throughput, stalls, latency percentiles,
+//!   rejects, peak memory against the reject limit) — and reopen: time to open ~1 GiB of
+//!   WAL and the replay rate.
