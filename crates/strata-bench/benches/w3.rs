@@ -124,20 +124,26 @@ async fn overload() {
             (acked.clone(), done.clone(), peak.clone(), engine.clone());
         tokio::spawn(async move {
             let mut per_second = Vec::new();
+            let mut memory = Vec::new();
             let mut last = 0;
+            let mut second_peak = 0;
             let mut tick = tokio::time::interval(Duration::from_millis(100));
             let mut ticks = 0;
             while !done.load(Ordering::Relaxed) {
                 tick.tick().await;
-                peak.fetch_max(engine.memory_usage(), Ordering::Relaxed);
+                let usage = engine.memory_usage();
+                peak.fetch_max(usage, Ordering::Relaxed);
+                second_peak = second_peak.max(usage);
                 ticks += 1;
                 if ticks % 10 == 0 {
                     let now = acked.load(Ordering::Relaxed);
                     per_second.push((now - last) as f64);
+                    memory.push(second_peak as f64 / f64::from(1 << 20));
                     last = now;
+                    second_peak = 0;
                 }
             }
-            per_second
+            (per_second, memory)
         })
     };
     let started = Instant::now();
@@ -172,7 +178,7 @@ async fn overload() {
     }
     let elapsed = started.elapsed();
     done.store(true, Ordering::Relaxed);
-    let mut per_second = sampler.await.unwrap();
+    let (mut per_second, memory) = sampler.await.unwrap();
     let rss_growth = status_kib("VmHWM:").saturating_sub(rss_before) * 1024;
     let stalls: f64 = registry
         .gather()
@@ -228,6 +234,16 @@ async fn overload() {
         rss_growth as f64 / reject.as_u64() as f64
     );
     println!("\nAcknowledged rows in each second, in order: {series:?}\n");
+    let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/w3-overload.svg");
+    match draw_chart(
+        &chart,
+        &series,
+        &memory,
+        budget.as_u64() as f64 / f64::from(1 << 20),
+    ) {
+        Ok(()) => println!("![W3: rows/s and memtable memory per second](w3-overload.svg)\n"),
+        Err(e) => println!("(chart not drawn: {e})\n"),
+    }
 }
 
 async fn reopen() {
@@ -326,4 +342,63 @@ fn main() {
     println!("## W3 overload and reopen (`strata-bench`, bench `w3`)\n");
     runtime.block_on(overload());
     runtime.block_on(reopen());
+}
+
+/// Two stacked line charts: acknowledged rows per second, and peak memtable MiB per second
+/// against the budget.
+fn draw_chart(
+    path: &Path,
+    rows: &[u64],
+    memory_mib: &[f64],
+    budget_mib: f64,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use plotters::prelude::*;
+    let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (top, bottom) = root.split_vertically(300);
+    let seconds = rows.len().max(1) as u32;
+    let max_rows = rows.iter().copied().max().unwrap_or(1).max(1) as f64;
+    let mut chart = ChartBuilder::on(&top)
+        .caption(
+            "W3 overload: acknowledged rows per second",
+            ("sans-serif", 18),
+        )
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0u32..seconds, 0f64..max_rows * 1.1)?;
+    chart
+        .configure_mesh()
+        .x_desc("second")
+        .y_desc("rows/s")
+        .draw()?;
+    chart.draw_series(LineSeries::new(
+        rows.iter().enumerate().map(|(i, r)| (i as u32, *r as f64)),
+        &BLUE,
+    ))?;
+    let max_mib = memory_mib.iter().copied().fold(budget_mib, f64::max);
+    let mut chart = ChartBuilder::on(&bottom)
+        .caption(
+            "memtable memory (peak per second) vs budget",
+            ("sans-serif", 18),
+        )
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0u32..seconds, 0f64..max_mib * 1.2)?;
+    chart
+        .configure_mesh()
+        .x_desc("second")
+        .y_desc("MiB")
+        .draw()?;
+    chart.draw_series(LineSeries::new(
+        memory_mib.iter().enumerate().map(|(i, m)| (i as u32, *m)),
+        &RED,
+    ))?;
+    chart.draw_series(LineSeries::new(
+        (0..seconds).map(|i| (i, budget_mib)),
+        &BLACK,
+    ))?;
+    root.present()?;
+    Ok(())
 }
