@@ -17,19 +17,11 @@ impl RegionWorkerLoop {
     /// alter). The new schema is persisted in the manifest before it is used.
     pub(crate) async fn handle_alter(&mut self, request: AlterRequest, sender: ReplyTx) {
         let region_id = request.region_id;
-        let Some(region) = self.regions.get(&region_id).cloned() else {
-            sender.send(Err(WorkerError::RegionNotFound { region_id }));
+        let Some((region, sender)) =
+            self.region_in_state(region_id, &[RegionState::Writable], "alter", sender)
+        else {
             return;
         };
-        let state = region.state();
-        if state != RegionState::Writable {
-            sender.send(Err(WorkerError::RegionState {
-                region_id,
-                state,
-                operation: "alter",
-            }));
-            return;
-        }
         let version = region.version_control.current().version;
         let metadata = match new_metadata(&version.metadata, &request) {
             Ok(Some(metadata)) => metadata,

@@ -17,19 +17,15 @@ impl RegionWorkerLoop {
     /// files are removed by a background job.
     pub(crate) async fn handle_drop(&mut self, request: DropRequest, sender: ReplyTx) {
         let region_id = request.region_id;
-        let Some(region) = self.regions.get(&region_id).cloned() else {
-            sender.send(Err(WorkerError::RegionNotFound { region_id }));
+        let Some((region, sender)) = self.region_in_state(
+            region_id,
+            &[RegionState::Writable, RegionState::ReadOnly],
+            "drop",
+            sender,
+        ) else {
             return;
         };
         let state = region.state();
-        if !matches!(state, RegionState::Writable | RegionState::ReadOnly) {
-            sender.send(Err(WorkerError::RegionState {
-                region_id,
-                state,
-                operation: "drop",
-            }));
-            return;
-        }
         let Some((_, sender)) =
             self.fence_behind_flush(region_id, DdlRequest::Drop(request), sender)
         else {

@@ -16,24 +16,19 @@ impl RegionWorkerLoop {
         sender: ReplyTx,
     ) {
         let region_id = request.region_id;
-        let Some(region) = self.regions.get(&region_id).cloned() else {
-            sender.send(Err(WorkerError::RegionNotFound { region_id }));
+        let Some((region, sender)) = self.region_in_state(
+            region_id,
+            &[RegionState::Writable, RegionState::ReadOnly],
+            "change writability",
+            sender,
+        ) else {
             return;
         };
-        let state = region.state();
         let target = if request.writable {
             RegionState::Writable
         } else {
             RegionState::ReadOnly
         };
-        if !matches!(state, RegionState::Writable | RegionState::ReadOnly) {
-            sender.send(Err(WorkerError::RegionState {
-                region_id,
-                state,
-                operation: "change writability",
-            }));
-            return;
-        }
         region.set_state_locked(target).await;
         if target == RegionState::ReadOnly {
             self.stalled.fail_region(

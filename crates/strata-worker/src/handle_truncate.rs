@@ -16,19 +16,11 @@ impl RegionWorkerLoop {
     /// version, obsoletes the WAL, and removes the old files in the background.
     pub(crate) async fn handle_truncate(&mut self, request: TruncateRequest, sender: ReplyTx) {
         let region_id = request.region_id;
-        let Some(region) = self.regions.get(&region_id).cloned() else {
-            sender.send(Err(WorkerError::RegionNotFound { region_id }));
+        let Some((region, sender)) =
+            self.region_in_state(region_id, &[RegionState::Writable], "truncate", sender)
+        else {
             return;
         };
-        let state = region.state();
-        if state != RegionState::Writable {
-            sender.send(Err(WorkerError::RegionState {
-                region_id,
-                state,
-                operation: "truncate",
-            }));
-            return;
-        }
         let Some((_, sender)) =
             self.fence_behind_flush(region_id, DdlRequest::Truncate(request), sender)
         else {

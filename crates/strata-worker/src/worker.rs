@@ -263,6 +263,32 @@ impl RegionWorkerLoop {
         }
     }
 
+    /// The region, if it is open and in one of the `allowed` states; otherwise the caller
+    /// is answered (`RegionNotFound`, or `RegionState` naming `operation`) and `None`
+    /// comes back.
+    pub(crate) fn region_in_state(
+        &self,
+        region_id: RegionId,
+        allowed: &[RegionState],
+        operation: &'static str,
+        sender: ReplyTx,
+    ) -> Option<(Arc<Region>, ReplyTx)> {
+        let Some(region) = self.regions.get(&region_id).cloned() else {
+            sender.send(Err(WorkerError::RegionNotFound { region_id }));
+            return None;
+        };
+        let state = region.state();
+        if !allowed.contains(&state) {
+            sender.send(Err(WorkerError::RegionState {
+                region_id,
+                state,
+                operation,
+            }));
+            return None;
+        }
+        Some((region, sender))
+    }
+
     /// Fences a lifecycle DDL behind the region's running flush; gives it back otherwise.
     pub(crate) fn fence_behind_flush(
         &mut self,
