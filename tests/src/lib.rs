@@ -1,6 +1,40 @@
-//! Strata's cross-crate reliability suites live in this crate's `tests/` directory:
-//!
-//! - `bad_input.rs`: a table of invalid requests, DDLs and configurations; each must get
-//!   its typed error, leave the WAL untouched, and a restart must replay cleanly.
-//!
-//! The library itself is empty; suites that need shared support code will put it here.
+//! Strata's cross-crate reliability suites live in this crate's `tests/` directory
+//! (`bad_input`, `hostile_names`, `corrupt_files`, `crash`, `model`, `object_store_faults`,
+//! `overload`; see `docs/reliability.md`). This library holds what they share: the seed and
+//! stress knobs every randomized suite reads, and the small `host` / `ts` / `v` schema most
+//! of them write.
+
+use strata_engine::{
+    ColumnDataType, ColumnSchema, RegionId, RegionMetadata, RegionMetadataBuilder,
+};
+
+/// The run's seed: `SEED` from the environment (`cargo xtask ci` sets it and prints it),
+/// else `default`. Every randomized suite prints the seed it used.
+pub fn seed(default: u64) -> u64 {
+    env_u64("SEED", default)
+}
+
+/// The case multiplier: `STRATA_STRESS` (20 under `cargo xtask stress`), else 1.
+pub fn stress() -> u64 {
+    env_u64("STRATA_STRESS", 1)
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A region schema with a `host` tag, a millisecond `ts` and an `i64` field `v`.
+pub fn host_ts_v(region: RegionId) -> RegionMetadata {
+    RegionMetadataBuilder::new(region)
+        .column(ColumnSchema::tag("host"))
+        .column(ColumnSchema::timestamp(
+            "ts",
+            ColumnDataType::TimestampMillisecond,
+        ))
+        .column(ColumnSchema::field("v", ColumnDataType::Int64))
+        .build()
+        .unwrap_or_else(|e| unreachable!("the fixed test schema is valid: {e}"))
+}

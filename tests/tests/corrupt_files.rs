@@ -26,17 +26,11 @@ use strata_storage::{
 const REGION: RegionId = RegionId::new(3, 0);
 
 fn seed() -> u64 {
-    std::env::var("SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x05ee_d0ff_11e5)
+    strata_tests::seed(0x05ee_d0ff_11e5)
 }
 
 fn stress() -> usize {
-    std::env::var("STRATA_STRESS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1)
+    strata_tests::stress() as usize
 }
 
 /// xorshift64*: small, seeded, replayable.

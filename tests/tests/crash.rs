@@ -28,8 +28,8 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use strata_engine::{
-    ColumnDataType, ColumnSchema, CreateRequest, Engine, EngineBuilder, EngineConfig, ErrorKind,
-    RegionId, RegionMetadata, RegionMetadataBuilder, RegionOptions, ScanRequest, WriteRequest,
+    CreateRequest, Engine, EngineBuilder, EngineConfig, ErrorKind, RegionId, RegionMetadata,
+    RegionOptions, ScanRequest, WriteRequest,
 };
 
 const CHILD_ENV: &str = "STRATA_ENGINE_CRASH_CHILD_DIR";
@@ -42,15 +42,7 @@ fn region(r: u32) -> RegionId {
 }
 
 fn metadata(region: RegionId) -> RegionMetadata {
-    RegionMetadataBuilder::new(region)
-        .column(ColumnSchema::tag("host"))
-        .column(ColumnSchema::timestamp(
-            "ts",
-            ColumnDataType::TimestampMillisecond,
-        ))
-        .column(ColumnSchema::field("v", ColumnDataType::Int64))
-        .build()
-        .unwrap()
+    strata_tests::host_ts_v(region)
 }
 
 /// The value stored for key `n` of `region`.
@@ -89,17 +81,11 @@ fn config(dir: &Path) -> EngineConfig {
 }
 
 fn seed() -> u64 {
-    std::env::var("SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0xc0ff_ee00_1234)
+    strata_tests::seed(0xc0ff_ee00_1234)
 }
 
 fn stress() -> u64 {
-    std::env::var("STRATA_STRESS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1)
+    strata_tests::stress()
 }
 
 #[test]

@@ -16,24 +16,15 @@ use std::time::Duration;
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use opendal::layers::RetryLayer;
 use strata_engine::{
-    ColumnDataType, ColumnSchema, CreateRequest, Engine, EngineBuilder, EngineConfig, ErrorKind,
-    ObjectStoreConfig, RegionId, RegionMetadata, RegionMetadataBuilder, RegionOptions, ScanRequest,
-    WriteRequest,
+    CreateRequest, Engine, EngineBuilder, EngineConfig, ErrorKind, ObjectStoreConfig, RegionId,
+    RegionMetadata, RegionOptions, ScanRequest, WriteRequest,
 };
 use strata_storage::testing::{FaultLayer, FaultPlan};
 
 const REGIONS: u32 = 3;
 
 fn metadata(region: RegionId) -> RegionMetadata {
-    RegionMetadataBuilder::new(region)
-        .column(ColumnSchema::tag("host"))
-        .column(ColumnSchema::timestamp(
-            "ts",
-            ColumnDataType::TimestampMillisecond,
-        ))
-        .column(ColumnSchema::field("v", ColumnDataType::Int64))
-        .build()
-        .unwrap()
+    strata_tests::host_ts_v(region)
 }
 
 fn rows(region: RegionId, start: i64, end: i64) -> RecordBatch {
@@ -48,13 +39,6 @@ fn rows(region: RegionId, start: i64, end: i64) -> RecordBatch {
         ],
     )
     .unwrap()
-}
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
 }
 
 /// The store under test: local files, or the loopback S3 server when `s3_root` is given.
@@ -100,7 +84,7 @@ async fn engine(dir: &std::path::Path, plan: &Arc<FaultPlan>, s3_root: Option<&s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_injected_object_store_faults_no_acknowledged_write_is_lost() {
-    run(12 * env_u64("STRATA_STRESS", 1), None).await;
+    run(12 * strata_tests::stress(), None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,12 +95,12 @@ async fn the_same_faults_on_a_loopback_s3_server_lose_nothing() {
         );
         return;
     }
-    let root = format!("faults-{}-{}", std::process::id(), env_u64("SEED", 0));
-    run(6 * env_u64("STRATA_STRESS", 1), Some(&root)).await;
+    let root = format!("faults-{}-{}", std::process::id(), strata_tests::seed(0));
+    run(6 * strata_tests::stress(), Some(&root)).await;
 }
 
 async fn run(rounds: u64, s3_root: Option<&str>) {
-    let seed = env_u64("SEED", 0xfa17_5eed);
+    let seed = strata_tests::seed(0xfa17_5eed);
     eprintln!(
         "object-store faults ({}): SEED={seed}",
         if s3_root.is_some() { "S3" } else { "files" }

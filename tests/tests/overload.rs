@@ -16,9 +16,8 @@ use std::time::Duration;
 
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use strata_engine::{
-    ColumnDataType, ColumnSchema, CreateRequest, EngineBuilder, EngineConfig, ErrorKind,
-    ObjectStoreConfig, RegionId, RegionMetadata, RegionMetadataBuilder, RegionOptions,
-    WriteRequest,
+    CreateRequest, EngineBuilder, EngineConfig, ErrorKind, ObjectStoreConfig, RegionId,
+    RegionMetadata, RegionOptions, WriteRequest,
 };
 use strata_storage::testing::{FaultLayer, FaultPlan};
 
@@ -28,15 +27,7 @@ const WRITES: i64 = 40;
 const ROWS: i64 = 500;
 
 fn metadata(region: RegionId) -> RegionMetadata {
-    RegionMetadataBuilder::new(region)
-        .column(ColumnSchema::tag("host"))
-        .column(ColumnSchema::timestamp(
-            "ts",
-            ColumnDataType::TimestampMillisecond,
-        ))
-        .column(ColumnSchema::field("v", ColumnDataType::Int64))
-        .build()
-        .unwrap()
+    strata_tests::host_ts_v(region)
 }
 
 fn rows(region: RegionId, start: i64) -> RecordBatch {
