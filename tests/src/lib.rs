@@ -5,7 +5,8 @@
 //! of them write.
 
 use strata_engine::{
-    ColumnDataType, ColumnSchema, RegionId, RegionMetadata, RegionMetadataBuilder,
+    ColumnDataType, ColumnSchema, Engine, RegionId, RegionMetadata, RegionMetadataBuilder,
+    ScanRequest,
 };
 
 /// The run's seed: `SEED` from the environment (`cargo xtask ci` sets it and prints it),
@@ -37,4 +38,15 @@ pub fn host_ts_v(region: RegionId) -> RegionMetadata {
         .column(ColumnSchema::field("v", ColumnDataType::Int64))
         .build()
         .unwrap_or_else(|e| unreachable!("the fixed test schema is valid: {e}"))
+}
+
+/// Rows a full scan of `region` returns (after deduplication); panics if the scan fails.
+pub async fn count_rows(engine: &Engine, region: RegionId) -> usize {
+    engine
+        .scan_to_vec(region, ScanRequest::default())
+        .await
+        .unwrap_or_else(|e| panic!("scan of {region}: {e}"))
+        .iter()
+        .map(|batch| batch.num_rows())
+        .sum()
 }

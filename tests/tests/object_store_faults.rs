@@ -17,7 +17,7 @@ use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMilli
 use opendal::layers::RetryLayer;
 use strata_engine::{
     CreateRequest, Engine, EngineBuilder, EngineConfig, ErrorKind, ObjectStoreConfig, RegionId,
-    RegionMetadata, RegionOptions, ScanRequest, WriteRequest,
+    RegionMetadata, RegionOptions, WriteRequest,
 };
 use strata_storage::testing::{FaultLayer, FaultPlan};
 
@@ -159,13 +159,7 @@ async fn run(rounds: u64, s3_root: Option<&str>) {
         assert_eq!(stats.memtable_bytes, 0, "{region} flushed everything");
     }
     for (i, &region) in regions.iter().enumerate() {
-        let rows: usize = engine
-            .scan_to_vec(region, ScanRequest::default())
-            .await
-            .unwrap()
-            .iter()
-            .map(RecordBatch::num_rows)
-            .sum();
+        let rows = strata_tests::count_rows(&engine, region).await;
         assert_eq!(rows as i64, acked[i], "{region}");
     }
     engine.stop().await.unwrap();
@@ -173,13 +167,7 @@ async fn run(rounds: u64, s3_root: Option<&str>) {
     let engine2 = self::engine(dir.path(), &plan, s3_root).await;
     for (i, &region) in regions.iter().enumerate() {
         engine2.open(region).await.unwrap();
-        let rows: usize = engine2
-            .scan_to_vec(region, ScanRequest::default())
-            .await
-            .unwrap()
-            .iter()
-            .map(RecordBatch::num_rows)
-            .sum();
+        let rows = strata_tests::count_rows(&engine2, region).await;
         assert_eq!(rows as i64, acked[i], "{region} after restart");
     }
     engine2.stop().await.unwrap();

@@ -241,11 +241,7 @@ async fn with_slow_flushes_writes_stall_then_recover_and_nothing_acknowledged_is
     assert!(acked_total > 0);
     plan.clear();
     for (region, acked) in acked_by_region {
-        let batches = engine
-            .scan_to_vec(region, strata_engine::ScanRequest::default())
-            .await
-            .unwrap();
-        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let rows = strata_tests::count_rows(&engine, region).await;
         assert_eq!(rows as i64, acked.len() as i64 * ROWS, "{region}");
     }
     engine.stop().await.unwrap();

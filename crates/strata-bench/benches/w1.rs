@@ -16,7 +16,7 @@
 )]
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
@@ -36,12 +36,7 @@ const WRITERS: usize = 2;
 const BATCH_ROWS: usize = 3_000;
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/bench-scratch/w1")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    strata_bench::scratch("w1", name).unwrap()
 }
 
 /// Key/value pairs of one batch: 16-byte key (series id, timestamp), 80-byte value.

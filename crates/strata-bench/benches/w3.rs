@@ -35,21 +35,7 @@ const REGIONS: usize = 4;
 const WRITERS: usize = 2;
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/bench-scratch/w3")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|l| l.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
+    strata_bench::scratch("w3", name).unwrap()
 }
 
 fn batches(epochs: u64, start_epoch: u64) -> Vec<Vec<WorkloadBatch>> {
@@ -114,7 +100,7 @@ async fn overload() {
         .map(|b| b.batch.num_rows() as u64)
         .sum();
     let _ = std::fs::write("/proc/self/clear_refs", "5");
-    let rss_before = status_kib("VmRSS:");
+    let rss_before = strata_bench::status_kib("VmRSS:");
     let acked = Arc::new(AtomicU64::new(0));
     let rejected = Arc::new(AtomicU64::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
@@ -179,7 +165,7 @@ async fn overload() {
     let elapsed = started.elapsed();
     done.store(true, Ordering::Relaxed);
     let (mut per_second, memory) = sampler.await.unwrap();
-    let rss_growth = status_kib("VmHWM:").saturating_sub(rss_before) * 1024;
+    let rss_growth = strata_bench::status_kib("VmHWM:").saturating_sub(rss_before) * 1024;
     let stalls: f64 = registry
         .gather()
         .iter()

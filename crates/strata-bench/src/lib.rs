@@ -10,3 +10,30 @@
 //!   write, so ingest outruns flushing (per-second throughput, stalls, latency percentiles,
 //!   rejects, peak memory against the reject limit) — and reopen: time to open ~1 GiB of
 //!   WAL and the replay rate.
+
+use std::path::{Path, PathBuf};
+
+/// A fresh scratch directory `target/bench-scratch/{bench}/{name}` (emptied first), on the
+/// repository's disk so every benchmark writes where the others do.
+pub fn scratch(bench: &str, name: &str) -> std::io::Result<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/bench-scratch")
+        .join(bench)
+        .join(name);
+    match std::fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// A `kB` field of `/proc/self/status` (`VmRSS:`, `VmHWM:`), 0 where there is none.
+pub fn status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}

@@ -7,7 +7,8 @@
 //! - The worker loop (private): batches requests; handles background results, then all
 //!   writes, then DDLs; reacts to the shared "memory released" signal (engine-full
 //!   flushes, stalled writes) and to a periodic timer from the injected clock.
-//! - The write path: reject over the reject limit, stall over the budget, fence behind
+//! - The write path: reject over the reject limit, stall over the budget (and, per region,
+//!   over its own `write_buffer_size`), fence behind
 //!   DDLs waiting for a flush, check state and schema, **one WAL append per batch**, insert
 //!   into memtables, publish sequence and entry id, reply. WAL entries carry op type, first
 //!   sequence and an Arrow IPC batch per mutation.
