@@ -130,7 +130,11 @@ impl EventListener for Installed {
         let this = self.0.clone();
         Box::pin(async move {
             if this.hold_flushes.load(Ordering::SeqCst) {
-                let _permit = this.gate.acquire().await;
+                // Each release admits exactly one job: the permit is consumed,
+                // not handed back for the next held job to take.
+                if let Ok(permit) = this.gate.acquire().await {
+                    permit.forget();
+                }
             }
         })
     }
