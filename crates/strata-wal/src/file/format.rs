@@ -65,12 +65,14 @@ pub(crate) fn record_crc(seq: u64, payload: &[u8]) -> u32 {
     crc32c::crc32c_append(crc, payload)
 }
 
-/// Appends the frame of `payload` (which must fit in `u32`) for segment `seq` to `out`.
-pub(crate) fn frame_into(out: &mut Vec<u8>, seq: u64, payload: &[u8]) {
+/// The frame header (length and checksum) of `payload` (which must fit in `u32`) in
+/// segment `seq`; the record is this header followed by the payload.
+pub(crate) fn frame_header(seq: u64, payload: &[u8]) -> [u8; FRAME_HEADER_LEN] {
     let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&record_crc(seq, payload).to_le_bytes());
-    out.extend_from_slice(payload);
+    let mut header = [0u8; FRAME_HEADER_LEN];
+    header[..4].copy_from_slice(&len.to_le_bytes());
+    header[4..].copy_from_slice(&record_crc(seq, payload).to_le_bytes());
+    header
 }
 
 /// One region's entry as passed to the encoder.

@@ -2,19 +2,21 @@
 //!
 //! Every append, obsolete and drop goes through one channel to one OS thread. The thread
 //! takes the first waiting command and then every other one already queued (up to
-//! `max_group_bytes`), frames them into one buffer, issues **one write and at most one
-//! sync**, updates the index, and only then answers each command. Throughput under
-//! `sync = always` therefore grows with the number of concurrent appenders instead of being
-//! capped at one fdatasync per append.
+//! `max_group_bytes`), writes their records as it frames them (small records staged and
+//! written together, large ones straight from their payload with a vectored write), issues
+//! **at most one sync** for the whole group, updates the index, and only then answers each
+//! command. Throughput under `sync = always` therefore grows with the number of concurrent
+//! appenders instead of being capped at one fdatasync per append; and because records are
+//! written while the group still waits for late appenders, the write overlaps that wait.
 //!
-//! Failure rules: a failed write is cut back off the file and fails only its group; a
+//! Failure rules: a failed write cuts the whole group back off the file and fails it; a
 //! failed sync poisons the log (every later write fails with `Poisoned`), because after a
 //! failed fdatasync nobody can say which bytes are durable and retrying it could
 //! acknowledge lost data.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{ErrorKind, IoSlice, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -56,24 +58,15 @@ pub(crate) enum Command {
     },
 }
 
-/// Commands gathered for one commit.
-#[derive(Default)]
-struct Group {
-    commands: Vec<Command>,
-    bytes: usize,
-    appends: usize,
-}
-
-impl Group {
-    fn push(&mut self, command: Command) {
-        self.bytes += command.payload_len();
-        self.appends += usize::from(command.is_append());
-        self.commands.push(command);
-    }
-}
-
 /// How often a waiting group re-reads the in-flight count.
 const GATHER_SLICE: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// Records with a payload at least this large are written straight from the payload (one
+/// vectored write with whatever is staged before it) instead of being copied first.
+const DIRECT_WRITE_MIN: usize = 16 << 10;
+
+/// Staged bytes are written out once they reach this size.
+const STAGED_MAX: usize = 1 << 20;
 
 impl Command {
     fn is_append(&self) -> bool {
@@ -95,7 +88,7 @@ pub(crate) struct ActiveSegment {
     pub(crate) len: u64,
 }
 
-/// A framed command waiting for its group's write and sync.
+/// A framed command waiting for its group's sync.
 enum Framed {
     Append {
         ids: Vec<(u64, u64)>,
@@ -129,6 +122,47 @@ impl Framed {
     }
 }
 
+/// The group being committed. Its records are written to the file as they are framed (small
+/// ones staged and written together), so the write of early arrivals overlaps the wait for
+/// later ones; the group ends with one sync and then every answer.
+struct Group {
+    /// Where the group starts in the active segment; a failed write cuts the file back here.
+    start: u64,
+    framed: Vec<Framed>,
+    /// Framed bytes not yet written.
+    staged: Vec<u8>,
+    /// Last ids as changed by earlier commands of this group; `None` = dropped.
+    pending_last: HashMap<u64, Option<u64>>,
+    /// Payload bytes gathered (bounded by `max_group_bytes`).
+    bytes: usize,
+    /// Framed bytes (for the metric).
+    framed_bytes: usize,
+    appends: usize,
+    commands: usize,
+    must_sync: bool,
+    stop: Option<ReplyTx<()>>,
+    /// The first failed write: the whole group fails with it.
+    failed: Option<WalError>,
+}
+
+impl Group {
+    fn new(start: u64, staged: Vec<u8>) -> Self {
+        Self {
+            start,
+            framed: Vec::new(),
+            staged,
+            pending_last: HashMap::new(),
+            bytes: 0,
+            framed_bytes: 0,
+            appends: 0,
+            commands: 0,
+            must_sync: false,
+            stop: None,
+            failed: None,
+        }
+    }
+}
+
 pub(crate) struct Writer {
     pub(crate) dir: PathBuf,
     pub(crate) config: FileLogStoreConfig,
@@ -136,7 +170,7 @@ pub(crate) struct Writer {
     pub(crate) active: ActiveSegment,
     pub(crate) unsynced_since: Option<Instant>,
     pub(crate) poisoned: Option<String>,
-    /// The group buffer, kept between groups.
+    /// The staging buffer, kept between groups.
     pub(crate) buf: Vec<u8>,
 }
 
@@ -160,51 +194,69 @@ impl Writer {
                     Err(_) => break,
                 },
             };
-            let group = self.gather(first, &rx);
-            if !self.process(group) {
+            if !self.commit_group(first, &rx) {
                 return;
             }
         }
         self.sync_if_dirty();
     }
 
-    /// Builds a group from `first` and every command already queued (up to
-    /// `max_group_bytes`). Under `sync = always`, while fewer appends are in the group than
-    /// are in flight (submitted and not yet answered), waits up to `group_commit_wait` for
-    /// the rest: answered appenders come back a few microseconds later, and waiting for
-    /// them lets them share the next sync instead of alternating small and large groups.
-    /// A lone appender never waits.
-    fn gather(&self, first: Command, rx: &Receiver<Command>) -> Vec<Command> {
+    /// Commits one group, starting with `first`; returns false once stopped.
+    fn commit_group(&mut self, first: Command, rx: &Receiver<Command>) -> bool {
+        // Reuse one staging buffer for every group: a fresh buffer per group would be
+        // page-faulted in (and unmapped) every time.
+        let mut staged = std::mem::take(&mut self.buf);
+        staged.clear();
+        let mut group = Group::new(self.active.len, staged);
+        self.add(&mut group, first);
+        self.gather(&mut group, rx);
+        self.flush_staged(&mut group);
+        self.finish(group)
+    }
+
+    /// Adds to `group` every command already queued (up to `max_group_bytes`). Under
+    /// `sync = always`, while fewer appends are in the group than are in flight
+    /// (submitted and not yet answered), waits up to `group_commit_wait` for the rest:
+    /// answered appenders come back a few microseconds later, and waiting for them lets
+    /// them share the next sync instead of alternating small and large groups. What is
+    /// framed is written before each wait, so writing and waiting overlap. A lone
+    /// appender never waits.
+    fn gather(&mut self, group: &mut Group, rx: &Receiver<Command>) {
         let max_bytes = self.config.max_group_bytes as usize;
-        let mut group = Group::default();
-        group.push(first);
-        while group.bytes < max_bytes {
-            match rx.try_recv() {
-                Ok(command) => group.push(command),
-                Err(_) => break,
+        let drain = |this: &mut Self, group: &mut Group| {
+            while group.bytes < max_bytes && group.stop.is_none() {
+                match rx.try_recv() {
+                    Ok(command) => this.add(group, command),
+                    Err(_) => break,
+                }
             }
-        }
+        };
+        drain(self, group);
         let wait = self.config.group_commit_wait;
         if self.config.sync != SyncPolicy::Always || wait.is_zero() {
-            return group.commands;
+            return;
         }
         let deadline = Instant::now() + wait;
         // Re-read the in-flight count in short slices: an appender that gives up (its
         // future dropped) lowers it, and the wait must end then.
         while group.bytes < max_bytes
+            && group.stop.is_none()
             && group.appends < self.shared.in_flight.load(Ordering::Acquire)
         {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
+            self.flush_staged(group);
             match rx.recv_timeout(left.min(GATHER_SLICE)) {
-                Ok(command) => group.push(command),
+                Ok(command) => {
+                    self.add(group, command);
+                    drain(self, group);
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
-        group.commands
     }
 
     /// When the interval policy next requires a sync, if anything is unsynced.
@@ -222,104 +274,152 @@ impl Writer {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Commits one group; returns false once stopped.
-    fn process(&mut self, group: Vec<Command>) -> bool {
-        let group_size = group.len();
-        let seq = self.active.segment.seq;
-        // Reuse one buffer for every group: a fresh multi-megabyte buffer per group would
-        // be page-faulted in (and unmapped) every time.
-        let mut buf = std::mem::take(&mut self.buf);
-        buf.clear();
-        let mut framed = Vec::with_capacity(group.len());
-        let mut stop: Option<ReplyTx<()>> = None;
-        let mut must_sync = false;
-        // Last ids as changed by earlier commands of this group; `None` = dropped.
-        let mut pending_last: HashMap<u64, Option<u64>> = HashMap::new();
-        for command in group {
-            if stop.is_some() {
-                reply_stopped(command);
-                continue;
-            }
-            if let Command::Stop { reply } = command {
-                stop = Some(reply);
-                continue;
-            }
-            if let Some(reason) = &self.poisoned {
-                let error = WalError::Poisoned {
-                    reason: reason.clone(),
+    /// Frames `command` into `group` and writes (or stages) its record. Commands after a
+    /// `Stop`, on a poisoned log or in a group whose write failed are answered at once.
+    fn add(&mut self, group: &mut Group, command: Command) {
+        group.bytes += command.payload_len();
+        group.appends += usize::from(command.is_append());
+        group.commands += 1;
+        if group.stop.is_some() {
+            reply_stopped(command);
+            return;
+        }
+        if let Command::Stop { reply } = command {
+            group.stop = Some(reply);
+            return;
+        }
+        if let Some(reason) = &self.poisoned {
+            let error = WalError::Poisoned {
+                reason: reason.clone(),
+            };
+            fail_command(command, error);
+            return;
+        }
+        if let Some(error) = &group.failed {
+            fail_command(command, error.clone());
+            return;
+        }
+        let offset = self.active.len + group.staged.len() as u64;
+        match command {
+            Command::Append {
+                ids,
+                payload,
+                submitted,
+                reply,
+            } => {
+                let checked = {
+                    let index = self.lock_index();
+                    check_order(ids.iter().copied(), |region| {
+                        group
+                            .pending_last
+                            .get(&region)
+                            .copied()
+                            .unwrap_or_else(|| index.last_id(region))
+                    })
                 };
-                fail_command(command, error);
-                continue;
-            }
-            let offset = self.active.len + buf.len() as u64;
-            match command {
-                Command::Append {
+                let last_entry_ids = match checked {
+                    Ok(last) => last,
+                    Err(error) => {
+                        let _ = reply.send(Err(error));
+                        return;
+                    }
+                };
+                for (&region, &last) in &last_entry_ids {
+                    group.pending_last.insert(region, Some(last));
+                }
+                group.must_sync |= self.config.sync == SyncPolicy::Always;
+                group.framed.push(Framed::Append {
                     ids,
-                    payload,
+                    offset,
+                    len: u32::try_from(payload.len()).unwrap_or(u32::MAX),
+                    response: AppendResponse { last_entry_ids },
                     submitted,
                     reply,
-                } => {
-                    let checked = {
-                        let index = self.lock_index();
-                        check_order(ids.iter().copied(), |region| {
-                            pending_last
-                                .get(&region)
-                                .copied()
-                                .unwrap_or_else(|| index.last_id(region))
-                        })
-                    };
-                    let last_entry_ids = match checked {
-                        Ok(last) => last,
-                        Err(error) => {
-                            let _ = reply.send(Err(error));
-                            continue;
-                        }
-                    };
-                    for (&region, &last) in &last_entry_ids {
-                        pending_last.insert(region, Some(last));
-                    }
-                    format::frame_into(&mut buf, seq, &payload);
-                    must_sync |= self.config.sync == SyncPolicy::Always;
-                    framed.push(Framed::Append {
-                        ids,
-                        offset,
-                        len: u32::try_from(payload.len()).unwrap_or(u32::MAX),
-                        response: AppendResponse { last_entry_ids },
-                        submitted,
-                        reply,
-                    });
-                }
-                Command::Obsolete {
+                });
+                self.put(group, &payload);
+            }
+            Command::Obsolete {
+                region_id,
+                entry_id,
+                reply,
+            } => {
+                group.framed.push(Framed::Obsolete {
                     region_id,
                     entry_id,
                     reply,
-                } => {
-                    format::frame_into(
-                        &mut buf,
-                        seq,
-                        &format::encode_obsolete(region_id, entry_id),
-                    );
-                    framed.push(Framed::Obsolete {
-                        region_id,
-                        entry_id,
-                        reply,
-                    });
-                }
-                Command::Drop { region_id, reply } => {
-                    format::frame_into(&mut buf, seq, &format::encode_drop(region_id));
-                    // A forgotten drop would resurrect the old entries under a new region
-                    // with the same id: always make it durable.
-                    must_sync = true;
-                    pending_last.insert(region_id, None);
-                    framed.push(Framed::Drop { region_id, reply });
-                }
-                Command::Stop { .. } => {}
+                });
+                self.put(group, &format::encode_obsolete(region_id, entry_id));
+            }
+            Command::Drop { region_id, reply } => {
+                // A forgotten drop would resurrect the old entries under a new region
+                // with the same id: always make it durable.
+                group.must_sync = true;
+                group.pending_last.insert(region_id, None);
+                group.framed.push(Framed::Drop { region_id, reply });
+                self.put(group, &format::encode_drop(region_id));
+            }
+            Command::Stop { .. } => {}
+        }
+    }
+
+    /// Stages the record of `payload` or, for a large one, writes it (after whatever is
+    /// staged) straight from the payload.
+    fn put(&mut self, group: &mut Group, payload: &[u8]) {
+        let header = format::frame_header(self.active.segment.seq, payload);
+        group.framed_bytes += header.len() + payload.len();
+        if payload.len() < DIRECT_WRITE_MIN {
+            group.staged.extend_from_slice(&header);
+            group.staged.extend_from_slice(payload);
+            if group.staged.len() >= STAGED_MAX {
+                self.flush_staged(group);
+            }
+            return;
+        }
+        let mut parts = [
+            IoSlice::new(&group.staged),
+            IoSlice::new(&header),
+            IoSlice::new(payload),
+        ];
+        let result = self.write(group.start, &mut parts);
+        group.staged.clear();
+        if let Err(error) = result {
+            group.failed = Some(error);
+        }
+    }
+
+    /// Writes what `group` has staged.
+    fn flush_staged(&mut self, group: &mut Group) {
+        if group.staged.is_empty() || group.failed.is_some() {
+            group.staged.clear();
+            return;
+        }
+        let result = self.write(group.start, &mut [IoSlice::new(&group.staged)]);
+        group.staged.clear();
+        if let Err(error) = result {
+            group.failed = Some(error);
+        }
+    }
+
+    /// Syncs as required, applies the group to the index and answers it; returns false
+    /// once stopped.
+    fn finish(&mut self, group: Group) -> bool {
+        let Group {
+            framed,
+            staged,
+            framed_bytes,
+            commands,
+            must_sync,
+            stop,
+            failed,
+            ..
+        } = group;
+        self.buf = staged;
+        if !framed.is_empty() {
+            match failed {
+                Some(error) => framed.into_iter().for_each(|f| f.fail(error.clone())),
+                None => self.complete(framed, must_sync, commands, framed_bytes),
             }
         }
-        if !buf.is_empty() {
-            self.commit(&buf, framed, must_sync, group_size);
-        }
-        self.buf = buf;
         if let Some(reply) = stop {
             self.sync_if_dirty();
             let _ = reply.send(match &self.poisoned {
@@ -333,12 +433,8 @@ impl Writer {
         true
     }
 
-    /// Writes `buf`, syncs as required, applies `framed` to the index and answers it.
-    fn commit(&mut self, buf: &[u8], framed: Vec<Framed>, must_sync: bool, group_size: usize) {
-        if let Err(error) = self.write(buf) {
-            framed.into_iter().for_each(|f| f.fail(error.clone()));
-            return;
-        }
+    /// Syncs a written group as required, applies `framed` to the index and answers it.
+    fn complete(&mut self, framed: Vec<Framed>, must_sync: bool, group_size: usize, bytes: usize) {
         if self.unsynced_since.is_none() {
             self.unsynced_since = Some(Instant::now());
         }
@@ -390,7 +486,7 @@ impl Writer {
             }
         }
         if let Some(m) = &self.shared.metrics {
-            m.bytes.inc_by(buf.len() as u64);
+            m.bytes.inc_by(bytes as u64);
             m.group_size.observe(group_size as f64);
         }
         // Reclaim before answering, so a caller that saw its obsolete succeed also sees
@@ -416,22 +512,25 @@ impl Writer {
         }
     }
 
-    fn write(&mut self, buf: &[u8]) -> Result<(), WalError> {
-        let path = &self.active.segment.path;
-        match self.active.file.write_all(buf) {
+    /// Appends `parts` to the active segment. On failure the file is cut back to
+    /// `group_start`, so the next group does not land behind garbage (which recovery would
+    /// call corruption); if even that fails, the log is poisoned.
+    fn write(&mut self, group_start: u64, parts: &mut [IoSlice<'_>]) -> Result<(), WalError> {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        match write_all_vectored(&mut self.active.file, parts) {
             Ok(()) => {
-                self.active.len += buf.len() as u64;
+                self.active.len += total as u64;
                 Ok(())
             }
             Err(error) => {
-                // Cut off whatever part of the group reached the file, so the next group
-                // does not land behind garbage (which recovery would call corruption).
-                if let Err(cut) = self.active.file.set_len(self.active.len) {
+                let path = &self.active.segment.path;
+                if let Err(cut) = self.active.file.set_len(group_start) {
                     self.poisoned = Some(format!(
                         "cannot cut a failed write off {}: {cut}",
                         path.display()
                     ));
                 }
+                self.active.len = group_start;
                 Err(error).context(IoSnafu {
                     operation: "write segment",
                     path: path.clone(),
@@ -566,3 +665,25 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), WalError> {
         path: dir,
     })
 }
+
+/// Writes every byte of `parts` (`Write::write_all_vectored` is not stable yet).
+fn write_all_vectored(file: &mut File, mut parts: &mut [IoSlice<'_>]) -> std::io::Result<()> {
+    IoSlice::advance_slices(&mut parts, 0);
+    while !parts.is_empty() {
+        match file.write_vectored(parts) {
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    ErrorKind::WriteZero,
+                    "the file accepted no more bytes",
+                ));
+            }
+            Ok(n) => IoSlice::advance_slices(&mut parts, n),
+            Err(error) if error.kind() == ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
