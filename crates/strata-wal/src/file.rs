@@ -62,7 +62,7 @@ impl Drop for InFlight<'_> {
 ///
 /// The directory holds numbered segment files (`00000000000000000001.wal`, ...) of
 /// checksummed records; one writer thread commits concurrent appends from every worker
-/// with one write and one sync (see [`SyncPolicy`](crate::SyncPolicy)). Opening scans the
+/// as one group with at most one sync (see [`SyncPolicy`](crate::SyncPolicy)). Opening scans the
 /// segments, rebuilds an in-memory index (so reading one region touches only its records),
 /// and handles a torn tail as [`RecoveryMode`](crate::RecoveryMode) says; what it found is
 /// in [`recovery_report`](Self::recovery_report). Segments are deleted once every entry

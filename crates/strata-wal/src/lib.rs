@@ -4,7 +4,7 @@
 //!   batches, increasing per-region entry ids, reads from an id, obsolete, drop, stop) —
 //!   the numbered rules are on the trait.
 //! - [`FileLogStore`]: segment files of checksummed records in a local directory, one
-//!   writer thread that group-commits concurrent appends (one write + one sync per group),
+//!   writer thread that group-commits concurrent appends (at most one sync per group),
 //!   a [`SyncPolicy`], a [`RecoveryMode`] for torn tails, an in-memory per-region index,
 //!   reclamation of fully obsolete segments, and `strata_wal_*` metrics.
 //! - [`MemoryLogStore`] for tests and [`NoopLogStore`] for regions without a WAL.

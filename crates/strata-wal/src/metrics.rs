@@ -84,7 +84,7 @@ impl WalMetrics {
             group_size: histogram(
                 registry,
                 "strata_wal_group_size",
-                "Appends committed together by one write (and sync).",
+                "Commands committed together as one group (one sync under sync = always).",
                 vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0],
             )?,
         })
