@@ -60,62 +60,57 @@ fn scratch() -> PathBuf {
 fn raw_baseline(dir: &Path, size: usize, count: usize) -> Measured {
     let path = dir.join("raw-baseline.bin");
     let mut file = std::fs::File::create(&path).unwrap();
-    let buf = vec![0xA5u8; size];
-    let mut latencies = Vec::with_capacity(count);
-    let started = Instant::now();
-    for _ in 0..count {
-        let t = Instant::now();
-        file.write_all(&buf).unwrap();
-        file.sync_data().unwrap();
-        latencies.push(t.elapsed());
-    }
-    let elapsed = started.elapsed();
+    let measured = synced_writes(&mut file, size, count, |file, buf, _| {
+        file.write_all(buf).unwrap();
+    });
     drop(file);
     std::fs::remove_file(&path).unwrap();
-    Measured {
-        entries: count,
-        bytes: size * count,
-        elapsed,
-        syncs: count as f64,
-        latencies,
-    }
+    measured
 }
 
 /// One writer, `count` positional writes of `size` bytes into a file whose blocks were
 /// written (zero-filled and synced) beforehand, fdatasync after each. Overwriting written
 /// blocks changes no file-system metadata, so each fdatasync skips the journal commit that
-/// an append needs: this is the ceiling of a log with pre-written segments, which
-/// `FileLogStore` does not use (see `docs/benchmarks.md`).
+/// an append needs: this is what a log with pre-written segments could reach;
+/// `FileLogStore` does not pre-write (see `docs/benchmarks.md`).
 fn raw_prewritten(dir: &Path, size: usize, count: usize) -> Measured {
     use std::os::unix::fs::FileExt;
     let path = dir.join("raw-prewritten.bin");
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .open(&path)
-        .unwrap();
+    let mut file = std::fs::File::create(&path).unwrap();
     let zeros = vec![0u8; size];
     for _ in 0..count {
         file.write_all(&zeros).unwrap();
     }
     file.sync_all().unwrap();
+    let measured = synced_writes(&mut file, size, count, |file, buf, i| {
+        file.write_all_at(buf, (i * size) as u64).unwrap();
+    });
+    drop(file);
+    std::fs::remove_file(&path).unwrap();
+    measured
+}
+
+/// Times `count` calls of `write` (with a `size`-byte buffer and the call's index), each
+/// followed by an fdatasync of `file`.
+fn synced_writes(
+    file: &mut std::fs::File,
+    size: usize,
+    count: usize,
+    mut write: impl FnMut(&mut std::fs::File, &[u8], usize),
+) -> Measured {
     let buf = vec![0xA5u8; size];
     let mut latencies = Vec::with_capacity(count);
     let started = Instant::now();
     for i in 0..count {
         let t = Instant::now();
-        file.write_all_at(&buf, (i * size) as u64).unwrap();
+        write(file, &buf, i);
         file.sync_data().unwrap();
         latencies.push(t.elapsed());
     }
-    let elapsed = started.elapsed();
-    drop(file);
-    std::fs::remove_file(&path).unwrap();
     Measured {
         entries: count,
         bytes: size * count,
-        elapsed,
+        elapsed: started.elapsed(),
         syncs: count as f64,
         latencies,
     }
