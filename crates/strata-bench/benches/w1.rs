@@ -24,9 +24,7 @@ use std::time::Instant;
 use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, TimestampMillisecondType};
-use strata_engine::{
-    CreateRequest, EngineBuilder, EngineConfig, RegionId, RegionOptions, SyncPolicy, WriteRequest,
-};
+use strata_engine::{EngineBuilder, EngineConfig, RegionId, SyncPolicy, WriteRequest};
 use strata_workload::{CpuWorkload, WorkloadBatch};
 
 const HOSTS: usize = 4_000;
@@ -90,16 +88,9 @@ fn strata(sync: SyncPolicy, shares: &[Vec<WorkloadBatch>], rows: u64) -> f64 {
         config.wal.sync = sync;
         let engine = Arc::new(EngineBuilder::new(config).build().await.unwrap());
         let workload = CpuWorkload::new(HOSTS, EPOCHS).with_regions(REGIONS);
-        for r in 0..REGIONS {
-            let id = RegionId::new(1, r as u32);
-            engine
-                .create(CreateRequest {
-                    metadata: workload.region_metadata(id),
-                    options: RegionOptions::default(),
-                })
-                .await
-                .unwrap();
-        }
+        strata_bench::create_cpu_regions(&engine, &workload, REGIONS)
+            .await
+            .unwrap();
         let started = Instant::now();
         let tasks: Vec<_> = shares
             .iter()

@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use bytesize::ByteSize;
 use strata_engine::{
-    CreateRequest, Engine, EngineBuilder, EngineConfig, ErrorKind, ObjectStoreConfig, RegionId,
-    RegionOptions, SyncPolicy, WalCompression, WriteRequest,
+    Engine, EngineBuilder, EngineConfig, ErrorKind, ObjectStoreConfig, RegionId, SyncPolicy,
+    WalCompression, WriteRequest,
 };
 use strata_storage::testing::{FaultLayer, FaultPlan};
 use strata_workload::{CpuWorkload, WorkloadBatch};
@@ -51,16 +51,9 @@ fn batches(epochs: u64, start_epoch: u64) -> Vec<Vec<WorkloadBatch>> {
 
 async fn create_regions(engine: &Engine) {
     let workload = CpuWorkload::new(HOSTS, 1).with_regions(REGIONS);
-    for r in 0..REGIONS {
-        let id = RegionId::new(1, r as u32);
-        engine
-            .create(CreateRequest {
-                metadata: workload.region_metadata(id),
-                options: RegionOptions::default(),
-            })
-            .await
-            .unwrap();
-    }
+    strata_bench::create_cpu_regions(engine, &workload, REGIONS)
+        .await
+        .unwrap();
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {

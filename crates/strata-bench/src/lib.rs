@@ -13,6 +13,31 @@
 
 use std::path::{Path, PathBuf};
 
+use strata_engine::{CreateRequest, Engine, RegionId, RegionOptions};
+use strata_workload::CpuWorkload;
+
+/// The id of TSBS cpu region `r` (table 1) in every benchmark.
+pub fn cpu_region(r: usize) -> RegionId {
+    RegionId::new(1, r as u32)
+}
+
+/// Creates the `regions` TSBS cpu regions `cpu_region(0..regions)` with default options.
+pub async fn create_cpu_regions(
+    engine: &Engine,
+    workload: &CpuWorkload,
+    regions: usize,
+) -> Result<(), strata_engine::Error> {
+    for r in 0..regions {
+        engine
+            .create(CreateRequest {
+                metadata: workload.region_metadata(cpu_region(r)),
+                options: RegionOptions::default(),
+            })
+            .await?;
+    }
+    Ok(())
+}
+
 /// A fresh scratch directory `target/bench-scratch/{bench}/{name}` (emptied first), on the
 /// repository's disk so every benchmark writes where the others do.
 pub fn scratch(bench: &str, name: &str) -> std::io::Result<PathBuf> {
