@@ -119,6 +119,9 @@ pub struct WalConfig {
     pub group_commit_wait: Duration,
     /// `tolerate_tail` (cut a torn last record and report it) or `strict`.
     pub recovery: RecoveryMode,
+    /// How many reclaimed segment files are kept and reused as later segments (ignored
+    /// under `strict` recovery); see [`FileLogStoreConfig::recycle_segments`].
+    pub recycle_segments: usize,
     /// `zstd` or `none`.
     pub compression: WalCompression,
 }
@@ -134,6 +137,7 @@ impl Default for WalConfig {
             max_record_size: ByteSize(file.max_record_size),
             group_commit_wait: file.group_commit_wait,
             recovery: file.recovery,
+            recycle_segments: file.recycle_segments,
             compression: WalCompression::Zstd,
         }
     }
@@ -148,6 +152,7 @@ impl WalConfig {
             sync: self.sync,
             group_commit_wait: self.group_commit_wait,
             recovery: self.recovery,
+            recycle_segments: self.recycle_segments,
             ..FileLogStoreConfig::default()
         }
     }

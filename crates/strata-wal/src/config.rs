@@ -99,6 +99,14 @@ pub struct FileLogStoreConfig {
     pub group_commit_wait: Duration,
     /// How damaged bytes are handled on open.
     pub recovery: RecoveryMode,
+    /// How many reclaimed segment files are kept (as `*.wal.free`) and reused for later
+    /// segments instead of being deleted. Writing over a reused file's blocks lets an
+    /// fdatasync skip the file-system journal commit that growing a file needs, which
+    /// roughly doubles group-commit throughput once the log has reclaimed segments; the
+    /// cost is up to this many segments of disk kept. Ignored (no file is reused) under
+    /// `recovery = strict`: after a crash, the bytes a reused file holds past the last
+    /// group cannot be told from a torn write, and strict refuses to guess.
+    pub recycle_segments: usize,
 }
 
 impl Default for FileLogStoreConfig {
@@ -110,11 +118,21 @@ impl Default for FileLogStoreConfig {
             sync: SyncPolicy::Always,
             group_commit_wait: Duration::from_micros(200),
             recovery: RecoveryMode::TolerateTail,
+            recycle_segments: 2,
         }
     }
 }
 
 impl FileLogStoreConfig {
+    /// How many reclaimed segment files are reused: `recycle_segments`, or 0 under
+    /// `recovery = strict`.
+    pub fn effective_recycle_segments(&self) -> usize {
+        match self.recovery {
+            RecoveryMode::TolerateTail => self.recycle_segments,
+            RecoveryMode::Strict => 0,
+        }
+    }
+
     /// Checks the settings.
     pub fn validate(&self) -> Result<(), WalError> {
         let fail = |reason: &str| {

@@ -3,6 +3,7 @@
 mod format;
 mod index;
 mod recovery;
+mod segments;
 mod writer;
 
 use std::os::unix::fs::FileExt;
@@ -19,13 +20,14 @@ use prometheus::Registry;
 use snafu::ResultExt;
 use tokio::sync::oneshot;
 
-use crate::config::FileLogStoreConfig;
+use crate::config::{FileLogStoreConfig, RecoveryMode};
 use crate::error::{IoSnafu, WalError};
 use crate::metrics::WalMetrics;
 use crate::store::{AppendResponse, Entry, EntryStream, LogStore};
 use format::{EntryRef, FRAME_HEADER_LEN, Payload};
 use index::{Index, RecordLoc};
 pub use recovery::{RecoveryReport, TruncatedTail};
+use segments::FreeSegments;
 use writer::{Command, Writer};
 
 /// Path of segment `seq` in `dir`.
@@ -66,7 +68,8 @@ impl Drop for InFlight<'_> {
 /// segments, rebuilds an in-memory index (so reading one region touches only its records),
 /// and handles a torn tail as [`RecoveryMode`](crate::RecoveryMode) says; what it found is
 /// in [`recovery_report`](Self::recovery_report). Segments are deleted once every entry
-/// in them is obsolete, oldest first.
+/// in them is obsolete, oldest first — or kept and reused as later segments
+/// ([`recycle_segments`](FileLogStoreConfig::recycle_segments)).
 ///
 /// Linux/Unix only (positional reads).
 pub struct FileLogStore {
@@ -102,19 +105,24 @@ impl FileLogStore {
         let recovered = recovery::recover(&dir, &config)?;
         let mut report = recovered.report;
         let mut index = recovered.index;
+        let prune = config.recovery != RecoveryMode::Strict;
+        let mut free = FreeSegments::new(
+            &dir,
+            config.effective_recycle_segments(),
+            recovered.free,
+            prune,
+        )?;
         let active = match recovered.last {
-            Some((segment, end)) => writer::open_active(segment, end)?,
+            Some((segment, end)) => segments::open_active(segment, end)?,
             None => {
-                let active = writer::create_segment(&dir, 1)?;
+                // Above every kept file's old number, so none of its bytes can verify.
+                let active = free.next_segment(free.max_seq() + 1)?;
                 index.add_segment(active.segment.clone());
                 active
             }
         };
         for segment in index.take_reclaimable(active.segment.seq) {
-            std::fs::remove_file(&segment.path).context(IoSnafu {
-                operation: "delete reclaimed segment",
-                path: segment.path.clone(),
-            })?;
+            free.reclaim(segment)?;
             report.reclaimed_segments += 1;
         }
         tracing::info!(
@@ -123,6 +131,7 @@ impl FileLogStore {
             records = report.records,
             entries = report.entries,
             truncated = report.truncated.is_some(),
+            kept_for_reuse = free.len(),
             "WAL opened"
         );
         let shared = Arc::new(Shared {
@@ -132,13 +141,13 @@ impl FileLogStore {
         });
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
-            dir: dir.clone(),
             config: config.clone(),
             shared: shared.clone(),
             active,
             unsynced_since: None,
             poisoned: None,
             buf: Vec::new(),
+            free,
         };
         let thread = std::thread::Builder::new()
             .name("strata-wal-writer".into())

@@ -5,8 +5,10 @@
 //!   the numbered rules are on the trait.
 //! - [`FileLogStore`]: segment files of checksummed records in a local directory, one
 //!   writer thread that group-commits concurrent appends (at most one sync per group),
-//!   a [`SyncPolicy`], a [`RecoveryMode`] for torn tails, an in-memory per-region index,
-//!   reclamation of fully obsolete segments, and `strata_wal_*` metrics.
+//!   a commit record ending each group (recovery keeps whole groups only), a
+//!   [`SyncPolicy`], a [`RecoveryMode`] for torn tails, an in-memory per-region index,
+//!   reclamation of fully obsolete segments (their files kept and reused as later
+//!   segments, which makes syncs cheaper), and `strata_wal_*` metrics.
 //! - [`MemoryLogStore`] for tests and [`NoopLogStore`] for regions without a WAL.
 //!
 //! Entries are opaque bytes: encoding mutations is the worker's job.

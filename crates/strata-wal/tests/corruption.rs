@@ -20,13 +20,16 @@ use strata_wal::{
 const HEADER_LEN: usize = 24;
 const REGIONS: [u64; 2] = [11, 22];
 
-/// A small pristine log: its bytes, its records' `(start, end)` offsets, and the entries
-/// each record holds.
+/// A small pristine log: its bytes, its groups' `(start, end)` offsets (each group is one
+/// append's record and the commit record that ends it), and the entries each group holds.
 struct Pristine {
     bytes: Vec<u8>,
-    records: Vec<(usize, usize)>,
+    groups: Vec<(usize, usize)>,
     batches: Vec<Vec<Entry>>,
 }
+
+/// Type byte of a commit record's payload.
+const COMMIT: u8 = 4;
 
 fn batch(i: u64) -> Vec<Entry> {
     REGIONS
@@ -56,17 +59,31 @@ async fn pristine() -> Pristine {
     store.stop().await.unwrap();
     drop(store);
     let bytes = std::fs::read(segment(dir.path())).unwrap();
-    let mut records = Vec::new();
+    let mut groups = Vec::new();
+    let mut group_start = HEADER_LEN;
     let mut at = HEADER_LEN;
     while at < bytes.len() {
         let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-        records.push((at, at + 8 + len));
+        let kind = bytes[at + 8];
         at += 8 + len;
+        if kind == COMMIT {
+            groups.push((group_start, at));
+            group_start = at;
+        }
     }
-    assert_eq!(records.len(), batches.len());
+    assert_eq!(
+        group_start,
+        bytes.len(),
+        "the log ends with a commit record"
+    );
+    assert_eq!(
+        groups.len(),
+        batches.len(),
+        "one group per sequential append"
+    );
     Pristine {
         bytes,
-        records,
+        groups,
         batches,
     }
 }
@@ -112,8 +129,8 @@ async fn open(dir: &Path, bytes: &[u8], mode: RecoveryMode) -> Outcome {
 }
 
 impl Pristine {
-    /// The entries of the first `n` records, grouped by region as `open` reads them.
-    fn first_records(&self, n: usize) -> Vec<Entry> {
+    /// The entries of the first `n` groups, ordered by region as `open` reads them.
+    fn first_groups(&self, n: usize) -> Vec<Entry> {
         let mut out = Vec::new();
         for region in REGIONS {
             for b in &self.batches[..n] {
@@ -123,9 +140,9 @@ impl Pristine {
         out
     }
 
-    /// Number of records wholly before `offset`.
-    fn records_before(&self, offset: usize) -> usize {
-        self.records
+    /// Number of groups wholly before `offset`.
+    fn groups_before(&self, offset: usize) -> usize {
+        self.groups
             .iter()
             .take_while(|(_, end)| *end <= offset)
             .count()
@@ -133,8 +150,8 @@ impl Pristine {
 
     /// Checks the rules for a copy whose first damaged byte is `first_damaged`:
     /// a corruption error is always acceptable; a cut is only made by `TolerateTail`, lies
-    /// on a record boundary before the damage, and keeps exactly the records before it; an
-    /// open without a cut read every record back unchanged.
+    /// on a group boundary before the damage, and keeps exactly the groups before it; an
+    /// open without a cut read every group back unchanged.
     fn check(&self, outcome: &Outcome, mode: RecoveryMode, first_damaged: usize, what: &str) {
         let Outcome::Opened {
             entries,
@@ -155,18 +172,18 @@ impl Pristine {
                     cut <= first_damaged,
                     "{what}: cut at {cut} keeps damaged byte {first_damaged}"
                 );
-                let on_boundary = cut == HEADER_LEN || self.records.iter().any(|r| r.1 == cut);
-                assert!(on_boundary, "{what}: cut at {cut} is not a record boundary");
-                let kept = self.records_before(cut);
+                let on_boundary = cut == HEADER_LEN || self.groups.iter().any(|g| g.1 == cut);
+                assert!(on_boundary, "{what}: cut at {cut} is not a group boundary");
+                let kept = self.groups_before(cut);
                 assert_eq!(
                     entries,
-                    &self.first_records(kept),
+                    &self.first_groups(kept),
                     "{what}: surviving prefix intact"
                 );
             }
             None => assert_eq!(
                 entries,
-                &self.first_records(self.records.len()),
+                &self.first_groups(self.groups.len()),
                 "{what}: opened without a report but lost or changed records"
             ),
         }
@@ -196,12 +213,12 @@ async fn assert_detected(
 }
 
 #[tokio::test]
-async fn truncation_at_every_offset_keeps_exactly_the_whole_records() {
+async fn truncation_at_every_offset_keeps_exactly_the_whole_groups() {
     let p = pristine().await;
     let dir = tempfile::tempdir().unwrap();
     for len in 0..=p.bytes.len() {
         let cut = &p.bytes[..len];
-        let at_boundary = len == HEADER_LEN || p.records.iter().any(|r| r.1 == len);
+        let at_boundary = len == HEADER_LEN || p.groups.iter().any(|g| g.1 == len);
         for mode in [RecoveryMode::TolerateTail, RecoveryMode::Strict] {
             let outcome = open(dir.path(), cut, mode).await;
             let what = format!("truncated to {len} bytes, {mode:?}");
@@ -216,7 +233,7 @@ async fn truncation_at_every_offset_keeps_exactly_the_whole_records() {
                     true,
                     _,
                 ) => {
-                    assert_eq!(entries, &p.first_records(p.records_before(len)), "{what}");
+                    assert_eq!(entries, &p.first_groups(p.groups_before(len)), "{what}");
                 }
                 (
                     Outcome::Opened {
@@ -227,13 +244,13 @@ async fn truncation_at_every_offset_keeps_exactly_the_whole_records() {
                     false,
                     RecoveryMode::TolerateTail,
                 ) => {
-                    let kept = p.records_before(len);
-                    let boundary = p.records.get(kept).map_or(len, |r| r.0);
+                    let kept = p.groups_before(len);
+                    let boundary = p.groups.get(kept).map_or(len, |g| g.0);
                     assert_eq!(
                         *at as usize, boundary,
-                        "{what}: cut at the last whole record"
+                        "{what}: cut at the end of the last whole group"
                     );
-                    assert_eq!(entries, &p.first_records(kept), "{what}");
+                    assert_eq!(entries, &p.first_groups(kept), "{what}");
                 }
                 (Outcome::Corruption(reason), false, false, RecoveryMode::Strict) => {
                     assert!(reason.contains("torn tail"), "{what}: {reason}");
@@ -248,7 +265,7 @@ async fn truncation_at_every_offset_keeps_exactly_the_whole_records() {
 async fn a_tolerated_cut_is_durable_and_reopening_is_clean() {
     let p = pristine().await;
     let dir = tempfile::tempdir().unwrap();
-    let len = p.records[10].0 + 5;
+    let len = p.groups[10].0 + 5;
     let Outcome::Opened {
         truncated_at: Some(_),
         entries,
@@ -265,7 +282,7 @@ async fn a_tolerated_cut_is_durable_and_reopening_is_clean() {
         store.recovery_report().truncated.is_none(),
         "strict reopen finds a clean log"
     );
-    assert_eq!(entries, p.first_records(10));
+    assert_eq!(entries, p.first_groups(10));
     // The log continues after the cut.
     store.append_batch(batch(10)).await.unwrap();
 }
@@ -291,12 +308,15 @@ async fn a_thousand_seeded_bit_flips_are_each_detected() {
 async fn bad_length_fields_never_panic_or_allocate_wildly() {
     let p = pristine().await;
     let dir = tempfile::tempdir().unwrap();
-    for (index, &(start, _)) in p.records.iter().enumerate() {
-        for bad in [0u32, u32::MAX, (p.bytes.len() * 2) as u32, 1] {
-            let mut damaged = p.bytes.clone();
-            damaged[start..start + 4].copy_from_slice(&bad.to_le_bytes());
-            let what = format!("record {index} length {bad}");
-            assert_detected(&p, dir.path(), &damaged, start, &what).await;
+    for (index, &(start, end)) in p.groups.iter().enumerate() {
+        // The group's entries record, and its commit record (25 bytes at the end).
+        for (record, at) in [("entries", start), ("commit", end - 25)] {
+            for bad in [0u32, u32::MAX, (p.bytes.len() * 2) as u32, 1] {
+                let mut damaged = p.bytes.clone();
+                damaged[at..at + 4].copy_from_slice(&bad.to_le_bytes());
+                let what = format!("group {index}'s {record} record length {bad}");
+                assert_detected(&p, dir.path(), &damaged, at, &what).await;
+            }
         }
     }
 }

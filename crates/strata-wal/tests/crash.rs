@@ -14,7 +14,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -35,10 +35,26 @@ const OBSOLETE_LAG: u64 = 20;
 
 fn config() -> FileLogStoreConfig {
     FileLogStoreConfig {
-        // Small segments so rotation and reclamation happen under the kills too.
+        // Small segments so rotation, reclamation and the reuse of reclaimed files happen
+        // under the kills too.
         segment_size: 32 << 10,
+        recycle_segments: 2,
         ..FileLogStoreConfig::default()
     }
+}
+
+/// Inodes of the files in `dir` whose name ends with `suffix`.
+fn inodes(dir: &Path, suffix: &str) -> BTreeSet<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().ends_with(suffix))
+                .filter_map(|e| e.metadata().ok().map(|m| m.ino()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The bytes of `region`'s entry `id`: checkable without a copy.
@@ -70,6 +86,9 @@ fn run_parent() {
         .build()
         .unwrap();
     let mut total_acked = 0;
+    // Kept files seen between cycles, and how many cycles found one in use again.
+    let mut kept_seen = BTreeSet::new();
+    let mut reuse_seen = 0;
     for cycle in 0..cycles {
         let kill_after = if rng.random_range(0..10) == 0 {
             0
@@ -101,9 +120,23 @@ fn run_parent() {
             std::io::read_to_string(child.stderr.take().unwrap()).unwrap_or_default()
         );
         total_acked += seen;
+        if inodes(&log_dir, ".wal")
+            .iter()
+            .any(|i| kept_seen.contains(i))
+        {
+            reuse_seen += 1;
+        }
         runtime.block_on(check(&log_dir, &side, cycle, seed));
+        kept_seen.extend(inodes(&log_dir, ".wal.free"));
     }
-    eprintln!("{cycles} kill cycles, {total_acked} acknowledgements seen, all recovered");
+    eprintln!(
+        "{cycles} kill cycles, {total_acked} acknowledgements seen, all recovered; \
+         {reuse_seen} cycles ran in reused segment files"
+    );
+    assert!(
+        reuse_seen > 0,
+        "SEED={seed}: no kill landed with a reused segment file"
+    );
 }
 
 /// Reopens the log and checks it against the side file.

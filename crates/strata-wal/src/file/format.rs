@@ -1,30 +1,48 @@
 //! On-disk format of a WAL segment.
 //!
 //! ```text
-//! segment := header record*
+//! segment := header group* (bytes after the last group are not part of the log)
 //! header  := "STRATAWL" version:u32 segment_seq:u64 crc32c(previous 20 bytes):u32   (24 bytes)
+//! group   := record* commit
 //! record  := len:u32 crc:u32 payload[len]
 //!            crc = crc32c(segment_seq ‖ len ‖ payload)
 //! payload := 1 count:u32 (region:u64 entry_id:u64 data_len:u32 data[data_len])*   entries
 //!          | 2 region:u64 entry_id:u64                                             obsolete
 //!          | 3 region:u64                                                          drop
+//! commit  := a record whose payload is 4 "STRATAGC" offset:u64 (the commit's own offset)
 //! ```
 //!
 //! All integers are little-endian. Mixing the segment's sequence number into every record's
-//! checksum means bytes left over from another segment never verify. Decoding never trusts a
+//! checksum means bytes left over from another segment never verify — which is what lets a
+//! segment file be recycled: whatever an older segment left after the last group of this one
+//! is never taken for a record of it. Each group commit ends with a commit record, so
+//! recovery keeps whole groups only, and can tell damage followed by a later committed group
+//! (corruption) from an unfinished last group (a torn tail): the commit record's magic is
+//! searchable and its own offset is in its checksummed payload. Decoding never trusts a
 //! length: each is checked against the bytes that remain (and the frame length against the
 //! maximum record size) before anything is allocated.
 
 use bytes::Bytes;
 
 pub(crate) const MAGIC: &[u8; 8] = b"STRATAWL";
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
 pub(crate) const HEADER_LEN: usize = 24;
 pub(crate) const FRAME_HEADER_LEN: usize = 8;
 
 const TYPE_ENTRIES: u8 = 1;
 const TYPE_OBSOLETE: u8 = 2;
 const TYPE_DROP: u8 = 3;
+const TYPE_COMMIT: u8 = 4;
+
+/// The magic inside a commit record's payload, searched for when recovery must know whether
+/// a committed group follows some damage.
+pub(crate) const COMMIT_MAGIC: &[u8; 8] = b"STRATAGC";
+/// Payload length of a commit record.
+pub(crate) const COMMIT_PAYLOAD_LEN: usize = 1 + 8 + 8;
+/// Length of a whole commit record (frame header and payload).
+pub(crate) const COMMIT_RECORD_LEN: usize = FRAME_HEADER_LEN + COMMIT_PAYLOAD_LEN;
+/// Where the magic starts inside a commit record.
+pub(crate) const COMMIT_MAGIC_AT: usize = FRAME_HEADER_LEN + 1;
 
 /// Per-entry overhead inside an entries payload: region, entry id, data length.
 pub(crate) const ENTRY_OVERHEAD: usize = 8 + 8 + 4;
@@ -51,8 +69,14 @@ pub(crate) fn decode_header(bytes: &[u8]) -> Result<u64, &'static str> {
     if u32_at(bytes, 20) != crc32c::crc32c(&bytes[..20]) {
         return Err("segment header checksum mismatch");
     }
-    if u32_at(bytes, 8) != VERSION {
-        return Err("unsupported segment format version");
+    match u32_at(bytes, 8) {
+        VERSION => {}
+        1 => {
+            return Err(
+                "segment format version 1 (before group commit records) is not read by this build; replay it with the build that wrote it",
+            );
+        }
+        _ => return Err("unsupported segment format version"),
     }
     Ok(u64_at(bytes, 12))
 }
@@ -111,6 +135,27 @@ pub(crate) fn encode_obsolete(region_id: u64, entry_id: u64) -> Vec<u8> {
     out
 }
 
+/// Encodes the payload of the commit record that ends a group, at `offset` in its segment.
+pub(crate) fn encode_commit(offset: u64) -> [u8; COMMIT_PAYLOAD_LEN] {
+    let mut out = [0u8; COMMIT_PAYLOAD_LEN];
+    out[0] = TYPE_COMMIT;
+    out[1..9].copy_from_slice(COMMIT_MAGIC);
+    out[9..].copy_from_slice(&offset.to_le_bytes());
+    out
+}
+
+/// Whether `record` (a whole frame read at `offset` of segment `seq`) is a valid commit
+/// record of that segment written at that offset.
+pub(crate) fn is_commit_record(record: &[u8; COMMIT_RECORD_LEN], seq: u64, offset: u64) -> bool {
+    let mut header = [0u8; FRAME_HEADER_LEN];
+    header.copy_from_slice(&record[..FRAME_HEADER_LEN]);
+    let (len, crc) = decode_frame_header(&header);
+    let payload = &record[FRAME_HEADER_LEN..];
+    len as usize == COMMIT_PAYLOAD_LEN
+        && record_crc(seq, payload) == crc
+        && payload == encode_commit(offset)
+}
+
 /// Encodes a drop marker payload.
 pub(crate) fn encode_drop(region_id: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(9);
@@ -131,8 +176,17 @@ pub(crate) struct DecodedEntry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Payload {
     Entries(Vec<DecodedEntry>),
-    Obsolete { region_id: u64, entry_id: u64 },
-    Drop { region_id: u64 },
+    Obsolete {
+        region_id: u64,
+        entry_id: u64,
+    },
+    Drop {
+        region_id: u64,
+    },
+    /// The end of a group; `offset` is where the commit record itself was written.
+    Commit {
+        offset: u64,
+    },
 }
 
 /// Decodes a payload whose checksum already verified. `payload` is shared, so entry data
@@ -183,7 +237,12 @@ pub(crate) fn decode_payload(payload: &Bytes) -> Result<Payload, &'static str> {
         TYPE_DROP if rest.len() == 8 => Ok(Payload::Drop {
             region_id: u64_at(rest, 0),
         }),
-        TYPE_OBSOLETE | TYPE_DROP => Err("marker payload has the wrong length"),
+        TYPE_COMMIT if rest.len() == COMMIT_PAYLOAD_LEN - 1 && &rest[..8] == COMMIT_MAGIC => {
+            Ok(Payload::Commit {
+                offset: u64_at(rest, 8),
+            })
+        }
+        TYPE_OBSOLETE | TYPE_DROP | TYPE_COMMIT => Err("marker payload has the wrong length"),
         _ => Err("unknown payload type"),
     }
 }
@@ -240,9 +299,33 @@ mod tests {
         );
         let d = Bytes::from(encode_drop(5));
         assert_eq!(decode_payload(&d), Ok(Payload::Drop { region_id: 5 }));
+        let c = Bytes::copy_from_slice(&encode_commit(77));
+        assert_eq!(decode_payload(&c), Ok(Payload::Commit { offset: 77 }));
         assert!(decode_payload(&Bytes::from_static(&[2, 0])).is_err());
+        assert!(decode_payload(&Bytes::from_static(&[4, 0])).is_err());
         assert!(decode_payload(&Bytes::from_static(&[9])).is_err());
         assert!(decode_payload(&Bytes::new()).is_err());
+    }
+
+    #[test]
+    fn a_commit_record_verifies_only_in_its_segment_at_its_offset() {
+        let payload = encode_commit(100);
+        let mut record = [0u8; COMMIT_RECORD_LEN];
+        record[..FRAME_HEADER_LEN].copy_from_slice(&frame_header(7, &payload));
+        record[FRAME_HEADER_LEN..].copy_from_slice(&payload);
+        assert_eq!(&record[COMMIT_MAGIC_AT..COMMIT_MAGIC_AT + 8], COMMIT_MAGIC);
+        assert!(is_commit_record(&record, 7, 100));
+        assert!(
+            !is_commit_record(&record, 6, 100),
+            "another segment's commit"
+        );
+        assert!(
+            !is_commit_record(&record, 7, 101),
+            "copied to another offset"
+        );
+        let mut bad = record;
+        bad[COMMIT_RECORD_LEN - 1] ^= 1;
+        assert!(!is_commit_record(&bad, 7, 100));
     }
 
     #[test]

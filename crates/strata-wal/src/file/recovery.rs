@@ -1,11 +1,13 @@
 //! Opening a log directory: scan every segment, rebuild the index, and deal with damage.
 //!
-//! Damage is classified by where it is:
-//! - **torn tail** — in the last segment, a record that runs past the end of the file, a
-//!   partial frame header, a checksum mismatch on the last record of the file, or only zero
-//!   bytes from some point on. This is what a crash during a write leaves. `TolerateTail`
-//!   cuts the file there (and reports it); `Strict` fails.
-//! - **corruption** — anything else: damage followed by more bytes, a damaged segment
+//! A segment is read group by group: records count only once the commit record that ends
+//! their group is read. Whatever follows the last commit record is classified:
+//! - **torn tail** — in the last segment, bytes after the last committed group that are
+//!   not followed by any valid commit record of this segment: an unfinished group (a crash
+//!   during a write), or the older bytes a reused segment file still holds past its end.
+//!   `TolerateTail` cuts the file there (and reports it); `Strict` fails.
+//! - **corruption** — anything else: damage followed by a later valid commit record (a
+//!   committed group lies beyond it), a tail in any segment but the last, a damaged segment
 //!   header, a record that verifies but does not decode, ids that go backwards. Always a
 //!   typed error naming the file and offset.
 //!
@@ -23,11 +25,12 @@ use snafu::ResultExt;
 use crate::config::{FileLogStoreConfig, RecoveryMode};
 use crate::error::{IoSnafu, WalError};
 use crate::file::format::{
-    FRAME_HEADER_LEN, HEADER_LEN, Payload, decode_frame_header, decode_header, decode_payload,
-    record_crc,
+    COMMIT_MAGIC, COMMIT_MAGIC_AT, COMMIT_RECORD_LEN, FRAME_HEADER_LEN, HEADER_LEN, Payload,
+    decode_frame_header, decode_header, decode_payload, is_commit_record, record_crc,
 };
 use crate::file::index::{Index, Segment};
 use crate::file::segment_path;
+use crate::file::segments::FREE_SUFFIX;
 
 /// What opening the log found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -62,6 +65,8 @@ pub(crate) struct Recovered {
     pub(crate) index: Index,
     /// `(segment, end offset)` of the last segment, if any.
     pub(crate) last: Option<(Arc<Segment>, u64)>,
+    /// Reclaimed segment files kept for reuse: `(seq, path)`, ascending.
+    pub(crate) free: Vec<(u64, PathBuf)>,
     pub(crate) report: RecoveryReport,
 }
 
@@ -71,7 +76,7 @@ pub(crate) fn recover(dir: &Path, config: &FileLogStoreConfig) -> Result<Recover
         operation: "create WAL directory",
         path: dir,
     })?;
-    let seqs = list_segments(dir)?;
+    let (seqs, free) = list_segments(dir)?;
     let mut index = Index::default();
     let mut report = RecoveryReport::default();
     let mut last = None;
@@ -89,18 +94,21 @@ pub(crate) fn recover(dir: &Path, config: &FileLogStoreConfig) -> Result<Recover
     Ok(Recovered {
         index,
         last,
+        free,
         report,
     })
 }
 
-/// Segment sequence numbers in `dir`, ascending. Leftover temporary files from an
-/// interrupted rotation are removed.
-fn list_segments(dir: &Path) -> Result<Vec<u64>, WalError> {
+/// Segment sequence numbers in `dir`, ascending, and the kept reclaimed files. Leftover
+/// temporary files from an interrupted rotation are removed.
+#[allow(clippy::type_complexity)]
+fn list_segments(dir: &Path) -> Result<(Vec<u64>, Vec<(u64, PathBuf)>), WalError> {
     let io = |operation| IoSnafu {
         operation,
         path: dir,
     };
     let mut seqs = Vec::new();
+    let mut free = Vec::new();
     for entry in std::fs::read_dir(dir).context(io("list WAL directory"))? {
         let entry = entry.context(io("list WAL directory"))?;
         let name = entry.file_name();
@@ -114,6 +122,13 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>, WalError> {
             continue;
         }
         if let Some(seq) = name
+            .strip_suffix(FREE_SUFFIX)
+            .and_then(|s| s.parse::<u64>().ok())
+        {
+            free.push((seq, entry.path()));
+            continue;
+        }
+        if let Some(seq) = name
             .strip_suffix(".wal")
             .and_then(|s| s.parse::<u64>().ok())
         {
@@ -123,18 +138,15 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>, WalError> {
         }
     }
     seqs.sort_unstable();
-    Ok(seqs)
+    free.sort_unstable();
+    Ok((seqs, free))
 }
 
-/// Why a record at some offset is not valid.
-enum Damage {
-    /// The bytes end inside a frame: only a crash mid-write does that.
-    Incomplete(&'static str),
-    /// The frame is complete but wrong (bad length or checksum).
-    Invalid(&'static str),
-}
+/// Why the bytes at some offset are not a valid record.
+type Damage = &'static str;
 
-/// Reads one segment into `index`; returns the offset where valid data ends.
+/// Reads one segment into `index`, group by group; returns the offset where the last
+/// committed group ends.
 fn recover_segment(
     path: &Path,
     seq: u64,
@@ -175,9 +187,12 @@ fn recover_segment(
 
     let max_record = config.max_record_size;
     let mut offset = HEADER_LEN as u64;
-    loop {
+    // Where the last committed group ends, and the records read since.
+    let mut committed = offset;
+    let mut pending = Vec::new();
+    let damage = loop {
         if offset == file_len {
-            return Ok(offset);
+            break None;
         }
         let remaining = file_len - offset;
         match next_record(&mut reader, remaining, seq, max_record).context(io("read segment"))? {
@@ -185,15 +200,39 @@ fn recover_segment(
                 let decoded = decode_payload(&payload).map_err(|reason| {
                     corruption(offset, format!("record verifies but {reason}"))
                 })?;
-                apply(index, &segment, offset, len, decoded, report)
-                    .map_err(|reason| corruption(offset, reason))?;
-                offset += FRAME_HEADER_LEN as u64 + u64::from(len);
+                let next = offset + FRAME_HEADER_LEN as u64 + u64::from(len);
+                match decoded {
+                    Payload::Commit { offset: at } if at != offset => {
+                        return Err(corruption(
+                            offset,
+                            format!("commit record says it was written at {at}"),
+                        ));
+                    }
+                    Payload::Commit { .. } => {
+                        for (at, len, payload) in pending.drain(..) {
+                            apply(index, &segment, at, len, payload, report)
+                                .map_err(|reason| corruption(at, reason))?;
+                        }
+                        committed = next;
+                    }
+                    other => pending.push((offset, len, other)),
+                }
+                offset = next;
             }
-            Err(damage) => {
-                return handle_damage(path, offset, file_len, is_last, config, damage, report);
-            }
+            Err(damage) => break Some((offset, damage)),
         }
+    };
+    if committed == file_len {
+        return Ok(committed);
     }
+    let tail = Tail {
+        path,
+        seq,
+        committed,
+        file_len,
+        damage,
+    };
+    handle_tail(&tail, is_last, config, report)
 }
 
 /// Reads the next record from `reader`, which has `remaining` bytes left; the inner error
@@ -206,24 +245,20 @@ fn next_record(
 ) -> std::io::Result<Result<(u32, Bytes), Damage>> {
     let mut frame = [0u8; FRAME_HEADER_LEN];
     if read_up_to(reader, &mut frame)? < FRAME_HEADER_LEN {
-        return Ok(Err(Damage::Incomplete("partial record header")));
+        return Ok(Err("partial record header"));
     }
     let (len, crc) = decode_frame_header(&frame);
     if len == 0 || u64::from(len) > max_record {
-        return Ok(Err(Damage::Invalid(
-            "record length is zero or above max_record_size",
-        )));
+        return Ok(Err("record length is zero or above max_record_size"));
     }
     if u64::from(len) > remaining - FRAME_HEADER_LEN as u64 {
-        return Ok(Err(Damage::Incomplete(
-            "record runs past the end of the file",
-        )));
+        return Ok(Err("record runs past the end of the file"));
     }
     // Bounded by max_record_size and by the bytes left in the file.
     let mut payload = vec![0u8; len as usize];
     reader.read_exact(&mut payload)?;
     if record_crc(seq, &payload) != crc {
-        return Ok(Err(Damage::Invalid("record checksum mismatch")));
+        return Ok(Err("record checksum mismatch"));
     }
     Ok(Ok((len, Bytes::from(payload))))
 }
@@ -264,44 +299,64 @@ fn apply(
             entry_id,
         } => index.apply_obsolete(region_id, entry_id),
         Payload::Drop { region_id } => index.apply_drop(region_id),
+        Payload::Commit { .. } => {}
     }
     Ok(())
 }
 
-/// Decides whether damage at `offset` is a torn tail (cut it off if tolerated, recording it
-/// in `report`) or corruption; returns the new end of the segment.
-fn handle_damage(
-    path: &Path,
-    offset: u64,
+/// The bytes of a segment after its last committed group.
+struct Tail<'a> {
+    path: &'a Path,
+    seq: u64,
+    /// Where the last committed group ends (the tail starts).
+    committed: u64,
     file_len: u64,
+    /// Where reading stopped on bytes that are not a record, and why; `None` when the
+    /// records after `committed` all verified but no commit record followed them.
+    damage: Option<(u64, Damage)>,
+}
+
+/// Decides whether `tail` is a torn tail (cut it off if tolerated, recording it in
+/// `report`) or corruption; returns the new end of the segment.
+fn handle_tail(
+    tail: &Tail<'_>,
     is_last: bool,
     config: &FileLogStoreConfig,
-    damage: Damage,
     report: &mut RecoveryReport,
 ) -> Result<u64, WalError> {
-    let (reason, torn) = match damage {
-        Damage::Incomplete(reason) => (reason, true),
-        Damage::Invalid(reason) => {
-            // A bad last record, or zeros to the end, is what a torn write leaves.
-            let rest_is_zero = rest_is_zero(path, offset)?;
-            let ends_at_eof = record_ends_at_eof(path, offset, file_len)?;
-            (reason, rest_is_zero || ends_at_eof)
-        }
+    let path = tail.path;
+    let (at, reason) = tail
+        .damage
+        .unwrap_or((tail.committed, "the last group has no commit record"));
+    let dropped_bytes = tail.file_len - tail.committed;
+    // A valid commit record of this segment past the damage means a committed group (maybe
+    // acknowledged appends) lies beyond it: that is never a torn write.
+    let later_commit = match tail.damage {
+        Some((at, _)) => find_commit(path, tail.seq, at, tail.file_len)?,
+        None => None,
     };
-    let dropped_bytes = file_len - offset;
-    if !(is_last && torn) {
+    if let Some(commit) = later_commit {
         return Err(WalError::Corruption {
             path: path.to_path_buf(),
-            offset,
-            reason: format!("{reason} ({dropped_bytes} bytes from here on are not a valid log)"),
+            offset: at,
+            reason: format!("{reason}, yet a committed group follows (commit record at {commit})"),
+        });
+    }
+    if !is_last {
+        return Err(WalError::Corruption {
+            path: path.to_path_buf(),
+            offset: at,
+            reason: format!(
+                "{reason}; {dropped_bytes} bytes after the last committed group of a segment that is not the last"
+            ),
         });
     }
     if config.recovery == RecoveryMode::Strict {
         return Err(WalError::Corruption {
             path: path.to_path_buf(),
-            offset,
+            offset: at,
             reason: format!(
-                "torn tail: {reason}; {dropped_bytes} bytes (strict recovery refuses to cut them off; open with recovery = tolerate_tail to do so)"
+                "torn tail: {reason}; {dropped_bytes} bytes after the last committed group (strict recovery refuses to cut them off; open with recovery = tolerate_tail to do so)"
             ),
         });
     }
@@ -309,7 +364,7 @@ fn handle_damage(
         operation: "open segment to truncate torn tail",
         path,
     })?;
-    file.set_len(offset)
+    file.set_len(tail.committed)
         .and_then(|()| file.sync_all())
         .context(IoSnafu {
             operation: "truncate torn tail",
@@ -317,63 +372,53 @@ fn handle_damage(
         })?;
     tracing::warn!(
         path = %path.display(),
-        offset,
+        offset = tail.committed,
         dropped_bytes,
         reason,
         "WAL recovery cut off a torn tail"
     );
     report.truncated = Some(TruncatedTail {
         path: path.to_path_buf(),
-        offset,
+        offset: tail.committed,
         dropped_bytes,
         reason: reason.to_string(),
     });
-    Ok(offset)
+    Ok(tail.committed)
 }
 
-fn rest_is_zero(path: &Path, offset: u64) -> Result<bool, WalError> {
-    let io = IoSnafu {
+/// The offset of the first valid commit record of segment `seq` at or after `from`.
+/// Candidates are found by the commit magic, then verified whole (checksum with `seq`,
+/// and the offset the record names must be where it is).
+fn find_commit(path: &Path, seq: u64, from: u64, file_len: u64) -> Result<Option<u64>, WalError> {
+    use std::os::unix::fs::FileExt;
+    let io = || IoSnafu {
         operation: "read segment",
         path,
     };
-    let mut file = File::open(path).context(io)?;
-    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(offset)).context(IoSnafu {
-        operation: "read segment",
-        path,
-    })?;
-    let mut reader = BufReader::new(file);
-    let mut buf = [0u8; 8192];
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => return Ok(true),
-            Ok(n) => n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => {
-                return Err(e).context(IoSnafu {
-                    operation: "read segment",
-                    path,
-                });
+    let file = File::open(path).context(io())?;
+    let finder = memchr::memmem::Finder::new(COMMIT_MAGIC);
+    const CHUNK: usize = 1 << 20;
+    let mut buf = vec![0u8; CHUNK + COMMIT_RECORD_LEN];
+    // The magic sits COMMIT_MAGIC_AT bytes into a record: search from there.
+    let mut start = from + COMMIT_MAGIC_AT as u64;
+    while start + COMMIT_MAGIC.len() as u64 <= file_len {
+        let want = usize::try_from(file_len - start).map_or(buf.len(), |n| n.min(buf.len()));
+        file.read_exact_at(&mut buf[..want], start).context(io())?;
+        for hit in finder.find_iter(&buf[..want]) {
+            let record_at = start + hit as u64 - COMMIT_MAGIC_AT as u64;
+            if record_at + COMMIT_RECORD_LEN as u64 > file_len {
+                continue;
             }
-        };
-        if buf[..n].iter().any(|&b| b != 0) {
-            return Ok(false);
+            let mut record = [0u8; COMMIT_RECORD_LEN];
+            file.read_exact_at(&mut record, record_at).context(io())?;
+            if is_commit_record(&record, seq, record_at) {
+                return Ok(Some(record_at));
+            }
         }
+        // Overlap by the magic's length less one, so a magic across chunks is found.
+        start += (want.saturating_sub(COMMIT_MAGIC.len() - 1)).max(1) as u64;
     }
-}
-
-fn record_ends_at_eof(path: &Path, offset: u64, file_len: u64) -> Result<bool, WalError> {
-    use std::os::unix::fs::FileExt;
-    let file = File::open(path).context(IoSnafu {
-        operation: "read segment",
-        path,
-    })?;
-    let mut frame = [0u8; FRAME_HEADER_LEN];
-    file.read_exact_at(&mut frame, offset).context(IoSnafu {
-        operation: "read segment",
-        path,
-    })?;
-    let (len, _) = decode_frame_header(&frame);
-    Ok(offset + FRAME_HEADER_LEN as u64 + u64::from(len) == file_len)
+    Ok(None)
 }
 
 /// Reads until `buf` is full or the input ends; returns the bytes read.

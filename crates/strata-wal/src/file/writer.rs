@@ -9,15 +9,18 @@
 //! appenders instead of being capped at one fdatasync per append; and because records are
 //! written while the group still waits for late appenders, the write overlaps that wait.
 //!
+//! Each group ends with a commit record, written with its last bytes and before its sync:
+//! recovery keeps a group only whole. Segments rotate into kept reclaimed files when there
+//! are some (`segments.rs`); reclaimed segments are kept for that or deleted.
+//!
 //! Failure rules: a failed write cuts the whole group back off the file and fails it; a
 //! failed sync poisons the log (every later write fails with `Poisoned`), because after a
 //! failed fdatasync nobody can say which bytes are durable and retrying it could
 //! acknowledge lost data.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::{ErrorKind, IoSlice, Write};
-use std::path::{Path, PathBuf};
+use std::fs::File;
+use std::io::{ErrorKind, IoSlice, Seek, SeekFrom, Write};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, MutexGuard, PoisonError};
@@ -28,9 +31,10 @@ use tokio::sync::oneshot;
 
 use crate::config::{FileLogStoreConfig, SyncPolicy};
 use crate::error::{IoSnafu, WalError};
-use crate::file::format::{self, HEADER_LEN};
-use crate::file::index::{Index, Segment};
-use crate::file::{Shared, segment_path};
+use crate::file::Shared;
+use crate::file::format::{self, COMMIT_RECORD_LEN};
+use crate::file::index::Index;
+use crate::file::segments::{ActiveSegment, FreeSegments};
 use crate::store::{AppendResponse, check_order};
 
 /// A reply channel to the submitting task.
@@ -79,13 +83,6 @@ impl Command {
             _ => 32,
         }
     }
-}
-
-/// The segment being appended to.
-pub(crate) struct ActiveSegment {
-    pub(crate) segment: Arc<Segment>,
-    pub(crate) file: File,
-    pub(crate) len: u64,
 }
 
 /// A framed command waiting for its group's sync.
@@ -164,7 +161,6 @@ impl Group {
 }
 
 pub(crate) struct Writer {
-    pub(crate) dir: PathBuf,
     pub(crate) config: FileLogStoreConfig,
     pub(crate) shared: Arc<Shared>,
     pub(crate) active: ActiveSegment,
@@ -172,6 +168,8 @@ pub(crate) struct Writer {
     pub(crate) poisoned: Option<String>,
     /// The staging buffer, kept between groups.
     pub(crate) buf: Vec<u8>,
+    /// Reclaimed segment files kept for reuse.
+    pub(crate) free: FreeSegments,
 }
 
 impl Writer {
@@ -198,7 +196,18 @@ impl Writer {
                 return;
             }
         }
+        self.close();
+    }
+
+    /// Syncs what is unsynced and cuts a reused segment's older bytes off, so a cleanly
+    /// closed log reopens without a tail.
+    fn close(&mut self) {
         self.sync_if_dirty();
+        if self.poisoned.is_none()
+            && let Err(error) = self.active.trim()
+        {
+            tracing::warn!(%error, "cannot cut the WAL segment at its end on close");
+        }
     }
 
     /// Commits one group, starting with `first`; returns false once stopped.
@@ -210,6 +219,9 @@ impl Writer {
         let mut group = Group::new(self.active.len, staged);
         self.add(&mut group, first);
         self.gather(&mut group, rx);
+        if !group.framed.is_empty() && group.failed.is_none() {
+            self.put_commit(&mut group);
+        }
         self.flush_staged(&mut group);
         self.finish(group)
     }
@@ -387,6 +399,17 @@ impl Writer {
         }
     }
 
+    /// Stages the commit record that ends `group`: recovery keeps a group only if its
+    /// commit record is intact.
+    fn put_commit(&mut self, group: &mut Group) {
+        let offset = self.active.len + group.staged.len() as u64;
+        let payload = format::encode_commit(offset);
+        let header = format::frame_header(self.active.segment.seq, &payload);
+        group.staged.extend_from_slice(&header);
+        group.staged.extend_from_slice(&payload);
+        group.framed_bytes += COMMIT_RECORD_LEN;
+    }
+
     /// Writes what `group` has staged.
     fn flush_staged(&mut self, group: &mut Group) {
         if group.staged.is_empty() || group.failed.is_some() {
@@ -421,7 +444,7 @@ impl Writer {
             }
         }
         if let Some(reply) = stop {
-            self.sync_if_dirty();
+            self.close();
             let _ = reply.send(match &self.poisoned {
                 None => Ok(()),
                 Some(reason) => Err(WalError::Poisoned {
@@ -512,19 +535,27 @@ impl Writer {
         }
     }
 
-    /// Appends `parts` to the active segment. On failure the file is cut back to
-    /// `group_start`, so the next group does not land behind garbage (which recovery would
-    /// call corruption); if even that fails, the log is poisoned.
+    /// Writes `parts` at the end of the active segment. On failure the file is cut back to
+    /// `group_start` (and the write position moved there), so the group's partial bytes
+    /// are gone before anything else is written; if even that fails, the log is poisoned.
     fn write(&mut self, group_start: u64, parts: &mut [IoSlice<'_>]) -> Result<(), WalError> {
         let total: usize = parts.iter().map(|p| p.len()).sum();
         match write_all_vectored(&mut self.active.file, parts) {
             Ok(()) => {
                 self.active.len += total as u64;
+                self.active.file_len = self.active.file_len.max(self.active.len);
                 Ok(())
             }
             Err(error) => {
                 let path = &self.active.segment.path;
-                if let Err(cut) = self.active.file.set_len(group_start) {
+                let cut = self.active.file.set_len(group_start).and_then(|()| {
+                    self.active
+                        .file
+                        .seek(SeekFrom::Start(group_start))
+                        .map(drop)
+                });
+                self.active.file_len = self.active.file_len.min(group_start);
+                if let Err(cut) = cut {
                     self.poisoned = Some(format!(
                         "cannot cut a failed write off {}: {cut}",
                         path.display()
@@ -568,13 +599,19 @@ impl Writer {
         }
     }
 
-    /// Starts the next segment. On failure the current segment simply keeps growing.
+    /// Starts the next segment, in a kept reclaimed file when there is one. The finished
+    /// segment is first cut at its end (a reused file may hold older bytes past it) and
+    /// synced. On failure the current segment simply keeps growing.
     fn rotate(&mut self) {
         if self.unsynced_since.is_some() && self.sync().is_err() {
             return;
         }
+        if let Err(error) = self.active.trim() {
+            tracing::warn!(%error, "WAL segment rotation failed; will retry after the next write");
+            return;
+        }
         let seq = self.active.segment.seq + 1;
-        match create_segment(&self.dir, seq) {
+        match self.free.next_segment(seq) {
             Ok(active) => {
                 self.lock_index().add_segment(active.segment.clone());
                 self.active = active;
@@ -585,13 +622,13 @@ impl Writer {
         }
     }
 
-    /// Deletes segments whose every entry is obsolete.
+    /// Keeps (for reuse) or deletes segments whose every entry is obsolete.
     fn reclaim(&mut self) {
         let active_seq = self.active.segment.seq;
         let reclaimed = self.lock_index().take_reclaimable(active_seq);
         for segment in reclaimed {
-            if let Err(error) = std::fs::remove_file(&segment.path) {
-                tracing::warn!(path = %segment.path.display(), %error, "cannot delete reclaimed WAL segment");
+            if let Err(error) = self.free.reclaim(segment) {
+                tracing::warn!(%error, "cannot reclaim a WAL segment");
             }
         }
     }
@@ -615,55 +652,6 @@ fn fail_command(command: Command, error: WalError) {
             let _ = reply.send(Err(error));
         }
     }
-}
-
-/// Creates segment `seq` atomically: header into a temporary file, sync, rename, sync the
-/// directory. A crash leaves either no segment or a complete header.
-pub(crate) fn create_segment(dir: &Path, seq: u64) -> Result<ActiveSegment, WalError> {
-    let path = segment_path(dir, seq);
-    let tmp = path.with_extension("wal.tmp");
-    let io = |operation, path: &Path| IoSnafu {
-        operation,
-        path: path.to_path_buf(),
-    };
-    let mut file = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .open(&tmp)
-        .context(io("create segment", &tmp))?;
-    file.write_all(&format::encode_header(seq))
-        .and_then(|()| file.sync_all())
-        .context(io("write segment header", &tmp))?;
-    drop(file);
-    std::fs::rename(&tmp, &path).context(io("rename segment", &path))?;
-    sync_dir(dir)?;
-    let read = File::open(&path).context(io("open segment", &path))?;
-    let segment = Arc::new(Segment {
-        seq,
-        path,
-        file: read,
-    });
-    open_active(segment, HEADER_LEN as u64)
-}
-
-/// Opens `segment` for appending at `len` (its valid end).
-pub(crate) fn open_active(segment: Arc<Segment>, len: u64) -> Result<ActiveSegment, WalError> {
-    let file = OpenOptions::new()
-        .append(true)
-        .open(&segment.path)
-        .context(IoSnafu {
-            operation: "open segment for append",
-            path: segment.path.clone(),
-        })?;
-    Ok(ActiveSegment { segment, file, len })
-}
-
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), WalError> {
-    File::open(dir).and_then(|d| d.sync_all()).context(IoSnafu {
-        operation: "sync WAL directory",
-        path: dir,
-    })
 }
 
 /// Writes every byte of `parts` (`Write::write_all_vectored` is not stable yet).

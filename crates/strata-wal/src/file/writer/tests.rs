@@ -8,6 +8,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::mpsc;
 
 use super::*;
+use crate::file::segments::create_segment;
 
 fn append(
     tx: &mpsc::Sender<Command>,
@@ -47,13 +48,13 @@ fn a_failed_write_fails_its_group_and_an_uncuttable_file_poisons_the_log() {
         in_flight: AtomicUsize::new(0),
     });
     let writer = Writer {
-        dir: dir.path().to_path_buf(),
         config: FileLogStoreConfig::default(),
         shared: shared.clone(),
         active,
         unsynced_since: None,
         poisoned: None,
         buf: Vec::new(),
+        free: FreeSegments::new(dir.path(), 0, Vec::new(), true).unwrap(),
     };
     let (tx, rx) = mpsc::channel();
     let thread = std::thread::spawn(move || writer.run(rx));
