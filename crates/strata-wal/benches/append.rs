@@ -26,9 +26,8 @@ const SIZES: [(usize, usize); 3] = [(KIB, 3_000), (64 * KIB, 4_000), (1024 * KIB
 const APPENDERS: [usize; 3] = [1, 2, 8];
 /// Alternating rounds measuring the group-commit headline ratio again.
 const HEADLINE_ROUNDS: usize = 5;
-/// Segment size of the steady-state log: small, so the warm-up that brings the log into
-/// reused segments is short.
-const STEADY_SEGMENT: u64 = 16 << 20;
+/// Segment size of the steady-state log (the default).
+const STEADY_SEGMENT: u64 = 128 << 20;
 /// Each appender of the steady-state log obsoletes its entries about this many bytes
 /// behind its newest one (as a region obsoletes what a flush persisted).
 const STEADY_LAG: usize = 1 << 20;
