@@ -84,9 +84,7 @@ pub(crate) fn create_segment(dir: &Path, seq: u64) -> Result<ActiveSegment, WalE
         .and_then(|()| file.sync_all())
         .context(io("write segment header", &tmp))?;
     drop(file);
-    std::fs::rename(&tmp, &path).context(io("rename segment", &path))?;
-    sync_dir(dir)?;
-    open_active(segment(seq, path)?, HEADER_LEN as u64)
+    publish(dir, &tmp, path, seq)
 }
 
 /// Makes the kept file `free` segment `seq`: renamed to a temporary name, new header
@@ -107,7 +105,16 @@ fn reuse_segment(dir: &Path, free: &Path, seq: u64) -> Result<ActiveSegment, Wal
         .and_then(|()| file.sync_data())
         .context(io("write segment header", &tmp))?;
     drop(file);
-    std::fs::rename(&tmp, &path).context(io("rename segment", &path))?;
+    publish(dir, &tmp, path, seq)
+}
+
+/// Renames the prepared file `tmp` (its header synced) to segment `seq`'s `path`, syncs
+/// the directory, and opens the segment for writing after its header.
+fn publish(dir: &Path, tmp: &Path, path: PathBuf, seq: u64) -> Result<ActiveSegment, WalError> {
+    std::fs::rename(tmp, &path).context(IoSnafu {
+        operation: "rename segment",
+        path: path.clone(),
+    })?;
     sync_dir(dir)?;
     open_active(segment(seq, path)?, HEADER_LEN as u64)
 }
