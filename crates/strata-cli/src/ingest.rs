@@ -373,7 +373,7 @@ pub(crate) async fn run(args: IngestArgs) -> Result<(), String> {
     );
     println!("  final flush         {:.2}s", flush_time.as_secs_f64());
     println!(
-        "  WAL                 {} written ({:.1} B/row); {} left on disk (flushed segments are reclaimed)",
+        "  WAL                 {} written ({:.1} B/row); {} on disk (segments the flushes made obsolete are deleted or kept for reuse)",
         bytesize::ByteSize(wal_written),
         per_row(wal_written, rows),
         bytesize::ByteSize(wal_on_disk)
