@@ -66,7 +66,7 @@ pub(crate) struct Recovered {
     /// `(segment, end offset)` of the last segment, if any.
     pub(crate) last: Option<(Arc<Segment>, u64)>,
     /// Reclaimed segment files kept for reuse: `(seq, path)`, ascending.
-    pub(crate) free: Vec<(u64, PathBuf)>,
+    pub(crate) free: KeptFiles,
     pub(crate) report: RecoveryReport,
 }
 
@@ -99,10 +99,12 @@ pub(crate) fn recover(dir: &Path, config: &FileLogStoreConfig) -> Result<Recover
     })
 }
 
+/// Kept reclaimed segment files: `(seq, path)`.
+type KeptFiles = Vec<(u64, PathBuf)>;
+
 /// Segment sequence numbers in `dir`, ascending, and the kept reclaimed files. Leftover
 /// temporary files from an interrupted rotation are removed.
-#[allow(clippy::type_complexity)]
-fn list_segments(dir: &Path) -> Result<(Vec<u64>, Vec<(u64, PathBuf)>), WalError> {
+fn list_segments(dir: &Path) -> Result<(Vec<u64>, KeptFiles), WalError> {
     let io = |operation| IoSnafu {
         operation,
         path: dir,
