@@ -77,6 +77,17 @@ pub enum RecoveryMode {
     TolerateTail,
     /// Any damaged byte is an error; nothing is ever cut off.
     Strict,
+    /// Disaster recovery (RocksDB's `kSkipAnyCorruptedRecords`): damaged ranges anywhere
+    /// are skipped and every record that still verifies is kept — every committed group
+    /// after the damage included. Each skipped range is reported in
+    /// [`RecoveryReport::lost`](crate::RecoveryReport::lost) with the regions and entry ids
+    /// it may have held; a torn tail at the end of the last segment is cut as under
+    /// `TolerateTail`. A read-write open that skipped anything starts a new segment, so
+    /// nothing is ever appended after damaged bytes; once every region has flushed, the
+    /// damaged segments are reclaimed and the log opens cleanly again (what
+    /// `strata repair` does). Never the default: it trades a clear error for the rest of
+    /// the data.
+    Salvage,
 }
 
 /// Settings of a [`FileLogStore`](crate::FileLogStore).
@@ -128,7 +139,7 @@ impl FileLogStoreConfig {
     /// `recovery = strict`.
     pub fn effective_recycle_segments(&self) -> usize {
         match self.recovery {
-            RecoveryMode::TolerateTail => self.recycle_segments,
+            RecoveryMode::TolerateTail | RecoveryMode::Salvage => self.recycle_segments,
             RecoveryMode::Strict => 0,
         }
     }
@@ -183,6 +194,8 @@ mod tests {
             serde_json::from_str(r#"{"sync": "50ms", "recovery": "strict"}"#).unwrap();
         assert_eq!(c.sync, SyncPolicy::Interval(Duration::from_millis(50)));
         assert_eq!(c.recovery, RecoveryMode::Strict);
+        let c: FileLogStoreConfig = serde_json::from_str(r#"{"recovery": "salvage"}"#).unwrap();
+        assert_eq!(c.recovery, RecoveryMode::Salvage);
         assert_eq!(c.segment_size, FileLogStoreConfig::default().segment_size);
         assert!(serde_json::from_str::<FileLogStoreConfig>(r#"{"synk": "always"}"#).is_err());
         let bad = FileLogStoreConfig {

@@ -64,6 +64,25 @@ pub enum WalError {
         /// The original failure.
         reason: String,
     },
+    /// The log was opened read-only ([`FileLogStore::open_read_only`](crate::FileLogStore::open_read_only)):
+    /// it never writes.
+    #[snafu(display("the WAL is open read-only: cannot {operation}"))]
+    ReadOnly {
+        /// What was asked (`append`, `obsolete`, `drop a region`).
+        operation: &'static str,
+    },
+    /// A read-only reader found a segment it had indexed reclaimed (deleted or reused) by
+    /// the log's writer in another process: every entry in it is obsolete, so whatever
+    /// needed them has moved on (a flush committed them to SST files). Reading the
+    /// current state again (the region's manifest, then the log) succeeds.
+    #[snafu(display(
+        "WAL segment {} was reclaimed by the log's writer while a read-only reader read it; read again",
+        path.display()
+    ))]
+    Reclaimed {
+        /// The segment file.
+        path: PathBuf,
+    },
     /// Invalid configuration.
     #[snafu(display("invalid WAL configuration: {reason}"))]
     Config {
@@ -85,6 +104,6 @@ impl WalError {
     /// Whether retrying the same call later can succeed (I/O trouble) as opposed to a
     /// caller bug, corruption, or a stopped or poisoned log.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, WalError::Io { .. })
+        matches!(self, WalError::Io { .. } | WalError::Reclaimed { .. })
     }
 }

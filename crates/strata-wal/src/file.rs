@@ -3,10 +3,12 @@
 mod format;
 mod index;
 mod recovery;
+mod report;
+mod salvage;
 mod segments;
 mod writer;
 
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
@@ -25,10 +27,14 @@ use crate::error::{IoSnafu, WalError};
 use crate::metrics::WalMetrics;
 use crate::store::{AppendResponse, Entry, EntryStream, LogStore};
 use format::{EntryRef, FRAME_HEADER_LEN, Payload};
-use index::{Index, RecordLoc};
-pub use recovery::{RecoveryReport, TruncatedTail};
+use index::{Index, RecordLoc, Segment};
+use recovery::Access;
+pub use report::{LostEntries, LostRange, RecoveryReport, RegionLog, TruncatedTail};
 use segments::FreeSegments;
 use writer::{Command, Writer};
+
+/// A lock file an engine may keep in the WAL directory; the log ignores it.
+pub(crate) const LOCK_FILE: &str = "LOCK";
 
 /// Path of segment `seq` in `dir`.
 pub(crate) fn segment_path(dir: &Path, seq: u64) -> PathBuf {
@@ -71,10 +77,16 @@ impl Drop for InFlight<'_> {
 /// in them is obsolete, oldest first — or kept and reused as later segments
 /// ([`recycle_segments`](FileLogStoreConfig::recycle_segments)).
 ///
+/// A log has one writer: [`open`](Self::open) it in one process at a time (the engine
+/// holds a lock file for that). Any number of [`open_read_only`](Self::open_read_only)
+/// readers may look at it meanwhile, even while the writer appends, rotates and reuses
+/// segments: they change nothing on disk and see the log up to its last committed group.
+///
 /// Linux/Unix only (positional reads).
 pub struct FileLogStore {
     dir: PathBuf,
     max_record_size: u64,
+    read_only: bool,
     shared: Arc<Shared>,
     tx: Mutex<Option<Sender<Command>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -92,8 +104,12 @@ impl std::fmt::Debug for FileLogStore {
 }
 
 impl FileLogStore {
-    /// Opens (creating if needed) the log in `dir`. With a `registry`, publishes the
-    /// `strata_wal_*` metrics on it.
+    /// Opens (creating if needed) the log in `dir` as its one writer. With a `registry`,
+    /// publishes the `strata_wal_*` metrics on it.
+    ///
+    /// Damaged bytes are handled as the config's [`RecoveryMode`](crate::RecoveryMode)
+    /// says; under `Salvage`, an open that skipped anything starts a new segment, so no
+    /// group is ever appended after damaged bytes.
     pub fn open(
         dir: impl AsRef<Path>,
         config: FileLogStoreConfig,
@@ -102,7 +118,7 @@ impl FileLogStore {
         config.validate()?;
         let dir = dir.as_ref().to_path_buf();
         let metrics = registry.map(WalMetrics::register).transpose()?;
-        let recovered = recovery::recover(&dir, &config)?;
+        let recovered = recovery::recover(&dir, &config, Access::ReadWrite)?;
         let mut report = recovered.report;
         let mut index = recovered.index;
         let prune = config.recovery != RecoveryMode::Strict;
@@ -113,10 +129,12 @@ impl FileLogStore {
             prune,
         )?;
         let active = match recovered.last {
-            Some((segment, end)) => segments::open_active(segment, end)?,
-            None => {
-                // Above every kept file's old number, so none of its bytes can verify.
-                let active = free.next_segment(free.max_seq() + 1)?;
+            Some((segment, end)) if report.lost.is_empty() => segments::open_active(segment, end)?,
+            last => {
+                // Above every kept file's old number (so none of its bytes can verify), and
+                // above the last segment (whose damaged bytes are never appended after).
+                let after = last.map_or(0, |(segment, _)| segment.seq);
+                let active = free.next_segment(free.max_seq().max(after) + 1)?;
                 index.add_segment(active.segment.clone());
                 active
             }
@@ -131,6 +149,7 @@ impl FileLogStore {
             records = report.records,
             entries = report.entries,
             truncated = report.truncated.is_some(),
+            lost_ranges = report.lost.len(),
             kept_for_reuse = free.len(),
             "WAL opened"
         );
@@ -159,6 +178,7 @@ impl FileLogStore {
         Ok(Self {
             dir,
             max_record_size: config.max_record_size,
+            read_only: false,
             shared,
             tx: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
@@ -167,7 +187,54 @@ impl FileLogStore {
         })
     }
 
-    /// What opening the log found (segments, records, a cut-off torn tail).
+    /// Opens the log in `dir` for reading only: nothing on disk is created, cut, renamed
+    /// or deleted, and appends, obsoletes and drops fail with [`WalError::ReadOnly`]. A
+    /// missing directory is an empty log.
+    ///
+    /// Safe beside the log's writer in another process: the log is read up to its last
+    /// committed group (the group being written is reported as
+    /// [`truncated`](RecoveryReport::truncated) with `cut: false`, never as damage), and a
+    /// read that the writer's rotation, reclamation or reuse of a segment disturbed is done
+    /// again. Damage is handled as the config's [`RecoveryMode`](crate::RecoveryMode)
+    /// says (`Salvage` reports what it would skip). Reads of entries whose segment the
+    /// writer reclaimed meanwhile fail with [`WalError::Reclaimed`]: those entries are
+    /// obsolete, so the caller reads its state again.
+    pub fn open_read_only(
+        dir: impl AsRef<Path>,
+        config: FileLogStoreConfig,
+    ) -> Result<Self, WalError> {
+        config.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        let recovered = recovery::recover(&dir, &config, Access::ReadOnly)?;
+        tracing::debug!(
+            dir = %dir.display(),
+            segments = recovered.report.segments,
+            records = recovered.report.records,
+            "WAL opened read-only"
+        );
+        Ok(Self {
+            dir,
+            max_record_size: config.max_record_size,
+            read_only: true,
+            shared: Arc::new(Shared {
+                index: Mutex::new(recovered.index),
+                metrics: None,
+                in_flight: AtomicUsize::new(0),
+            }),
+            tx: Mutex::new(None),
+            thread: Mutex::new(None),
+            stopped: AtomicBool::new(false),
+            report: recovered.report,
+        })
+    }
+
+    /// Whether the log was opened with [`open_read_only`](Self::open_read_only).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// What opening the log found (segments, records, a torn tail, salvaged damage, what
+    /// each region holds).
     pub fn recovery_report(&self) -> &RecoveryReport {
         &self.report
     }
@@ -198,8 +265,12 @@ impl FileLogStore {
     /// Sends a command to the writer and waits for its answer.
     async fn submit<T>(
         &self,
+        operation: &'static str,
         make: impl FnOnce(oneshot::Sender<Result<T, WalError>>) -> Command,
     ) -> Result<T, WalError> {
+        if self.read_only {
+            return Err(WalError::ReadOnly { operation });
+        }
         let (reply, answer) = oneshot::channel();
         {
             let tx = self.tx.lock().unwrap_or_else(PoisonError::into_inner);
@@ -228,6 +299,11 @@ impl LogStore for FileLogStore {
         if self.stopped.load(Ordering::Acquire) {
             return Err(WalError::Stopped);
         }
+        if self.read_only {
+            return Err(WalError::ReadOnly {
+                operation: "append",
+            });
+        }
         if entries.is_empty() {
             return Ok(AppendResponse::default());
         }
@@ -249,7 +325,7 @@ impl LogStore for FileLogStore {
         let ids = entries.iter().map(|e| (e.region_id, e.entry_id)).collect();
         let submitted = Instant::now();
         let _in_flight = InFlight::new(&self.shared.in_flight);
-        self.submit(|reply| Command::Append {
+        self.submit("append", |reply| Command::Append {
             ids,
             payload,
             submitted,
@@ -264,16 +340,27 @@ impl LogStore for FileLogStore {
         }
         let plan = self.lock_index().plan_read(region_id, start_entry_id);
         let min_id = plan.min_id;
+        let read_only = self.read_only;
         let stream = futures::stream::iter(plan.records)
             .then(move |record| async move {
                 let path = record.segment.path.clone();
-                tokio::task::spawn_blocking(move || read_record(&record, region_id, min_id))
-                    .await
-                    .map_err(|e| WalError::Io {
-                        operation: "read task",
-                        path,
-                        source: Arc::new(std::io::Error::other(e.to_string())),
-                    })?
+                tokio::task::spawn_blocking(move || {
+                    let read = read_record(&record, region_id, min_id);
+                    match read {
+                        Err(_) if read_only && reclaimed(&record.segment) => {
+                            Err(WalError::Reclaimed {
+                                path: record.segment.path.clone(),
+                            })
+                        }
+                        read => read,
+                    }
+                })
+                .await
+                .map_err(|e| WalError::Io {
+                    operation: "read task",
+                    path,
+                    source: Arc::new(std::io::Error::other(e.to_string())),
+                })?
             })
             .filter(|chunk| {
                 std::future::ready(!matches!(chunk, Ok(entries) if entries.is_empty()))
@@ -285,7 +372,7 @@ impl LogStore for FileLogStore {
         if self.stopped.load(Ordering::Acquire) {
             return Err(WalError::Stopped);
         }
-        self.submit(|reply| Command::Obsolete {
+        self.submit("obsolete entries", |reply| Command::Obsolete {
             region_id,
             entry_id,
             reply,
@@ -297,7 +384,7 @@ impl LogStore for FileLogStore {
         if self.stopped.load(Ordering::Acquire) {
             return Err(WalError::Stopped);
         }
-        self.submit(|reply| Command::Drop { region_id, reply })
+        self.submit("drop a region", |reply| Command::Drop { region_id, reply })
             .await
     }
 
@@ -335,6 +422,16 @@ impl Drop for FileLogStore {
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         self.join_writer();
+    }
+}
+
+/// Whether `segment`'s path no longer names the file this log opened (the writer renamed
+/// it away to reclaim or reuse it, or deleted it).
+fn reclaimed(segment: &Segment) -> bool {
+    match (segment.file.metadata(), std::fs::metadata(&segment.path)) {
+        (Ok(ours), Ok(now)) => ours.ino() != now.ino() || ours.dev() != now.dev(),
+        (Ok(_), Err(e)) => e.kind() == std::io::ErrorKind::NotFound,
+        (Err(_), _) => false,
     }
 }
 

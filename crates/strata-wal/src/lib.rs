@@ -6,9 +6,13 @@
 //! - [`FileLogStore`]: segment files of checksummed records in a local directory, one
 //!   writer thread that group-commits concurrent appends (at most one sync per group),
 //!   a commit record ending each group (recovery keeps whole groups only), a
-//!   [`SyncPolicy`], a [`RecoveryMode`] for torn tails, an in-memory per-region index,
+//!   [`SyncPolicy`], a [`RecoveryMode`] for damage (cut a torn tail, refuse, or salvage
+//!   around damage and report each [`LostRange`]), an in-memory per-region index,
 //!   reclamation of fully obsolete segments (their files kept and reused as later
-//!   segments, which makes syncs cheaper), and `strata_wal_*` metrics.
+//!   segments, which makes syncs cheaper), and `strata_wal_*` metrics. One writer per
+//!   directory; any number of read-only opens beside it
+//!   ([`FileLogStore::open_read_only`]) change nothing and see the log up to its last
+//!   committed group. What an open found is its [`RecoveryReport`].
 //! - [`MemoryLogStore`] for tests and [`NoopLogStore`] for regions without a WAL.
 //!
 //! Entries are opaque bytes: encoding mutations is the worker's job.
@@ -28,7 +32,7 @@ mod store;
 
 pub use config::{FileLogStoreConfig, RecoveryMode, SyncPolicy};
 pub use error::WalError;
-pub use file::{FileLogStore, RecoveryReport, TruncatedTail};
+pub use file::{FileLogStore, LostEntries, LostRange, RecoveryReport, RegionLog, TruncatedTail};
 pub use memory::MemoryLogStore;
 pub use noop::NoopLogStore;
 pub use store::{AppendResponse, Entry, EntryStream, LogStore};

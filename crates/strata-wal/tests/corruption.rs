@@ -333,3 +333,242 @@ async fn a_zeroed_page_is_a_cut_tail_or_an_error() {
         assert_detected(&p, dir.path(), &damaged, page_start, &what).await;
     }
 }
+
+/// What a salvaging open of a damaged copy gave: the entries read, the lost ranges, and
+/// where a torn tail was cut.
+struct Salvaged {
+    entries: Vec<Entry>,
+    lost: Vec<strata_wal::LostRange>,
+    truncated_at: Option<u64>,
+}
+
+async fn salvage(dir: &Path, bytes: &[u8]) -> Salvaged {
+    std::fs::write(segment(dir), bytes).unwrap();
+    // Drop the new segment a previous salvaging open started.
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path != segment(dir) {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let config = FileLogStoreConfig {
+        recovery: RecoveryMode::Salvage,
+        sync: SyncPolicy::Never,
+        ..Default::default()
+    };
+    let store = FileLogStore::open(dir, config, None)
+        .unwrap_or_else(|e| panic!("salvage never refuses to open: {e}"));
+    let report = store.recovery_report().clone();
+    let mut entries = Vec::new();
+    for region in REGIONS {
+        let chunks: Vec<Vec<Entry>> = store.read(region, 0).unwrap().try_collect().await.unwrap();
+        entries.extend(chunks.into_iter().flatten());
+    }
+    Salvaged {
+        entries,
+        lost: report.lost,
+        truncated_at: report.truncated.map(|t| t.offset),
+    }
+}
+
+impl Pristine {
+    /// Checks a salvage of a copy damaged in `first..=last`: nothing invented or changed;
+    /// every group wholly before the damage kept; every group wholly after it kept too,
+    /// unless nothing committed follows the damage (then it was a torn tail); the first
+    /// damaged byte lies in a reported lost range or the cut tail.
+    fn check_salvage(&self, salvaged: &Salvaged, first: usize, last: usize, what: &str) {
+        let all = self.first_groups(self.groups.len());
+        let mut rest = all.iter();
+        for e in &salvaged.entries {
+            assert!(
+                rest.any(|o| o == e),
+                "{what}: entry {}/{} invented, changed or out of order",
+                e.region_id,
+                e.entry_id
+            );
+        }
+        let committed_after = self.groups.iter().any(|g| g.0 > last);
+        let must_keep: Vec<usize> = (0..self.groups.len())
+            .filter(|&i| {
+                let (start, end) = self.groups[i];
+                end <= first || (start > last && committed_after)
+            })
+            .collect();
+        for i in must_keep {
+            for e in &self.batches[i] {
+                assert!(
+                    salvaged.entries.contains(e),
+                    "{what}: intact group {i} lost (entry {}/{})",
+                    e.region_id,
+                    e.entry_id
+                );
+            }
+        }
+        let first = first as u64;
+        let covered = salvaged
+            .lost
+            .iter()
+            .any(|r| r.start <= first && (first < r.end || r.start == r.end))
+            || salvaged.truncated_at.is_some_and(|cut| cut <= first);
+        assert!(
+            covered,
+            "{what}: damaged byte {first} neither in a lost range ({:?}) nor in the cut tail ({:?})",
+            salvaged
+                .lost
+                .iter()
+                .map(|r| (r.start, r.end))
+                .collect::<Vec<_>>(),
+            salvaged.truncated_at
+        );
+    }
+}
+
+#[tokio::test]
+async fn salvage_keeps_every_intact_group_around_seeded_bit_flips_zeroed_pages_and_bad_lengths() {
+    let seed = common::seed("wal salvage");
+    let mut rng = Pcg64Mcg::seed_from_u64(seed);
+    let p = pristine().await;
+    let dir = tempfile::tempdir().unwrap();
+    let flips = 300 * common::stress_factor();
+    for i in 0..flips {
+        let at = rng.random_range(HEADER_LEN..p.bytes.len());
+        let bit = rng.random_range(0..8);
+        let mut damaged = p.bytes.clone();
+        damaged[at] ^= 1 << bit;
+        let salvaged = salvage(dir.path(), &damaged).await;
+        p.check_salvage(
+            &salvaged,
+            at,
+            at,
+            &format!("flip {i}: byte {at} bit {bit} (SEED={seed})"),
+        );
+    }
+    for page_start in (HEADER_LEN..p.bytes.len()).step_by(97) {
+        let mut damaged = p.bytes.clone();
+        let end = (page_start + 300).min(damaged.len());
+        damaged[page_start..end].fill(0);
+        // Zeroing a byte that was zero damages nothing: the first and last changed bytes.
+        let changed: Vec<usize> = (page_start..end)
+            .filter(|&i| damaged[i] != p.bytes[i])
+            .collect();
+        let (Some(&first), Some(&last)) = (changed.first(), changed.last()) else {
+            continue;
+        };
+        let salvaged = salvage(dir.path(), &damaged).await;
+        p.check_salvage(
+            &salvaged,
+            first,
+            last,
+            &format!("zeroed {page_start}..{end}"),
+        );
+    }
+    for (index, &(start, end)) in p.groups.iter().enumerate() {
+        for (record, at) in [("entries", start), ("commit", end - 25)] {
+            for bad in [0u32, u32::MAX, (p.bytes.len() * 2) as u32, 1] {
+                let mut damaged = p.bytes.clone();
+                damaged[at..at + 4].copy_from_slice(&bad.to_le_bytes());
+                let changed: Vec<usize> =
+                    (at..at + 4).filter(|&i| damaged[i] != p.bytes[i]).collect();
+                let salvaged = salvage(dir.path(), &damaged).await;
+                let what = format!("group {index}'s {record} record length {bad}");
+                p.check_salvage(&salvaged, changed[0], changed[changed.len() - 1], &what);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn salvage_skips_a_damaged_group_names_its_entries_and_keeps_every_later_group() {
+    let p = pristine().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Group 10 holds entry 11 of both regions; damage its payload.
+    let (start, end) = p.groups[10];
+    let mut damaged = p.bytes.clone();
+    damaged[start + 12] ^= 0xff;
+    // Strict and tolerant opens refuse: a committed group follows the damage.
+    for mode in [RecoveryMode::TolerateTail, RecoveryMode::Strict] {
+        assert!(matches!(
+            open(dir.path(), &damaged, mode).await,
+            Outcome::Corruption(reason) if reason.contains("committed group follows")
+        ));
+    }
+    let salvaged = salvage(dir.path(), &damaged).await;
+    let expected: Vec<Entry> = REGIONS
+        .iter()
+        .flat_map(|&region| {
+            p.batches
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != 10)
+                .flat_map(move |(_, b)| b.iter().filter(move |e| e.region_id == region))
+        })
+        .cloned()
+        .collect();
+    assert_eq!(
+        salvaged.entries, expected,
+        "every group but the damaged one"
+    );
+    assert_eq!(salvaged.truncated_at, None);
+    assert_eq!(salvaged.lost.len(), 1);
+    let lost = &salvaged.lost[0];
+    assert_eq!((lost.start, lost.end), (start as u64, (end - 25) as u64));
+    assert!(lost.reason.contains("checksum"), "{}", lost.reason);
+    let named: Vec<(u64, String)> = lost
+        .regions
+        .iter()
+        .map(|e| (e.region_id, e.to_string()))
+        .collect();
+    assert_eq!(
+        named,
+        vec![
+            (11, "entries 11..=11".into()),
+            (22, "entries 11..=11".into())
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_salvaging_open_appends_in_a_new_segment_and_the_log_opens_strict_once_its_entries_are_obsolete()
+ {
+    let p = pristine().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut damaged = p.bytes.clone();
+    damaged[p.groups[5].0 + 12] ^= 0x01;
+    std::fs::write(segment(dir.path()), &damaged).unwrap();
+    let config = |recovery| FileLogStoreConfig {
+        recovery,
+        sync: SyncPolicy::Never,
+        ..Default::default()
+    };
+    let store = FileLogStore::open(dir.path(), config(RecoveryMode::Salvage), None).unwrap();
+    assert_eq!(store.recovery_report().lost.len(), 1);
+    assert_eq!(
+        store.segment_count(),
+        2,
+        "a new segment after the damaged one"
+    );
+    store.append_batch(batch(24)).await.unwrap();
+    store.stop().await.unwrap();
+    drop(store);
+    assert_eq!(
+        std::fs::read(segment(dir.path())).unwrap(),
+        damaged,
+        "salvage changed no byte of the damaged segment"
+    );
+    // The damaged segment still holds live entries: a tolerant open still refuses it.
+    assert!(FileLogStore::open(dir.path(), config(RecoveryMode::TolerateTail), None).is_err());
+    let store = FileLogStore::open(dir.path(), config(RecoveryMode::Salvage), None).unwrap();
+    for region in REGIONS {
+        store.obsolete(region, 25).await.unwrap();
+    }
+    store.stop().await.unwrap();
+    drop(store);
+    let store = FileLogStore::open(dir.path(), config(RecoveryMode::Strict), None).unwrap();
+    assert!(store.recovery_report().is_clean());
+    assert_eq!(
+        store.segment_count(),
+        1,
+        "the damaged segments were reclaimed"
+    );
+    assert!(!dir.path().join(format!("{:020}.wal", 1)).exists());
+}

@@ -9,6 +9,8 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::file::report::RegionLog;
+
 /// A segment file, open for reading. Readers hold an `Arc`, so a segment reclaimed while
 /// being read stays readable through the open handle.
 #[derive(Debug)]
@@ -77,6 +79,30 @@ impl Index {
 
     pub(crate) fn last_id(&self, region_id: u64) -> Option<u64> {
         self.regions.get(&region_id).and_then(|r| r.last_id)
+    }
+
+    /// Every region's last entry id.
+    pub(crate) fn last_ids(&self) -> HashMap<u64, u64> {
+        self.regions
+            .iter()
+            .filter_map(|(&region, index)| Some((region, index.last_id?)))
+            .collect()
+    }
+
+    /// What the log holds for each region, ascending.
+    pub(crate) fn summaries(&self) -> Vec<RegionLog> {
+        let mut summaries: Vec<RegionLog> = self
+            .regions
+            .iter()
+            .map(|(&region_id, index)| RegionLog {
+                region_id,
+                last_entry_id: index.last_id,
+                obsolete_entry_id: index.obsolete_id,
+                live_records: index.records.len(),
+            })
+            .collect();
+        summaries.sort_by_key(|s| s.region_id);
+        summaries
     }
 
     /// Records an entries record at `offset` of `segment` holding `ids` (region, entry id),
