@@ -14,20 +14,35 @@ use strata_request::{
 };
 use strata_scheduler::{ClockRef, SystemClock};
 use strata_storage::{RecordBatchStream, ScanRequest, scan};
-use strata_wal::{FileLogStore, NoopLogStore};
+use strata_wal::{FileLogStore, NoopLogStore, RecoveryReport};
 use strata_worker::{
     EventListener, LogStoreRef, NoopListener, RegionState, WorkerError, WorkerGroup,
     WorkerGroupParts,
 };
 
 use crate::config::{EngineConfig, WalProvider};
-use crate::error::{ObjectStoreSnafu, OpenWalSnafu, Result, ScanSnafu};
+use crate::error::{LockSnafu, ObjectStoreSnafu, OpenWalSnafu, Result, ScanSnafu};
+use crate::lock::{DirLock, LockedLogStore};
 
 /// Builds an [`Engine`] from a config and the components to use. Anything not given is
 /// built from the config: the object store (`data_home` or `object_store`), the file WAL,
 /// the system clock, a private metrics registry, no listener.
+///
+/// # One writer per data directory
+///
+/// A read-write engine (the default) locks its data directory before it reads or writes
+/// anything: an OS file lock on `<data_home>/LOCK` holding the engine's pid (and on
+/// `<wal dir>/LOCK` when the WAL lives outside `data_home`), released when the engine
+/// stops or its process ends. A second read-write engine on the same directory — in this
+/// process or another — fails at once with an error of kind
+/// [`Locked`](crate::ErrorKind::Locked) naming the holder's pid. With SSTs on S3, the lock
+/// still guards the local WAL; sharing an S3 root between engines is not guarded.
+///
+/// A [`read_only`](Self::read_only) engine takes no lock and changes nothing, so any
+/// number of them may look at a directory while its writer runs.
 pub struct EngineBuilder {
     config: EngineConfig,
+    read_only: bool,
     store: Option<Operator>,
     log_store: Option<LogStoreRef>,
     clock: Option<ClockRef>,
@@ -41,6 +56,7 @@ impl EngineBuilder {
     pub fn new(config: EngineConfig) -> Self {
         Self {
             config,
+            read_only: false,
             store: None,
             log_store: None,
             clock: None,
@@ -48,6 +64,24 @@ impl EngineBuilder {
             listener: None,
             write_buffer: None,
         }
+    }
+
+    /// Open read-only: nothing on disk is created, written, cut, renamed or deleted — not
+    /// the WAL, not a manifest, not an SST, not the lock file — and no lock is taken, so
+    /// it is safe beside the directory's writer in another process.
+    ///
+    /// Writes and every DDL but open and close fail with an error of kind
+    /// [`ReadOnly`](crate::ErrorKind::ReadOnly). Opening a region reads its manifest and
+    /// replays the WAL (as of the engine's build) up to its last committed group, never
+    /// taking the group a live writer is writing for damage; if the writer flushed and
+    /// reused WAL segments meanwhile, the open starts over from the newer manifest. So
+    /// each opened region is a consistent prefix of what the writer committed, fixed from
+    /// then on (scans see that snapshot; rows written later need a new engine). Replayed
+    /// rows stay in memory (nothing flushes), however large the budget says memtables may
+    /// grow. A local data directory must exist.
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
     }
 
     /// Use this object store instead of the configured one.
@@ -93,19 +127,30 @@ impl EngineBuilder {
         self
     }
 
-    /// Validates the config, opens the WAL and object store, starts the workers. Must be
-    /// called inside a tokio runtime.
+    /// Validates the config, locks the data directory (read-write engines), opens the WAL
+    /// and object store, starts the workers. Must be called inside a tokio runtime.
     pub async fn build(self) -> Result<Engine> {
         let config = self.config;
         config.validate()?;
+        let read_only = self.read_only;
+        let locks = if read_only {
+            Vec::new()
+        } else {
+            lock_directories(&config)?
+        };
         let store = match self.store {
             Some(store) => store,
+            None if read_only => config
+                .object_store_config()
+                .build_read_only()
+                .context(ObjectStoreSnafu)?,
             None => config
                 .object_store_config()
                 .build()
                 .context(ObjectStoreSnafu)?,
         };
         let custom_log_store = self.log_store.clone();
+        let mut wal_report = None;
         let log_store: LogStoreRef = match self.log_store {
             Some(log_store) => log_store,
             None => match config.wal.provider {
@@ -114,19 +159,27 @@ impl EngineBuilder {
                     let dir = config.wal_dir();
                     let file_config = config.wal.file_config();
                     let registry = self.registry.clone();
-                    let store = tokio::task::spawn_blocking(move || {
-                        FileLogStore::open(dir, file_config, registry.as_ref())
+                    let store = tokio::task::spawn_blocking(move || match read_only {
+                        true => FileLogStore::open_read_only(dir, file_config),
+                        false => FileLogStore::open(dir, file_config, registry.as_ref()),
                     })
                     .await
                     .map_err(|e| WorkerError::Start {
                         reason: e.to_string(),
                     })?
                     .context(OpenWalSnafu)?;
+                    wal_report = Some(store.recovery_report().clone());
                     Arc::new(store)
                 }
             },
         };
+        let log_store: LogStoreRef = if read_only {
+            log_store
+        } else {
+            Arc::new(LockedLogStore::new(log_store, locks))
+        };
         let mut worker_config = config.worker_config();
+        worker_config.read_only = read_only;
         worker_config.flush_on_close =
             custom_log_store.is_none() && config.wal.provider == WalProvider::Noop;
         let group = WorkerGroup::start(WorkerGroupParts {
@@ -142,8 +195,38 @@ impl EngineBuilder {
             group,
             log_store,
             config,
+            wal_report,
         })
     }
+}
+
+/// Locks `data_home`, and the WAL directory too when it lies outside it.
+fn lock_directories(config: &EngineConfig) -> Result<Vec<DirLock>> {
+    let home = DirLock::acquire(&config.data_home).context(LockSnafu)?;
+    let mut locks = vec![home];
+    if config.wal.provider == WalProvider::File {
+        let wal = config.wal_dir();
+        std::fs::create_dir_all(&wal)
+            .and_then(|()| {
+                let wal = wal.canonicalize()?;
+                let home = config.data_home.canonicalize()?;
+                Ok(wal.starts_with(home))
+            })
+            .map_err(|source| crate::lock::LockError::Io {
+                operation: "create the WAL directory",
+                path: wal.clone(),
+                source,
+            })
+            .context(LockSnafu)
+            .and_then(|inside| match inside {
+                true => Ok(()),
+                false => {
+                    locks.push(DirLock::acquire(&wal).context(LockSnafu)?);
+                    Ok(())
+                }
+            })?;
+    }
+    Ok(locks)
 }
 
 /// Progress and size of one open region.
@@ -186,12 +269,25 @@ pub struct Engine {
     group: WorkerGroup,
     log_store: LogStoreRef,
     config: EngineConfig,
+    wal_report: Option<RecoveryReport>,
 }
 
 impl Engine {
     /// The config the engine runs with.
     pub fn config(&self) -> &EngineConfig {
         &self.config
+    }
+
+    /// Whether the engine was built [`read_only`](EngineBuilder::read_only).
+    pub fn is_read_only(&self) -> bool {
+        self.group.is_read_only()
+    }
+
+    /// What opening the file WAL found: a torn tail cut (or, read-only, left), damaged
+    /// ranges skipped under `recovery = "salvage"`, what each region holds. `None` for a
+    /// no-op or custom log store.
+    pub fn wal_recovery_report(&self) -> Option<&RecoveryReport> {
+        self.wal_report.as_ref()
     }
 
     /// Creates a region (idempotent for an existing region with the same schema).
@@ -355,8 +451,8 @@ impl Engine {
     }
 
     /// Stops the engine: running flushes finish, pending requests are answered with a
-    /// `Stopped` error, the WAL is stopped. Unflushed rows stay in the WAL for the next
-    /// open. Idempotent.
+    /// `Stopped` error, the WAL is stopped, and the data directory is unlocked. Unflushed
+    /// rows stay in the WAL for the next open. Idempotent.
     pub async fn stop(&self) -> Result<()> {
         self.group.stop().await?;
         if let Err(error) = self.log_store.stop().await {

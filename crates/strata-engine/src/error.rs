@@ -32,6 +32,13 @@ pub enum Error {
         /// Why.
         source: ObjectStoreError,
     },
+    /// The data directory could not be locked: another read-write engine holds it, or
+    /// the lock file could not be written.
+    #[snafu(display("{source}"))]
+    Lock {
+        /// Why.
+        source: crate::lock::LockError,
+    },
     /// The WAL could not be opened.
     #[snafu(display("cannot open the WAL: {source}"))]
     OpenWal {
@@ -55,6 +62,10 @@ impl Error {
             Error::Worker { source } => source.kind(),
             Error::Config { .. } => ErrorKind::InvalidRequest,
             Error::ObjectStore { .. } => ErrorKind::InvalidRequest,
+            Error::Lock { source } => match source {
+                crate::lock::LockError::InUse { .. } => ErrorKind::Locked,
+                crate::lock::LockError::Io { .. } => ErrorKind::Storage,
+            },
             Error::OpenWal { source } => match source {
                 WalError::Corruption { .. } => ErrorKind::Corruption,
                 WalError::Config { .. } => ErrorKind::InvalidRequest,

@@ -63,10 +63,12 @@
 mod config;
 mod engine;
 mod error;
+mod lock;
 
 pub use config::{EXAMPLE_CONFIG, EngineConfig, SstConfig, WalCompression, WalConfig, WalProvider};
 pub use engine::{Engine, EngineBuilder, RegionStats};
 pub use error::{Error, ErrorKind, Result};
+pub use lock::LockError;
 pub use strata_request::{
     AlterKind, AlterRequest, CloseRequest, ColumnDataType, ColumnSchema, CompactRequest,
     CreateRequest, DdlRequest, DropRequest, FlushRequest, OpType, OpenRequest, RegionId,
@@ -75,5 +77,7 @@ pub use strata_request::{
 };
 pub use strata_scheduler::{Clock, ClockRef, ManualClock, SystemClock};
 pub use strata_storage::{ObjectStoreConfig, RecordBatchStream, S3Config, ScanRequest, TimeRange};
-pub use strata_wal::{RecoveryMode, SyncPolicy};
+pub use strata_wal::{
+    LostEntries, LostRange, RecoveryMode, RecoveryReport, RegionLog, SyncPolicy, TruncatedTail,
+};
 pub use strata_worker::{EventListener, NoopListener, RegionState};

@@ -50,8 +50,8 @@ pub use memtable::{
     IterOptions, MemtableId, MemtableIter, MemtableStats, TimeRange, TimeSeriesMemtable,
 };
 pub use object_store::{
-    ObjectStoreConfig, ObjectStoreError, S3Config, Secret, region_data_dir, region_dir,
-    region_manifest_dir,
+    ObjectStoreConfig, ObjectStoreError, S3Config, Secret, list_regions, region_data_dir,
+    region_dir, region_manifest_dir,
 };
 pub use read::{
     BatchStream, MergeOptions, RecordBatchStream, ScanRequest, flush_memtable, merge, scan,

@@ -121,6 +121,12 @@ pub enum ObjectStoreError {
         /// Which setting.
         setting: &'static str,
     },
+    /// A read-only store was asked for a local directory that does not exist.
+    #[snafu(display("no data directory at {}", root.display()))]
+    NoDirectory {
+        /// The directory.
+        root: PathBuf,
+    },
     /// OpenDAL refused the configuration.
     #[snafu(display("cannot build the {kind} object store: {source}"))]
     Build {
@@ -165,6 +171,21 @@ impl ObjectStoreConfig {
                 validate_component("storage.bucket", &s3.bucket)?;
                 validate_relative("storage.root", &s3.root)
             }
+        }
+    }
+
+    /// Builds an OpenDAL operator for reading only: a local directory must already exist
+    /// (nothing is created, not even the temporary directory writes go through); other
+    /// stores are built as by [`build`](Self::build). Readers never write through it.
+    pub fn build_read_only(&self) -> Result<Operator, ObjectStoreError> {
+        self.validate()?;
+        match self {
+            ObjectStoreConfig::Fs { root } => {
+                ensure!(root.is_dir(), NoDirectorySnafu { root: root.clone() });
+                let builder = opendal::services::Fs::default().root(&root.to_string_lossy());
+                Ok(Operator::new(builder).context(BuildSnafu { kind: "fs" })?)
+            }
+            _ => self.build(),
         }
     }
 
@@ -263,6 +284,43 @@ pub fn region_dir(region_id: RegionId) -> String {
     )
 }
 
+/// The regions that have a directory in `store` (whatever state their manifest is in),
+/// ascending: `regions/{table}/{table}_{region:010}/`.
+pub async fn list_regions(store: &Operator) -> Result<Vec<RegionId>, opendal::Error> {
+    let mut regions = Vec::new();
+    let tables = match store.list("regions/").await {
+        Ok(tables) => tables,
+        Err(e) if e.kind() == opendal::ErrorKind::NotFound => return Ok(regions),
+        Err(e) => return Err(e),
+    };
+    for table in tables {
+        let Some(table_id) = table
+            .name()
+            .trim_end_matches('/')
+            .parse::<u32>()
+            .ok()
+            .filter(|_| table.metadata().is_dir())
+        else {
+            continue;
+        };
+        for region in store.list(&format!("regions/{table_id}/")).await? {
+            let name = region.name().trim_end_matches('/');
+            let number = name
+                .strip_prefix(&format!("{table_id}_"))
+                .filter(|n| n.len() == 10)
+                .and_then(|n| n.parse::<u32>().ok());
+            if let Some(number) = number
+                && region.metadata().is_dir()
+            {
+                regions.push(RegionId::new(table_id, number));
+            }
+        }
+    }
+    regions.sort();
+    regions.dedup();
+    Ok(regions)
+}
+
 /// Where region `region_id`'s SST files live.
 pub fn region_data_dir(region_id: RegionId) -> String {
     format!("{}/data", region_dir(region_id))
@@ -279,6 +337,52 @@ mod tests {
 
     fn parse(json: &str) -> Result<ObjectStoreConfig, serde_json::Error> {
         serde_json::from_str(json)
+    }
+
+    #[tokio::test]
+    async fn regions_are_listed_from_their_directories_and_nothing_else() {
+        let store = ObjectStoreConfig::Memory.build().unwrap();
+        assert!(list_regions(&store).await.unwrap().is_empty());
+        for region in [
+            RegionId::new(1024, 3),
+            RegionId::new(7, 0),
+            RegionId::new(1024, 0),
+        ] {
+            store
+                .write(&format!("{}/manifest/x.json", region_dir(region)), "{}")
+                .await
+                .unwrap();
+        }
+        store.write("regions/1024/stray.txt", "x").await.unwrap();
+        store
+            .write("regions/abc/1_0000000001/x", "x")
+            .await
+            .unwrap();
+        assert_eq!(
+            list_regions(&store).await.unwrap(),
+            vec![
+                RegionId::new(7, 0),
+                RegionId::new(1024, 0),
+                RegionId::new(1024, 3)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_read_only_fs_store_needs_an_existing_directory_and_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing");
+        let config = ObjectStoreConfig::Fs {
+            root: missing.clone(),
+        };
+        let error = config.build_read_only().unwrap_err();
+        assert!(error.to_string().contains("no data directory"), "{error}");
+        assert!(!missing.exists());
+        let config = ObjectStoreConfig::Fs {
+            root: dir.path().into(),
+        };
+        config.build_read_only().unwrap();
+        assert!(!dir.path().join(".tmp").exists(), "no temporary directory");
     }
 
     #[test]

@@ -45,6 +45,13 @@ pub struct WorkerConfig {
     pub flush_on_close: bool,
     /// Seed of the random initial check delays.
     pub seed: u64,
+    /// Never change anything: writes and every DDL but open and close are refused with
+    /// [`WorkerError::ReadOnly`](crate::WorkerError::ReadOnly); opened regions are
+    /// [`ReadOnly`](crate::RegionState::ReadOnly) (no flush ever starts); opening replays
+    /// the WAL without obsoleting anything, leaves a dropped region's files alone, and
+    /// reads again when the log's writer in another process moved on under it. The log
+    /// store given must not write either (a read-only `FileLogStore`).
+    pub read_only: bool,
 }
 
 impl Default for WorkerConfig {
@@ -67,6 +74,7 @@ impl Default for WorkerConfig {
             compress_wal: true,
             flush_on_close: false,
             seed: 0,
+            read_only: false,
         }
     }
 }

@@ -24,7 +24,7 @@ pub enum ErrorKind {
     RegionState,
     /// Memory is over the reject limit; retry once flushes catch up.
     WriteRejected,
-    /// The object store failed (SST or manifest I/O).
+    /// Storage I/O failed: the object store (SST or manifest I/O) or local files.
     Storage,
     /// The write-ahead log failed.
     Wal,
@@ -34,6 +34,12 @@ pub enum ErrorKind {
     Stopped,
     /// The feature is not supported by this engine.
     Unsupported,
+    /// The engine was opened read-only; open a read-write engine (the directory's one
+    /// writer) to change data.
+    ReadOnly,
+    /// The data directory is held by another read-write engine (the error names its pid);
+    /// stop that one first, or open read-only.
+    Locked,
     /// A bug: an invariant did not hold.
     Internal,
 }
@@ -173,6 +179,12 @@ pub enum WorkerError {
         /// What.
         what: String,
     },
+    /// The engine is read-only.
+    #[snafu(display("the engine is open read-only: cannot {operation}"))]
+    ReadOnly {
+        /// What was asked (`write`, `create a region`, ...).
+        operation: &'static str,
+    },
     /// The engine could not start.
     #[snafu(display("cannot start the workers: {reason}"))]
     Start {
@@ -198,6 +210,7 @@ impl WorkerError {
                 WalError::Stopped => ErrorKind::Stopped,
                 // The same request will never fit: a retry cannot help.
                 WalError::RecordTooLarge { .. } => ErrorKind::InvalidRequest,
+                WalError::ReadOnly { .. } => ErrorKind::ReadOnly,
                 _ => ErrorKind::Wal,
             },
             WorkerError::CorruptWalEntry { .. } => ErrorKind::Corruption,
@@ -211,6 +224,7 @@ impl WorkerError {
             WorkerError::Flush { source } => flush_kind(source),
             WorkerError::WorkerStopped => ErrorKind::Stopped,
             WorkerError::Unsupported { .. } => ErrorKind::Unsupported,
+            WorkerError::ReadOnly { .. } => ErrorKind::ReadOnly,
             WorkerError::Start { .. } => ErrorKind::Internal,
         }
     }

@@ -179,6 +179,9 @@ impl WorkerGroup {
 
     /// Writes rows; resolves once they are in the WAL and visible to scans.
     pub async fn write(&self, request: WriteRequest) -> Result<AffectedRows> {
+        if self.shared.config.read_only {
+            return Err(WorkerError::ReadOnly { operation: "write" });
+        }
         let (sender, reply) = reply_channel();
         let region_id = request.region_id;
         let write = SenderWriteRequest::new(request, sender);
@@ -187,8 +190,23 @@ impl WorkerGroup {
         reply.await
     }
 
-    /// Runs a DDL on the region's worker.
+    /// Runs a DDL on the region's worker. A read-only group runs only open and close.
     pub async fn ddl(&self, request: DdlRequest) -> Result<AffectedRows> {
+        if self.shared.config.read_only {
+            let operation = match &request {
+                DdlRequest::Open(_) | DdlRequest::Close(_) => None,
+                DdlRequest::Create(_) => Some("create a region"),
+                DdlRequest::Drop(_) => Some("drop a region"),
+                DdlRequest::Alter(_) => Some("alter a region"),
+                DdlRequest::Flush(_) => Some("flush a region"),
+                DdlRequest::Compact(_) => Some("compact a region"),
+                DdlRequest::Truncate(_) => Some("truncate a region"),
+                DdlRequest::SetWritable(_) => Some("change whether a region is writable"),
+            };
+            if let Some(operation) = operation {
+                return Err(WorkerError::ReadOnly { operation });
+            }
+        }
         let (sender, reply) = reply_channel();
         let region_id = request.region_id();
         let ddl = SenderDdlRequest { request, sender };
@@ -200,6 +218,11 @@ impl WorkerGroup {
     /// The open regions (readers look regions up here without a worker round trip).
     pub fn regions(&self) -> &RegionMap {
         &self.shared.regions
+    }
+
+    /// Whether the group never changes anything ([`WorkerConfig::read_only`]).
+    pub fn is_read_only(&self) -> bool {
+        self.shared.config.read_only
     }
 
     /// The object store the regions live on.

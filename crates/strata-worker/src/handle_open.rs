@@ -7,8 +7,9 @@ use crate::request::ReplyTx;
 use crate::worker::RegionWorkerLoop;
 
 impl RegionWorkerLoop {
-    /// Opens the region (writable). Already open: `Ok`. A region whose drop began (its
-    /// marker exists) is reported not found and its files are removed.
+    /// Opens the region (writable, or read-only in a read-only group). Already open: `Ok`.
+    /// A region whose drop began (its marker exists) is reported not found and — unless
+    /// the group is read-only — its files are removed.
     pub(crate) async fn handle_open(&mut self, request: OpenRequest, sender: ReplyTx) {
         let region_id = request.region_id;
         if self.regions.contains_key(&region_id) {
@@ -21,6 +22,9 @@ impl RegionWorkerLoop {
         let shared = self.shared.clone();
         let opened = async {
             if shared.is_dropping(region_id).await? {
+                if shared.config.read_only {
+                    return Err(WorkerError::RegionNotFound { region_id });
+                }
                 if let Err(error) = shared.purge_region_files(region_id).await {
                     tracing::warn!(%region_id, %error, "cannot finish removing a dropped region");
                 }

@@ -11,6 +11,9 @@ use crate::region::{Region, RegionState};
 use crate::wal_entry;
 use crate::worker::Shared;
 
+/// Most times a read-only open starts over because the WAL moved on under it.
+const READ_ONLY_OPEN_ATTEMPTS: usize = 20;
+
 /// The marker a drop leaves in the region directory before anything is deleted.
 pub(crate) fn dropping_marker(region_id: RegionId) -> String {
     format!("{}/.dropping", region_dir(region_id))
@@ -109,7 +112,33 @@ impl Shared {
     }
 
     /// Opens the region from its manifest and WAL; `None` if it has no manifest.
+    ///
+    /// Read-only, a replay that finds a WAL segment reclaimed under it (the log's writer
+    /// in another process flushed those entries meanwhile) starts over from the manifest,
+    /// whose flushed entry id then covers them: the region is a consistent prefix of what
+    /// the writer committed.
     pub(crate) async fn open_region(
+        &self,
+        region_id: RegionId,
+        skip_wal_replay: bool,
+    ) -> Result<Option<Arc<Region>>> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.open_region_once(region_id, skip_wal_replay).await {
+                Err(WorkerError::Wal { source })
+                    if self.config.read_only
+                        && attempt < READ_ONLY_OPEN_ATTEMPTS
+                        && matches!(source.as_ref(), strata_wal::WalError::Reclaimed { .. }) =>
+                {
+                    tracing::debug!(%region_id, attempt, error = %source, "the WAL moved on under a read-only open; reading the manifest again");
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn open_region_once(
         &self,
         region_id: RegionId,
         skip_wal_replay: bool,
@@ -152,17 +181,22 @@ impl Shared {
             self.replay(&version_control, region_id, flushed_entry_id)
                 .await?;
         }
-        if let Err(error) = self
-            .log_store
-            .obsolete(region_id.as_u64(), flushed_entry_id)
-            .await
-        {
-            tracing::warn!(%region_id, %error, "cannot obsolete flushed WAL entries on open");
-        }
+        let state = if self.config.read_only {
+            RegionState::ReadOnly
+        } else {
+            if let Err(error) = self
+                .log_store
+                .obsolete(region_id.as_u64(), flushed_entry_id)
+                .await
+            {
+                tracing::warn!(%region_id, %error, "cannot obsolete flushed WAL entries on open");
+            }
+            RegionState::Writable
+        };
         Ok(Arc::new(Region::new(
             version_control,
             manifest,
-            RegionState::Writable,
+            state,
             self.clock.now_millis(),
         )))
     }

@@ -14,5 +14,6 @@
 mod common;
 mod flush;
 mod lifecycle;
+mod read_only;
 mod regressions;
 mod write_path;

@@ -26,6 +26,10 @@ use crate::object_store::region_manifest_dir;
 
 const LAST_CHECKPOINT: &str = "_last_checkpoint";
 
+/// Most listings an open reads when files it listed keep vanishing (a writer checkpointing
+/// in another process deletes the deltas a checkpoint covers).
+const OPEN_ATTEMPTS: usize = 10;
+
 /// Manifest settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -131,7 +135,34 @@ impl ManifestManager {
     }
 
     /// Opens region `region_id`'s manifest; `None` if the region has none.
+    ///
+    /// Never writes. Safe beside the manifest's writer in another process: when a file
+    /// the listing named is gone by the time it is read (a checkpoint covered and deleted
+    /// it), the directory is listed and read again.
     pub async fn open(
+        store: Operator,
+        region_id: RegionId,
+        config: ManifestConfig,
+    ) -> Result<Option<Self>, ManifestError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::open_once(store.clone(), region_id, config.clone()).await {
+                Err(ManifestError::ObjectStore { source, path, .. })
+                    if source.kind() == ErrorKind::NotFound && attempt < OPEN_ATTEMPTS =>
+                {
+                    tracing::debug!(
+                        path,
+                        attempt,
+                        "a manifest file vanished while opening; listing again"
+                    );
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn open_once(
         store: Operator,
         region_id: RegionId,
         config: ManifestConfig,

@@ -304,3 +304,49 @@ async fn manifests_live_on_the_fs_store_too() {
             .exists()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_beside_a_checkpointing_writer_always_succeeds_and_never_goes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    // The engine's fs store: objects are written to a temporary file and renamed.
+    let store = crate::ObjectStoreConfig::Fs {
+        root: dir.path().into(),
+    }
+    .build()
+    .unwrap();
+    let mut writer = ManifestManager::create(
+        store.clone(),
+        metadata(),
+        RegionOptions::default(),
+        config(2),
+    )
+    .await
+    .unwrap();
+    let versions = 300;
+    let reader = tokio::spawn({
+        let store = store.clone();
+        async move {
+            let (mut opens, mut last) = (0, 0);
+            while last < versions {
+                let manager = ManifestManager::open(store.clone(), region(), config(2))
+                    .await
+                    .unwrap_or_else(|e| panic!("open {opens} beside the writer: {e}"))
+                    .unwrap();
+                let version = manager.manifest().manifest_version;
+                assert!(version >= last, "went back from {last} to {version}");
+                assert_eq!(manager.manifest().flushed_entry_id, version);
+                last = version;
+                opens += 1;
+            }
+            opens
+        }
+    });
+    for version in 1..=versions {
+        writer
+            .update(edit(vec![], vec![], version, version))
+            .await
+            .unwrap();
+    }
+    let opens = reader.await.unwrap();
+    assert!(opens > 1, "the reader opened while the writer wrote");
+}
