@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use strata_engine::{
-    CreateRequest, Engine, EngineBuilder, ErrorKind, RegionId, RegionOptions, WriteRequest,
+    Clock, CreateRequest, Engine, EngineBuilder, ErrorKind, RegionId, RegionOptions, SystemClock,
+    WriteRequest,
 };
 use strata_workload::{CpuWorkload, WorkloadBatch};
 
@@ -78,6 +79,35 @@ fn write_progress(dir: &Path, progress: &Progress) -> Result<(), String> {
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
+/// Longest a rejected write is retried before the run fails.
+const REJECTED_RETRY_FOR: Duration = Duration::from_secs(60);
+
+/// Writes `batch`; a write rejected because memory is over the reject limit (retryable:
+/// flushes free it) is tried again after a short pause, for up to a minute.
+async fn write_retrying(
+    engine: &Engine,
+    region: RegionId,
+    batch: arrow_array::RecordBatch,
+    retried: &AtomicU64,
+) -> Result<usize, strata_engine::Error> {
+    let clock = SystemClock;
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match engine.write(WriteRequest::put(region, batch.clone())).await {
+            Err(e)
+                if e.kind() == ErrorKind::WriteRejected
+                    && started.elapsed() < REJECTED_RETRY_FOR =>
+            {
+                retried.fetch_add(1, Ordering::Relaxed);
+                clock.sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+            result => return result,
+        }
+    }
+}
+
 /// Opens the cpu regions that exist, creates the others.
 async fn open_or_create(engine: &Engine, workload: &CpuWorkload) -> Result<(), String> {
     for number in 0..workload.regions() {
@@ -91,7 +121,12 @@ async fn open_or_create(engine: &Engine, workload: &CpuWorkload) -> Result<(), S
                 })
                 .await
                 .map_err(|e| format!("cannot create region {region_id}: {e}"))?,
-            Err(e) => return Err(format!("cannot open region {region_id}: {e}")),
+            Err(e) => {
+                return Err(format!(
+                    "cannot open region {region_id}: {}",
+                    crate::open_error(&e, engine.config())
+                ));
+            }
         }
     }
     Ok(())
@@ -227,7 +262,7 @@ pub(crate) async fn run(args: IngestArgs) -> Result<(), String> {
             .registry(registry.clone())
             .build()
             .await
-            .map_err(|e| e.to_string())?,
+            .map_err(|e| crate::open_error(&e, &config))?,
     );
     // Installed before the "opened" line, so a Ctrl-C from then on stops cleanly.
     let mut interrupt = Interrupt::install()?;
@@ -258,6 +293,7 @@ pub(crate) async fn run(args: IngestArgs) -> Result<(), String> {
         })
     };
     let acked = Arc::new(AtomicU64::new(0));
+    let retried = Arc::new(AtomicU64::new(0));
     let longest_write = Arc::new(AtomicU64::new(0));
     let peak_memtables = Arc::new(AtomicUsize::new(0));
     let mut writers = Vec::new();
@@ -268,12 +304,12 @@ pub(crate) async fn run(args: IngestArgs) -> Result<(), String> {
             acked.clone(),
             longest_write.clone(),
         );
+        let retried = retried.clone();
         writers.push(tokio::spawn(async move {
             while let Ok(batch) = rx.recv().await {
                 let region = RegionId::new(CPU_TABLE, u32::try_from(batch.region).unwrap_or(0));
                 let started = Instant::now();
-                let rows = engine
-                    .write(WriteRequest::put(region, batch.batch))
+                let rows = write_retrying(&engine, region, batch.batch, &retried)
                     .await
                     .map_err(|e| format!("write to region {region}: {e}"))?;
                 longest.fetch_max(
@@ -388,6 +424,10 @@ pub(crate) async fn run(args: IngestArgs) -> Result<(), String> {
         longest_write.load(Ordering::Relaxed) as f64 / 1000.0
     );
     println!("  flushes requested   {flushes:.0}");
+    let retried = retried.load(Ordering::Relaxed);
+    if retried > 0 {
+        println!("  rejected, retried   {retried} writes (memory was over the reject limit)");
+    }
     println!(
         "  peak memtables      {} (budget {})",
         bytesize::ByteSize(peak_memtables.load(Ordering::Relaxed) as u64),

@@ -1,5 +1,7 @@
 //! `strata inspect manifest|sst|wal`: human-readable dumps of what is on disk, and
 //! `--check`, which verifies checksums and that every file a manifest names exists.
+//! Everything is opened read-only: inspecting changes nothing and works while an ingest
+//! writes the same directory.
 
 use std::path::PathBuf;
 
@@ -9,7 +11,7 @@ use strata_storage::{
     ManifestConfig, ManifestManager, RegionMetaActionList, region_data_dir, region_manifest_dir,
     verify_sst,
 };
-use strata_wal::{FileLogStore, LogStore, RecoveryMode};
+use strata_wal::{FileLogStore, LogStore};
 
 use crate::EngineArgs;
 
@@ -20,8 +22,8 @@ pub(crate) enum InspectCommand {
     Manifest(RegionArgs),
     /// The region's SST files: rows, row groups, time ranges, sizes.
     Sst(RegionArgs),
-    /// WAL segments and entries per region (opened read-only in strict mode: nothing is
-    /// repaired).
+    /// WAL segments and entries per region (opened read-only: nothing is repaired, and a
+    /// live writer's unfinished group is shown as such).
     Wal {
         #[command(flatten)]
         engine: EngineArgs,
@@ -52,7 +54,7 @@ pub(crate) async fn run(command: InspectCommand) -> Result<(), String> {
 fn store(config: &EngineConfig) -> Result<Operator, String> {
     config
         .object_store_config()
-        .build()
+        .build_read_only()
         .map_err(|e| e.to_string())
 }
 
@@ -204,15 +206,24 @@ async fn wal(config: &EngineConfig) -> Result<(), String> {
     if !dir.exists() {
         return Err(format!("no WAL at {}", dir.display()));
     }
-    let mut file_config = config.wal.file_config();
-    file_config.recovery = RecoveryMode::Strict;
-    let store = FileLogStore::open(&dir, file_config, None).map_err(|e| e.to_string())?;
+    let store = FileLogStore::open_read_only(&dir, config.wal.file_config())
+        .map_err(|e| format!("{e} (run `strata repair` to see what can be salvaged)"))?;
     let report = store.recovery_report();
-    println!("WAL at {}", dir.display());
+    println!("WAL at {} (read-only)", dir.display());
     println!(
         "  {} segments, {} records, {} entries",
         report.segments, report.records, report.entries
     );
+    if let Some(tail) = &report.truncated {
+        println!(
+            "  unfinished group: {} bytes after offset {} of {} ({}; a writer may be writing it)",
+            tail.dropped_bytes,
+            tail.offset,
+            tail.path.display(),
+            tail.reason
+        );
+    }
+    crate::repair::print_lost(&report.lost);
     let mut segments: Vec<_> = std::fs::read_dir(&dir)
         .map_err(|e| e.to_string())?
         .flatten()
@@ -222,11 +233,11 @@ async fn wal(config: &EngineConfig) -> Result<(), String> {
     for (name, len) in segments {
         println!("  {name}: {len} bytes");
     }
-    for region in store.regions() {
-        let Some(last) = store.last_entry_id(region) else {
+    for region in &report.regions {
+        let Some(last) = region.last_entry_id else {
             continue;
         };
-        let mut stream = store.read(region, 0).map_err(|e| e.to_string())?;
+        let mut stream = store.read(region.region_id, 0).map_err(|e| e.to_string())?;
         let (mut entries, mut bytes, mut first) = (0u64, 0u64, None);
         while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
             for entry in chunk.map_err(|e| e.to_string())? {
@@ -235,11 +246,13 @@ async fn wal(config: &EngineConfig) -> Result<(), String> {
                 bytes += entry.data.len() as u64;
             }
         }
-        println!(
-            "  region {}: {entries} live entries ({bytes} bytes), ids {}..={last}",
-            RegionId::from_u64(region),
-            first.map_or_else(|| "-".to_string(), |f| f.to_string())
-        );
+        let region_id = RegionId::from_u64(region.region_id);
+        match first {
+            Some(first) => println!(
+                "  region {region_id}: {entries} live entries ({bytes} bytes), ids {first}..={last}"
+            ),
+            None => println!("  region {region_id}: no live entries (all flushed, up to {last})"),
+        }
     }
-    store.stop().await.map_err(|e| e.to_string())
+    Ok(())
 }

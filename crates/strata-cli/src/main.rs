@@ -2,9 +2,12 @@
 //!
 //! - `strata ingest` — the main job: ingest a TSBS `cpu` data set into the embedded engine
 //!   (local files, file WAL) and print a summary; re-running continues the series.
-//! - `strata scan` — rows or a row count of one region.
-//! - `strata inspect manifest|sst|wal` — what is on disk; `--check` verifies checksums and
-//!   that every file a manifest names exists.
+//! - `strata scan` — rows or a row count of one region (read-only: safe while an ingest
+//!   writes the same directory).
+//! - `strata inspect manifest|sst|wal` — what is on disk (read-only); `--check` verifies
+//!   checksums and that every file a manifest names exists.
+//! - `strata repair` — what a damaged WAL still holds; with `--yes`, salvage it, replay and
+//!   flush every region, and leave a WAL that opens cleanly.
 //! - `strata config default|check FILE` — the commented default configuration, or a check
 //!   of a file that names the bad key.
 //!
@@ -14,13 +17,16 @@
 
 mod ingest;
 mod inspect;
+mod repair;
 mod scan;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use strata_engine::{EXAMPLE_CONFIG, EngineConfig, ObjectStoreConfig, S3Config, SyncPolicy};
+use strata_engine::{
+    EXAMPLE_CONFIG, EngineConfig, ErrorKind, ObjectStoreConfig, S3Config, SyncPolicy,
+};
 
 /// Strata: an embeddable LSM write engine for time-series data.
 #[derive(Debug, Parser)]
@@ -41,6 +47,8 @@ enum Command {
         #[command(subcommand)]
         command: inspect::InspectCommand,
     },
+    /// Show what a damaged WAL still holds; with --yes, salvage it and flush every region.
+    Repair(repair::RepairArgs),
     /// Print the default configuration or check a configuration file.
     Config {
         #[command(subcommand)]
@@ -127,6 +135,7 @@ fn main() -> ExitCode {
         Command::Ingest(args) => runtime.block_on(ingest::run(args)),
         Command::Scan(args) => runtime.block_on(scan::run(args)),
         Command::Inspect { command } => runtime.block_on(inspect::run(command)),
+        Command::Repair(args) => runtime.block_on(repair::run(args)),
         Command::Config { command } => config(command),
     };
     match result {
@@ -146,6 +155,18 @@ fn config(command: ConfigCommand) -> Result<(), String> {
             println!("{}: ok", file.display());
             Ok(())
         }
+    }
+}
+
+/// The message for an engine or region that could not be opened; damage points at
+/// `strata repair`.
+fn open_error(error: &strata_engine::Error, config: &EngineConfig) -> String {
+    match error.kind() {
+        ErrorKind::Corruption => format!(
+            "{error} (run `strata repair --data-dir {}` to see what can be salvaged)",
+            config.data_home.display()
+        ),
+        _ => error.to_string(),
     }
 }
 

@@ -46,12 +46,15 @@ pub(crate) struct ScanArgs {
     engine: EngineArgs,
 }
 
+/// Opens the engine read-only: a scan works while an ingest writes the same directory,
+/// sees a consistent prefix of what it committed, and changes nothing.
 pub(crate) async fn run(args: ScanArgs) -> Result<(), String> {
     let config = args.engine.engine_config()?;
-    let engine = EngineBuilder::new(config)
+    let engine = EngineBuilder::new(config.clone())
+        .read_only()
         .build()
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| crate::open_error(&e, &config))?;
     let result = scan(&engine, &args).await;
     engine.stop().await.map_err(|e| e.to_string())?;
     result
@@ -59,7 +62,10 @@ pub(crate) async fn run(args: ScanArgs) -> Result<(), String> {
 
 async fn scan(engine: &strata_engine::Engine, args: &ScanArgs) -> Result<(), String> {
     let region = args.region;
-    engine.open(region).await.map_err(|e| e.to_string())?;
+    engine
+        .open(region)
+        .await
+        .map_err(|e| crate::open_error(&e, engine.config()))?;
     let metadata = engine.region_metadata(region).map_err(|e| e.to_string())?;
     let projection = if args.columns.is_empty() {
         None

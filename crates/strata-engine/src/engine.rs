@@ -21,8 +21,8 @@ use strata_worker::{
 };
 
 use crate::config::{EngineConfig, WalProvider};
-use crate::error::{LockSnafu, ObjectStoreSnafu, OpenWalSnafu, Result, ScanSnafu};
-use crate::lock::{DirLock, LockedLogStore};
+use crate::error::{ConfigSnafu, ObjectStoreSnafu, OpenWalSnafu, Result, ScanSnafu};
+use crate::lock::{DataDirLock, LockedLogStore};
 
 /// Builds an [`Engine`] from a config and the components to use. Anything not given is
 /// built from the config: the object store (`data_home` or `object_store`), the file WAL,
@@ -43,6 +43,7 @@ use crate::lock::{DirLock, LockedLogStore};
 pub struct EngineBuilder {
     config: EngineConfig,
     read_only: bool,
+    lock: Option<DataDirLock>,
     store: Option<Operator>,
     log_store: Option<LogStoreRef>,
     clock: Option<ClockRef>,
@@ -57,6 +58,7 @@ impl EngineBuilder {
         Self {
             config,
             read_only: false,
+            lock: None,
             store: None,
             log_store: None,
             clock: None,
@@ -81,6 +83,14 @@ impl EngineBuilder {
     /// grow. A local data directory must exist.
     pub fn read_only(mut self) -> Self {
         self.read_only = true;
+        self
+    }
+
+    /// Run under these locks instead of taking them in [`build`](Self::build): for tools
+    /// that worked on the directory under the lock before building the engine. They must
+    /// lock this config's `data_home`; a read-only engine drops them.
+    pub fn lock(mut self, lock: DataDirLock) -> Self {
+        self.lock = Some(lock);
         self
     }
 
@@ -133,10 +143,20 @@ impl EngineBuilder {
         let config = self.config;
         config.validate()?;
         let read_only = self.read_only;
-        let locks = if read_only {
-            Vec::new()
-        } else {
-            lock_directories(&config)?
+        let locks = match self.lock {
+            _ if read_only => Vec::new(),
+            Some(lock) if lock.data_home() != config.data_home => {
+                return ConfigSnafu {
+                    reason: format!(
+                        "the lock given to the builder holds {}, not data_home {}",
+                        lock.data_home().display(),
+                        config.data_home.display()
+                    ),
+                }
+                .fail();
+            }
+            Some(lock) => lock.locks,
+            None => DataDirLock::acquire(&config)?.locks,
         };
         let store = match self.store {
             Some(store) => store,
@@ -198,35 +218,6 @@ impl EngineBuilder {
             wal_report,
         })
     }
-}
-
-/// Locks `data_home`, and the WAL directory too when it lies outside it.
-fn lock_directories(config: &EngineConfig) -> Result<Vec<DirLock>> {
-    let home = DirLock::acquire(&config.data_home).context(LockSnafu)?;
-    let mut locks = vec![home];
-    if config.wal.provider == WalProvider::File {
-        let wal = config.wal_dir();
-        std::fs::create_dir_all(&wal)
-            .and_then(|()| {
-                let wal = wal.canonicalize()?;
-                let home = config.data_home.canonicalize()?;
-                Ok(wal.starts_with(home))
-            })
-            .map_err(|source| crate::lock::LockError::Io {
-                operation: "create the WAL directory",
-                path: wal.clone(),
-                source,
-            })
-            .context(LockSnafu)
-            .and_then(|inside| match inside {
-                true => Ok(()),
-                false => {
-                    locks.push(DirLock::acquire(&wal).context(LockSnafu)?);
-                    Ok(())
-                }
-            })?;
-    }
-    Ok(locks)
 }
 
 /// Progress and size of one open region.

@@ -3,6 +3,13 @@
 //!
 //! - [`EngineBuilder`] → [`Engine`]: `create / open / close / drop_region / alter / write /
 //!   flush / truncate / set_writable / scan / region_stats / stop`.
+//! - One read-write engine per data directory: it holds a [`DataDirLock`] (an OS file lock
+//!   on `<data_home>/LOCK` naming its pid) while it runs; a second one fails with
+//!   [`ErrorKind::Locked`]. [`EngineBuilder::read_only`] engines take no lock, change
+//!   nothing on disk, and see a consistent prefix of what the writer committed — safe in
+//!   another process while it writes.
+//! - [`Engine::wal_recovery_report`]: what opening the WAL found (a torn tail, damaged
+//!   ranges skipped under `recovery = "salvage"`).
 //! - [`EngineConfig`]: TOML settings with human sizes (`"1GiB"`) and durations (`"30m"`),
 //!   defaults that scale with the machine, validation that names the bad key;
 //!   [`EXAMPLE_CONFIG`] is the commented example.
@@ -68,7 +75,7 @@ mod lock;
 pub use config::{EXAMPLE_CONFIG, EngineConfig, SstConfig, WalCompression, WalConfig, WalProvider};
 pub use engine::{Engine, EngineBuilder, RegionStats};
 pub use error::{Error, ErrorKind, Result};
-pub use lock::LockError;
+pub use lock::{DataDirLock, LockError};
 pub use strata_request::{
     AlterKind, AlterRequest, CloseRequest, ColumnDataType, ColumnSchema, CompactRequest,
     CreateRequest, DdlRequest, DropRequest, FlushRequest, OpType, OpenRequest, RegionId,

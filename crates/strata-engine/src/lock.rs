@@ -19,6 +19,8 @@ use snafu::{ResultExt, Snafu};
 use strata_wal::{AppendResponse, Entry, EntryStream, WalError};
 use strata_worker::{DynLogStore, LogStoreRef};
 
+use crate::config::{EngineConfig, WalProvider};
+
 /// The lock file's name inside a locked directory.
 pub(crate) const LOCK_FILE: &str = "LOCK";
 
@@ -103,6 +105,56 @@ impl DirLock {
     /// The lock file.
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// The locks a read-write engine holds: `<data_home>/LOCK`, and `<wal dir>/LOCK` when the
+/// file WAL lives outside `data_home`.
+///
+/// [`EngineBuilder::build`](crate::EngineBuilder::build) takes them itself. A tool that
+/// must work on the directory before the engine runs (say, open the WAL to salvage it)
+/// takes them first with [`acquire`](Self::acquire) and hands them to
+/// [`EngineBuilder::lock`](crate::EngineBuilder::lock), so nothing else can open the
+/// directory in between. Dropping it releases them.
+#[derive(Debug)]
+pub struct DataDirLock {
+    data_home: PathBuf,
+    pub(crate) locks: Vec<DirLock>,
+}
+
+impl DataDirLock {
+    /// Locks `config`'s data directory (created if missing), and its WAL directory when
+    /// that lies outside; fails at once with an error of kind
+    /// [`Locked`](crate::ErrorKind::Locked) naming the holder's pid.
+    pub fn acquire(config: &EngineConfig) -> crate::Result<Self> {
+        let home = DirLock::acquire(&config.data_home).context(crate::error::LockSnafu)?;
+        let mut locks = vec![home];
+        if config.wal.provider == WalProvider::File {
+            let wal = config.wal_dir();
+            let inside = std::fs::create_dir_all(&wal)
+                .and_then(|()| {
+                    Ok(wal
+                        .canonicalize()?
+                        .starts_with(config.data_home.canonicalize()?))
+                })
+                .context(IoSnafu {
+                    operation: "create the WAL directory",
+                    path: wal.clone(),
+                })
+                .context(crate::error::LockSnafu)?;
+            if !inside {
+                locks.push(DirLock::acquire(&wal).context(crate::error::LockSnafu)?);
+            }
+        }
+        Ok(Self {
+            data_home: config.data_home.clone(),
+            locks,
+        })
+    }
+
+    /// The data directory it locks.
+    pub fn data_home(&self) -> &Path {
+        &self.data_home
     }
 }
 

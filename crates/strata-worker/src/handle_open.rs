@@ -41,6 +41,10 @@ impl RegionWorkerLoop {
                 tracing::info!(%region_id, "region opened");
                 self.insert_region(region);
                 sender.send(Ok(0));
+                // A replay can fill memtables past the flush threshold (a WAL bigger than
+                // the budget after crashes, or a smaller budget than the last run's):
+                // start flushing now, not only when the next write finds memory full.
+                self.maybe_flush_worker();
             }
             Err(error) => sender.send(Err(error)),
         }

@@ -15,6 +15,9 @@
 //! - DDLs: create, open (WAL replay), close, drop (marker first, files later), alter
 //!   (flush first), flush, truncate, set writable / read-only. Compaction is
 //!   [`WorkerError::Unsupported`].
+//! - Read-only groups ([`WorkerConfig::read_only`]): open and close only, regions
+//!   read-only, nothing written; an open that finds the WAL moved on under it (a writer in
+//!   another process) starts over from the manifest.
 //! - [`Region`] / [`RegionMap`]: open regions, readable without a worker round trip.
 //! - [`WorkerError`] with a coarse [`ErrorKind`] that says whether a retry helps.
 //! - [`EventListener`]: test hooks with no-op defaults ([`NoopListener`]).
