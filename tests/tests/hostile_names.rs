@@ -137,8 +137,12 @@ async fn hostile_column_names_create_nothing_outside_the_data_root() {
     );
     for path in tree(&root) {
         assert!(
-            // The WAL, the regions, and the object store's atomic-write staging directory.
-            path.starts_with("wal") || path.starts_with("regions") || path.starts_with(".tmp"),
+            // The WAL, the regions, the object store's atomic-write staging directory, and
+            // the directory's lock file.
+            path.starts_with("wal")
+                || path.starts_with("regions")
+                || path.starts_with(".tmp")
+                || path == "LOCK",
             "unexpected path in the data root: {path:?}"
         );
     }
