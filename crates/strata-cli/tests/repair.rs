@@ -70,19 +70,7 @@ fn strata_repair_salvages_a_wal_damaged_in_the_middle_and_leaves_one_that_opens_
     std::fs::write(damaged, &bytes).unwrap();
 
     // Readers and writers refuse it and point at the repair.
-    let scan = strata(
-        dir,
-        &[
-            "scan",
-            "--data-dir",
-            "d",
-            "--config",
-            &config.display().to_string(),
-            "--region",
-            "1024.0",
-            "--count",
-        ],
-    );
+    let scan = scan_count(dir, &config, 0);
     assert!(!scan.status.success());
     let message = String::from_utf8_lossy(&scan.stderr);
     assert!(

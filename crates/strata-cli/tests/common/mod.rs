@@ -96,23 +96,28 @@ pub(crate) fn series_rows(dir: &Path) -> u64 {
     HOSTS * progress["next_epoch"].as_u64().unwrap()
 }
 
+/// `strata scan --count` of region `1024.{region}`.
+pub(crate) fn scan_count(dir: &Path, config: &Path, region: u64) -> Output {
+    strata(
+        dir,
+        &[
+            "scan",
+            "--data-dir",
+            "d",
+            "--config",
+            &config.display().to_string(),
+            "--region",
+            &format!("1024.{region}"),
+            "--count",
+        ],
+    )
+}
+
 /// Rows of every region, by read-only scans.
 pub(crate) fn count(dir: &Path, config: &Path) -> u64 {
     (0..REGIONS)
         .map(|r| {
-            let output = strata(
-                dir,
-                &[
-                    "scan",
-                    "--data-dir",
-                    "d",
-                    "--config",
-                    &config.display().to_string(),
-                    "--region",
-                    &format!("1024.{r}"),
-                    "--count",
-                ],
-            );
+            let output = scan_count(dir, config, r);
             assert!(
                 output.status.success(),
                 "scan failed: {}",

@@ -14,6 +14,15 @@ use strata_engine::{
 
 use crate::common::*;
 
+/// A read-only engine on the test directory.
+async fn reader(env: &TestEnv) -> strata_engine::Engine {
+    EngineBuilder::new(env.config())
+        .read_only()
+        .build()
+        .await
+        .unwrap()
+}
+
 /// Every file under `dir`: size, inode, modification time and content.
 fn fingerprint(dir: &Path) -> BTreeMap<String, (u64, u64, i64, i64, Vec<u8>)> {
     let mut files = BTreeMap::new();
@@ -100,11 +109,7 @@ async fn a_read_only_engine_sees_flushed_and_unflushed_rows_refuses_every_change
     drop(engine);
     let before = fingerprint(env.dir.path());
 
-    let reader = EngineBuilder::new(env.config())
-        .read_only()
-        .build()
-        .await
-        .unwrap();
+    let reader = reader(&env).await;
     assert!(reader.is_read_only());
     reader.open(region).await.unwrap();
     assert_eq!(scan(&reader, region).await, expected);
@@ -165,11 +170,7 @@ async fn read_only_engines_run_beside_the_writer_and_each_sees_what_was_committe
             writer.flush(region).await.unwrap();
         }
         let committed = scan(&writer, region).await;
-        let reader = EngineBuilder::new(env.config())
-            .read_only()
-            .build()
-            .await
-            .unwrap();
+        let reader = reader(&env).await;
         reader.open(region).await.unwrap();
         assert_eq!(scan(&reader, region).await, committed, "round {round}");
         // The reader's view is fixed; the writer goes on.
@@ -207,11 +208,7 @@ async fn a_read_only_engine_needs_an_existing_directory_and_leaves_a_dropped_reg
         .join(format!("{}/.dropping", strata_storage::region_dir(region)));
     std::fs::write(&marker, b"").unwrap();
     let before = fingerprint(env.dir.path());
-    let reader = EngineBuilder::new(env.config())
-        .read_only()
-        .build()
-        .await
-        .unwrap();
+    let reader = reader(&env).await;
     let error = reader.open(region).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::RegionNotFound, "{error}");
     reader.stop().await.unwrap();
