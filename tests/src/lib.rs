@@ -1,8 +1,10 @@
 //! Strata's cross-crate reliability suites live in this crate's `tests/` directory
 //! (`bad_input`, `hostile_names`, `corrupt_files`, `crash`, `model`, `object_store_faults`,
 //! `overload`; see `docs/reliability.md`). This library holds what they share: the seed and
-//! stress knobs every randomized suite reads, and the small `host` / `ts` / `v` schema most
-//! of them write.
+//! stress knobs every randomized suite reads, the small `host` / `ts` / `v` schema most
+//! of them write, and the crash suites' writer child and checker ([`crash`]).
+
+pub mod crash;
 
 use strata_engine::{
     ColumnDataType, ColumnSchema, Engine, RegionId, RegionMetadata, RegionMetadataBuilder,

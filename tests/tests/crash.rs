@@ -18,67 +18,14 @@
     missing_docs
 )]
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::Int64Type;
-use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
-use strata_engine::{
-    CreateRequest, Engine, EngineBuilder, EngineConfig, ErrorKind, RegionId, RegionMetadata,
-    RegionOptions, ScanRequest, WriteRequest,
-};
+use strata_tests::crash::{check, run_writer};
 
 const CHILD_ENV: &str = "STRATA_ENGINE_CRASH_CHILD_DIR";
 const TEST_NAME: &str = "acknowledged_rows_survive_sigkill_and_reopen_always_succeeds";
-const REGIONS: u32 = 2;
-const ROWS_PER_WRITE: i64 = 25;
-
-fn region(r: u32) -> RegionId {
-    RegionId::new(11, r)
-}
-
-fn metadata(region: RegionId) -> RegionMetadata {
-    strata_tests::host_ts_v(region)
-}
-
-/// The value stored for key `n` of `region`.
-fn value(region: u32, n: i64) -> i64 {
-    n * 31 + i64::from(region)
-}
-
-fn rows(region: RegionId, start: i64, end: i64) -> RecordBatch {
-    let r = region.region_number();
-    RecordBatch::try_new(
-        metadata(region).arrow_schema().clone(),
-        vec![
-            Arc::new(StringArray::from_iter_values(
-                (start..end).map(|n| format!("h{}", n % 7)),
-            )) as ArrayRef,
-            Arc::new(TimestampMillisecondArray::from_iter_values(start..end)),
-            Arc::new(Int64Array::from_iter_values(
-                (start..end).map(|n| value(r, n)),
-            )),
-        ],
-    )
-    .unwrap()
-}
-
-fn config(dir: &Path) -> EngineConfig {
-    let mut config = EngineConfig {
-        data_home: dir.to_path_buf(),
-        num_workers: 2,
-        max_background_flushes: 1,
-        global_write_buffer_size: bytesize::ByteSize::mib(1),
-        manifest_checkpoint_distance: 5,
-        ..EngineConfig::default()
-    };
-    config.wal.segment_size = bytesize::ByteSize::kib(256);
-    config
-}
 
 fn seed() -> u64 {
     strata_tests::seed(0xc0ff_ee00_1234)
@@ -91,40 +38,16 @@ fn stress() -> u64 {
 #[test]
 fn acknowledged_rows_survive_sigkill_and_reopen_always_succeeds() {
     match std::env::var(CHILD_ENV) {
-        Ok(dir) => run_child(Path::new(&dir)),
+        Ok(dir) => {
+            let side = std::env::var("STRATA_ENGINE_CRASH_SIDE").unwrap();
+            let seed = std::env::var("STRATA_ENGINE_CRASH_SEED")
+                .unwrap()
+                .parse()
+                .unwrap();
+            run_writer(Path::new(&dir), Path::new(&side), seed);
+        }
         Err(_) => run_parent(),
     }
-}
-
-/// The side file: per region, the highest key tried, and every acknowledged key range.
-#[derive(Default)]
-struct Side {
-    tried: BTreeMap<u32, i64>,
-    acked: BTreeMap<u32, Vec<(i64, i64)>>,
-}
-
-fn read_side(path: &Path) -> Side {
-    let mut side = Side::default();
-    for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
-        // A line cut by the kill has missing fields; it was not acknowledged.
-        let parts: Vec<&str> = line.split(' ').collect();
-        let [kind, region, start, end, "."] = parts[..] else {
-            continue;
-        };
-        let (Ok(region), Ok(start), Ok(end)) = (
-            region.parse::<u32>(),
-            start.parse::<i64>(),
-            end.parse::<i64>(),
-        ) else {
-            continue;
-        };
-        let tried = side.tried.entry(region).or_insert(0);
-        *tried = (*tried).max(end);
-        if kind == "ack" {
-            side.acked.entry(region).or_default().push((start, end));
-        }
-    }
-    side
 }
 
 fn run_parent() {
@@ -188,7 +111,7 @@ fn run_parent() {
         total_acked += seen;
         child_time += started.elapsed();
         let started = std::time::Instant::now();
-        runtime.block_on(check(&data, &side, cycle, seed));
+        runtime.block_on(check(&data, &side, &format!("cycle {cycle} (SEED={seed})")));
         check_time += started.elapsed();
     }
     eprintln!(
@@ -196,133 +119,4 @@ fn run_parent() {
         child_time.as_secs_f64(),
         check_time.as_secs_f64()
     );
-}
-
-async fn open_all(engine: &Engine) {
-    for r in 0..REGIONS {
-        match engine.open(region(r)).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::RegionNotFound => engine
-                .create(CreateRequest {
-                    metadata: metadata(region(r)),
-                    options: RegionOptions::default(),
-                })
-                .await
-                .unwrap(),
-            Err(e) => panic!("open region {}: {e}", region(r)),
-        }
-    }
-}
-
-async fn check(data: &Path, side: &Path, cycle: u64, seed: u64) {
-    let what = |msg: String| format!("cycle {cycle} (SEED={seed}): {msg}");
-    let engine = EngineBuilder::new(config(data))
-        .build()
-        .await
-        .unwrap_or_else(|e| panic!("{}", what(format!("reopen failed: {e}"))));
-    let side = read_side(side);
-    for r in 0..REGIONS {
-        let id = region(r);
-        let opened = engine.open(id).await;
-        if let Err(e) = &opened {
-            // Only a region that was never created (killed before its create landed) may
-            // be missing.
-            assert!(
-                e.kind() == ErrorKind::RegionNotFound && !side.tried.contains_key(&r),
-                "{}",
-                what(format!("open {id}: {e}"))
-            );
-            continue;
-        }
-        let tried = side.tried.get(&r).copied().unwrap_or(0);
-        let mut present = std::collections::BTreeSet::new();
-        for batch in engine
-            .scan_to_vec(id, ScanRequest::default())
-            .await
-            .unwrap()
-        {
-            let ts = batch
-                .column_by_name("ts")
-                .unwrap()
-                .as_primitive::<arrow_array::types::TimestampMillisecondType>();
-            let v = batch
-                .column_by_name("v")
-                .unwrap()
-                .as_primitive::<Int64Type>();
-            for i in 0..batch.num_rows() {
-                let n = ts.value(i);
-                assert!(
-                    n < tried,
-                    "{}",
-                    what(format!("{id}: row {n} was never written"))
-                );
-                assert_eq!(
-                    v.value(i),
-                    value(r, n),
-                    "{}",
-                    what(format!("{id}: row {n} damaged"))
-                );
-                present.insert(n);
-            }
-        }
-        for &(start, end) in side.acked.get(&r).into_iter().flatten() {
-            assert!(
-                (start..end).all(|n| present.contains(&n)),
-                "{}",
-                what(format!(
-                    "{id}: acknowledged rows {start}..{end} are not all there"
-                ))
-            );
-        }
-    }
-    engine.stop().await.unwrap();
-}
-
-fn run_child(data: &Path) {
-    let side_path = std::env::var("STRATA_ENGINE_CRASH_SIDE").unwrap();
-    let mut rng: u64 = std::env::var("STRATA_ENGINE_CRASH_SEED")
-        .unwrap()
-        .parse::<u64>()
-        .unwrap()
-        | 1;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let engine = EngineBuilder::new(config(data)).build().await.unwrap();
-        open_all(&engine).await;
-        let side = read_side(Path::new(&side_path));
-        let mut next: BTreeMap<u32, i64> = (0..REGIONS)
-            .map(|r| (r, side.tried.get(&r).copied().unwrap_or(0)))
-            .collect();
-        let mut log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&side_path)
-            .unwrap();
-        let stdout = std::io::stdout();
-        let mut writes = 0u64;
-        loop {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            let r = (rng % u64::from(REGIONS)) as u32;
-            let start = next[&r];
-            let end = start + ROWS_PER_WRITE;
-            writeln!(log, "try {r} {start} {end} .").unwrap();
-            engine
-                .write(WriteRequest::put(region(r), rows(region(r), start, end)))
-                .await
-                .unwrap();
-            writeln!(log, "ack {r} {start} {end} .").unwrap();
-            writeln!(stdout.lock(), "ack {r} {end}").unwrap();
-            next.insert(r, end);
-            writes += 1;
-            if writes.is_multiple_of(13) {
-                engine.flush(region(r)).await.unwrap();
-            }
-        }
-    });
 }

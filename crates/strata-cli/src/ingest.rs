@@ -70,12 +70,21 @@ fn read_progress(dir: &Path) -> Result<Option<Progress>, String> {
     }
 }
 
+/// Replaces the progress file durably: a temporary file written and synced, renamed over
+/// the old one, the directory synced — so a power loss leaves the old or the new progress,
+/// never an empty or missing file.
 fn write_progress(dir: &Path, progress: &Progress) -> Result<(), String> {
+    use std::io::Write;
     let path = dir.join(PROGRESS_FILE);
     let tmp = dir.join(format!("{PROGRESS_FILE}.tmp"));
     let bytes = serde_json::to_vec_pretty(progress).map_err(|e| e.to_string())?;
-    std::fs::write(&tmp, bytes)
+    std::fs::File::create(&tmp)
+        .and_then(|mut file| {
+            file.write_all(&bytes)?;
+            file.sync_all()
+        })
         .and_then(|()| std::fs::rename(&tmp, &path))
+        .and_then(|()| std::fs::File::open(dir)?.sync_all())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 

@@ -11,7 +11,9 @@
 //!   `Operator`; [`read_sst`] reads them back with projection and time pruning.
 //!
 //! - [`ObjectStoreConfig`]: `fs` (default), `memory` or `s3` as serde data building an
-//!   OpenDAL operator; region paths ([`region_dir`]) come from ids only.
+//!   OpenDAL operator; region paths ([`region_dir`]) come from ids only. The `fs` store
+//!   makes every write and delete durable, directory entries included, before it returns
+//!   ([`DurableFsLayer`]).
 //!
 //! - [`ManifestManager`]: the versioned manifest (JSON deltas, checkpoints,
 //!   `_last_checkpoint` with a checksum written last).
@@ -28,6 +30,7 @@
 //! it **must never depend on** the WAL, the flush pipeline, the workers or the engine.
 
 mod batch;
+mod durable_fs;
 mod error;
 mod key;
 mod manifest;
@@ -40,6 +43,7 @@ pub mod testing;
 mod version;
 
 pub use batch::{OP_TYPE_COLUMN, SEQUENCE_COLUMN, SortedBatch, output_schema};
+pub use durable_fs::DurableFsLayer;
 pub use error::StorageError;
 pub use key::KeyCodec;
 pub use manifest::{

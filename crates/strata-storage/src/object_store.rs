@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use snafu::{ResultExt, Snafu, ensure};
 use strata_request::RegionId;
 
+use crate::durable_fs::DurableFsLayer;
+
 /// Where region files are stored.
 ///
 /// ```toml
@@ -200,7 +202,11 @@ impl ObjectStoreConfig {
                 let builder = opendal::services::Fs::default()
                     .root(&root.to_string_lossy())
                     .atomic_write_dir(&atomic.to_string_lossy());
-                Operator::new(builder).context(BuildSnafu { kind: "fs" })?
+                let store = Operator::new(builder).context(BuildSnafu { kind: "fs" })?;
+                // OpenDAL syncs files but never directories: make every write and delete
+                // durable, names included, before it returns (power loss, not only kills).
+                let root = root.canonicalize().unwrap_or_else(|_| root.clone());
+                store.layer(DurableFsLayer::new(root))
             }
             ObjectStoreConfig::Memory => Operator::new(opendal::services::Memory::default())
                 .context(BuildSnafu { kind: "memory" })?,

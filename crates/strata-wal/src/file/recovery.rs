@@ -76,6 +76,9 @@ pub(crate) fn recover(
                 operation: "create WAL directory",
                 path: dir,
             })?;
+            // The directory's own name (and its parents', if this open created them) must
+            // survive a power loss, or every segment in it goes with it.
+            crate::file::segments::sync_ancestors(dir)?;
             scan(dir, config, access)
         }
         Access::ReadOnly => recover_read_only(dir, config),

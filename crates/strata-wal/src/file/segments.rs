@@ -148,6 +148,19 @@ pub(crate) fn open_active(segment: Arc<Segment>, len: u64) -> Result<ActiveSegme
     })
 }
 
+/// Syncs every ancestor directory of `dir`, up to `/`, so the names leading to it are
+/// durable.
+pub(crate) fn sync_ancestors(dir: &Path) -> Result<(), WalError> {
+    let absolute = dir.canonicalize().context(IoSnafu {
+        operation: "resolve WAL directory",
+        path: dir,
+    })?;
+    for ancestor in absolute.ancestors().skip(1) {
+        sync_dir(ancestor)?;
+    }
+    Ok(())
+}
+
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), WalError> {
     File::open(dir).and_then(|d| d.sync_all()).context(IoSnafu {
         operation: "sync WAL directory",

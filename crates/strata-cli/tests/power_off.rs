@@ -1,0 +1,149 @@
+//! `strata ingest` as a process on the power-off file system: runs that finish and then
+//! lose power, and runs cut by a power loss midway (after a seeded number of file-system
+//! operations). After every power-off the series' progress file is whole and never goes
+//! back, every row it counts is there and no row beyond what a run wrote, no region that
+//! held acknowledged rows goes missing, and the next run continues. Needs FUSE: fails, never skips, without.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    missing_docs
+)]
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use rand::{RngExt, SeedableRng};
+use rand_pcg::Pcg64Mcg;
+use strata_powerfs::PowerFs;
+
+fn seed() -> u64 {
+    std::env::var("SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x1e57)
+}
+
+fn cycles() -> u64 {
+    let stress: u64 = std::env::var("STRATA_STRESS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    20 * stress.max(1)
+}
+
+/// Rows the series holds (scans); panics if a scan fails.
+fn rows(mount: &Path, config: &Path) -> u64 {
+    count(mount, config)
+}
+
+/// `hosts × next_epoch` of the progress file, 0 if there is none yet; panics if the file
+/// is there but not whole.
+fn progress_rows(mount: &Path) -> u64 {
+    match std::fs::read_to_string(mount.join("d/ingest-progress.json")) {
+        Ok(text) => {
+            let progress: serde_json::Value = serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("the progress file is damaged: {e}: {text:?}"));
+            HOSTS * progress["next_epoch"].as_u64().unwrap()
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => panic!("cannot read the progress file: {e}"),
+    }
+}
+
+#[test]
+fn ingest_runs_lose_power_finished_or_midway_and_the_series_always_goes_on() {
+    let seed = seed();
+    eprintln!("ingest power-off test: SEED={seed}");
+    let mut rng = Pcg64Mcg::seed_from_u64(seed);
+    let root = tempfile::tempdir().unwrap();
+    let config = config(root.path());
+    let mount = root.path().join("mnt");
+    std::fs::create_dir(&mount).unwrap();
+    let mut fs = PowerFs::mount(&mount).unwrap_or_else(|e| {
+        panic!("cannot mount the power-off file system (this suite needs FUSE): {e}")
+    });
+    let (mut finished, mut cut) = (0, 0);
+    // The highest row count any run could have reached: a cut run leaves acknowledged rows
+    // beyond what the progress file counts (the next run rewrites from the progress on).
+    let mut most = 0;
+    for cycle in 0..cycles() {
+        let context = format!("cycle {cycle} (SEED={seed})");
+        let done_before;
+        if rng.random_bool(0.5) {
+            // A run that finishes, then the power fails.
+            most = most.max(progress_rows(&mount) + HOSTS * 20);
+            let output = ingest(&mount, &config, 20);
+            assert!(
+                output.status.success(),
+                "{context}: ingest failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            done_before = progress_rows(&mount);
+            finished += 1;
+        } else {
+            // A run the power cuts midway, after a seeded number of file-system operations.
+            done_before = progress_rows(&mount);
+            most = most.max(done_before + HOSTS * 5_000);
+            let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+                .args(ingest_args(&config, 5_000))
+                .current_dir(&mount)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let target = fs.ops() + rng.random_range(1..3_000);
+            while !fs.wait_for_ops(target, Duration::from_millis(100)) {
+                if let Some(status) = child.try_wait().unwrap() {
+                    panic!(
+                        "{context}: ingest ended before the power-off: {status}: {}",
+                        std::io::read_to_string(child.stderr.take().unwrap()).unwrap_or_default()
+                    );
+                }
+            }
+            child.kill().unwrap();
+            child.wait().unwrap();
+            cut += 1;
+        }
+        if rng.random_bool(0.5) {
+            fs.power_off(Some(&mut rng)).unwrap();
+        } else {
+            fs.power_off(None::<&mut Pcg64Mcg>).unwrap();
+        }
+        // The progress file is whole, and every row it counts is there.
+        let promised = progress_rows(&mount);
+        assert!(
+            promised >= done_before,
+            "{context}: the progress file went back from {done_before} to {promised} rows"
+        );
+        if promised > 0 {
+            let found = rows(&mount, &config);
+            assert!(
+                found >= promised && found <= most,
+                "{context}: {found} rows after the power-off; the progress file counts {promised}, no run wrote past {most}"
+            );
+        }
+    }
+    // A last run finishes: at least the series' rows are there, and nothing invented.
+    most = most.max(progress_rows(&mount) + HOSTS * 20);
+    let output = ingest(&mount, &config, 20);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let found = rows(&mount, &config);
+    assert!(
+        found >= progress_rows(&mount) && found <= most,
+        "{found} rows"
+    );
+    fs.unmount().unwrap();
+    eprintln!(
+        "ingest power-off test: {finished} finished runs and {cut} runs cut midway lost power; the series always went on"
+    );
+}

@@ -1,0 +1,241 @@
+//! The crash suites' shared harness: a child that writes rows with unique keys to an engine
+//! and logs each write to a side file before (`try`) and after (`ack`) it; and a checker
+//! that reopens the engine and holds every region to that file — every acknowledged row
+//! there with its value, no row that was never written. The SIGKILL suite (`crash`) and the
+//! power-off suite (`power_off`) run it on a local directory and on the power-off file
+//! system.
+
+// Test harness: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int64Type, TimestampMillisecondType};
+use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use strata_engine::{
+    CreateRequest, Engine, EngineBuilder, EngineConfig, ErrorKind, RegionId, RegionMetadata,
+    RegionOptions, ScanRequest, WriteRequest,
+};
+
+/// Regions the writer writes.
+pub const REGIONS: u32 = 2;
+/// Rows per write.
+pub const ROWS_PER_WRITE: i64 = 25;
+
+/// Region `r` of the test table.
+pub fn region(r: u32) -> RegionId {
+    RegionId::new(11, r)
+}
+
+/// The schema of every test region.
+pub fn metadata(region: RegionId) -> RegionMetadata {
+    crate::host_ts_v(region)
+}
+
+/// The value stored for key `n` of `region`.
+pub fn value(region: u32, n: i64) -> i64 {
+    n * 31 + i64::from(region)
+}
+
+/// Rows `start..end` of `region` (keys are timestamps; hosts cycle).
+pub fn rows(region: RegionId, start: i64, end: i64) -> RecordBatch {
+    let r = region.region_number();
+    RecordBatch::try_new(
+        metadata(region).arrow_schema().clone(),
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                (start..end).map(|n| format!("h{}", n % 7)),
+            )) as ArrayRef,
+            Arc::new(TimestampMillisecondArray::from_iter_values(start..end)),
+            Arc::new(Int64Array::from_iter_values(
+                (start..end).map(|n| value(r, n)),
+            )),
+        ],
+    )
+    .unwrap()
+}
+
+/// The engine settings of both roles: file WAL `always`, a 1 MiB budget so flushes are
+/// frequent, checkpoints every 5 versions, 256 KiB segments.
+pub fn config(dir: &Path) -> EngineConfig {
+    let mut config = EngineConfig {
+        data_home: dir.to_path_buf(),
+        num_workers: 2,
+        max_background_flushes: 1,
+        global_write_buffer_size: bytesize::ByteSize::mib(1),
+        manifest_checkpoint_distance: 5,
+        ..EngineConfig::default()
+    };
+    config.wal.segment_size = bytesize::ByteSize::kib(256);
+    config
+}
+
+/// The side file: per region, the highest key tried, and every acknowledged key range.
+#[derive(Default)]
+pub struct Side {
+    /// Per region, the highest key tried.
+    pub tried: BTreeMap<u32, i64>,
+    /// Per region, every acknowledged key range.
+    pub acked: BTreeMap<u32, Vec<(i64, i64)>>,
+}
+
+/// Reads the side file (a missing file is empty; a line cut by a kill does not count).
+pub fn read_side(path: &Path) -> Side {
+    let mut side = Side::default();
+    for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
+        // A line cut by the kill has missing fields; it was not acknowledged.
+        let parts: Vec<&str> = line.split(' ').collect();
+        let [kind, region, start, end, "."] = parts[..] else {
+            continue;
+        };
+        let (Ok(region), Ok(start), Ok(end)) = (
+            region.parse::<u32>(),
+            start.parse::<i64>(),
+            end.parse::<i64>(),
+        ) else {
+            continue;
+        };
+        let tried = side.tried.entry(region).or_insert(0);
+        *tried = (*tried).max(end);
+        if kind == "ack" {
+            side.acked.entry(region).or_default().push((start, end));
+        }
+    }
+    side
+}
+
+/// Opens every region, creating those that do not exist.
+pub async fn open_all(engine: &Engine) {
+    for r in 0..REGIONS {
+        match engine.open(region(r)).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::RegionNotFound => engine
+                .create(CreateRequest {
+                    metadata: metadata(region(r)),
+                    options: RegionOptions::default(),
+                })
+                .await
+                .unwrap(),
+            Err(e) => panic!("open region {}: {e}", region(r)),
+        }
+    }
+}
+
+/// Reopens the engine on `data` and checks every region against the side file: every
+/// acknowledged row there with its value, no row that was never tried; a region may be
+/// missing only if nothing was ever tried in it. Panics naming `context` otherwise.
+pub async fn check(data: &Path, side: &Path, context: &str) {
+    let what = |msg: String| format!("{context}: {msg}");
+    let engine = EngineBuilder::new(config(data))
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("{}", what(format!("reopen failed: {e}"))));
+    let side = read_side(side);
+    for r in 0..REGIONS {
+        let id = region(r);
+        let opened = engine.open(id).await;
+        if let Err(e) = &opened {
+            // Only a region that was never created (killed before its create landed) may
+            // be missing.
+            assert!(
+                e.kind() == ErrorKind::RegionNotFound && !side.tried.contains_key(&r),
+                "{}",
+                what(format!("open {id}: {e}"))
+            );
+            continue;
+        }
+        let tried = side.tried.get(&r).copied().unwrap_or(0);
+        let mut present = BTreeSet::new();
+        for batch in engine
+            .scan_to_vec(id, ScanRequest::default())
+            .await
+            .unwrap()
+        {
+            let ts = batch
+                .column_by_name("ts")
+                .unwrap()
+                .as_primitive::<TimestampMillisecondType>();
+            let v = batch
+                .column_by_name("v")
+                .unwrap()
+                .as_primitive::<Int64Type>();
+            for i in 0..batch.num_rows() {
+                let n = ts.value(i);
+                assert!(
+                    n < tried,
+                    "{}",
+                    what(format!("{id}: row {n} was never written"))
+                );
+                assert_eq!(
+                    v.value(i),
+                    value(r, n),
+                    "{}",
+                    what(format!("{id}: row {n} damaged"))
+                );
+                present.insert(n);
+            }
+        }
+        for &(start, end) in side.acked.get(&r).into_iter().flatten() {
+            assert!(
+                (start..end).all(|n| present.contains(&n)),
+                "{}",
+                what(format!(
+                    "{id}: acknowledged rows {start}..{end} are not all there"
+                ))
+            );
+        }
+    }
+    engine.stop().await.unwrap();
+}
+
+/// The writer child: opens the engine on `data`, then writes forever — keys continue
+/// from the side file, a region chosen by `seed` each time, a manual flush every 13
+/// writes — logging `try` before and `ack` after each write in the side file, and
+/// printing `ack {region} {end}` on stdout after each acknowledgement.
+pub fn run_writer(data: &Path, side_path: &Path, seed: u64) {
+    let mut rng: u64 = seed | 1;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let engine = EngineBuilder::new(config(data)).build().await.unwrap();
+        open_all(&engine).await;
+        let side = read_side(side_path);
+        let mut next: BTreeMap<u32, i64> = (0..REGIONS)
+            .map(|r| (r, side.tried.get(&r).copied().unwrap_or(0)))
+            .collect();
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(side_path)
+            .unwrap();
+        let stdout = std::io::stdout();
+        let mut writes = 0u64;
+        loop {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let r = (rng % u64::from(REGIONS)) as u32;
+            let start = next[&r];
+            let end = start + ROWS_PER_WRITE;
+            writeln!(log, "try {r} {start} {end} .").unwrap();
+            engine
+                .write(WriteRequest::put(region(r), rows(region(r), start, end)))
+                .await
+                .unwrap();
+            writeln!(log, "ack {r} {start} {end} .").unwrap();
+            writeln!(stdout.lock(), "ack {r} {end}").unwrap();
+            next.insert(r, end);
+            writes += 1;
+            if writes.is_multiple_of(13) {
+                engine.flush(region(r)).await.unwrap();
+            }
+        }
+    });
+}
