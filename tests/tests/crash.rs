@@ -22,6 +22,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use strata_engine::SyncPolicy;
 use strata_tests::crash::{check, run_writer};
 
 const CHILD_ENV: &str = "STRATA_ENGINE_CRASH_CHILD_DIR";
@@ -44,7 +45,7 @@ fn acknowledged_rows_survive_sigkill_and_reopen_always_succeeds() {
                 .unwrap()
                 .parse()
                 .unwrap();
-            run_writer(Path::new(&dir), Path::new(&side), seed);
+            run_writer(Path::new(&dir), Path::new(&side), seed, SyncPolicy::Always);
         }
         Err(_) => run_parent(),
     }

@@ -1,17 +1,20 @@
-//! Power-off crash test: every acknowledged row survives a power loss — not only a process
-//! kill — nothing unwritten appears, and reopening always succeeds.
+//! Power-off crash test: with `sync = always` every acknowledged row survives a power loss
+//! — not only a process kill — nothing unwritten appears, and reopening always succeeds;
+//! with `never` or an interval, what survives is a prefix of what was written.
 //!
 //! The parent mounts the power-off file system (`strata-powerfs`), which keeps written
 //! data volatile until its file is synced and new names until their directory is. Each
-//! cycle it starts its own binary as the **writer** (the crash harness's child: file WAL
-//! `always`, a 1 MiB budget so flushes and manifest checkpoints are frequent) on the mount,
-//! cuts the power at a seeded moment — after a number of acknowledged writes (sometimes
-//! none: during open and replay), or after a number of file-system operations, which lands
-//! anywhere (inside a flush, between an SST and its manifest edit, during a rotation) —
-//! by killing the writer and dropping everything volatile (half the time keeping a torn
-//! prefix of each file's unsynced writes), then starts the **checker**, which reopens the
-//! engine and holds every region to the side file kept outside the mount. Crashes pile up
-//! on one directory for 5 cycles. Needs FUSE: fails, never skips, without it.
+//! cycle it starts its own binary as the **writer** (the crash harness's child: file WAL,
+//! a 1 MiB budget and a flush every 13 writes so flushes and manifest checkpoints are
+//! frequent) on the mount, cuts the power at a seeded moment — after a number of
+//! acknowledged writes (sometimes none: during open and replay), or after a number of
+//! file-system operations, which lands anywhere (inside a flush, between an SST and its
+//! manifest edit, during a rotation) — by killing the writer and dropping everything
+//! volatile (half the time keeping a torn prefix of each file's unsynced writes), then
+//! starts the **checker**, which reopens the engine and holds every region to the side file
+//! kept outside the mount. Under `always`, crashes pile up on one directory for 5 cycles;
+//! `never` and `50ms` get a fresh directory per cycle. Needs FUSE: fails, never skips,
+//! without it. The regression tests after it pin each durability fix the suite found.
 
 #![allow(
     clippy::unwrap_used,
@@ -29,7 +32,7 @@ use std::time::Duration;
 use rand::{RngExt, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use strata_powerfs::PowerFs;
-use strata_tests::crash::{check, run_writer};
+use strata_tests::crash::{Expect, check_with, read_side, run_writer};
 
 const ROLE_ENV: &str = "STRATA_POWER_OFF_ROLE";
 const TEST_NAME: &str = "acknowledged_rows_survive_power_loss_and_reopen_always_succeeds";
@@ -42,17 +45,26 @@ fn acknowledged_rows_survive_power_loss_and_reopen_always_succeeds() {
             Path::new(&var("STRATA_POWER_OFF_DATA")),
             Path::new(&var("STRATA_POWER_OFF_SIDE")),
             var("STRATA_POWER_OFF_SEED").parse().unwrap(),
+            var("STRATA_POWER_OFF_SYNC").parse().unwrap(),
         ),
-        Ok("check") => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(check(
-                Path::new(&var("STRATA_POWER_OFF_DATA")),
-                Path::new(&var("STRATA_POWER_OFF_SIDE")),
-                &var("STRATA_POWER_OFF_CONTEXT"),
-            )),
+        Ok("check") => {
+            let expect = match var("STRATA_POWER_OFF_EXPECT").as_str() {
+                "prefix" => Expect::Prefix,
+                _ => Expect::EveryAcknowledged,
+            };
+            let found = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(check_with(
+                    Path::new(&var("STRATA_POWER_OFF_DATA")),
+                    Path::new(&var("STRATA_POWER_OFF_SIDE")),
+                    &var("STRATA_POWER_OFF_CONTEXT"),
+                    expect,
+                ));
+            println!("found {found} rows");
+        }
         _ => run_parent(),
     }
 }
@@ -71,6 +83,30 @@ fn start(role: &str, env: &[(&str, String)]) -> std::process::Child {
     command.spawn().unwrap()
 }
 
+/// One sync policy's run of power-offs.
+struct Phase {
+    sync: &'static str,
+    cycles: u64,
+    /// Power-offs that pile up on one directory (1: a fresh directory each cycle).
+    per_directory: u64,
+    expect: &'static str,
+}
+
+/// What a phase saw.
+#[derive(Default)]
+struct Tally {
+    by_acks: usize,
+    during_open: usize,
+    by_ops: usize,
+    torn: usize,
+    lost_data: usize,
+    lost_names: usize,
+    acked_rows: u64,
+    found_rows: u64,
+    writing: Duration,
+    checking: Duration,
+}
+
 fn run_parent() {
     let seed = strata_tests::seed(0x90fe_0ff5);
     eprintln!("power-off test: SEED={seed}");
@@ -84,25 +120,82 @@ fn run_parent() {
             mount.display()
         )
     });
-    let cycles = std::env::var("STRATA_POWER_OFF_CYCLES")
+    let always = std::env::var("STRATA_POWER_OFF_CYCLES")
         .ok()
         .and_then(|c| c.parse().ok())
         .unwrap_or(100 * strata_tests::stress());
-    let (mut by_acks, mut during_open, mut by_ops, mut torn) = (0, 0, 0, 0);
-    let (mut lost_data, mut lost_names, mut acked) = (0, 0, 0);
-    let (mut writing, mut powering, mut checking) =
-        (Duration::ZERO, Duration::ZERO, Duration::ZERO);
-    for cycle in 0..cycles {
-        let context = format!("cycle {cycle} (SEED={seed})");
-        // Crashes pile up on one directory for 5 cycles, then a fresh one starts: the writer
-        // flushes every 13 writes (so power-offs land in flushes and checkpoints often), and
-        // without compaction every flush adds a file that later checks would scan again.
-        let data = mount.join(format!("data-{}", cycle / 5));
-        let side = root.path().join(format!("side-{}.log", cycle / 5));
+    let phases = [
+        // Crashes pile up on one directory for 5 cycles, then a fresh one starts: the
+        // writer flushes every 13 writes (so power-offs land in flushes and checkpoints
+        // often), and without compaction every flush adds a file later checks scan again.
+        Phase {
+            sync: "always",
+            cycles: always,
+            per_directory: 5,
+            expect: "every acknowledged",
+        },
+        // Acknowledged rows may be lost, but only as a suffix: a fresh directory per cycle,
+        // each region a prefix of what was written.
+        Phase {
+            sync: "never",
+            cycles: always.div_ceil(4),
+            per_directory: 1,
+            expect: "prefix",
+        },
+        Phase {
+            sync: "50ms",
+            cycles: always.div_ceil(4),
+            per_directory: 1,
+            expect: "prefix",
+        },
+    ];
+    for phase in &phases {
+        let t = run_phase(&mut fs, &mount, root.path(), phase, seed, &mut rng);
+        let outcome = if phase.expect == "prefix" {
+            format!(
+                "{} acknowledged rows, {} there after the power-offs, each region a prefix of what was written",
+                t.acked_rows, t.found_rows
+            )
+        } else {
+            "every acknowledged row there after each".to_string()
+        };
+        eprintln!(
+            "power-off test, sync = {}: {} power-offs ({} after acknowledged writes, {} of them during open/replay; {} after a number of file-system operations; {} torn); {} lost unsynced file data, {} lost unsynced names; {outcome}; {:.1}s writing, {:.1}s checking",
+            phase.sync,
+            phase.cycles,
+            t.by_acks,
+            t.during_open,
+            t.by_ops,
+            t.torn,
+            t.lost_data,
+            t.lost_names,
+            t.writing.as_secs_f64(),
+            t.checking.as_secs_f64(),
+        );
+    }
+    fs.unmount().unwrap();
+}
+
+fn run_phase(
+    fs: &mut PowerFs,
+    mount: &Path,
+    root: &Path,
+    phase: &Phase,
+    seed: u64,
+    rng: &mut Pcg64Mcg,
+) -> Tally {
+    let mut t = Tally::default();
+    for cycle in 0..phase.cycles {
+        let context = format!("sync {} cycle {cycle} (SEED={seed})", phase.sync);
+        let batch = cycle / phase.per_directory;
+        let data = mount.join(format!("{}-{batch}", phase.sync));
+        let side = root.join(format!("side-{}-{batch}.log", phase.sync));
         let env = [
             ("STRATA_POWER_OFF_DATA", data.display().to_string()),
             ("STRATA_POWER_OFF_SIDE", side.display().to_string()),
             ("STRATA_POWER_OFF_SEED", (seed ^ cycle).to_string()),
+            ("STRATA_POWER_OFF_SYNC", phase.sync.to_string()),
+            ("STRATA_POWER_OFF_EXPECT", phase.expect.to_string()),
             ("STRATA_POWER_OFF_CONTEXT", context.clone()),
         ];
         let started = std::time::Instant::now();
@@ -115,8 +208,8 @@ fn run_parent() {
             } else {
                 rng.random_range(1..40)
             };
-            by_acks += 1;
-            during_open += usize::from(acks == 0);
+            t.by_acks += 1;
+            t.during_open += usize::from(acks == 0);
             let mut seen = 0;
             while seen < acks {
                 match lines.next() {
@@ -126,11 +219,10 @@ fn run_parent() {
                 }
             }
             assert_eq!(seen, acks, "{context}: the writer ended early");
-            acked += seen;
         } else {
             // After a number of file-system operations: anywhere in the writer's work.
             let target = fs.ops() + rng.random_range(1..4_000);
-            by_ops += 1;
+            t.by_ops += 1;
             while !fs.wait_for_ops(target, Duration::from_millis(100)) {
                 if let Some(status) = writer.try_wait().unwrap() {
                     let stderr = std::io::read_to_string(writer.stderr.take().unwrap());
@@ -141,34 +233,45 @@ fn run_parent() {
         writer.kill().unwrap();
         writer.wait().unwrap();
         drop(lines);
-        writing += started.elapsed();
-        let started = std::time::Instant::now();
+        t.writing += started.elapsed();
         let tear = rng.random_bool(0.5);
-        torn += usize::from(tear);
+        t.torn += usize::from(tear);
         let report = if tear {
-            fs.power_off(Some(&mut rng)).unwrap()
+            fs.power_off(Some(&mut *rng)).unwrap()
         } else {
             fs.power_off(None::<&mut Pcg64Mcg>).unwrap()
         };
-        powering += started.elapsed();
+        t.lost_data += usize::from(report.files_with_unsynced_data > 0);
+        t.lost_names += usize::from(report.dirs_with_unsynced_entries > 0);
         let started = std::time::Instant::now();
-        lost_data += usize::from(report.files_with_unsynced_data > 0);
-        lost_names += usize::from(report.dirs_with_unsynced_entries > 0);
         let checker = start("check", &env).wait_with_output().unwrap();
         assert!(
             checker.status.success(),
             "{context}: after a power-off ({report:?}) the check failed:\n{}",
             String::from_utf8_lossy(&checker.stderr)
         );
-        checking += started.elapsed();
+        t.checking += started.elapsed();
+        if phase.per_directory == 1 {
+            let side = read_side(&side);
+            t.acked_rows += side
+                .acked
+                .values()
+                .flatten()
+                .map(|(start, end)| (end - start) as u64)
+                .sum::<u64>();
+            // The checker's line may share a line with the test harness's output.
+            let stdout = String::from_utf8_lossy(&checker.stdout);
+            let found = stdout.split("found ").nth(1).map(|rest| {
+                rest.chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect::<String>()
+            });
+            t.found_rows += found
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("{context}: the checker reported no count: {stdout}"));
+        }
     }
-    fs.unmount().unwrap();
-    eprintln!(
-        "power-off test: {cycles} power-offs ({by_acks} after acknowledged writes, {during_open} of them during open/replay; {by_ops} after a number of file-system operations; {torn} torn), {acked} acknowledged writes counted; {lost_data} power-offs lost unsynced file data, {lost_names} lost unsynced names; every acknowledged row was there each time; {:.1}s writing, {:.1}s powering off, {:.1}s checking",
-        writing.as_secs_f64(),
-        powering.as_secs_f64(),
-        checking.as_secs_f64()
-    );
+    t
 }
 
 // Regression tests, one per durability point the suite above found missing: each fails
