@@ -60,7 +60,8 @@ pub fn rows(region: RegionId, start: i64, end: i64) -> RecordBatch {
 }
 
 /// The engine settings of both roles: file WAL `always`, a 1 MiB budget so flushes are
-/// frequent, checkpoints every 5 versions, 256 KiB segments.
+/// frequent, checkpoints every 5 versions, 64 KiB segments (so segments rotate and reclaimed
+/// files are kept and reused within a few dozen writes).
 pub fn config(dir: &Path) -> EngineConfig {
     config_with(dir, SyncPolicy::Always)
 }
@@ -75,7 +76,7 @@ pub fn config_with(dir: &Path, sync: SyncPolicy) -> EngineConfig {
         manifest_checkpoint_distance: 5,
         ..EngineConfig::default()
     };
-    config.wal.segment_size = bytesize::ByteSize::kib(256);
+    config.wal.segment_size = bytesize::ByteSize::kib(64);
     config.wal.sync = sync;
     config
 }

@@ -101,6 +101,8 @@ struct Tally {
     torn: usize,
     lost_data: usize,
     lost_names: usize,
+    /// Power-offs that came while the WAL kept reclaimed segment files for reuse.
+    with_kept_segments: usize,
     acked_rows: u64,
     found_rows: u64,
     writing: Duration,
@@ -160,7 +162,7 @@ fn run_parent() {
             "every acknowledged row there after each".to_string()
         };
         eprintln!(
-            "power-off test, sync = {}: {} power-offs ({} after acknowledged writes, {} of them during open/replay; {} after a number of file-system operations; {} torn); {} lost unsynced file data, {} lost unsynced names; {outcome}; {:.1}s writing, {:.1}s checking",
+            "power-off test, sync = {}: {} power-offs ({} after acknowledged writes, {} of them during open/replay; {} after a number of file-system operations; {} torn); {} lost unsynced file data, {} lost unsynced names, {} came while reclaimed WAL segments were kept for reuse; {outcome}; {:.1}s writing, {:.1}s checking",
             phase.sync,
             phase.cycles,
             t.by_acks,
@@ -169,6 +171,7 @@ fn run_parent() {
             t.torn,
             t.lost_data,
             t.lost_names,
+            t.with_kept_segments,
             t.writing.as_secs_f64(),
             t.checking.as_secs_f64(),
         );
@@ -234,6 +237,15 @@ fn run_phase(
         writer.wait().unwrap();
         drop(lines);
         t.writing += started.elapsed();
+        // Reclaimed segments kept for reuse when the power goes (the rename that keeps
+        // them is undone by the power-off unless a later directory sync made it durable).
+        let kept = std::fs::read_dir(data.join("wal")).map_or(0, |entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".wal.free"))
+                .count()
+        });
+        t.with_kept_segments += usize::from(kept > 0);
         let tear = rng.random_bool(0.5);
         t.torn += usize::from(tear);
         let report = if tear {

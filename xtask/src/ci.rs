@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::process::Command;
 
+use crate::fuse;
 use crate::layering;
 use crate::s3;
 use crate::step::Steps;
@@ -82,6 +83,7 @@ fn run_tests(root: &Path, steps: &mut Steps, seed: &str, stress: &str) -> Result
         envs.push(("STRATA_S3_ENDPOINT", server.endpoint.as_str()));
         envs.push(("STRATA_S3_BUCKET", s3::BUCKET));
     }
+    fuse::prepare();
     let envs = envs.as_slice();
     println!(
         "randomized tests use SEED={seed}; replay a failure with `SEED={seed} cargo xtask ...`"

@@ -14,6 +14,7 @@
 
 mod bench;
 mod ci;
+mod fuse;
 mod layering;
 mod s3;
 mod step;
