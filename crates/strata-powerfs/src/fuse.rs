@@ -21,33 +21,76 @@ use crate::model::{Attr, Errno, Kind, Model};
 const TTL: Duration = Duration::from_secs(1);
 
 /// Counts the operations that change the file system (writes, size changes, syncs,
-/// creates, renames, unlinks), so a test can cut the power after a given number of them.
+/// creates, renames, unlinks), so a test can cut the power after a given number of them —
+/// or freeze the file system right there: past the limit an operation waits, and fails
+/// without effect once the power goes.
 #[derive(Debug, Default)]
 pub(crate) struct Activity {
-    ops: Mutex<u64>,
+    state: Mutex<ActivityState>,
     changed: Condvar,
 }
 
+#[derive(Debug, Default)]
+struct ActivityState {
+    ops: u64,
+    /// Operations past this many wait until the power goes.
+    limit: Option<u64>,
+    /// Set while the power goes: waiting operations fail.
+    powering_off: bool,
+}
+
 impl Activity {
-    fn count(&self) {
-        *self.ops.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+    fn lock(&self) -> MutexGuard<'_, ActivityState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts one changing operation; false if it must fail without effect (the file
+    /// system froze at its limit and the power went).
+    fn admit(&self) -> bool {
+        let mut state = self.lock();
+        state.ops += 1;
+        let ops = state.ops;
         self.changed.notify_all();
+        let state = self
+            .changed
+            .wait_while(state, |s| {
+                s.limit.is_some_and(|limit| ops > limit) && !s.powering_off
+            })
+            .unwrap_or_else(PoisonError::into_inner);
+        !state.powering_off || state.limit.is_none_or(|limit| ops <= limit)
     }
 
     /// Operations so far.
     pub(crate) fn ops(&self) -> u64 {
-        *self.ops.lock().unwrap_or_else(PoisonError::into_inner)
+        self.lock().ops
+    }
+
+    /// Freezes the file system after `limit` operations in all
+    /// (`None`: never).
+    pub(crate) fn set_limit(&self, limit: Option<u64>) {
+        self.lock().limit = limit;
+        self.changed.notify_all();
+    }
+
+    /// The power goes (`true`) or is back (`false`): while it goes, frozen operations fail.
+    pub(crate) fn set_powering_off(&self, powering_off: bool) {
+        let mut state = self.lock();
+        state.powering_off = powering_off;
+        if !powering_off {
+            state.limit = None;
+        }
+        self.changed.notify_all();
     }
 
     /// Waits until at least `target` operations happened, or `timeout` passed; returns
     /// whether the target was reached.
     pub(crate) fn wait_for(&self, target: u64, timeout: Duration) -> bool {
-        let ops = self.ops.lock().unwrap_or_else(PoisonError::into_inner);
-        let (ops, _) = self
+        let state = self.lock();
+        let (state, _) = self
             .changed
-            .wait_timeout_while(ops, timeout, |ops| *ops < target)
+            .wait_timeout_while(state, timeout, |s| s.ops < target)
             .unwrap_or_else(PoisonError::into_inner);
-        *ops >= target
+        state.ops >= target
     }
 }
 
@@ -82,10 +125,10 @@ impl Server {
         self.model.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The model, for an operation that changes it (counted).
-    fn change(&self) -> MutexGuard<'_, Model> {
-        self.activity.count();
-        self.model()
+    /// The model, for an operation that changes it (counted); `None` if the operation
+    /// must fail (frozen, then the power went).
+    fn change(&self) -> Option<MutexGuard<'_, Model>> {
+        self.activity.admit().then(|| self.model())
     }
 
     fn attr(&self, attr: &Attr) -> FileAttr {
@@ -122,6 +165,14 @@ impl Server {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(handle, ino);
         Ok(handle)
+    }
+
+    /// Runs a changing operation on the model; `EIO` if it must fail.
+    fn apply<T>(&self, op: impl FnOnce(&mut Model) -> Result<T, Errno>) -> Result<T, Errno> {
+        match self.change() {
+            Some(mut model) => op(&mut model),
+            None => Err(Errno::EIO),
+        }
     }
 
     fn entry(&self, result: Result<u64, Errno>, model: &Model, reply: ReplyEntry) {
@@ -174,7 +225,10 @@ impl Filesystem for Server {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let mut model = self.change();
+        let Some(mut model) = self.change() else {
+            reply.error(errno(Errno::EIO));
+            return;
+        };
         let result = (|| {
             if let Some(size) = size {
                 model.set_len(ino.0, size)?;
@@ -199,18 +253,21 @@ impl Filesystem for Server {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        let mut model = self.change();
+        let Some(mut model) = self.change() else {
+            reply.error(errno(Errno::EIO));
+            return;
+        };
         let mode = u16::try_from(mode & !umask & 0o7777).unwrap_or(0o755);
         let result = model.mkdir(parent.0, name, mode);
         self.entry(result, &model, reply);
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        empty(self.change().unlink(parent.0, name), reply);
+        empty(self.apply(|model| model.unlink(parent.0, name)), reply);
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        empty(self.change().rmdir(parent.0, name), reply);
+        empty(self.apply(|model| model.rmdir(parent.0, name)), reply);
     }
 
     fn rename(
@@ -229,8 +286,7 @@ impl Filesystem for Server {
         }
         let no_replace = flags.contains(RenameFlags::RENAME_NOREPLACE);
         empty(
-            self.change()
-                .rename(parent.0, name, newparent.0, newname, no_replace),
+            self.apply(|model| model.rename(parent.0, name, newparent.0, newname, no_replace)),
             reply,
         );
     }
@@ -253,7 +309,10 @@ impl Filesystem for Server {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        let mut model = self.change();
+        let Some(mut model) = self.change() else {
+            reply.error(errno(Errno::EIO));
+            return;
+        };
         let mode = u16::try_from(mode & !umask & 0o7777).unwrap_or(0o644);
         let created = match model.create(parent.0, name, mode) {
             // The kernel asks to create after a lookup found nothing; should the name exist
@@ -314,7 +373,7 @@ impl Filesystem for Server {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self.change().write(ino.0, offset, data) {
+        match self.apply(|model| model.write(ino.0, offset, data)) {
             Ok(written) => reply.written(u32::try_from(written).unwrap_or(u32::MAX)),
             Err(e) => reply.error(errno(e)),
         }
@@ -361,7 +420,7 @@ impl Filesystem for Server {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        empty(self.change().fsync(ino.0), reply);
+        empty(self.apply(|model| model.fsync(ino.0)), reply);
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -414,7 +473,7 @@ impl Filesystem for Server {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        empty(self.change().fsync(ino.0), reply);
+        empty(self.apply(|model| model.fsync(ino.0)), reply);
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {

@@ -28,6 +28,8 @@ pub struct Errno(pub i32);
 impl Errno {
     /// No such file or directory.
     pub const ENOENT: Errno = Errno(2);
+    /// I/O error (an operation the power cut).
+    pub const EIO: Errno = Errno(5);
     /// The name exists.
     pub const EEXIST: Errno = Errno(17);
     /// Not a directory.

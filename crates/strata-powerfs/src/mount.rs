@@ -83,6 +83,26 @@ impl PowerFs {
         self.activity.wait_for(target, timeout)
     }
 
+    /// Freezes the file system after `limit` operations in all (counted as by
+    /// [`ops`](Self::ops); `None`: never): the next changing operation waits, without
+    /// effect, and fails with `EIO` when the power goes. With [`wait_for_ops`] reaching
+    /// `limit + 1`, a test knows the writer is stopped exactly after operation `limit` —
+    /// so it can cut the power at every step of a workload, one run each. A process killed
+    /// while frozen dies only once its call is answered: kill it, call
+    /// [`fail_frozen`](Self::fail_frozen), wait for it, then [`power_off`](Self::power_off).
+    ///
+    /// [`wait_for_ops`]: Self::wait_for_ops
+    pub fn freeze_after(&self, limit: Option<u64>) {
+        self.activity.set_limit(limit);
+    }
+
+    /// The power is going: operations frozen at the [`freeze_after`](Self::freeze_after)
+    /// limit fail with `EIO` now, without effect, and so do later ones past it, until the
+    /// next [`power_off`](Self::power_off).
+    pub fn fail_frozen(&self) {
+        self.activity.set_powering_off(true);
+    }
+
     /// Power-offs so far.
     pub fn power_offs(&self) -> u64 {
         self.power_offs
@@ -101,8 +121,12 @@ impl PowerFs {
     /// prefix of each file's unsynced writes, the last cut at a random byte), and mounts
     /// that again. Every process that used the mount must have exited.
     pub fn power_off(&mut self, tear: Option<&mut impl rand::Rng>) -> io::Result<PowerOffReport> {
-        self.unmount_session()?;
+        // Operations frozen at the limit fail; none after them take effect.
+        self.activity.set_powering_off(true);
+        let unmounted = self.unmount_session();
         let report = self.lock().power_off(tear);
+        self.activity.set_powering_off(false);
+        unmounted?;
         self.power_offs += 1;
         self.spawn()?;
         Ok(report)

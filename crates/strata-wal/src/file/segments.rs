@@ -2,9 +2,10 @@
 //! for reuse.
 //!
 //! A segment's name always matches its header: a new segment is written under a temporary
-//! name, synced, then renamed; a reused one is renamed to a temporary name, gets its new
-//! header (synced), and only then takes its new name. Opening the log deletes temporary
-//! files, so a crash anywhere in between leaves no segment whose name and header disagree.
+//! name, synced, then renamed; a reused one is renamed to a temporary name (made durable
+//! before anything else), gets its new header (synced), and only then takes its new name.
+//! Opening the log deletes temporary files, so a crash — a power loss included — anywhere
+//! in between leaves no segment whose name and header disagree.
 //!
 //! A reused file keeps the bytes of the segment it was: they come after this segment's last
 //! group and never verify as its records (every checksum includes the segment's sequence
@@ -87,8 +88,12 @@ pub(crate) fn create_segment(dir: &Path, seq: u64) -> Result<ActiveSegment, WalE
     publish(dir, &tmp, path, seq)
 }
 
-/// Makes the kept file `free` segment `seq`: renamed to a temporary name, new header
-/// written and synced, renamed to the segment's name, directory synced.
+/// Makes the kept file `free` segment `seq`: renamed to a temporary name and the directory
+/// synced, new header written and synced, renamed to the segment's name, directory synced.
+///
+/// The first directory sync matters under power loss: without it the file's old name
+/// (its old segment, or the kept file's) may still be the durable one when its new header
+/// already is, and recovery would find a segment whose header names another.
 fn reuse_segment(dir: &Path, free: &Path, seq: u64) -> Result<ActiveSegment, WalError> {
     let path = segment_path(dir, seq);
     let tmp = path.with_extension("wal.tmp");
@@ -97,6 +102,7 @@ fn reuse_segment(dir: &Path, free: &Path, seq: u64) -> Result<ActiveSegment, Wal
         path: path.to_path_buf(),
     };
     std::fs::rename(free, &tmp).context(io("rename kept segment", &tmp))?;
+    sync_dir(dir)?;
     let file = OpenOptions::new()
         .write(true)
         .open(&tmp)
