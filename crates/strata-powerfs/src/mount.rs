@@ -132,11 +132,31 @@ impl PowerFs {
         Ok(report)
     }
 
+    /// Detaches the mount at once (a lazy unmount: a descriptor some process still holds —
+    /// a child forked by another test an instant before its `exec`, say — cannot make it
+    /// fail with `EBUSY`), then waits for the connection to end.
     fn unmount_session(&mut self) -> io::Result<()> {
-        match self.session.take() {
-            Some(session) => session.umount_and_join(),
-            None => Ok(()),
+        let Some(session) = self.session.take() else {
+            return Ok(());
+        };
+        match nix::mount::umount2(&self.mountpoint, nix::mount::MntFlags::MNT_DETACH) {
+            Ok(()) => {}
+            // Not root: the setuid helper may detach it.
+            Err(nix::errno::Errno::EPERM) => {
+                let status = std::process::Command::new("fusermount3")
+                    .args(["-u", "-z"])
+                    .arg(&self.mountpoint)
+                    .status()?;
+                if !status.success() {
+                    return Err(io::Error::other(format!(
+                        "fusermount3 -u -z {} failed: {status}",
+                        self.mountpoint.display()
+                    )));
+                }
+            }
+            Err(errno) => return Err(io::Error::from(errno)),
         }
+        session.join()
     }
 
     /// Unmounts (what was written stays in memory until this value is dropped).
