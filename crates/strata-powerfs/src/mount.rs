@@ -136,8 +136,15 @@ impl PowerFs {
     /// a child forked by another test an instant before its `exec`, say — cannot make it
     /// fail with `EBUSY`), then waits for the connection to end.
     fn unmount_session(&mut self) -> io::Result<()> {
+        match self.detach()? {
+            Some(session) => session.join(),
+            None => Ok(()),
+        }
+    }
+
+    fn detach(&mut self) -> io::Result<Option<BackgroundSession>> {
         let Some(session) = self.session.take() else {
-            return Ok(());
+            return Ok(None);
         };
         match nix::mount::umount2(&self.mountpoint, nix::mount::MntFlags::MNT_DETACH) {
             Ok(()) => {}
@@ -156,7 +163,7 @@ impl PowerFs {
             }
             Err(errno) => return Err(io::Error::from(errno)),
         }
-        session.join()
+        Ok(Some(session))
     }
 
     /// Unmounts (what was written stays in memory until this value is dropped).
@@ -166,8 +173,10 @@ impl PowerFs {
 }
 
 impl Drop for PowerFs {
+    /// Detaches the mount without waiting for its connection to end: a test that panics
+    /// with a process still using the mount must not hang here.
     fn drop(&mut self) {
-        if let Err(error) = self.unmount_session() {
+        if let Err(error) = self.detach() {
             tracing::warn!(%error, mountpoint = %self.mountpoint.display(), "cannot unmount the power-off file system");
         }
     }
