@@ -74,8 +74,16 @@ async fn manifest(args: &RegionArgs) -> Result<(), String> {
     entries.sort_by(|a, b| a.path().cmp(b.path()));
     println!("manifest of region {region} ({dir})");
     for entry in entries.iter().filter(|e| e.path().ends_with(".json")) {
-        let bytes = store.read(entry.path()).await.map_err(|e| e.to_string())?;
         let name = entry.name();
+        let bytes = match store.read(entry.path()).await {
+            Ok(bytes) => bytes,
+            // A writer's checkpoint covered and deleted it after the listing.
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => {
+                println!("  {name}: covered by a newer checkpoint (deleted while listing)");
+                continue;
+            }
+            Err(e) => return Err(e.to_string()),
+        };
         match serde_json::from_slice::<RegionMetaActionList>(&bytes.to_vec()) {
             Ok(list) => {
                 let actions: Vec<String> = list.actions.iter().map(describe_action).collect();
