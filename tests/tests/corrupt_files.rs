@@ -1,6 +1,8 @@
-//! Untrusted files: seeded mutations of manifest files and Parquet SSTs. Opening or reading
-//! them returns data or a typed error — never a panic, never an allocation that takes the
-//! process down. `SEED` replays a run; `STRATA_STRESS` multiplies the case count.
+//! Untrusted files: seeded mutations of manifest files and Parquet SSTs. A manifest opens
+//! as exactly its original state or fails naming the damaged file; an SST reads back or
+//! fails naming the file, and whenever a read returns other rows than the file holds, the
+//! SST checksum catches it. Never a panic, never an allocation that takes the process
+//! down. `SEED` replays a run; `STRATA_STRESS` multiplies the case count.
 
 #![allow(
     clippy::unwrap_used,
@@ -19,8 +21,8 @@ use strata_engine::{
     RegionMetadataBuilder, RegionOptions, WriteRequest,
 };
 use strata_storage::{
-    KeyCodec, ManifestConfig, ManifestManager, SstReadOptions, read_sst, region_data_dir,
-    region_manifest_dir,
+    KeyCodec, ManifestConfig, ManifestError, ManifestManager, SstReadOptions, read_sst,
+    region_data_dir, region_manifest_dir,
 };
 
 const REGION: RegionId = RegionId::new(3, 0);
@@ -139,6 +141,37 @@ async fn populated_store() -> Operator {
     store
 }
 
+/// Every row of an SST as text (what a reader would get), or the read's error.
+async fn read_rows(
+    store: &Operator,
+    path: &str,
+    codec: Arc<KeyCodec>,
+) -> Result<Vec<String>, strata_storage::StorageError> {
+    let mut stream = read_sst(store, path, codec, SstReadOptions::default()).await?;
+    let mut rows = Vec::new();
+    let options = arrow_cast::display::FormatOptions::default();
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        let formatters: Vec<_> = batch
+            .columns()
+            .iter()
+            .map(|c| arrow_cast::display::ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
+            .collect();
+        for i in 0..batch.num_rows() {
+            let cells: Vec<String> = formatters.iter().map(|f| f.value(i).to_string()).collect();
+            rows.push(format!(
+                "{:?} {} {} {:?} {}",
+                batch.key(i).data(),
+                batch.timestamp(i),
+                batch.sequence(i),
+                batch.op_type(i),
+                cells.join(",")
+            ));
+        }
+    }
+    Ok(rows)
+}
+
 async fn files(store: &Operator, dir: &str) -> Vec<String> {
     let mut paths: Vec<String> = store
         .list(&format!("{dir}/"))
@@ -153,36 +186,59 @@ async fn files(store: &Operator, dir: &str) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mutated_manifests_open_or_fail_with_a_typed_error() {
+async fn mutated_manifests_open_unchanged_or_fail_naming_the_damaged_file() {
     let seed = seed();
     eprintln!("corrupt manifests: SEED={seed}");
     let store = populated_store().await;
     let paths = files(&store, &region_manifest_dir(REGION)).await;
     assert!(paths.len() >= 4, "{paths:?}");
+    let state = |manager: &ManifestManager| serde_json::to_string(manager.manifest()).unwrap();
+    let pristine = ManifestManager::open(store.clone(), REGION, ManifestConfig::default())
+        .await
+        .unwrap()
+        .map(|m| state(&m))
+        .unwrap();
     let mut rng = Rng(seed | 1);
     let (mut opened, mut failed) = (0, 0);
-    for _ in 0..600 * stress() {
+    for case in 0..600 * stress() {
         let path = &paths[rng.below(paths.len())];
         let original = store.read(path).await.unwrap().to_vec();
-        store
-            .write(path, mutate(&mut rng, &original))
-            .await
-            .unwrap();
+        let mutated = mutate(&mut rng, &original);
+        store.write(path, mutated.clone()).await.unwrap();
+        let what = format!("case {case} (SEED={seed}): {path} mutated");
         match ManifestManager::open(store.clone(), REGION, ManifestConfig::default()).await {
-            Ok(_) => opened += 1,
+            Ok(Some(manager)) => {
+                // Only a change nothing reads (or no change) may open: never another state.
+                assert_eq!(state(&manager), pristine, "{what}: opened as another state");
+                opened += 1;
+            }
+            Ok(None) => panic!("{what}: the region vanished"),
             Err(error) => {
-                assert!(!error.to_string().is_empty());
+                // A damaged pointer may name a checkpoint that is damaged or not there.
+                let names_the_damage = match &error {
+                    ManifestError::Corrupted { path: named, .. } => {
+                        named == path
+                            || (path.ends_with("_last_checkpoint")
+                                && named.ends_with(".checkpoint"))
+                    }
+                    ManifestError::ObjectStore { source, .. } => {
+                        path.ends_with("_last_checkpoint")
+                            && source.kind() == opendal::ErrorKind::NotFound
+                    }
+                    _ => false,
+                };
+                assert!(names_the_damage, "{what}: {error}");
                 failed += 1;
             }
         }
         store.write(path, original).await.unwrap();
     }
-    eprintln!("corrupt manifests: {opened} opened, {failed} typed errors");
+    eprintln!("corrupt manifests: {opened} opened unchanged, {failed} refused naming the damage");
     assert!(failed > 0, "no mutation was ever noticed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mutated_sst_files_read_or_fail_with_a_typed_error() {
+async fn mutated_sst_files_read_or_fail_naming_the_file_and_the_checksum_catches_other_rows() {
     let seed = seed();
     eprintln!("corrupt SSTs: SEED={seed}");
     let store = populated_store().await;
@@ -194,9 +250,15 @@ async fn mutated_sst_files_read_or_fail_with_a_typed_error() {
     let data_dir = region_data_dir(REGION);
     let metas: Vec<_> = manifest.manifest().files.values().cloned().collect();
     assert_eq!(metas.len(), 3);
+    let mut pristine = std::collections::HashMap::new();
+    for meta in &metas {
+        let path = meta.path(&data_dir);
+        let rows = read_rows(&store, &path, codec.clone()).await.unwrap();
+        pristine.insert(path, rows);
+    }
     let mut rng = Rng(seed.rotate_left(17) | 1);
-    let (mut read, mut failed, mut caught_by_checksum) = (0, 0, 0);
-    for _ in 0..600 * stress() {
+    let (mut read, mut failed, mut caught_by_checksum, mut silently_different) = (0, 0, 0, 0);
+    for case in 0..600 * stress() {
         let meta = &metas[rng.below(metas.len())];
         let path = meta.path(&data_dir);
         let original = store.read(&path).await.unwrap().to_vec();
@@ -204,33 +266,34 @@ async fn mutated_sst_files_read_or_fail_with_a_typed_error() {
             .write(&path, mutate(&mut rng, &original))
             .await
             .unwrap();
-        let result = async {
-            let mut stream =
-                read_sst(&store, &path, codec.clone(), SstReadOptions::default()).await?;
-            let mut rows = 0;
-            while let Some(batch) = stream.next().await {
-                rows += batch?.num_rows();
-            }
-            Ok::<usize, strata_storage::StorageError>(rows)
-        }
-        .await;
+        let result = read_rows(&store, &path, codec.clone()).await;
+        let caught = strata_storage::verify_sst(&store, &path, meta)
+            .await
+            .is_err();
+        caught_by_checksum += usize::from(caught);
+        let what = format!("case {case} (SEED={seed}): {path} mutated");
         match result {
-            Ok(_) => read += 1,
+            Ok(rows) => {
+                // A read that returns other rows than the file holds must be one the
+                // checksum catches (Parquet pages carry none of their own).
+                if rows != pristine[&path] {
+                    assert!(caught, "{what}: read other rows and the checksum missed it");
+                    silently_different += 1;
+                }
+                read += 1;
+            }
             Err(error) => {
-                assert!(!error.to_string().is_empty());
+                assert!(
+                    error.to_string().contains(&path),
+                    "{what}: the error does not name the file: {error}"
+                );
                 failed += 1;
             }
-        }
-        if strata_storage::verify_sst(&store, &path, meta)
-            .await
-            .is_err()
-        {
-            caught_by_checksum += 1;
         }
         store.write(&path, original).await.unwrap();
     }
     eprintln!(
-        "corrupt SSTs: {read} read, {failed} typed errors, {caught_by_checksum} caught by the checksum"
+        "corrupt SSTs: {read} read ({silently_different} with other rows, every one caught by the checksum), {failed} refused naming the file; the checksum caught {caught_by_checksum}"
     );
     assert!(failed > 0);
 }

@@ -84,7 +84,7 @@ async fn manifest(args: &RegionArgs) -> Result<(), String> {
             }
             Err(e) => return Err(e.to_string()),
         };
-        match serde_json::from_slice::<RegionMetaActionList>(&bytes.to_vec()) {
+        match RegionMetaActionList::decode(&bytes.to_vec()) {
             Ok(list) => {
                 let actions: Vec<String> = list.actions.iter().map(describe_action).collect();
                 println!("  {name}: {}", actions.join("; "));

@@ -3,7 +3,8 @@
 //! Layout under `regions/{table}/{table}_{region:010}/manifest/`:
 //!
 //! ```text
-//! {version:020}.json        one RegionMetaActionList per version (version 0 = creation)
+//! {version:020}.json        one RegionMetaActionList per version (version 0 = creation),
+//!                           as {"format":2,"crc32c":N,"actions":[...]}
 //! {version:020}.checkpoint  the whole RegionManifest as of that version
 //! _last_checkpoint          {version, size, checksum}: which checkpoint to start from
 //! ```
@@ -122,7 +123,7 @@ impl ManifestManager {
             metadata: metadata.clone(),
             options: options.clone(),
         });
-        write_json(&store, &delta_path(&dir, 0), &actions).await?;
+        write_delta(&store, &delta_path(&dir, 0), &actions).await?;
         let mut manifest = RegionManifest::new(metadata, options, 0);
         manifest.apply(0, &actions);
         Ok(Self {
@@ -186,7 +187,7 @@ impl ManifestManager {
                     reason: format!("version {expected} is missing before it"),
                 }
             );
-            let actions: RegionMetaActionList = read_json(&store, &path).await?;
+            let actions = read_delta(&store, &path).await?;
             let manifest = match state.as_mut() {
                 Some(manifest) => manifest,
                 None => {
@@ -235,7 +236,7 @@ impl ManifestManager {
     /// update itself is durable).
     pub async fn update(&mut self, actions: RegionMetaActionList) -> Result<u64, ManifestError> {
         let version = self.manifest.manifest_version + 1;
-        write_json(&self.store, &delta_path(&self.dir, version), &actions).await?;
+        write_delta(&self.store, &delta_path(&self.dir, version), &actions).await?;
         self.manifest.apply(version, &actions);
         let due = self.config.checkpoint_distance > 0
             && version - self.last_checkpoint.unwrap_or(0) >= self.config.checkpoint_distance;
@@ -400,6 +401,41 @@ async fn read_json<T: for<'de> Deserialize<'de>>(
     serde_json::from_slice(&bytes).map_err(|e| ManifestError::Corrupted {
         path: path.to_string(),
         reason: e.to_string(),
+    })
+}
+
+/// Writes a delta in its checksummed format.
+async fn write_delta(
+    store: &Operator,
+    path: &str,
+    actions: &RegionMetaActionList,
+) -> Result<(), ManifestError> {
+    let bytes = actions
+        .encode()
+        .map_err(|reason| ManifestError::Corrupted {
+            path: path.to_string(),
+            reason: format!("cannot serialize: {reason}"),
+        })?;
+    store.write(path, bytes).await.context(ObjectStoreSnafu {
+        operation: "write",
+        path,
+    })?;
+    Ok(())
+}
+
+/// Reads a delta and checks its checksum.
+async fn read_delta(store: &Operator, path: &str) -> Result<RegionMetaActionList, ManifestError> {
+    let bytes = store
+        .read(path)
+        .await
+        .context(ObjectStoreSnafu {
+            operation: "read",
+            path,
+        })?
+        .to_vec();
+    RegionMetaActionList::decode(&bytes).map_err(|reason| ManifestError::Corrupted {
+        path: path.to_string(),
+        reason,
     })
 }
 

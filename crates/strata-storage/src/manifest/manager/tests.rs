@@ -350,3 +350,23 @@ async fn an_open_beside_a_checkpointing_writer_always_succeeds_and_never_goes_ba
     let opens = reader.await.unwrap();
     assert!(opens > 1, "the reader opened while the writer wrote");
 }
+
+#[test]
+fn deltas_carry_a_checksum_and_legacy_deltas_still_read() {
+    let actions = edit(vec![file(7)], vec![], 5, 9);
+    let bytes = actions.encode().unwrap();
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    assert!(text.starts_with(r#"{"format":2,"crc32c":"#), "{text}");
+    assert_eq!(RegionMetaActionList::decode(&bytes).unwrap(), actions);
+    // A changed digit inside the actions: the checksum notices.
+    let damaged = text.replacen("\"flushed_entry_id\":5", "\"flushed_entry_id\":6", 1);
+    assert_ne!(damaged, text);
+    let error = RegionMetaActionList::decode(damaged.as_bytes()).unwrap_err();
+    assert!(error.contains("checksum"), "{error}");
+    // What earlier builds wrote (a bare action list) is read as it was.
+    let legacy = serde_json::to_vec(&actions).unwrap();
+    assert_eq!(RegionMetaActionList::decode(&legacy).unwrap(), actions);
+    // A damaged envelope never passes for a legacy delta.
+    let renamed = text.replacen("\"crc32c\"", "\"crc32d\"", 1);
+    assert!(RegionMetaActionList::decode(renamed.as_bytes()).is_err());
+}
