@@ -238,7 +238,7 @@ pub async fn check_with(data: &Path, side: &Path, context: &str, expect: Expect)
 /// writes — logging `try` before and `ack` after each write in the side file, and
 /// printing `ack {region} {end}` on stdout after each acknowledgement.
 pub fn run_writer(data: &Path, side_path: &Path, seed: u64, sync: SyncPolicy) {
-    let mut rng: u64 = seed | 1;
+    let mut rng = crate::rng(seed);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -262,10 +262,7 @@ pub fn run_writer(data: &Path, side_path: &Path, seed: u64, sync: SyncPolicy) {
         let stdout = std::io::stdout();
         let mut writes = 0u64;
         loop {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            let r = (rng % u64::from(REGIONS)) as u32;
+            let r = crate::below(&mut rng, u64::from(REGIONS)) as u32;
             let start = next[&r];
             let end = start + ROWS_PER_WRITE;
             writeln!(log, "try {r} {start} {end} .").unwrap();

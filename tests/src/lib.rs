@@ -17,6 +17,21 @@ pub fn seed(default: u64) -> u64 {
     env_u64("SEED", default)
 }
 
+/// The seeded random generator of every randomized suite (PCG: small, fast, replayable
+/// from its seed). Draw with [`RngExt`]`::random_range` and friends.
+pub fn rng(seed: u64) -> rand_pcg::Pcg64Mcg {
+    use rand::SeedableRng;
+    rand_pcg::Pcg64Mcg::seed_from_u64(seed)
+}
+
+/// A number in `0..n` (`0` when `n` is 0).
+pub fn below(rng: &mut impl rand::Rng, n: u64) -> u64 {
+    use rand::RngExt;
+    rng.random_range(0..n.max(1))
+}
+
+pub use rand::RngExt;
+
 /// The case multiplier: `STRATA_STRESS` (20 under `cargo xtask stress`), else 1.
 pub fn stress() -> u64 {
     env_u64("STRATA_STRESS", 1)

@@ -17,8 +17,7 @@ use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMilli
 use futures::StreamExt;
 use opendal::Operator;
 use strata_engine::{
-    ColumnDataType, ColumnSchema, CreateRequest, EngineBuilder, EngineConfig, RegionId,
-    RegionMetadataBuilder, RegionOptions, WriteRequest,
+    CreateRequest, EngineBuilder, EngineConfig, RegionId, RegionOptions, WriteRequest,
 };
 use strata_storage::{
     KeyCodec, ManifestConfig, ManifestError, ManifestManager, SstReadOptions, read_sst,
@@ -35,51 +34,44 @@ fn stress() -> usize {
     strata_tests::stress() as usize
 }
 
-/// xorshift64*: small, seeded, replayable.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
+type Rng = rand_pcg::Pcg64Mcg;
+
+/// A number in `0..n`.
+fn below(rng: &mut Rng, n: usize) -> usize {
+    strata_tests::below(rng, n as u64) as usize
 }
 
 /// One seeded mutation: bit flips, byte overwrites with edge values, truncation, a zeroed
 /// span, or a duplicated span.
 fn mutate(rng: &mut Rng, original: &[u8]) -> Vec<u8> {
     let mut bytes = original.to_vec();
-    match rng.below(6) {
+    match below(rng, 6) {
         0 => {
-            for _ in 0..=rng.below(4) {
-                let at = rng.below(bytes.len());
-                bytes[at] ^= 1 << rng.below(8);
+            for _ in 0..=below(rng, 4) {
+                let at = below(rng, bytes.len());
+                bytes[at] ^= 1 << below(rng, 8);
             }
         }
         1 => {
-            let at = rng.below(bytes.len());
-            bytes[at] = [0x00, 0xff, 0x7f, 0x80][rng.below(4)];
+            let at = below(rng, bytes.len());
+            bytes[at] = [0x00, 0xff, 0x7f, 0x80][below(rng, 4)];
         }
-        2 => bytes.truncate(rng.below(bytes.len())),
+        2 => bytes.truncate(below(rng, bytes.len())),
         3 => {
-            let start = rng.below(bytes.len());
-            let end = (start + 1 + rng.below(64)).min(bytes.len());
+            let start = below(rng, bytes.len());
+            let end = (start + 1 + below(rng, 64)).min(bytes.len());
             bytes[start..end].fill(0);
         }
         4 => {
             // A length-like field set huge: four 0xff bytes.
-            let at = rng.below(bytes.len().saturating_sub(4));
+            let at = below(rng, bytes.len().saturating_sub(4));
             bytes[at..at + 4].fill(0xff);
         }
         _ => {
-            let start = rng.below(bytes.len());
-            let end = (start + 1 + rng.below(32)).min(bytes.len());
+            let start = below(rng, bytes.len());
+            let end = (start + 1 + below(rng, 32)).min(bytes.len());
             let span = bytes[start..end].to_vec();
-            let at = rng.below(bytes.len());
+            let at = below(rng, bytes.len());
             bytes.splice(at..at, span);
         }
     }
@@ -100,15 +92,7 @@ async fn populated_store() -> Operator {
         .build()
         .await
         .unwrap();
-    let metadata = RegionMetadataBuilder::new(REGION)
-        .column(ColumnSchema::tag("host"))
-        .column(ColumnSchema::timestamp(
-            "ts",
-            ColumnDataType::TimestampMillisecond,
-        ))
-        .column(ColumnSchema::field("v", ColumnDataType::Int64))
-        .build()
-        .unwrap();
+    let metadata = strata_tests::host_ts_v(REGION);
     engine
         .create(CreateRequest {
             metadata: metadata.clone(),
@@ -198,10 +182,10 @@ async fn mutated_manifests_open_unchanged_or_fail_naming_the_damaged_file() {
         .unwrap()
         .map(|m| state(&m))
         .unwrap();
-    let mut rng = Rng(seed | 1);
+    let mut rng = strata_tests::rng(seed);
     let (mut opened, mut failed) = (0, 0);
     for case in 0..600 * stress() {
-        let path = &paths[rng.below(paths.len())];
+        let path = &paths[below(&mut rng, paths.len())];
         let original = store.read(path).await.unwrap().to_vec();
         let mutated = mutate(&mut rng, &original);
         store.write(path, mutated.clone()).await.unwrap();
@@ -256,10 +240,10 @@ async fn mutated_sst_files_read_or_fail_naming_the_file_and_the_checksum_catches
         let rows = read_rows(&store, &path, codec.clone()).await.unwrap();
         pristine.insert(path, rows);
     }
-    let mut rng = Rng(seed.rotate_left(17) | 1);
+    let mut rng = strata_tests::rng(seed.rotate_left(17));
     let (mut read, mut failed, mut caught_by_checksum, mut silently_different) = (0, 0, 0, 0);
     for case in 0..600 * stress() {
-        let meta = &metas[rng.below(metas.len())];
+        let meta = &metas[below(&mut rng, metas.len())];
         let path = meta.path(&data_dir);
         let original = store.read(&path).await.unwrap().to_vec();
         store

@@ -54,13 +54,8 @@ fn acknowledged_rows_survive_sigkill_and_reopen_always_succeeds() {
 fn run_parent() {
     let seed = seed();
     eprintln!("engine crash test: SEED={seed}");
-    let mut rng = seed | 1;
-    let mut next = move |n: u64| {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng % n
-    };
+    let mut rng = strata_tests::rng(seed);
+    let mut next = move |n: u64| strata_tests::below(&mut rng, n);
     let dir = tempfile::tempdir().unwrap();
     let cycles = std::env::var("STRATA_CRASH_CYCLES")
         .ok()

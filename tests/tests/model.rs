@@ -19,8 +19,8 @@ use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMilli
 use opendal::Operator;
 use strata_engine::{
     AlterKind, AlterRequest, ColumnDataType, ColumnSchema, CreateRequest, Engine, EngineBuilder,
-    EngineConfig, ObjectStoreConfig, RegionId, RegionMetadata, RegionMetadataBuilder,
-    RegionOptions, ScanRequest, WriteRequest,
+    EngineConfig, ObjectStoreConfig, RegionId, RegionMetadata, RegionOptions, ScanRequest,
+    WriteRequest,
 };
 use strata_wal::{AppendResponse, Entry, EntryStream, LogStore, MemoryLogStore, WalError};
 
@@ -53,30 +53,14 @@ impl LogStore for SharedLog {
     }
 }
 
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-}
+type Rng = rand_pcg::Pcg64Mcg;
 
 fn region(r: u32) -> RegionId {
     RegionId::new(41, r)
 }
 
 fn base_metadata(region: RegionId) -> RegionMetadata {
-    RegionMetadataBuilder::new(region)
-        .column(ColumnSchema::tag("host"))
-        .column(ColumnSchema::timestamp(
-            "ts",
-            ColumnDataType::TimestampMillisecond,
-        ))
-        .column(ColumnSchema::field("v", ColumnDataType::Int64))
-        .build()
-        .unwrap()
+    strata_tests::host_ts_v(region)
 }
 
 /// A region's rows in the model: (host, ts) → v.
@@ -161,16 +145,21 @@ impl World {
     }
 
     async fn step(&mut self, rng: &mut Rng, what: &mut String) {
-        let r = rng.below(u64::from(REGIONS)) as u32;
+        let r = strata_tests::below(rng, u64::from(REGIONS)) as u32;
         let id = region(r);
         let open = self.model[&r].is_some();
-        let op = rng.below(100);
+        let op = strata_tests::below(rng, 100);
         match op {
             0..=44 if open => {
-                let keys: Vec<(u64, u64)> = (0..1 + rng.below(6))
-                    .map(|_| (rng.below(HOSTS), rng.below(TIMES)))
+                let keys: Vec<(u64, u64)> = (0..1 + strata_tests::below(rng, 6))
+                    .map(|_| {
+                        (
+                            strata_tests::below(rng, HOSTS),
+                            strata_tests::below(rng, TIMES),
+                        )
+                    })
                     .collect();
-                let value = rng.below(1000) as i64;
+                let value = strata_tests::below(rng, 1000) as i64;
                 *what = format!("put {id} {keys:?} = {value}");
                 let batch = self.batch(r, &keys, value, true);
                 self.engine
@@ -183,8 +172,13 @@ impl World {
                 }
             }
             45..=59 if open => {
-                let keys: Vec<(u64, u64)> = (0..1 + rng.below(3))
-                    .map(|_| (rng.below(HOSTS), rng.below(TIMES)))
+                let keys: Vec<(u64, u64)> = (0..1 + strata_tests::below(rng, 3))
+                    .map(|_| {
+                        (
+                            strata_tests::below(rng, HOSTS),
+                            strata_tests::below(rng, TIMES),
+                        )
+                    })
                     .collect();
                 *what = format!("delete {id} {keys:?}");
                 let batch = self.batch(r, &keys, 0, false);
@@ -310,7 +304,7 @@ async fn random_operation_sequences_match_a_btreemap_model() {
     eprintln!("engine model: SEED={seed}, {cases} cases");
     let mut steps_run = 0;
     for case in 0..cases {
-        let mut rng = Rng((seed ^ case.wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1);
+        let mut rng = strata_tests::rng(seed ^ case.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let mut world = World::new().await;
         let mut history = Vec::new();
         for _ in 0..25 {

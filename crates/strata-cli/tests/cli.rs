@@ -1,6 +1,6 @@
 //! The `strata` binary end to end: ingest, continue, scan, config, Ctrl-C.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr, missing_docs)]
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -234,15 +234,31 @@ fn inspect_dumps_and_check_finds_a_damaged_or_missing_sst() {
     );
 }
 
-#[test]
-fn ingest_and_scan_with_sst_files_on_s3() {
-    let (Ok(endpoint), Ok(bucket)) = (
+/// The loopback S3 server `cargo xtask ci` starts: `(endpoint, bucket)`. Where the run
+/// requires S3 (`STRATA_S3_REQUIRED`, set by `cargo xtask ci`) a missing server fails the
+/// test with the reason; elsewhere (a plain `cargo test`) the test is skipped, saying so.
+fn s3_server(test: &str) -> Option<(String, String)> {
+    match (
         std::env::var("STRATA_S3_ENDPOINT"),
         std::env::var("STRATA_S3_BUCKET"),
-    ) else {
-        eprintln!(
-            "skipping the S3 CLI test: STRATA_S3_ENDPOINT/STRATA_S3_BUCKET are not set (`cargo xtask ci` starts a local moto server and sets them)"
-        );
+    ) {
+        (Ok(endpoint), Ok(bucket)) => Some((endpoint, bucket)),
+        _ if std::env::var_os("STRATA_S3_REQUIRED").is_some() => panic!(
+            "{test}: S3 is required in this run but no server is configured: {}",
+            std::env::var("STRATA_S3_UNAVAILABLE").unwrap_or_else(|_| "no reason given".into())
+        ),
+        _ => {
+            eprintln!(
+                "skipping {test}: STRATA_S3_ENDPOINT/STRATA_S3_BUCKET are not set (`cargo xtask ci` starts a local moto server, sets them, and requires them)"
+            );
+            None
+        }
+    }
+}
+
+#[test]
+fn ingest_and_scan_with_sst_files_on_s3() {
+    let Some((endpoint, bucket)) = s3_server("the S3 CLI test") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

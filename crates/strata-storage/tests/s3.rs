@@ -1,6 +1,7 @@
 //! The S3 path against a real S3-compatible server on loopback (`cargo xtask ci` starts a
-//! moto server and sets `STRATA_S3_ENDPOINT` / `STRATA_S3_BUCKET`). Where no server could
-//! be started the test says so and skips.
+//! moto server, sets `STRATA_S3_ENDPOINT` / `STRATA_S3_BUCKET`, and requires them: without
+//! a server the test fails there with the reason; under a plain `cargo test` it skips,
+//! saying so).
 
 // Test code: a failed unwrap is a failed test, and the skip reason is printed.
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
@@ -16,15 +17,31 @@ use strata_storage::{
 };
 use strata_workload::CpuWorkload;
 
-#[tokio::test]
-async fn ssts_and_manifests_round_trip_through_s3_with_multipart_uploads() {
-    let (Ok(endpoint), Ok(bucket)) = (
+/// The loopback S3 server `cargo xtask ci` starts: `(endpoint, bucket)`. Where the run
+/// requires S3 (`STRATA_S3_REQUIRED`, set by `cargo xtask ci`) a missing server fails the
+/// test with the reason; elsewhere (a plain `cargo test`) the test is skipped, saying so.
+fn s3_server(test: &str) -> Option<(String, String)> {
+    match (
         std::env::var("STRATA_S3_ENDPOINT"),
         std::env::var("STRATA_S3_BUCKET"),
-    ) else {
-        eprintln!(
-            "skipping the S3 test: STRATA_S3_ENDPOINT/STRATA_S3_BUCKET are not set (`cargo xtask ci` starts a local moto server and sets them)"
-        );
+    ) {
+        (Ok(endpoint), Ok(bucket)) => Some((endpoint, bucket)),
+        _ if std::env::var_os("STRATA_S3_REQUIRED").is_some() => panic!(
+            "{test}: S3 is required in this run but no server is configured: {}",
+            std::env::var("STRATA_S3_UNAVAILABLE").unwrap_or_else(|_| "no reason given".into())
+        ),
+        _ => {
+            eprintln!(
+                "skipping {test}: STRATA_S3_ENDPOINT/STRATA_S3_BUCKET are not set (`cargo xtask ci` starts a local moto server, sets them, and requires them)"
+            );
+            None
+        }
+    }
+}
+
+#[tokio::test]
+async fn ssts_and_manifests_round_trip_through_s3_with_multipart_uploads() {
+    let Some((endpoint, bucket)) = s3_server("the S3 storage test") else {
         return;
     };
     let root = format!("it-{}", uuid_like());
