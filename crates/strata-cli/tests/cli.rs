@@ -1,6 +1,11 @@
 //! The `strata` binary end to end: ingest, continue, scan, config, Ctrl-C.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    missing_docs
+)]
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

@@ -8,8 +8,8 @@ use opendal::Operator;
 use strata_request::RegionId;
 use strata_scheduler::Job;
 use strata_storage::{
-    FileMeta, MemtableId, RegionEdit, RegionMetaAction, RegionMetaActionList, SstWriteOptions,
-    VersionControlData, flush_memtable, region_data_dir,
+    FileMeta, MemtableId, MergeOptions, RegionEdit, RegionMetaAction, RegionMetaActionList,
+    SstWriteOptions, VersionControlData, flush_memtable, region_data_dir,
 };
 use tokio::sync::{Semaphore, mpsc};
 
@@ -198,7 +198,8 @@ async fn run(
             delete_files(context, region_id, &files).await;
             return Err(FlushError::Dropped { region_id });
         };
-        match flush_memtable(&context.store, memtable, &context.sst_options).await {
+        let merge = MergeOptions::flush_of(&snapshot.version.options);
+        match flush_memtable(&context.store, memtable, &context.sst_options, merge).await {
             Ok(Some(file)) => files.push(file),
             Ok(None) => {}
             Err(source) => {

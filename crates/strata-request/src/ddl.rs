@@ -13,7 +13,10 @@ use crate::schema::ColumnSchema;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RegionOptions {
-    /// Keep every row, even duplicates of a key; deletes are refused. Cannot be altered.
+    /// Keep every row as written, duplicates of a (primary key, timestamp) included: scans
+    /// and flushes do not deduplicate (rows of one key and timestamp come newest first).
+    /// Deletes are refused. Mito2's append mode: for logs and events, where two rows with
+    /// the same key and time are two facts.
     pub append_mode: bool,
     /// Flush the region when it has not flushed for this long; `None` uses the engine's
     /// `auto_flush_interval`.

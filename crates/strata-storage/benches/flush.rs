@@ -93,9 +93,14 @@ async fn run(float_fields: bool) {
     let mut file = None;
     let (_, flush) = best_of(3, || {
         let started = Instant::now();
-        let meta = futures::executor::block_on(flush_memtable(&store, &memtable, &options))
-            .unwrap()
-            .unwrap();
+        let meta = futures::executor::block_on(flush_memtable(
+            &store,
+            &memtable,
+            &options,
+            MergeOptions::flush(),
+        ))
+        .unwrap()
+        .unwrap();
         let elapsed = started.elapsed();
         file = Some(meta);
         ((), elapsed)

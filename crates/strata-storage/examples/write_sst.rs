@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use strata_request::{OpType, RegionId};
 use strata_storage::{
-    KeyCodec, ObjectStoreConfig, SstWriteOptions, TimeSeriesMemtable, flush_memtable,
+    KeyCodec, MergeOptions, ObjectStoreConfig, SstWriteOptions, TimeSeriesMemtable, flush_memtable,
     region_data_dir,
 };
 use strata_workload::CpuWorkload;
@@ -36,10 +36,15 @@ fn main() {
             memtable.write(&batch.batch, OpType::Put, sequence).unwrap();
             sequence += batch.batch.num_rows() as u64;
         }
-        let file = flush_memtable(&store, &memtable, &SstWriteOptions::default())
-            .await
-            .unwrap()
-            .unwrap();
+        let file = flush_memtable(
+            &store,
+            &memtable,
+            &SstWriteOptions::default(),
+            MergeOptions::flush(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
         println!("{root}/{}", file.path(&region_data_dir(region)));
     });
 }

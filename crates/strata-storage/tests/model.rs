@@ -21,8 +21,9 @@ use strata_request::{
     WriteRequest,
 };
 use strata_storage::{
-    ManifestConfig, ManifestManager, RegionEdit, RegionMetaAction, RegionMetaActionList,
-    ScanRequest, SstWriteOptions, TimeRange, Version, VersionControl, flush_memtable, scan,
+    ManifestConfig, ManifestManager, MergeOptions, RegionEdit, RegionMetaAction,
+    RegionMetaActionList, ScanRequest, SstWriteOptions, TimeRange, Version, VersionControl,
+    flush_memtable, scan,
 };
 
 #[derive(Debug, Clone)]
@@ -117,6 +118,7 @@ impl Region {
                     row_group_size: 4,
                     ..Default::default()
                 },
+                MergeOptions::flush(),
             )
             .await
             .unwrap()

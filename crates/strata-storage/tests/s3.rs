@@ -11,9 +11,9 @@ use std::sync::Arc;
 use futures::TryStreamExt;
 use strata_request::{OpType, RegionId, RegionOptions};
 use strata_storage::{
-    KeyCodec, ManifestConfig, ManifestManager, ObjectStoreConfig, RegionEdit, RegionMetaAction,
-    RegionMetaActionList, S3Config, Secret, SstReadOptions, SstWriteOptions, TimeSeriesMemtable,
-    flush_memtable, read_sst, region_data_dir, verify_sst,
+    KeyCodec, ManifestConfig, ManifestManager, MergeOptions, ObjectStoreConfig, RegionEdit,
+    RegionMetaAction, RegionMetaActionList, S3Config, Secret, SstReadOptions, SstWriteOptions,
+    TimeSeriesMemtable, flush_memtable, read_sst, region_data_dir, verify_sst,
 };
 use strata_workload::CpuWorkload;
 
@@ -71,7 +71,7 @@ async fn ssts_and_manifests_round_trip_through_s3_with_multipart_uploads() {
         write_buffer_size: 5 << 20,
         ..Default::default()
     };
-    let file = flush_memtable(&store, &memtable, &options)
+    let file = flush_memtable(&store, &memtable, &options, MergeOptions::flush())
         .await
         .unwrap()
         .unwrap();

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use arrow_array::cast::AsArray;
 use strata_engine::{EngineBuilder, ErrorKind, RegionId, WriteRequest};
 use strata_wal::{AppendResponse, Entry, EntryStream, LogStore, MemoryLogStore, WalError};
 
@@ -257,4 +258,79 @@ async fn a_wal_mixing_compressed_and_plain_entries_replays_every_row() {
         assert_eq!(scan(&engine, region).await.len(), (i + 1) * 10);
         engine.stop().await.unwrap();
     }
+}
+
+#[tokio::test]
+async fn an_append_mode_region_keeps_every_row_duplicates_included_through_flush_and_reopen() {
+    let env = TestEnv::new();
+    let append = RegionId::new(1024, 0);
+    let normal = RegionId::new(1024, 1);
+    let engine = env.engine().await;
+    for (region, append_mode) in [(append, true), (normal, false)] {
+        engine
+            .create(strata_engine::CreateRequest {
+                metadata: metadata(region),
+                options: strata_engine::RegionOptions {
+                    append_mode,
+                    ..Default::default()
+                },
+            })
+            .await
+            .unwrap();
+    }
+    // The same (host, ts) written three times, twice before a flush, once after.
+    for region in [append, normal] {
+        put(&engine, region, 0..4, 7, 1.0).await;
+        put(&engine, region, 0..4, 7, 2.0).await;
+    }
+    assert_eq!(
+        rows_of(&engine, append).await,
+        8,
+        "duplicates kept in memtables"
+    );
+    assert_eq!(rows_of(&engine, normal).await, 4);
+    for region in [append, normal] {
+        engine.flush(region).await.unwrap();
+        put(&engine, region, 0..4, 7, 3.0).await;
+    }
+    assert_eq!(
+        rows_of(&engine, append).await,
+        12,
+        "kept through the flush too"
+    );
+    assert_eq!(rows_of(&engine, normal).await, 4);
+    // The newest of each key comes first within its duplicates.
+    let batches = engine
+        .scan_to_vec(append, strata_engine::ScanRequest::default())
+        .await
+        .unwrap();
+    let cpu: Vec<f64> = batches
+        .iter()
+        .flat_map(|b| {
+            b.column_by_name("cpu")
+                .unwrap()
+                .as_primitive::<arrow_array::types::Float64Type>()
+                .values()
+                .to_vec()
+        })
+        .collect();
+    assert_eq!(&cpu[..3], &[3.0, 2.0, 1.0], "host0 at ts 7, newest first");
+    engine.stop().await.unwrap();
+    drop(engine);
+    let engine = env.engine().await;
+    engine.open(append).await.unwrap();
+    engine.open(normal).await.unwrap();
+    assert_eq!(rows_of(&engine, append).await, 12, "and through a reopen");
+    assert_eq!(rows_of(&engine, normal).await, 4);
+    engine.stop().await.unwrap();
+}
+
+async fn rows_of(engine: &strata_engine::Engine, region: RegionId) -> usize {
+    engine
+        .scan_to_vec(region, strata_engine::ScanRequest::default())
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| b.num_rows())
+        .sum()
 }

@@ -14,7 +14,7 @@ use arrow_array::{Array, ArrayRef};
 use arrow_buffer::ScalarBuffer;
 use futures::{Stream, StreamExt};
 use snafu::ResultExt;
-use strata_request::OpType;
+use strata_request::{OpType, RegionOptions};
 
 use crate::batch::{KeysBuilder, SortedBatch};
 use crate::error::{ArrowSnafu, StorageError};
@@ -50,6 +50,30 @@ impl MergeOptions {
             dedup: true,
             filter_deleted: false,
             batch_rows: 8192,
+        }
+    }
+
+    /// What a scan of a region with `options` returns: [`scan`](Self::scan), or in an
+    /// append-mode region every row as written, duplicates included.
+    pub fn scan_of(options: &RegionOptions) -> Self {
+        Self::scan().keeping_duplicates_if(options.append_mode)
+    }
+
+    /// What a flush of a region with `options` writes: [`flush`](Self::flush), or in an
+    /// append-mode region every row as written.
+    pub fn flush_of(options: &RegionOptions) -> Self {
+        Self::flush().keeping_duplicates_if(options.append_mode)
+    }
+
+    fn keeping_duplicates_if(self, append_mode: bool) -> Self {
+        if append_mode {
+            Self {
+                dedup: false,
+                filter_deleted: false,
+                ..self
+            }
+        } else {
+            self
         }
     }
 }

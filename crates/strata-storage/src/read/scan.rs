@@ -46,7 +46,8 @@ impl Default for ScanRequest {
 
 /// Scans `snapshot`: prunes memtables and files by time range, merges them by (primary
 /// key, timestamp, sequence descending), keeps the newest row of each key and timestamp,
-/// and drops deleted keys. Rows come out in (primary key, timestamp) order.
+/// and drops deleted keys — or, in an append-mode region, keeps every row as written.
+/// Rows come out in (primary key, timestamp) order.
 pub async fn scan(
     store: &Operator,
     snapshot: &VersionControlData,
@@ -96,7 +97,7 @@ pub async fn scan(
         sources,
         MergeOptions {
             batch_rows: request.batch_rows,
-            ..MergeOptions::scan()
+            ..MergeOptions::scan_of(&version.options)
         },
     );
     let schema = output_schema(&metadata, &projection, false);
@@ -108,12 +109,14 @@ pub async fn scan(
     })))
 }
 
-/// Writes `memtable`'s rows — deduplicated, tombstones kept — as one SST in its region's
-/// data directory. `None` if the memtable is empty.
+/// Writes `memtable`'s rows, merged as `merge` says ([`MergeOptions::flush_of`] the region's
+/// options: deduplicated with tombstones kept, or every row in an append-mode region), as
+/// one SST in its region's data directory. `None` if the memtable is empty.
 pub async fn flush_memtable(
     store: &Operator,
     memtable: &Arc<TimeSeriesMemtable>,
     options: &SstWriteOptions,
+    merge_options: MergeOptions,
 ) -> Result<Option<FileMeta>, StorageError> {
     let metadata = memtable.metadata().clone();
     let codec = memtable.codec().clone();
@@ -122,7 +125,7 @@ pub async fn flush_memtable(
         ..IterOptions::default()
     })?;
     let source: BatchStream = Box::pin(futures::stream::iter(rows));
-    let merged = merge(codec, vec![source], MergeOptions::flush());
+    let merged = merge(codec, vec![source], merge_options);
     write_sst(
         store,
         &region_data_dir(metadata.region_id()),
