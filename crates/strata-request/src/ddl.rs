@@ -16,7 +16,7 @@ pub struct RegionOptions {
     /// Keep every row as written, duplicates of a (primary key, timestamp) included: scans
     /// and flushes do not deduplicate (rows of one key and timestamp come newest first).
     /// Deletes are refused. Mito2's append mode: for logs and events, where two rows with
-    /// the same key and time are two facts.
+    /// the same key and time are two facts. Cannot be altered.
     pub append_mode: bool,
     /// Flush the region when it has not flushed for this long; `None` uses the engine's
     /// `auto_flush_interval`.
