@@ -70,6 +70,8 @@ pub(crate) const ALLOWED: &[(&str, &[&str])] = &[
     ("strata-cli", ALL_LIBRARIES_AND_TEST_TOOLS),
     ("strata-bench", ALL_LIBRARIES),
     ("strata-tests", ALL_LIBRARIES_AND_TEST_TOOLS),
+    // A downstream project: the facade alone (the proof that it suffices).
+    ("strata-example-downstream", &["strata-engine"]),
     // Tooling depends on no Strata crate.
     ("xtask", &[]),
 ];

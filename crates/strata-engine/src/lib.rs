@@ -15,7 +15,12 @@
 //!   [`EXAMPLE_CONFIG`] is the commented example.
 //! - [`Error`] with a coarse [`ErrorKind`]: [`Error::is_retryable`] says whether trying
 //!   again later can help.
-//! - Re-exported request types, so most users need only this crate.
+//! - Everything an embedder needs, re-exported, so this is the only Strata crate a
+//!   downstream project depends on: the request vocabulary; the components the builder
+//!   takes instead of the configured ones (log stores and their configs, the object-store
+//!   config, the write-buffer manager, the clock, the listener); and the crates whose types
+//!   appear in the API (`arrow_array`, `arrow_schema`, `opendal`, `prometheus`), so versions
+//!   always match. `examples/downstream` builds an engine from this crate alone.
 //!
 //! Rows go through the WAL into memtables under one memory budget (writes stall over it
 //! and are rejected at the reject limit), are flushed to sorted Parquet files, and are read
@@ -76,15 +81,36 @@ pub use config::{EXAMPLE_CONFIG, EngineConfig, SstConfig, WalCompression, WalCon
 pub use engine::{Engine, EngineBuilder, RegionStats};
 pub use error::{Error, ErrorKind, Result};
 pub use lock::{DataDirLock, LockError};
+
+// Requests and the region vocabulary.
 pub use strata_request::{
     AlterKind, AlterRequest, CloseRequest, ColumnDataType, ColumnSchema, CompactRequest,
     CreateRequest, DdlRequest, DropRequest, FlushRequest, OpType, OpenRequest, RegionId,
     RegionMetadata, RegionMetadataBuilder, RegionOptionChange, RegionOptions, SemanticType,
     SetWritableRequest, TruncateRequest, Value, WriteRequest,
 };
-pub use strata_scheduler::{Clock, ClockRef, ManualClock, SystemClock};
-pub use strata_storage::{ObjectStoreConfig, RecordBatchStream, S3Config, ScanRequest, TimeRange};
+pub use strata_storage::{RecordBatchStream, ScanRequest, TimeRange};
+pub use strata_worker::{RegionState, WorkerError};
+
+// Components an embedder can give the builder instead of the configured ones.
+pub use strata_buffer::{
+    ReleaseNotifier, WriteBufferManager, WriteBufferManagerImpl, WriteBufferManagerRef,
+};
+pub use strata_scheduler::{Clock, ClockRef, ManualClock, Sleep, SystemClock};
+pub use strata_storage::{DurableFsLayer, ObjectStoreConfig, ObjectStoreError, S3Config, Secret};
+pub use strata_wal::{
+    AppendResponse, Entry, EntryStream, FileLogStore, FileLogStoreConfig, LogStore, MemoryLogStore,
+    NoopLogStore, WalError,
+};
+pub use strata_worker::{DynLogStore, EventListener, LogStoreRef, NoopListener};
+
+// What opening the WAL reports.
 pub use strata_wal::{
     LostEntries, LostRange, RecoveryMode, RecoveryReport, RegionLog, SyncPolicy, TruncatedTail,
 };
-pub use strata_worker::{EventListener, NoopListener, RegionState};
+
+// The crates whose types appear in this API, so an embedder uses exactly these versions.
+pub use arrow_array;
+pub use arrow_schema;
+pub use opendal;
+pub use prometheus;
