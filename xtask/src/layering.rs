@@ -13,22 +13,30 @@ use serde::Deserialize;
 
 /// Each workspace crate and the workspace crates it may depend on.
 pub(crate) const ALLOWED: &[(&str, &[&str])] = &[
+    // The base: error kinds and the clock. Every crate may use it (see `BASE`).
+    ("strata-base", &[]),
     // Leaves: know nothing of each other.
     ("strata-request", &[]),
     ("strata-buffer", &[]),
-    ("strata-scheduler", &[]),
-    ("strata-wal", &[]),
+    ("strata-scheduler", &["strata-base"]),
+    ("strata-wal", &["strata-base"]),
     // Data generation for benches and tests: speaks the request vocabulary only.
     ("strata-workload", &["strata-request"]),
     // Region data: memtables, SSTs, manifest, versions, read path.
     (
         "strata-storage",
-        &["strata-request", "strata-buffer", "strata-workload"],
+        &[
+            "strata-base",
+            "strata-request",
+            "strata-buffer",
+            "strata-workload",
+        ],
     ),
     // Flush pipeline.
     (
         "strata-flush",
         &[
+            "strata-base",
             "strata-request",
             "strata-buffer",
             "strata-scheduler",
@@ -40,6 +48,7 @@ pub(crate) const ALLOWED: &[(&str, &[&str])] = &[
     (
         "strata-worker",
         &[
+            "strata-base",
             "strata-request",
             "strata-buffer",
             "strata-scheduler",
@@ -53,6 +62,7 @@ pub(crate) const ALLOWED: &[(&str, &[&str])] = &[
     (
         "strata-engine",
         &[
+            "strata-base",
             "strata-request",
             "strata-buffer",
             "strata-scheduler",
@@ -77,6 +87,7 @@ pub(crate) const ALLOWED: &[(&str, &[&str])] = &[
 ];
 
 const ALL_LIBRARIES: &[&str] = &[
+    "strata-base",
     "strata-request",
     "strata-buffer",
     "strata-scheduler",
@@ -89,6 +100,7 @@ const ALL_LIBRARIES: &[&str] = &[
 ];
 
 const ALL_LIBRARIES_AND_TEST_TOOLS: &[&str] = &[
+    "strata-base",
     "strata-request",
     "strata-buffer",
     "strata-scheduler",

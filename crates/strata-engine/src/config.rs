@@ -223,6 +223,7 @@ impl EngineConfig {
                 reason: format!("{}: {e}", path.display()),
             }
             .build()
+            .into()
         })
     }
 
@@ -235,11 +236,12 @@ impl EngineConfig {
 
     /// Checks every value; the error names the key and the accepted range.
     pub fn validate(&self) -> Result<()> {
-        let bad = |key: &str, reason: String| {
+        let bad = |key: &str, reason: String| -> Result<()> {
             ConfigSnafu {
                 reason: format!("{key}: {reason}"),
             }
             .fail()
+            .map_err(Into::into)
         };
         if !(1..=1024).contains(&self.num_workers) {
             return bad(

@@ -153,7 +153,7 @@ impl EngineBuilder {
                         config.data_home.display()
                     ),
                 }
-                .fail();
+                .fail()?;
             }
             Some(lock) => lock.locks,
             None => DataDirLock::acquire(&config)?.locks,
@@ -370,9 +370,9 @@ impl Engine {
             .get(region_id)
             .ok_or(WorkerError::RegionNotFound { region_id })?;
         let snapshot = region.snapshot();
-        scan(self.group.store(), &snapshot, request)
+        Ok(scan(self.group.store(), &snapshot, request)
             .await
-            .context(ScanSnafu { region_id })
+            .context(ScanSnafu { region_id })?)
     }
 
     /// Scans into memory (convenient for small regions and tests).
@@ -381,11 +381,12 @@ impl Engine {
         region_id: RegionId,
         request: ScanRequest,
     ) -> Result<Vec<RecordBatch>> {
-        self.scan(region_id, request)
+        Ok(self
+            .scan(region_id, request)
             .await?
             .try_collect()
             .await
-            .context(ScanSnafu { region_id })
+            .context(ScanSnafu { region_id })?)
     }
 
     /// Progress and size of an open region.

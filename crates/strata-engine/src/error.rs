@@ -1,5 +1,8 @@
-//! [`Error`]: the engine's public error, with a coarse [`ErrorKind`] that says whether a
-//! retry can help.
+//! [`Error`]: the engine's public error — opaque: its message, its source chain, and a
+//! coarse [`ErrorKind`] that says whether a retry can help. Each lower crate's error
+//! classifies itself (`kind()` beside its definition); this one only asks its source.
+
+use std::fmt;
 
 use snafu::Snafu;
 use strata_request::RegionId;
@@ -7,79 +10,59 @@ use strata_storage::{ObjectStoreError, StorageError};
 use strata_wal::WalError;
 use strata_worker::WorkerError;
 
-pub use strata_worker::ErrorKind;
+pub use strata_base::ErrorKind;
 
-/// Errors of the engine.
+use crate::lock::LockError;
+
+/// An error of the engine: [`kind`](Self::kind) says what a caller can do about it, the
+/// message says what happened, and [`source`](std::error::Error::source) leads to the
+/// lower layer's error for whoever wants the details.
+pub struct Error(Box<Inner>);
+
+/// What went wrong, privately: callers act on the kind, not on these variants.
 #[derive(Debug, Snafu)]
 #[snafu(visibility(pub(crate)))]
-#[non_exhaustive]
-pub enum Error {
+pub(crate) enum Inner {
     /// A request failed in a region worker.
     #[snafu(display("{source}"), context(false))]
-    Worker {
-        /// The worker's error.
-        source: WorkerError,
-    },
+    Worker { source: WorkerError },
     /// The configuration is invalid.
     #[snafu(display("invalid configuration: {reason}"))]
-    Config {
-        /// What is wrong, naming the key.
-        reason: String,
-    },
+    Config { reason: String },
     /// The object store could not be set up.
     #[snafu(display("object store: {source}"))]
-    ObjectStore {
-        /// Why.
-        source: ObjectStoreError,
-    },
-    /// The data directory could not be locked: another read-write engine holds it, or
-    /// the lock file could not be written.
+    ObjectStore { source: ObjectStoreError },
+    /// The data directory could not be locked.
     #[snafu(display("{source}"))]
-    Lock {
-        /// Why.
-        source: crate::lock::LockError,
-    },
+    Lock { source: LockError },
     /// The WAL could not be opened.
     #[snafu(display("cannot open the WAL: {source}"))]
-    OpenWal {
-        /// Why.
-        source: WalError,
-    },
+    OpenWal { source: WalError },
     /// A scan failed.
     #[snafu(display("scan of region {region_id}: {source}"))]
     Scan {
-        /// The region.
         region_id: RegionId,
-        /// Why.
         source: StorageError,
     },
+}
+
+impl Inner {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Inner::Worker { source } => source.kind(),
+            Inner::Config { .. } => ErrorKind::InvalidRequest,
+            Inner::ObjectStore { source } => source.kind(),
+            Inner::Lock { source } => source.kind(),
+            Inner::OpenWal { source } => source.kind(),
+            Inner::Scan { source, .. } => source.kind(),
+        }
+    }
 }
 
 impl Error {
     /// The coarse class of the error.
     pub fn kind(&self) -> ErrorKind {
-        match self {
-            Error::Worker { source } => source.kind(),
-            Error::Config { .. } => ErrorKind::InvalidRequest,
-            Error::ObjectStore { .. } => ErrorKind::InvalidRequest,
-            Error::Lock { source } => match source {
-                crate::lock::LockError::InUse { .. } => ErrorKind::Locked,
-                crate::lock::LockError::Io { .. } => ErrorKind::Storage,
-            },
-            Error::OpenWal { source } => match source {
-                WalError::Corruption { .. } => ErrorKind::Corruption,
-                WalError::Config { .. } => ErrorKind::InvalidRequest,
-                _ => ErrorKind::Wal,
-            },
-            Error::Scan { source, .. } => match source {
-                StorageError::CorruptSst { .. } => ErrorKind::Corruption,
-                StorageError::ObjectStore { .. } | StorageError::Parquet { .. } => {
-                    ErrorKind::Storage
-                }
-                StorageError::BadProjection { .. } => ErrorKind::InvalidRequest,
-                _ => ErrorKind::Internal,
-            },
-        }
+        self.0.kind()
     }
 
     /// Whether retrying the same call later can succeed.
@@ -88,5 +71,74 @@ impl Error {
     }
 }
 
+impl From<Inner> for Error {
+    fn from(inner: Inner) -> Self {
+        Self(Box::new(inner))
+    }
+}
+
+impl From<WorkerError> for Error {
+    fn from(source: WorkerError) -> Self {
+        Inner::Worker { source }.into()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.kind())
+            .field("message", &self.to_string())
+            .finish()
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&*self.0)
+    }
+}
+
 /// Results of the engine.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kind_comes_from_the_source_and_the_chain_leads_to_it() {
+        let region_id = RegionId::new(1, 2);
+        let error = Error::from(WorkerError::RegionNotFound { region_id });
+        assert_eq!(error.kind(), ErrorKind::RegionNotFound);
+        assert!(!error.is_retryable());
+        assert_eq!(error.to_string(), "region 1.2 not found");
+        let source = std::error::Error::source(&error).unwrap();
+        assert!(source.downcast_ref::<WorkerError>().is_some());
+
+        let wal = Error::from(Inner::OpenWal {
+            source: WalError::Stopped,
+        });
+        assert_eq!(wal.kind(), ErrorKind::Stopped);
+        assert_eq!(wal.to_string(), "cannot open the WAL: WAL is stopped");
+
+        // One classification of a storage error, wherever it surfaces.
+        let bad = || StorageError::BadProjection {
+            region_id,
+            index: 9,
+            columns: 3,
+        };
+        let scan = Error::from(Inner::Scan {
+            region_id,
+            source: bad(),
+        });
+        assert_eq!(scan.kind(), bad().kind());
+        assert_eq!(scan.kind(), ErrorKind::InvalidRequest);
+        assert!(format!("{scan:?}").contains("InvalidRequest"));
+    }
+}

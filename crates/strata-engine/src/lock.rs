@@ -52,6 +52,16 @@ pub enum LockError {
     },
 }
 
+impl LockError {
+    /// The coarse class of the error.
+    pub fn kind(&self) -> strata_base::ErrorKind {
+        match self {
+            LockError::InUse { .. } => strata_base::ErrorKind::Locked,
+            LockError::Io { .. } => strata_base::ErrorKind::Storage,
+        }
+    }
+}
+
 /// An exclusive lock on a directory, released when dropped.
 #[derive(Debug)]
 pub(crate) struct DirLock {

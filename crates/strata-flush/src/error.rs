@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use snafu::Snafu;
+use strata_base::ErrorKind;
 use strata_request::RegionId;
 use strata_scheduler::SchedulerError;
 use strata_storage::StorageError;
@@ -79,6 +80,25 @@ pub enum FlushError {
 }
 
 impl FlushError {
+    /// The coarse class of the error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            FlushError::WriteSst { source, .. } => source.kind(),
+            FlushError::Commit { .. } => ErrorKind::Storage,
+            FlushError::FlushFailed { cause, .. } => match cause.kind() {
+                // Fenced work failed because its flush did; the flush is retried, so is
+                // the work.
+                ErrorKind::Corruption | ErrorKind::Internal => ErrorKind::RegionState,
+                kind => kind,
+            },
+            FlushError::Dropped { .. } | FlushError::Schedule { .. } => ErrorKind::Stopped,
+            FlushError::RegionState { .. }
+            | FlushError::RegionDropped { .. }
+            | FlushError::RegionClosed { .. }
+            | FlushError::RegionTruncated { .. } => ErrorKind::RegionState,
+        }
+    }
+
     /// The region the error is about.
     pub fn region_id(&self) -> RegionId {
         match self {

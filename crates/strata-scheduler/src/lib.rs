@@ -13,8 +13,7 @@
 //! A leaf crate: it **must never depend on any other Strata crate**. Flush and worker code
 //! build on it.
 
-mod clock;
 mod scheduler;
 
-pub use clock::{Clock, ClockRef, ManualClock, Sleep, SystemClock};
 pub use scheduler::{Job, LocalScheduler, Scheduler, SchedulerError, SchedulerRef, StopFuture};
+pub use strata_base::{Clock, ClockRef, ManualClock, Sleep, SystemClock};

@@ -1,6 +1,7 @@
 //! [`StorageError`]: errors of the region data layer.
 
 use snafu::Snafu;
+use strata_base::ErrorKind;
 use strata_request::RegionId;
 
 /// Errors from memtables and the read path.
@@ -84,4 +85,20 @@ pub enum StorageError {
         /// Arrow's complaint.
         source: arrow_schema::ArrowError,
     },
+}
+
+impl StorageError {
+    /// The coarse class of the error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            StorageError::CorruptSst { .. } => ErrorKind::Corruption,
+            // Parquet errors wrap the object store's I/O errors on writes: transient.
+            StorageError::Parquet { .. } | StorageError::ObjectStore { .. } => ErrorKind::Storage,
+            StorageError::BadProjection { .. } => ErrorKind::InvalidRequest,
+            StorageError::MemtablesNotEmpty { .. } | StorageError::Frozen { .. } => {
+                ErrorKind::RegionState
+            }
+            StorageError::SchemaMismatch { .. } | StorageError::Arrow { .. } => ErrorKind::Internal,
+        }
+    }
 }

@@ -140,6 +140,14 @@ pub enum ObjectStoreError {
     },
 }
 
+impl ObjectStoreError {
+    /// The coarse class of the error: a bad setting or a missing directory, which only a
+    /// changed configuration fixes.
+    pub fn kind(&self) -> strata_base::ErrorKind {
+        strata_base::ErrorKind::InvalidRequest
+    }
+}
+
 impl ObjectStoreConfig {
     /// Checks the settings without building anything.
     pub fn validate(&self) -> Result<(), ObjectStoreError> {

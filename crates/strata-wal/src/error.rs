@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use snafu::Snafu;
+use strata_base::ErrorKind;
 
 /// Errors from a [`LogStore`](crate::LogStore).
 ///
@@ -101,8 +102,25 @@ pub enum WalError {
 }
 
 impl WalError {
-    /// Whether retrying the same call later can succeed (I/O trouble) as opposed to a
-    /// caller bug, corruption, or a stopped or poisoned log.
+    /// The coarse class of the error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            WalError::Io { .. } | WalError::Poisoned { .. } | WalError::Reclaimed { .. } => {
+                ErrorKind::Wal
+            }
+            WalError::Corruption { .. } => ErrorKind::Corruption,
+            // The same request will never fit.
+            WalError::RecordTooLarge { .. } | WalError::Config { .. } => ErrorKind::InvalidRequest,
+            WalError::Stopped => ErrorKind::Stopped,
+            WalError::ReadOnly { .. } => ErrorKind::ReadOnly,
+            // A caller that breaks the id rule, or a metric registered twice, is a bug.
+            WalError::OutOfOrder { .. } | WalError::RegisterMetric { .. } => ErrorKind::Internal,
+        }
+    }
+
+    /// Whether retrying the same call later can succeed (I/O trouble, a segment reclaimed
+    /// under a reader) as opposed to a caller bug, corruption, or a stopped or poisoned
+    /// log. Narrower than [`kind`](Self::kind)'s: a poisoned log needs a reopen, not a retry.
     pub fn is_retryable(&self) -> bool {
         matches!(self, WalError::Io { .. } | WalError::Reclaimed { .. })
     }

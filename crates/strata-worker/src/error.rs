@@ -11,48 +11,7 @@ use strata_wal::WalError;
 
 use crate::region::RegionState;
 
-/// The coarse class of an error: what the caller can do about it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ErrorKind {
-    /// The request itself is wrong (schema mismatch, bad DDL, bad config); fix it.
-    InvalidRequest,
-    /// The region is not open on this engine.
-    RegionNotFound,
-    /// The region is open but not in a state that allows the request (read-only, being
-    /// altered, dropped or truncated, or a flush it waited for failed).
-    RegionState,
-    /// Memory is over the reject limit; retry once flushes catch up.
-    WriteRejected,
-    /// Storage I/O failed: the object store (SST or manifest I/O) or local files.
-    Storage,
-    /// The write-ahead log failed.
-    Wal,
-    /// Data read back from disk or object store is damaged.
-    Corruption,
-    /// The engine is stopping or stopped.
-    Stopped,
-    /// The feature is not supported by this engine.
-    Unsupported,
-    /// The engine was opened read-only; open a read-write engine (the directory's one
-    /// writer) to change data.
-    ReadOnly,
-    /// The data directory is held by another read-write engine (the error names its pid);
-    /// stop that one first, or open read-only.
-    Locked,
-    /// A bug: an invariant did not hold.
-    Internal,
-}
-
-impl ErrorKind {
-    /// Whether retrying the same request later can succeed.
-    pub fn is_retryable(self) -> bool {
-        matches!(
-            self,
-            ErrorKind::RegionState | ErrorKind::WriteRejected | ErrorKind::Storage | ErrorKind::Wal
-        )
-    }
-}
+pub use strata_base::ErrorKind;
 
 /// Errors of the region workers. Cloneable: one failure (a WAL append, a flush) answers
 /// every request that depended on it.
@@ -194,7 +153,7 @@ pub enum WorkerError {
 }
 
 impl WorkerError {
-    /// The coarse class of the error.
+    /// The coarse class of the error: its own, or its source's, which classifies itself.
     pub fn kind(&self) -> ErrorKind {
         match self {
             WorkerError::RegionNotFound { .. } => ErrorKind::RegionNotFound,
@@ -205,23 +164,12 @@ impl WorkerError {
             | WorkerError::InvalidRequest { .. }
             | WorkerError::StaleEntry { .. } => ErrorKind::InvalidRequest,
             WorkerError::RejectWrite { .. } => ErrorKind::WriteRejected,
-            WorkerError::Wal { source } => match source.as_ref() {
-                WalError::Corruption { .. } => ErrorKind::Corruption,
-                WalError::Stopped => ErrorKind::Stopped,
-                // The same request will never fit: a retry cannot help.
-                WalError::RecordTooLarge { .. } => ErrorKind::InvalidRequest,
-                WalError::ReadOnly { .. } => ErrorKind::ReadOnly,
-                _ => ErrorKind::Wal,
-            },
+            WorkerError::Wal { source } => source.kind(),
             WorkerError::CorruptWalEntry { .. } => ErrorKind::Corruption,
-            WorkerError::Manifest { source, .. } => match source.as_ref() {
-                ManifestError::Corrupted { .. } => ErrorKind::Corruption,
-                ManifestError::AlreadyExists { .. } => ErrorKind::InvalidRequest,
-                _ => ErrorKind::Storage,
-            },
-            WorkerError::Storage { source, .. } => storage_kind(source),
+            WorkerError::Manifest { source, .. } => source.kind(),
+            WorkerError::Storage { source, .. } => source.kind(),
             WorkerError::ObjectStore { .. } => ErrorKind::Storage,
-            WorkerError::Flush { source } => flush_kind(source),
+            WorkerError::Flush { source } => source.kind(),
             WorkerError::WorkerStopped => ErrorKind::Stopped,
             WorkerError::Unsupported { .. } => ErrorKind::Unsupported,
             WorkerError::ReadOnly { .. } => ErrorKind::ReadOnly,
@@ -232,28 +180,6 @@ impl WorkerError {
     /// Whether retrying the same request later can succeed.
     pub fn is_retryable(&self) -> bool {
         self.kind().is_retryable()
-    }
-}
-
-fn storage_kind(error: &StorageError) -> ErrorKind {
-    match error {
-        StorageError::CorruptSst { .. } => ErrorKind::Corruption,
-        StorageError::ObjectStore { .. } | StorageError::Parquet { .. } => ErrorKind::Storage,
-        _ => ErrorKind::Internal,
-    }
-}
-
-fn flush_kind(error: &FlushError) -> ErrorKind {
-    match error {
-        FlushError::WriteSst { source, .. } => storage_kind(source),
-        FlushError::Commit { .. } => ErrorKind::Storage,
-        FlushError::FlushFailed { cause, .. } => match flush_kind(cause) {
-            // Fenced work failed because its flush did; the flush is retried, so is the work.
-            ErrorKind::Corruption | ErrorKind::Internal => ErrorKind::RegionState,
-            kind => kind,
-        },
-        FlushError::Dropped { .. } | FlushError::Schedule { .. } => ErrorKind::Stopped,
-        _ => ErrorKind::RegionState,
     }
 }
 

@@ -79,6 +79,18 @@ pub enum ManifestError {
     },
 }
 
+impl ManifestError {
+    /// The coarse class of the error.
+    pub fn kind(&self) -> strata_base::ErrorKind {
+        use strata_base::ErrorKind;
+        match self {
+            ManifestError::ObjectStore { .. } => ErrorKind::Storage,
+            ManifestError::Corrupted { .. } => ErrorKind::Corruption,
+            ManifestError::AlreadyExists { .. } => ErrorKind::InvalidRequest,
+        }
+    }
+}
+
 /// Checkpoint pointer, written last.
 #[derive(Debug, Serialize, Deserialize)]
 struct LastCheckpoint {

@@ -1,14 +1,17 @@
-//! [`Clock`]: where the engine gets time from, so tests can drive it.
+//! [`Clock`]: where the engine gets time from, so tests can drive it — wall time, a
+//! monotonic instant for measuring and deadlines, and sleeps.
 //!
 //! Production code uses [`SystemClock`]; tests use [`ManualClock`], whose
 //! [`advance`](ManualClock::advance) wakes every sleeper whose deadline has passed, so
 //! periodic work (auto flush, periodic checks) is tested without waiting on wall time.
+//! This module is the one place that reads the OS clocks (clippy's `disallowed-methods`
+//! keeps `SystemTime::now`, `Instant::now` and sleeps out of everything else).
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -19,6 +22,14 @@ pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 pub trait Clock: Send + Sync + fmt::Debug {
     /// Current wall time in milliseconds since the Unix epoch.
     fn now_millis(&self) -> i64;
+
+    /// A monotonic instant: for measuring durations and computing deadlines.
+    fn now(&self) -> Instant;
+
+    /// Time passed since `earlier` (from [`now`](Self::now)); zero if none.
+    fn elapsed(&self, earlier: Instant) -> Duration {
+        self.now().saturating_duration_since(earlier)
+    }
 
     /// A future that completes once `duration` has passed on this clock.
     fn sleep(&self, duration: Duration) -> Sleep;
@@ -48,6 +59,11 @@ impl Clock for SystemClock {
             .unwrap_or(0)
     }
 
+    #[allow(clippy::disallowed_methods)] // the one place that reads the monotonic clock
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
     #[allow(clippy::disallowed_methods)] // the one place that sleeps on tokio's timer
     fn sleep(&self, duration: Duration) -> Sleep {
         Box::pin(tokio::time::sleep(duration))
@@ -69,15 +85,22 @@ pub struct ManualClock {
 struct ManualInner {
     now: watch::Sender<i64>,
     sleepers: watch::Sender<usize>,
+    /// The monotonic instant that stands for `start_millis`.
+    origin: Instant,
+    start_millis: i64,
 }
 
 impl ManualClock {
     /// A clock showing `start_millis`.
     pub fn new(start_millis: i64) -> Self {
+        #[allow(clippy::disallowed_methods)] // an anchor for the manual monotonic clock
+        let origin = Instant::now();
         Self {
             inner: Arc::new(ManualInner {
                 now: watch::channel(start_millis).0,
                 sleepers: watch::channel(0).0,
+                origin,
+                start_millis,
             }),
         }
     }
@@ -131,6 +154,11 @@ impl Drop for SleeperGuard {
 }
 
 impl Clock for ManualClock {
+    fn now(&self) -> Instant {
+        let advanced = self.now_millis().saturating_sub(self.inner.start_millis);
+        self.inner.origin + Duration::from_millis(u64::try_from(advanced).unwrap_or(0))
+    }
+
     fn now_millis(&self) -> i64 {
         *self.inner.now.borrow()
     }

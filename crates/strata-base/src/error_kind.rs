@@ -1,0 +1,75 @@
+//! [`ErrorKind`]: the coarse class of every Strata error — what a caller can do about it.
+//! Each crate's error type says which kind it is ([`kind`](ErrorKind) methods beside each
+//! error), once, where it is defined; the engine's public error carries it.
+
+/// The coarse class of an error: what the caller can do about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The request itself is wrong (schema mismatch, bad DDL, bad config); fix it.
+    InvalidRequest,
+    /// The region is not open on this engine.
+    RegionNotFound,
+    /// The region is open but not in a state that allows the request (read-only, being
+    /// altered, dropped or truncated, or a flush it waited for failed).
+    RegionState,
+    /// Memory is over the reject limit; retry once flushes catch up.
+    WriteRejected,
+    /// Storage I/O failed: the object store (SST or manifest I/O) or local files.
+    Storage,
+    /// The write-ahead log failed.
+    Wal,
+    /// Data read back from disk or object store is damaged.
+    Corruption,
+    /// The engine is stopping or stopped.
+    Stopped,
+    /// The feature is not supported by this engine.
+    Unsupported,
+    /// The engine was opened read-only; open a read-write engine (the directory's one
+    /// writer) to change data.
+    ReadOnly,
+    /// The data directory is held by another read-write engine (the error names its pid);
+    /// stop that one first, or open read-only.
+    Locked,
+    /// A bug: an invariant did not hold.
+    Internal,
+}
+
+impl ErrorKind {
+    /// Whether retrying the same request later can succeed.
+    pub fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::RegionState | ErrorKind::WriteRejected | ErrorKind::Storage | ErrorKind::Wal
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_kinds_are_retryable_and_caller_or_data_problems_are_not() {
+        for kind in [
+            ErrorKind::RegionState,
+            ErrorKind::WriteRejected,
+            ErrorKind::Storage,
+            ErrorKind::Wal,
+        ] {
+            assert!(kind.is_retryable(), "{kind:?}");
+        }
+        for kind in [
+            ErrorKind::InvalidRequest,
+            ErrorKind::RegionNotFound,
+            ErrorKind::Corruption,
+            ErrorKind::Stopped,
+            ErrorKind::Unsupported,
+            ErrorKind::ReadOnly,
+            ErrorKind::Locked,
+            ErrorKind::Internal,
+        ] {
+            assert!(!kind.is_retryable(), "{kind:?}");
+        }
+    }
+}
