@@ -21,6 +21,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use strata_engine::Clock;
 
 use strata_engine::SyncPolicy;
 use strata_tests::crash::{check, run_writer};
@@ -75,7 +76,7 @@ fn run_parent() {
         let data = dir.path().join(format!("data-{}", cycle / 50));
         let side = dir.path().join(format!("side-{}.log", cycle / 50));
         let kill_after = if next(8) == 0 { 0 } else { 1 + next(40) };
-        let started = std::time::Instant::now();
+        let started = strata_engine::SystemClock.now();
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", TEST_NAME, "--nocapture", "--test-threads", "1"])
             .env(CHILD_ENV, &data)
@@ -105,10 +106,10 @@ fn run_parent() {
             during_open += 1;
         }
         total_acked += seen;
-        child_time += started.elapsed();
-        let started = std::time::Instant::now();
+        child_time += strata_engine::SystemClock.elapsed(started);
+        let started = strata_engine::SystemClock.now();
         runtime.block_on(check(&data, &side, &format!("cycle {cycle} (SEED={seed})")));
-        check_time += started.elapsed();
+        check_time += strata_engine::SystemClock.elapsed(started);
     }
     eprintln!(
         "engine crash test: {cycles} SIGKILL cycles ({during_open} during open/replay), {total_acked} acknowledged writes, all rows recovered; {:.1}s in children, {:.1}s checking",

@@ -28,6 +28,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
+use strata_engine::Clock;
 
 use rand::{RngExt, SeedableRng};
 use rand_pcg::Pcg64Mcg;
@@ -201,7 +202,7 @@ fn run_phase(
             ("STRATA_POWER_OFF_EXPECT", phase.expect.to_string()),
             ("STRATA_POWER_OFF_CONTEXT", context.clone()),
         ];
-        let started = std::time::Instant::now();
+        let started = strata_engine::SystemClock.now();
         let mut writer = start("writer", &env);
         let mut lines = BufReader::new(writer.stdout.take().unwrap()).lines();
         if rng.random_bool(0.5) {
@@ -240,7 +241,7 @@ fn run_phase(
         fs.fail_frozen();
         writer.wait().unwrap();
         drop(lines);
-        t.writing += started.elapsed();
+        t.writing += strata_engine::SystemClock.elapsed(started);
         // Reclaimed segments kept for reuse when the power goes (the rename that keeps
         // them is undone by the power-off unless a later directory sync made it durable).
         let kept = std::fs::read_dir(data.join("wal")).map_or(0, |entries| {
@@ -259,14 +260,14 @@ fn run_phase(
         };
         t.lost_data += usize::from(report.files_with_unsynced_data > 0);
         t.lost_names += usize::from(report.dirs_with_unsynced_entries > 0);
-        let started = std::time::Instant::now();
+        let started = strata_engine::SystemClock.now();
         let checker = start("check", &env).wait_with_output().unwrap();
         assert!(
             checker.status.success(),
             "{context}: after a power-off ({report:?}) the check failed:\n{}",
             String::from_utf8_lossy(&checker.stderr)
         );
-        t.checking += started.elapsed();
+        t.checking += strata_engine::SystemClock.elapsed(started);
         if phase.per_directory == 1 {
             let side = read_side(&side);
             t.acked_rows += side

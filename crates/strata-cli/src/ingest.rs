@@ -100,13 +100,13 @@ async fn write_retrying(
     retried: &AtomicU64,
 ) -> Result<usize, strata_engine::Error> {
     let clock = SystemClock;
-    let started = Instant::now();
+    let started = SystemClock.now();
     let mut pause = Duration::from_millis(5);
     loop {
         match engine.write(WriteRequest::put(region, batch.clone())).await {
             Err(e)
                 if e.kind() == ErrorKind::WriteRejected
-                    && started.elapsed() < REJECTED_RETRY_FOR =>
+                    && SystemClock.elapsed(started) < REJECTED_RETRY_FOR =>
             {
                 retried.fetch_add(1, Ordering::Relaxed);
                 clock.sleep(pause).await;
@@ -161,17 +161,17 @@ impl Reporter {
         });
         Self {
             bar,
-            last_line: Instant::now(),
-            started: Instant::now(),
+            last_line: SystemClock.now(),
+            started: SystemClock.now(),
         }
     }
 
     fn update(&mut self, rows: u64, total: u64) {
         match &self.bar {
             Some(bar) => bar.set_position(rows),
-            None if self.last_line.elapsed() >= Duration::from_secs(5) => {
-                self.last_line = Instant::now();
-                let secs = self.started.elapsed().as_secs_f64().max(1e-9);
+            None if SystemClock.elapsed(self.last_line) >= Duration::from_secs(5) => {
+                self.last_line = SystemClock.now();
+                let secs = SystemClock.elapsed(self.started).as_secs_f64().max(1e-9);
                 eprintln!(
                     "ingest: {rows}/{total} rows ({:.0} rows/s)",
                     rows as f64 / secs
@@ -275,7 +275,7 @@ pub(crate) async fn run(args: IngestArgs) -> Result<(), String> {
     );
     // Installed before the "opened" line, so a Ctrl-C from then on stops cleanly.
     let mut interrupt = Interrupt::install()?;
-    let opened = Instant::now();
+    let opened = SystemClock.now();
     open_or_create(&engine, &workload).await?;
     eprintln!(
         "strata ingest: {} hosts × {} epochs from epoch {start_epoch} into {} regions of table {CPU_TABLE} under {} (WAL sync {}); opened in {:.1}s",
@@ -284,7 +284,7 @@ pub(crate) async fn run(args: IngestArgs) -> Result<(), String> {
         args.regions,
         data_dir.display(),
         config.wal.sync,
-        opened.elapsed().as_secs_f64()
+        SystemClock.elapsed(opened).as_secs_f64()
     );
 
     // A generator thread feeds batches to the writers through a small queue.
@@ -317,12 +317,12 @@ pub(crate) async fn run(args: IngestArgs) -> Result<(), String> {
         writers.push(tokio::spawn(async move {
             while let Ok(batch) = rx.recv().await {
                 let region = RegionId::new(CPU_TABLE, u32::try_from(batch.region).unwrap_or(0));
-                let started = Instant::now();
+                let started = SystemClock.now();
                 let rows = write_retrying(&engine, region, batch.batch, &retried)
                     .await
                     .map_err(|e| format!("write to region {region}: {e}"))?;
                 longest.fetch_max(
-                    u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                    u64::try_from(SystemClock.elapsed(started).as_micros()).unwrap_or(u64::MAX),
                     Ordering::Relaxed,
                 );
                 acked.fetch_add(rows as u64, Ordering::Relaxed);
@@ -334,7 +334,7 @@ pub(crate) async fn run(args: IngestArgs) -> Result<(), String> {
 
     let total = workload.total_rows();
     let mut reporter = Reporter::new(total);
-    let started = Instant::now();
+    let started = SystemClock.now();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut interrupted = false;
     while writers.iter().any(|w| !w.is_finished()) {
@@ -351,7 +351,7 @@ pub(crate) async fn run(args: IngestArgs) -> Result<(), String> {
         }
     }
     reporter.finish();
-    let elapsed = started.elapsed();
+    let elapsed = SystemClock.elapsed(started);
     let mut first_error = None;
     for writer in writers {
         if let Err(e) = writer.await.map_err(|e| e.to_string()).and_then(|r| r) {
@@ -379,7 +379,7 @@ pub(crate) async fn run(args: IngestArgs) -> Result<(), String> {
             },
         )?;
     }
-    let flushed = Instant::now();
+    let flushed = SystemClock.now();
     for number in 0..args.regions {
         let region = RegionId::new(CPU_TABLE, u32::try_from(number).unwrap_or(0));
         engine
@@ -387,7 +387,7 @@ pub(crate) async fn run(args: IngestArgs) -> Result<(), String> {
             .await
             .map_err(|e| format!("flush region {region}: {e}"))?;
     }
-    let flush_time = flushed.elapsed();
+    let flush_time = SystemClock.elapsed(flushed);
     let (mut files, mut sst_bytes, mut sst_rows) = (0, 0, 0);
     for number in 0..args.regions {
         let region = RegionId::new(CPU_TABLE, u32::try_from(number).unwrap_or(0));

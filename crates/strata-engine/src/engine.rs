@@ -169,6 +169,7 @@ impl EngineBuilder {
                 .build()
                 .context(ObjectStoreSnafu)?,
         };
+        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let custom_log_store = self.log_store.clone();
         let mut wal_report = None;
         let log_store: LogStoreRef = match self.log_store {
@@ -179,9 +180,15 @@ impl EngineBuilder {
                     let dir = config.wal_dir();
                     let file_config = config.wal.file_config();
                     let registry = self.registry.clone();
+                    let wal_clock = clock.clone();
                     let store = tokio::task::spawn_blocking(move || match read_only {
                         true => FileLogStore::open_read_only(dir, file_config),
-                        false => FileLogStore::open(dir, file_config, registry.as_ref()),
+                        false => FileLogStore::open_with_clock(
+                            dir,
+                            file_config,
+                            registry.as_ref(),
+                            wal_clock,
+                        ),
                     })
                     .await
                     .map_err(|e| WorkerError::Start {
@@ -206,7 +213,7 @@ impl EngineBuilder {
             config: worker_config,
             store,
             log_store: log_store.clone(),
-            clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+            clock,
             registry: self.registry,
             listener: self.listener.unwrap_or_else(|| Arc::new(NoopListener)),
             write_buffer: self.write_buffer,

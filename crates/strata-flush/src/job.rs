@@ -1,10 +1,10 @@
 //! The flush job: SSTs for a snapshot's frozen memtables, then one manifest edit.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use futures::future::BoxFuture;
 use opendal::Operator;
+use strata_base::{ClockRef, SystemClock};
 use strata_request::RegionId;
 use strata_scheduler::Job;
 use strata_storage::{
@@ -84,6 +84,8 @@ pub struct FlushContext {
     pub metrics: Option<FlushMetrics>,
     /// Told when each flush job starts.
     pub listener: Option<Arc<dyn FlushListener>>,
+    /// Where jobs read time (stage durations).
+    pub clock: ClockRef,
 }
 
 /// Test hook: told when a flush job starts, and may hold it there (for tests that need a
@@ -106,7 +108,14 @@ impl FlushContext {
             write_limit: Arc::new(Semaphore::new(max_concurrent_writes.max(1))),
             metrics: None,
             listener: None,
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Reading time from `clock`.
+    pub fn with_clock(mut self, clock: ClockRef) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// With a listener told when each job starts.
@@ -139,7 +148,7 @@ impl<E: From<FlushError> + Send + 'static> RegionFlushTask<E> {
                 listener.on_flush_begin(region_id).await;
             }
             let inflight = context.metrics.as_ref().map(|m| m.inflight_guard());
-            let started = Instant::now();
+            let started = context.clock.now();
             let result = run(
                 &context,
                 region_id,
@@ -150,7 +159,7 @@ impl<E: From<FlushError> + Send + 'static> RegionFlushTask<E> {
             .await;
             drop(inflight);
             if let Some(m) = &context.metrics {
-                m.observe_stage("total", started.elapsed());
+                m.observe_stage("total", context.clock.elapsed(started));
             }
             match result {
                 Ok((edit, memtables_to_remove)) => {
@@ -185,7 +194,7 @@ async fn run(
     snapshot: &VersionControlData,
     committer: &dyn FlushCommitter,
 ) -> Result<(RegionEdit, Vec<MemtableId>), FlushError> {
-    let started = Instant::now();
+    let started = context.clock.now();
     let mut files: Vec<FileMeta> = Vec::new();
     let mut flushed = Vec::new();
     for memtable in &snapshot.version.memtables.immutables {
@@ -212,7 +221,7 @@ async fn run(
         }
     }
     if let Some(m) = &context.metrics {
-        m.observe_stage("write_sst", started.elapsed());
+        m.observe_stage("write_sst", context.clock.elapsed(started));
         m.add_bytes(files.iter().map(|f| f.file_size).sum());
     }
     let edit = RegionEdit {
@@ -222,7 +231,7 @@ async fn run(
         flushed_sequence: Some(snapshot.committed_sequence),
         committed_sequence: None,
     };
-    let committing = Instant::now();
+    let committing = context.clock.now();
     let committed = committer
         .commit(
             region_id,
@@ -231,7 +240,7 @@ async fn run(
         )
         .await;
     if let Some(m) = &context.metrics {
-        m.observe_stage("commit", committing.elapsed());
+        m.observe_stage("commit", context.clock.elapsed(committing));
     }
     match committed {
         Ok(()) => Ok((edit, flushed)),

@@ -11,7 +11,13 @@
 //! `STRATA_BENCH_DIR` picks the scratch directory (default `target/bench-scratch`, on the
 //! same disk as the repository).
 
-#![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)]
+// Measures wall time: that is the point of a benchmark or a measuring example.
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::unwrap_used,
+    clippy::disallowed_methods
+)]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

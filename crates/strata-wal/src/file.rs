@@ -14,12 +14,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Instant;
 
 use bytes::Bytes;
 use futures::StreamExt;
 use prometheus::Registry;
 use snafu::ResultExt;
+use strata_base::{ClockRef, SystemClock};
 use tokio::sync::oneshot;
 
 use crate::config::{FileLogStoreConfig, RecoveryMode};
@@ -87,6 +87,7 @@ pub struct FileLogStore {
     dir: PathBuf,
     max_record_size: u64,
     read_only: bool,
+    clock: ClockRef,
     shared: Arc<Shared>,
     tx: Mutex<Option<Sender<Command>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -104,16 +105,27 @@ impl std::fmt::Debug for FileLogStore {
 }
 
 impl FileLogStore {
-    /// Opens (creating if needed) the log in `dir` as its one writer. With a `registry`,
-    /// publishes the `strata_wal_*` metrics on it.
-    ///
-    /// Damaged bytes are handled as the config's [`RecoveryMode`](crate::RecoveryMode)
-    /// says; under `Salvage`, an open that skipped anything starts a new segment, so no
-    /// group is ever appended after damaged bytes.
+    /// Opens (creating if needed) the log in `dir` as its one writer, on the system clock.
+    /// With a `registry`, publishes the `strata_wal_*` metrics on it.
     pub fn open(
         dir: impl AsRef<Path>,
         config: FileLogStoreConfig,
         registry: Option<&Registry>,
+    ) -> Result<Self, WalError> {
+        Self::open_with_clock(dir, config, registry, Arc::new(SystemClock))
+    }
+
+    /// [`open`](Self::open), reading time (group-commit waits, sync intervals, append
+    /// latencies) from `clock`.
+    ///
+    /// Damaged bytes are handled as the config's [`RecoveryMode`](crate::RecoveryMode)
+    /// says; under `Salvage`, an open that skipped anything starts a new segment, so no
+    /// group is ever appended after damaged bytes.
+    pub fn open_with_clock(
+        dir: impl AsRef<Path>,
+        config: FileLogStoreConfig,
+        registry: Option<&Registry>,
+        clock: ClockRef,
     ) -> Result<Self, WalError> {
         config.validate()?;
         let dir = dir.as_ref().to_path_buf();
@@ -161,6 +173,7 @@ impl FileLogStore {
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
             config: config.clone(),
+            clock: clock.clone(),
             shared: shared.clone(),
             active,
             unsynced_since: None,
@@ -179,6 +192,7 @@ impl FileLogStore {
             dir,
             max_record_size: config.max_record_size,
             read_only: false,
+            clock,
             shared,
             tx: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
@@ -216,6 +230,7 @@ impl FileLogStore {
             dir,
             max_record_size: config.max_record_size,
             read_only: true,
+            clock: Arc::new(SystemClock),
             shared: Arc::new(Shared {
                 index: Mutex::new(recovered.index),
                 metrics: None,
@@ -323,7 +338,7 @@ impl LogStore for FileLogStore {
             });
         }
         let ids = entries.iter().map(|e| (e.region_id, e.entry_id)).collect();
-        let submitted = Instant::now();
+        let submitted = self.clock.now();
         let _in_flight = InFlight::new(&self.shared.in_flight);
         self.submit("append", |reply| Command::Append {
             ids,

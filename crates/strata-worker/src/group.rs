@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
 
 use futures::future::BoxFuture;
 use opendal::Operator;
@@ -118,7 +117,8 @@ impl WorkerGroup {
                 config.max_background_flushes.max(1),
             )
             .with_metrics(FlushMetrics::register(&registry).map_err(start_error)?)
-            .with_listener(Arc::new(FlushHook(parts.listener.clone()))),
+            .with_listener(Arc::new(FlushHook(parts.listener.clone())))
+            .with_clock(parts.clock.clone()),
         );
         let num_workers = config.num_workers.max(1);
         let channel_size = config.worker_channel_size.max(1);
@@ -185,8 +185,11 @@ impl WorkerGroup {
         let (sender, reply) = reply_channel();
         let region_id = request.region_id;
         let write = SenderWriteRequest::new(request, sender);
-        self.submit(region_id, WorkerRequest::Write(write, Instant::now()))
-            .await?;
+        self.submit(
+            region_id,
+            WorkerRequest::Write(write, self.shared.clock.now()),
+        )
+        .await?;
         reply.await
     }
 
@@ -210,7 +213,7 @@ impl WorkerGroup {
         let (sender, reply) = reply_channel();
         let region_id = request.region_id();
         let ddl = SenderDdlRequest { request, sender };
-        self.submit(region_id, WorkerRequest::Ddl(ddl, Instant::now()))
+        self.submit(region_id, WorkerRequest::Ddl(ddl, self.shared.clock.now()))
             .await?;
         reply.await
     }

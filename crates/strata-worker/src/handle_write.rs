@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use strata_request::{OpType, RegionId};
 use strata_storage::Version;
@@ -164,11 +163,13 @@ impl RegionWorkerLoop {
             return;
         }
 
-        let started = Instant::now();
+        let started = self.shared.clock.now();
         let mut ctxs = self.prepare(writes);
-        self.shared.metrics.stage("prepare", started.elapsed());
+        self.shared
+            .metrics
+            .stage("prepare", self.shared.clock.elapsed(started));
 
-        let started = Instant::now();
+        let started = self.shared.clock.now();
         let mut entries = Vec::new();
         for ctx in ctxs.iter_mut().filter(|c| !c.mutations.is_empty()) {
             let region_id = ctx.region.region_id();
@@ -204,16 +205,20 @@ impl RegionWorkerLoop {
                 }
             }
         }
-        self.shared.metrics.stage("wal", started.elapsed());
+        self.shared
+            .metrics
+            .stage("wal", self.shared.clock.elapsed(started));
 
-        let started = Instant::now();
+        let started = self.shared.clock.now();
         let (mut puts, mut deletes) = (0, 0);
         for ctx in ctxs {
             let (p, d) = ctx.apply();
             puts += p;
             deletes += d;
         }
-        self.shared.metrics.stage("memtable", started.elapsed());
+        self.shared
+            .metrics
+            .stage("memtable", self.shared.clock.elapsed(started));
         self.shared.metrics.add_rows("put", puts);
         self.shared.metrics.add_rows("delete", deletes);
     }

@@ -107,14 +107,14 @@ struct Batch {
 }
 
 impl Batch {
-    fn push(&mut self, request: WorkerRequest, metrics: &WorkerMetrics) {
+    fn push(&mut self, request: WorkerRequest, shared: &Shared) {
         match request {
             WorkerRequest::Write(write, sent) => {
-                metrics.waited(sent.elapsed());
+                shared.metrics.waited(shared.clock.elapsed(sent));
                 self.writes.push(write);
             }
             WorkerRequest::Ddl(ddl, sent) => {
-                metrics.waited(sent.elapsed());
+                shared.metrics.waited(shared.clock.elapsed(sent));
                 self.ddls.push(ddl);
             }
             WorkerRequest::Stop => self.stop = true,
@@ -173,7 +173,7 @@ impl RegionWorkerLoop {
                     continue;
                 }
                 request = self.receiver.recv() => match request {
-                    Some(request) => batch.push(request, &self.shared.metrics),
+                    Some(request) => batch.push(request, &self.shared),
                     None => break,
                 },
                 Ok(()) = self.released.changed() => {
@@ -195,7 +195,7 @@ impl RegionWorkerLoop {
             }
             while !batch.stop && batch.len() < self.shared.config.worker_request_batch_size {
                 match self.receiver.try_recv() {
-                    Ok(request) => batch.push(request, &self.shared.metrics),
+                    Ok(request) => batch.push(request, &self.shared),
                     Err(_) => break,
                 }
             }

@@ -27,6 +27,7 @@ use std::sync::{Arc, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use snafu::ResultExt;
+use strata_base::ClockRef;
 use tokio::sync::oneshot;
 
 use crate::config::{FileLogStoreConfig, SyncPolicy};
@@ -162,6 +163,8 @@ impl Group {
 
 pub(crate) struct Writer {
     pub(crate) config: FileLogStoreConfig,
+    /// Where the writer reads time (group-commit waits, sync intervals, latencies).
+    pub(crate) clock: ClockRef,
     pub(crate) shared: Arc<Shared>,
     pub(crate) active: ActiveSegment,
     pub(crate) unsynced_since: Option<Instant>,
@@ -178,7 +181,7 @@ impl Writer {
         loop {
             let first = match self.sync_deadline() {
                 Some(deadline) => {
-                    match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                    match rx.recv_timeout(deadline.saturating_duration_since(self.clock.now())) {
                         Ok(command) => command,
                         Err(RecvTimeoutError::Timeout) => {
                             self.sync_if_dirty();
@@ -248,14 +251,14 @@ impl Writer {
         if self.config.sync != SyncPolicy::Always || wait.is_zero() {
             return;
         }
-        let deadline = Instant::now() + wait;
+        let deadline = self.clock.now() + wait;
         // Re-read the in-flight count in short slices: an appender that gives up (its
         // future dropped) lowers it, and the wait must end then.
         while group.bytes < max_bytes
             && group.stop.is_none()
             && group.appends < self.shared.in_flight.load(Ordering::Acquire)
         {
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = deadline.saturating_duration_since(self.clock.now());
             if left.is_zero() {
                 break;
             }
@@ -459,11 +462,11 @@ impl Writer {
     /// Syncs a written group as required, applies `framed` to the index and answers it.
     fn complete(&mut self, framed: Vec<Framed>, must_sync: bool, group_size: usize, bytes: usize) {
         if self.unsynced_since.is_none() {
-            self.unsynced_since = Some(Instant::now());
+            self.unsynced_since = Some(self.clock.now());
         }
         let interval_due = self
             .sync_deadline()
-            .is_some_and(|deadline| Instant::now() >= deadline);
+            .is_some_and(|deadline| self.clock.now() >= deadline);
         if (must_sync || interval_due)
             && let Err(error) = self.sync()
         {
@@ -521,7 +524,8 @@ impl Writer {
             match answer {
                 Answer::Append(reply, response, submitted) => {
                     if let Some(m) = &self.shared.metrics {
-                        m.append_seconds.observe(submitted.elapsed().as_secs_f64());
+                        m.append_seconds
+                            .observe(self.clock.elapsed(submitted).as_secs_f64());
                     }
                     let _ = reply.send(Ok(response));
                 }

@@ -27,7 +27,7 @@ fn append(
             .into_iter(),
             100,
         ),
-        submitted: Instant::now(),
+        submitted: strata_base::Clock::now(&strata_base::SystemClock),
         reply,
     })
     .unwrap();
@@ -49,6 +49,7 @@ fn a_failed_write_fails_its_group_and_an_uncuttable_file_poisons_the_log() {
     });
     let writer = Writer {
         config: FileLogStoreConfig::default(),
+        clock: Arc::new(strata_base::SystemClock),
         shared: shared.clone(),
         active,
         unsynced_since: None,
