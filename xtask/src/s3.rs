@@ -1,9 +1,10 @@
 //! A local S3-compatible server for the S3 tests: moto, from PyPI, on loopback only.
 //!
-//! `start` installs `moto[server]` with pip, starts it on a free 127.0.0.1 port, waits for it
-//! (bounded), and creates the test bucket. If any step fails it says why and returns
-//! `None`; the S3 tests then skip with that reason printed. The server is stopped when the
-//! returned guard drops.
+//! `start` installs `moto[server]` with pip into a virtual environment under
+//! `target/python` (never into the user's Python), starts it on a free 127.0.0.1 port,
+//! waits for it (bounded), and creates the test bucket. If any step fails it says why; the
+//! S3 tests, which `cargo xtask ci` requires, then fail with that reason. The server is
+//! stopped when the returned guard drops.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
@@ -49,8 +50,14 @@ pub(crate) fn start(root: &Path) -> Result<MotoServer, String> {
             ))
         }
     };
+    let venv = root.join("target/python");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        quiet("python3", &["-m", "venv", &venv.to_string_lossy()])?;
+    }
+    let python = python.to_string_lossy().into_owned();
     quiet(
-        "python3",
+        &python,
         &[
             "-m",
             "pip",
@@ -70,7 +77,7 @@ pub(crate) fn start(root: &Path) -> Result<MotoServer, String> {
     let err_log = log
         .try_clone()
         .map_err(|e| format!("cannot share the moto log: {e}"))?;
-    let child = Command::new("python3")
+    let child = Command::new(&python)
         .args([
             "-m",
             "moto.server",
@@ -90,7 +97,7 @@ pub(crate) fn start(root: &Path) -> Result<MotoServer, String> {
     };
     wait_for_port(port, Duration::from_secs(30))?;
     quiet(
-        "python3",
+        &python,
         &[
             "-c",
             &format!(
