@@ -75,6 +75,10 @@ pub trait WriteBufferManager: Send + Sync + fmt::Debug {
 
     /// Engine-full flushes pick regions until usage falls below this (half the budget).
     fn flush_limit(&self) -> usize;
+
+    /// The notifier [`free_mem`](Self::free_mem) fires: every worker subscribes to it, to
+    /// retry its stalled writes and check whether the engine is full.
+    fn notifier(&self) -> &ReleaseNotifier;
 }
 
 /// Shared handle to a write-buffer manager.
@@ -174,11 +178,6 @@ impl WriteBufferManagerImpl {
         self.reject_size
     }
 
-    /// The notifier fired on every release.
-    pub fn notifier(&self) -> &ReleaseNotifier {
-        &self.notifier
-    }
-
     fn publish(&self) {
         if let Some(m) = &self.metrics {
             m.used
@@ -252,6 +251,10 @@ impl WriteBufferManager for WriteBufferManagerImpl {
 
     fn flush_limit(&self) -> usize {
         self.mutable_limit
+    }
+
+    fn notifier(&self) -> &ReleaseNotifier {
+        &self.notifier
     }
 }
 

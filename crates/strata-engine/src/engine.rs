@@ -7,12 +7,12 @@ use futures::TryStreamExt;
 use opendal::Operator;
 use prometheus::Registry;
 use snafu::ResultExt;
-use strata_buffer::{ReleaseNotifier, WriteBufferManagerRef};
+use strata_buffer::WriteBufferManagerRef;
 use strata_request::{
     AffectedRows, AlterRequest, CloseRequest, CreateRequest, DdlRequest, DropRequest, FlushRequest,
     OpenRequest, RegionId, RegionMetadata, SetWritableRequest, TruncateRequest, WriteRequest,
 };
-use strata_scheduler::{ClockRef, SystemClock};
+use strata_scheduler::{ClockRef, SchedulerRef, SystemClock};
 use strata_storage::{RecordBatchStream, ScanRequest, scan};
 use strata_wal::{FileLogStore, NoopLogStore, RecoveryReport};
 use strata_worker::{
@@ -49,7 +49,9 @@ pub struct EngineBuilder {
     clock: Option<ClockRef>,
     registry: Option<Registry>,
     listener: Option<Arc<dyn EventListener>>,
-    write_buffer: Option<(WriteBufferManagerRef, ReleaseNotifier)>,
+    write_buffer: Option<WriteBufferManagerRef>,
+    flush_pool: Option<SchedulerRef>,
+    purge_pool: Option<SchedulerRef>,
 }
 
 impl EngineBuilder {
@@ -65,6 +67,8 @@ impl EngineBuilder {
             registry: None,
             listener: None,
             write_buffer: None,
+            flush_pool: None,
+            purge_pool: None,
         }
     }
 
@@ -126,14 +130,25 @@ impl EngineBuilder {
         self
     }
 
-    /// Use this write-buffer manager, which signals `notifier` when memory is released
-    /// (tests force flushes and stalls with it).
-    pub fn write_buffer_manager(
-        mut self,
-        manager: WriteBufferManagerRef,
-        notifier: ReleaseNotifier,
-    ) -> Self {
-        self.write_buffer = Some((manager, notifier));
+    /// Use this write-buffer manager (tests force flushes and stalls with one); it signals
+    /// its own [`notifier`](strata_buffer::WriteBufferManager::notifier) when memory is
+    /// released.
+    pub fn write_buffer_manager(mut self, manager: WriteBufferManagerRef) -> Self {
+        self.write_buffer = Some(manager);
+        self
+    }
+
+    /// Run flush jobs on this pool instead of one of `max_background_flushes` workers
+    /// (engines that share a pool, tests that control one).
+    pub fn flush_pool(mut self, pool: SchedulerRef) -> Self {
+        self.flush_pool = Some(pool);
+        self
+    }
+
+    /// Run file deletions (dropped regions) on this pool instead of one of
+    /// `max_background_purges` workers.
+    pub fn purge_pool(mut self, pool: SchedulerRef) -> Self {
+        self.purge_pool = Some(pool);
         self
     }
 
@@ -217,6 +232,8 @@ impl EngineBuilder {
             registry: self.registry,
             listener: self.listener.unwrap_or_else(|| Arc::new(NoopListener)),
             write_buffer: self.write_buffer,
+            flush_pool: self.flush_pool,
+            purge_pool: self.purge_pool,
         })?;
         Ok(Engine {
             group,

@@ -96,7 +96,10 @@ pub use strata_worker::{RegionState, WorkerError};
 pub use strata_buffer::{
     ReleaseNotifier, WriteBufferManager, WriteBufferManagerImpl, WriteBufferManagerRef,
 };
-pub use strata_scheduler::{Clock, ClockRef, ManualClock, Sleep, SystemClock};
+pub use strata_scheduler::{
+    Clock, ClockRef, Job, LocalScheduler, ManualClock, Scheduler, SchedulerError, SchedulerRef,
+    Sleep, StopFuture, SystemClock,
+};
 pub use strata_storage::{DurableFsLayer, ObjectStoreConfig, ObjectStoreError, S3Config, Secret};
 pub use strata_wal::{
     AppendResponse, Entry, EntryStream, FileLogStore, FileLogStoreConfig, LogStore, MemoryLogStore,

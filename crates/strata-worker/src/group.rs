@@ -38,8 +38,12 @@ pub struct WorkerGroupParts {
     /// Test hooks.
     pub listener: Arc<dyn EventListener>,
     /// A write-buffer manager to use instead of the default one built from the config
-    /// (tests use it to force flushes and stalls), with the notifier it signals.
-    pub write_buffer: Option<(WriteBufferManagerRef, ReleaseNotifier)>,
+    /// (tests use it to force flushes and stalls); it carries its release notifier.
+    pub write_buffer: Option<WriteBufferManagerRef>,
+    /// The pool flush jobs run on, instead of one sized `max_background_flushes`.
+    pub flush_pool: Option<SchedulerRef>,
+    /// The pool file deletions run on, instead of one sized `max_background_purges`.
+    pub purge_pool: Option<SchedulerRef>,
 }
 
 /// A worker's handle.
@@ -87,7 +91,7 @@ impl WorkerGroup {
     pub fn start(parts: WorkerGroupParts) -> Result<Self> {
         let config = parts.config;
         let registry = parts.registry.unwrap_or_default();
-        let (write_buffer, notifier) = match parts.write_buffer {
+        let write_buffer = match parts.write_buffer {
             Some(custom) => custom,
             None => {
                 let notifier = ReleaseNotifier::new();
@@ -99,17 +103,23 @@ impl WorkerGroup {
                 .map_err(start_error)?
                 .with_metrics(&registry)
                 .map_err(start_error)?;
-                (Arc::new(manager) as WriteBufferManagerRef, notifier)
+                Arc::new(manager) as WriteBufferManagerRef
             }
         };
-        let flush_pool: SchedulerRef = Arc::new(
-            LocalScheduler::new("strata-flush", config.max_background_flushes.max(1))
-                .map_err(start_error)?,
-        );
-        let purge_pool: SchedulerRef = Arc::new(
-            LocalScheduler::new("strata-purge", config.max_background_purges.max(1))
-                .map_err(start_error)?,
-        );
+        let flush_pool: SchedulerRef = match parts.flush_pool {
+            Some(pool) => pool,
+            None => Arc::new(
+                LocalScheduler::new("strata-flush", config.max_background_flushes.max(1))
+                    .map_err(start_error)?,
+            ),
+        };
+        let purge_pool: SchedulerRef = match parts.purge_pool {
+            Some(pool) => pool,
+            None => Arc::new(
+                LocalScheduler::new("strata-purge", config.max_background_purges.max(1))
+                    .map_err(start_error)?,
+            ),
+        };
         let flush_context = Arc::new(
             FlushContext::new(
                 parts.store.clone(),
@@ -129,7 +139,6 @@ impl WorkerGroup {
             log_store: parts.log_store,
             clock: parts.clock,
             write_buffer,
-            notifier,
             listener: parts.listener,
             regions: RegionMap::default(),
             purge_pool,

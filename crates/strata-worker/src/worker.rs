@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use opendal::Operator;
 use rand::{RngExt, SeedableRng};
-use strata_buffer::{ReleaseNotifier, WriteBufferManagerRef};
+use strata_buffer::WriteBufferManagerRef;
 use strata_flush::{FlushNotify, FlushReason, FlushScheduler, RegionFlushTask};
 use strata_request::{DdlRequest, RegionId};
 use strata_scheduler::{ClockRef, SchedulerRef};
@@ -39,7 +39,6 @@ pub(crate) struct Shared {
     pub(crate) log_store: LogStoreRef,
     pub(crate) clock: ClockRef,
     pub(crate) write_buffer: WriteBufferManagerRef,
-    pub(crate) notifier: ReleaseNotifier,
     pub(crate) listener: Arc<dyn EventListener>,
     pub(crate) metrics: WorkerMetrics,
     pub(crate) regions: RegionMap,
@@ -140,7 +139,7 @@ impl RegionWorkerLoop {
         let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(shared.config.seed ^ id as u64);
         let delay = i64::try_from(rng.random_range(0..max_delay)).unwrap_or(0);
         let next_periodic_check = shared.clock.now_millis().saturating_add(delay);
-        let released = shared.notifier.subscribe();
+        let released = shared.write_buffer.notifier().subscribe();
         Self {
             name: id.to_string(),
             shared,
@@ -444,7 +443,7 @@ impl RegionWorkerLoop {
 
     /// Wakes every worker: memory is being released.
     pub(crate) fn notify_group(&mut self) {
-        self.shared.notifier.notify();
+        self.shared.write_buffer.notifier().notify();
         self.released.borrow_and_update();
     }
 

@@ -189,6 +189,9 @@ impl WriteBufferManager for ForcedWriteBuffer {
     fn flush_limit(&self) -> usize {
         self.inner.flush_limit()
     }
+    fn notifier(&self) -> &ReleaseNotifier {
+        self.inner.notifier()
+    }
 }
 
 /// One test's world; engines built from it share the directory, clock and listener.
@@ -252,7 +255,7 @@ impl TestEnv {
             .object_store(store)
             .clock(self.clock.clone())
             .listener(listener)
-            .write_buffer_manager(self.buffer.clone(), self.notifier.clone())
+            .write_buffer_manager(self.buffer.clone())
             .registry({
                 let registry = prometheus::Registry::new();
                 *self.registry.lock().unwrap() = registry.clone();

@@ -321,3 +321,48 @@ async fn a_region_recreated_right_after_a_drop_survives_the_drops_purge_and_a_re
     );
     engine.stop().await.unwrap();
 }
+
+/// A pool that counts the jobs given to it.
+#[derive(Debug)]
+struct CountingPool {
+    inner: strata_engine::LocalScheduler,
+    jobs: std::sync::atomic::AtomicUsize,
+}
+
+impl strata_engine::Scheduler for CountingPool {
+    fn schedule(&self, job: strata_engine::Job) -> Result<(), strata_engine::SchedulerError> {
+        self.jobs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.schedule(job)
+    }
+
+    fn stop(&self, await_termination: bool) -> strata_engine::StopFuture<'_> {
+        self.inner.stop(await_termination)
+    }
+}
+
+#[tokio::test]
+async fn flush_jobs_and_purges_run_on_the_pools_the_builder_was_given() {
+    let env = TestEnv::new();
+    let pool = |name: &str| {
+        std::sync::Arc::new(CountingPool {
+            inner: strata_engine::LocalScheduler::new(name, 1).unwrap(),
+            jobs: std::sync::atomic::AtomicUsize::new(0),
+        })
+    };
+    let (flushes, purges) = (pool("test-flush"), pool("test-purge"));
+    let engine = strata_engine::EngineBuilder::new(env.config())
+        .flush_pool(flushes.clone())
+        .purge_pool(purges.clone())
+        .build()
+        .await
+        .unwrap();
+    let region = RegionId::new(1024, 0);
+    create(&engine, region).await;
+    put(&engine, region, 0..10, 1, 1.0).await;
+    engine.flush(region).await.unwrap();
+    engine.drop_region(region).await.unwrap();
+    engine.stop().await.unwrap();
+    let count = |p: &CountingPool| p.jobs.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(count(&flushes), 1, "the flush ran on the given pool");
+    assert_eq!(count(&purges), 1, "the drop's purge ran on the given pool");
+}

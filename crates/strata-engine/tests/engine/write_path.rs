@@ -135,7 +135,7 @@ async fn metrics_count_rows_regions_stalls_and_waits_on_the_given_registry() {
     let engine = Arc::new(
         EngineBuilder::new(env.config())
             .registry(registry.clone())
-            .write_buffer_manager(env.buffer.clone(), env.notifier.clone())
+            .write_buffer_manager(env.buffer.clone())
             .listener(Arc::new(Installed(env.listener.clone())))
             .build()
             .await
