@@ -32,6 +32,7 @@ const TIMES: u64 = 6;
 #[derive(Debug, Default)]
 struct SharedLog(MemoryLogStore);
 
+#[strata_engine::async_trait]
 impl LogStore for SharedLog {
     async fn append_batch(&self, entries: Vec<Entry>) -> Result<AppendResponse, WalError> {
         self.0.append_batch(entries).await

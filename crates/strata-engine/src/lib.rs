@@ -93,6 +93,9 @@ pub use strata_storage::{RecordBatchStream, ScanRequest, TimeRange};
 pub use strata_worker::{RegionState, WorkerError};
 
 // Components an embedder can give the builder instead of the configured ones.
+/// The attribute that implements this crate's async traits ([`LogStore`],
+/// [`EventListener`]) for an embedder's own types: `#[strata_engine::async_trait]`.
+pub use async_trait::async_trait;
 pub use strata_buffer::{
     ReleaseNotifier, WriteBufferManager, WriteBufferManagerImpl, WriteBufferManagerRef,
 };
@@ -102,10 +105,10 @@ pub use strata_scheduler::{
 };
 pub use strata_storage::{DurableFsLayer, ObjectStoreConfig, ObjectStoreError, S3Config, Secret};
 pub use strata_wal::{
-    AppendResponse, Entry, EntryStream, FileLogStore, FileLogStoreConfig, LogStore, MemoryLogStore,
-    NoopLogStore, WalError,
+    AppendResponse, Entry, EntryStream, FileLogStore, FileLogStoreConfig, LogStore, LogStoreRef,
+    MemoryLogStore, NoopLogStore, WalError,
 };
-pub use strata_worker::{DynLogStore, EventListener, LogStoreRef, NoopListener};
+pub use strata_worker::{EventListener, NoopListener};
 
 // What opening the WAL reports.
 pub use strata_wal::{

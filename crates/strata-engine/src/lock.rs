@@ -13,11 +13,9 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
-use futures::FutureExt;
-use futures::future::BoxFuture;
+use async_trait::async_trait;
 use snafu::{ResultExt, Snafu};
-use strata_wal::{AppendResponse, Entry, EntryStream, WalError};
-use strata_worker::{DynLogStore, LogStoreRef};
+use strata_wal::{AppendResponse, Entry, EntryStream, LogStore, LogStoreRef, WalError};
 
 use crate::config::{EngineConfig, WalProvider};
 
@@ -169,7 +167,7 @@ impl DataDirLock {
 }
 
 /// The engine's log store, holding the directory locks: they are released only once the
-/// log has stopped — by [`stop`](DynLogStore::stop), or when the last handle is dropped
+/// log has stopped — by [`stop`](LogStore::stop), or when the last handle is dropped
 /// (the log store first, then the locks) — so no second engine can open the directory
 /// while this one's WAL writer may still write.
 #[derive(Debug)]
@@ -187,42 +185,40 @@ impl LockedLogStore {
     }
 }
 
-impl DynLogStore for LockedLogStore {
-    fn append_batch(&self, entries: Vec<Entry>) -> BoxFuture<'_, Result<AppendResponse, WalError>> {
-        self.inner.append_batch(entries)
+#[async_trait]
+impl LogStore for LockedLogStore {
+    async fn append_batch(&self, entries: Vec<Entry>) -> Result<AppendResponse, WalError> {
+        self.inner.append_batch(entries).await
     }
 
     fn read(&self, region_id: u64, start_entry_id: u64) -> Result<EntryStream, WalError> {
         self.inner.read(region_id, start_entry_id)
     }
 
-    fn obsolete(&self, region_id: u64, entry_id: u64) -> BoxFuture<'_, Result<(), WalError>> {
-        self.inner.obsolete(region_id, entry_id)
+    async fn obsolete(&self, region_id: u64, entry_id: u64) -> Result<(), WalError> {
+        self.inner.obsolete(region_id, entry_id).await
     }
 
-    fn drop_region(&self, region_id: u64) -> BoxFuture<'_, Result<(), WalError>> {
-        self.inner.drop_region(region_id)
+    async fn drop_region(&self, region_id: u64) -> Result<(), WalError> {
+        self.inner.drop_region(region_id).await
     }
 
     fn last_entry_id(&self, region_id: u64) -> Option<u64> {
         self.inner.last_entry_id(region_id)
     }
 
-    fn stop(&self) -> BoxFuture<'_, Result<(), WalError>> {
-        async move {
-            let stopped = self.inner.stop().await;
-            let released: Vec<DirLock> = self
-                .locks
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .drain(..)
-                .collect();
-            for lock in released {
-                tracing::debug!(path = %lock.path().display(), "data directory unlocked");
-            }
-            stopped
+    async fn stop(&self) -> Result<(), WalError> {
+        let stopped = self.inner.stop().await;
+        let released: Vec<DirLock> = self
+            .locks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+            .collect();
+        for lock in released {
+            tracing::debug!(path = %lock.path().display(), "data directory unlocked");
         }
-        .boxed()
+        stopped
     }
 }
 

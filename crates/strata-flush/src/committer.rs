@@ -3,8 +3,7 @@
 
 use std::sync::Arc;
 
-use futures::FutureExt;
-use futures::future::BoxFuture;
+use async_trait::async_trait;
 use strata_request::RegionId;
 use strata_storage::{ManifestError, ManifestManager, RegionMetaActionList};
 
@@ -52,34 +51,32 @@ impl ManifestCommitter {
     }
 }
 
+#[async_trait]
 impl FlushCommitter for ManifestCommitter {
-    fn commit(
+    async fn commit(
         &self,
         region_id: RegionId,
         reason: FlushReason,
         actions: RegionMetaActionList,
-    ) -> BoxFuture<'_, Result<(), CommitError>> {
-        async move {
-            let mut manifest = self.manifest.lock().await;
-            (self.check)(reason).map_err(|reason| CommitError {
-                error: FlushError::RegionState { region_id, reason },
-                maybe_persisted: false,
-            })?;
-            manifest
-                .update(actions)
-                .await
-                .map(|_| ())
-                .map_err(|e| CommitError {
-                    // A failed object-store write may still have landed; anything else (an
-                    // edit that cannot be serialized) certainly did not.
-                    maybe_persisted: matches!(e, ManifestError::ObjectStore { .. }),
-                    error: FlushError::Commit {
-                        region_id,
-                        reason: e.to_string(),
-                    },
-                })
-        }
-        .boxed()
+    ) -> Result<(), CommitError> {
+        let mut manifest = self.manifest.lock().await;
+        (self.check)(reason).map_err(|reason| CommitError {
+            error: FlushError::RegionState { region_id, reason },
+            maybe_persisted: false,
+        })?;
+        manifest
+            .update(actions)
+            .await
+            .map(|_| ())
+            .map_err(|e| CommitError {
+                // A failed object-store write may still have landed; anything else (an
+                // edit that cannot be serialized) certainly did not.
+                maybe_persisted: matches!(e, ManifestError::ObjectStore { .. }),
+                error: FlushError::Commit {
+                    region_id,
+                    reason: e.to_string(),
+                },
+            })
     }
 }
 

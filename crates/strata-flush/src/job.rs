@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
+use async_trait::async_trait;
 use opendal::Operator;
 use strata_base::{ClockRef, SystemClock};
 use strata_request::RegionId;
@@ -31,15 +31,16 @@ pub struct CommitError {
 
 /// Persists a flush's manifest edit — only while the region may still commit a flush.
 /// Implemented by the worker (which owns the region state); tests use their own.
+#[async_trait]
 pub trait FlushCommitter: Send + Sync + 'static {
     /// Persists `actions` for `region_id` if the region is still in a state where a flush
     /// with `reason` may commit.
-    fn commit(
+    async fn commit(
         &self,
         region_id: RegionId,
         reason: FlushReason,
         actions: RegionMetaActionList,
-    ) -> BoxFuture<'_, Result<(), CommitError>>;
+    ) -> Result<(), CommitError>;
 }
 
 /// What a flush job reports back to the worker.
@@ -90,9 +91,10 @@ pub struct FlushContext {
 
 /// Test hook: told when a flush job starts, and may hold it there (for tests that need a
 /// flush in progress). Production engines install none.
+#[async_trait]
 pub trait FlushListener: Send + Sync + std::fmt::Debug + 'static {
-    /// Called when the job for `region_id` starts; the job waits for the returned future.
-    fn on_flush_begin(&self, region_id: RegionId) -> BoxFuture<'static, ()>;
+    /// Called when the job for `region_id` starts; the job waits until it returns.
+    async fn on_flush_begin(&self, region_id: RegionId);
 }
 
 impl FlushContext {

@@ -309,6 +309,7 @@ impl FileLogStore {
     }
 }
 
+#[async_trait::async_trait]
 impl LogStore for FileLogStore {
     async fn append_batch(&self, entries: Vec<Entry>) -> Result<AppendResponse, WalError> {
         if self.stopped.load(Ordering::Acquire) {

@@ -35,4 +35,4 @@ pub use error::WalError;
 pub use file::{FileLogStore, LostEntries, LostRange, RecoveryReport, RegionLog, TruncatedTail};
 pub use memory::MemoryLogStore;
 pub use noop::NoopLogStore;
-pub use store::{AppendResponse, Entry, EntryStream, LogStore};
+pub use store::{AppendResponse, Entry, EntryStream, LogStore, LogStoreRef};

@@ -41,6 +41,7 @@ impl MemoryLogStore {
     }
 }
 
+#[async_trait::async_trait]
 impl LogStore for MemoryLogStore {
     async fn append_batch(&self, entries: Vec<Entry>) -> Result<AppendResponse, WalError> {
         let mut state = self.lock()?;

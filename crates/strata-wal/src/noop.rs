@@ -27,6 +27,7 @@ impl NoopLogStore {
     }
 }
 
+#[async_trait::async_trait]
 impl LogStore for NoopLogStore {
     async fn append_batch(&self, entries: Vec<Entry>) -> Result<AppendResponse, WalError> {
         self.check_running()?;

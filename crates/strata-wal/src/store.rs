@@ -2,9 +2,9 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
 use std::pin::Pin;
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use futures::Stream;
 
@@ -55,32 +55,30 @@ pub type EntryStream = Pin<Box<dyn Stream<Item = Result<Vec<Entry>, WalError>> +
 ///    obsolete mark.
 /// 7. **Stop.** After `stop`, every call fails with [`WalError::Stopped`]; appends that were
 ///    acknowledged before stay durable.
+#[async_trait]
 pub trait LogStore: Send + Sync + fmt::Debug + 'static {
     /// Appends `entries` atomically (protocol 1 and 2).
-    fn append_batch(
-        &self,
-        entries: Vec<Entry>,
-    ) -> impl Future<Output = Result<AppendResponse, WalError>> + Send;
+    async fn append_batch(&self, entries: Vec<Entry>) -> Result<AppendResponse, WalError>;
 
     /// Streams `region_id`'s entries with id ≥ `start_entry_id` (protocol 3).
     fn read(&self, region_id: u64, start_entry_id: u64) -> Result<EntryStream, WalError>;
 
     /// Marks `region_id`'s entries ≤ `entry_id` obsolete (protocol 4).
-    fn obsolete(
-        &self,
-        region_id: u64,
-        entry_id: u64,
-    ) -> impl Future<Output = Result<(), WalError>> + Send;
+    async fn obsolete(&self, region_id: u64, entry_id: u64) -> Result<(), WalError>;
 
     /// Removes `region_id`'s namespace (protocol 5).
-    fn drop_region(&self, region_id: u64) -> impl Future<Output = Result<(), WalError>> + Send;
+    async fn drop_region(&self, region_id: u64) -> Result<(), WalError>;
 
     /// The region's last entry id (protocol 6).
     fn last_entry_id(&self, region_id: u64) -> Option<u64>;
 
     /// Stops the store (protocol 7).
-    fn stop(&self) -> impl Future<Output = Result<(), WalError>> + Send;
+    async fn stop(&self) -> Result<(), WalError>;
 }
+
+/// Shared handle to any log store (the trait is object-safe: `async-trait` boxes its
+/// futures).
+pub type LogStoreRef = std::sync::Arc<dyn LogStore>;
 
 /// Checks protocol 2 for `(region, entry id)` pairs against `last_id` and returns each
 /// region's new last id.

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use futures::future::BoxFuture;
 use opendal::Operator;
 use prometheus::Registry;
 use strata_buffer::{ReleaseNotifier, WriteBufferManagerImpl, WriteBufferManagerRef};
@@ -17,11 +16,11 @@ use tokio::task::JoinHandle;
 use crate::config::WorkerConfig;
 use crate::error::{Result, WorkerError};
 use crate::listener::EventListener;
-use crate::log_store::LogStoreRef;
 use crate::metrics::WorkerMetrics;
 use crate::region::RegionMap;
 use crate::request::{SenderDdlRequest, SenderWriteRequest, WorkerRequest};
 use crate::worker::{RegionWorkerLoop, Shared};
+use strata_wal::LogStoreRef;
 
 /// Everything a worker group is built from.
 pub struct WorkerGroupParts {
@@ -74,9 +73,10 @@ impl std::fmt::Debug for WorkerGroup {
 #[derive(Debug)]
 struct FlushHook(Arc<dyn EventListener>);
 
+#[async_trait::async_trait]
 impl FlushListener for FlushHook {
-    fn on_flush_begin(&self, region_id: RegionId) -> BoxFuture<'static, ()> {
-        self.0.on_flush_begin(region_id)
+    async fn on_flush_begin(&self, region_id: RegionId) {
+        self.0.on_flush_begin(region_id).await;
     }
 }
 

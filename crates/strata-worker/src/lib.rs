@@ -21,7 +21,8 @@
 //! - [`Region`] / [`RegionMap`]: open regions, readable without a worker round trip.
 //! - [`WorkerError`] with a coarse [`ErrorKind`] that says whether a retry helps.
 //! - [`EventListener`]: test hooks with no-op defaults ([`NoopListener`]).
-//! - [`DynLogStore`]: any `strata-wal` log store behind one object-safe trait.
+//! - The log store is any [`strata_wal::LogStore`] behind a [`LogStoreRef`] (the trait is
+//!   object-safe).
 //!
 //! # Layering
 //!
@@ -41,7 +42,6 @@ mod handle_set_writable;
 mod handle_truncate;
 mod handle_write;
 mod listener;
-mod log_store;
 mod metrics;
 mod opener;
 mod region;
@@ -54,5 +54,5 @@ pub use config::WorkerConfig;
 pub use error::{ErrorKind, Result, WorkerError};
 pub use group::{WorkerGroup, WorkerGroupParts};
 pub use listener::{EventListener, NoopListener};
-pub use log_store::{DynLogStore, LogStoreRef};
 pub use region::{Region, RegionMap, RegionState};
+pub use strata_wal::LogStoreRef;

@@ -3,11 +3,14 @@
 
 use std::fmt;
 
-use futures::future::BoxFuture;
+use async_trait::async_trait;
 use strata_request::RegionId;
 
 /// Told about worker events. Tests use it to wait for events instead of sleeping, and to
 /// hold a flush in progress.
+///
+/// Implement it with `#[async_trait]` (re-exported as `strata_engine::async_trait`).
+#[async_trait]
 pub trait EventListener: Send + Sync + fmt::Debug + 'static {
     /// A batch of `requests` was taken off a worker's channel.
     fn on_recv_requests(&self, requests: usize) {
@@ -17,10 +20,9 @@ pub trait EventListener: Send + Sync + fmt::Debug + 'static {
     /// Writes were stalled (memory over budget).
     fn on_write_stall(&self) {}
 
-    /// A flush job of `region_id` starts; the job waits for the returned future.
-    fn on_flush_begin(&self, region_id: RegionId) -> BoxFuture<'static, ()> {
+    /// A flush job of `region_id` starts; the job waits until this returns.
+    async fn on_flush_begin(&self, region_id: RegionId) {
         let _ = region_id;
-        Box::pin(std::future::ready(()))
     }
 
     /// A flush of `region_id` was applied by its worker.
@@ -44,4 +46,5 @@ pub trait EventListener: Send + Sync + fmt::Debug + 'static {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NoopListener;
 
+#[async_trait]
 impl EventListener for NoopListener {}

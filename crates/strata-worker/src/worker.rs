@@ -22,11 +22,11 @@ use tokio::sync::{mpsc, watch};
 use crate::config::WorkerConfig;
 use crate::error::WorkerError;
 use crate::listener::EventListener;
-use crate::log_store::LogStoreRef;
 use crate::metrics::WorkerMetrics;
 use crate::region::{Region, RegionMap, RegionState};
 use crate::request::{ReplyTx, SenderDdlRequest, SenderWriteRequest, WorkerRequest};
 use crate::stalled::StalledRequests;
+use strata_wal::LogStoreRef;
 
 /// How long automatic flushes leave a region alone after its flush failed.
 pub(crate) const FLUSH_RETRY_BACKOFF: Duration = Duration::from_secs(1);

@@ -24,6 +24,7 @@ pub struct CountingLog {
     appends: AtomicU64,
 }
 
+#[strata_engine::async_trait]
 impl LogStore for CountingLog {
     async fn append_batch(&self, entries: Vec<Entry>) -> Result<AppendResponse, WalError> {
         self.appends.fetch_add(1, Ordering::Relaxed);
@@ -57,6 +58,7 @@ pub struct FlushCounter {
     flushes: AtomicU64,
 }
 
+#[strata_engine::async_trait]
 impl EventListener for FlushCounter {
     fn on_flush_success(&self, _region_id: RegionId) {
         self.flushes.fetch_add(1, Ordering::Relaxed);

@@ -11,7 +11,6 @@ use std::time::Duration;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, TimestampMillisecondType};
 use arrow_array::{Float64Array, RecordBatch, StringArray, TimestampMillisecondArray};
-use futures::future::BoxFuture;
 use strata_buffer::{ReleaseNotifier, WriteBufferManager, WriteBufferManagerImpl};
 use strata_engine::{
     ColumnDataType, ColumnSchema, CreateRequest, Engine, EngineBuilder, EngineConfig,
@@ -120,23 +119,21 @@ pub fn count(counter: &AtomicUsize) -> usize {
     counter.load(Ordering::SeqCst)
 }
 
+#[strata_engine::async_trait]
 impl EventListener for Installed {
     fn on_write_stall(&self) {
         self.0.bump(&self.0.stalls);
     }
 
-    fn on_flush_begin(&self, _region_id: RegionId) -> BoxFuture<'static, ()> {
+    async fn on_flush_begin(&self, _region_id: RegionId) {
         self.0.bump(&self.0.flush_begun);
-        let this = self.0.clone();
-        Box::pin(async move {
-            if this.hold_flushes.load(Ordering::SeqCst) {
-                // Each release admits exactly one job: the permit is consumed,
-                // not handed back for the next held job to take.
-                if let Ok(permit) = this.gate.acquire().await {
-                    permit.forget();
-                }
+        if self.0.hold_flushes.load(Ordering::SeqCst) {
+            // Each release admits exactly one job: the permit is consumed,
+            // not handed back for the next held job to take.
+            if let Ok(permit) = self.0.gate.acquire().await {
+                permit.forget();
             }
-        })
+        }
     }
 
     fn on_flush_success(&self, _region_id: RegionId) {

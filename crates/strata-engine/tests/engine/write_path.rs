@@ -20,6 +20,7 @@ struct FailingLogStore {
     ignore_start: AtomicBool,
 }
 
+#[strata_engine::async_trait]
 impl LogStore for FailingLogStore {
     async fn append_batch(&self, entries: Vec<Entry>) -> Result<AppendResponse, WalError> {
         if self.fail.load(Ordering::SeqCst) {

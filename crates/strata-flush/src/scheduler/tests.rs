@@ -2,8 +2,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
-use futures::FutureExt;
-use futures::future::BoxFuture;
 use opendal::Operator;
 use strata_request::{
     ColumnDataType, ColumnSchema, OpType, RegionId, RegionMetadataBuilder, RegionOptions, Reply,
@@ -65,40 +63,38 @@ struct TestCommitter {
     mode: AtomicU8,
 }
 
+#[async_trait::async_trait]
 impl FlushCommitter for TestCommitter {
-    fn commit(
+    async fn commit(
         &self,
         region_id: RegionId,
         _: FlushReason,
         actions: RegionMetaActionList,
-    ) -> BoxFuture<'_, Result<(), CommitError>> {
-        async move {
-            let _permit = self.gate.acquire().await;
-            let mode = self.mode.load(Ordering::SeqCst);
-            if mode != OK {
-                return Err(CommitError {
-                    error: FlushError::Commit {
-                        region_id,
-                        reason: "injected".into(),
-                    },
-                    maybe_persisted: mode == FAIL_MAYBE_PERSISTED,
-                });
-            }
-            self.manifest
-                .lock()
-                .await
-                .update(actions)
-                .await
-                .map(|_| ())
-                .map_err(|e| CommitError {
-                    error: FlushError::Commit {
-                        region_id,
-                        reason: e.to_string(),
-                    },
-                    maybe_persisted: true,
-                })
+    ) -> Result<(), CommitError> {
+        let _permit = self.gate.acquire().await;
+        let mode = self.mode.load(Ordering::SeqCst);
+        if mode != OK {
+            return Err(CommitError {
+                error: FlushError::Commit {
+                    region_id,
+                    reason: "injected".into(),
+                },
+                maybe_persisted: mode == FAIL_MAYBE_PERSISTED,
+            });
         }
-        .boxed()
+        self.manifest
+            .lock()
+            .await
+            .update(actions)
+            .await
+            .map(|_| ())
+            .map_err(|e| CommitError {
+                error: FlushError::Commit {
+                    region_id,
+                    reason: e.to_string(),
+                },
+                maybe_persisted: true,
+            })
     }
 }
 
