@@ -185,7 +185,10 @@ pub(crate) fn check(metadata: &Metadata, allowed: &[(&str, &[&str])]) -> Result<
         };
         for dep in &package.dependencies {
             let name = dep.name.as_str();
-            if members.contains(name) && !may_use.contains(name) {
+            // A dev-dependency on the crate itself only turns on its own test features
+            // (`strata-wal`'s `testing`), no edge between crates.
+            let on_itself = name == package.name.as_str() && dep.kind.as_deref() == Some("dev");
+            if members.contains(name) && !may_use.contains(name) && !on_itself {
                 let kind = dep.kind.as_deref().unwrap_or("normal");
                 let listed: Vec<&str> = may_use.iter().copied().collect();
                 problems.push(format!(
@@ -267,6 +270,14 @@ mod tests {
         ]);
         let err = check(&m, ALLOWED).unwrap_err();
         assert!(err.contains("dev dependency on strata-engine"), "{err}");
+    }
+
+    #[test]
+    fn a_dev_dependency_on_itself_for_test_features_passes_but_a_normal_one_fails() {
+        let dev = metadata(&[("strata-wal", &[("strata-wal", Some("dev"))])]);
+        assert_eq!(check(&dev, ALLOWED), Ok(()));
+        let normal = metadata(&[("strata-wal", &[("strata-wal", None)])]);
+        assert!(check(&normal, ALLOWED).is_err());
     }
 
     #[test]

@@ -45,8 +45,8 @@ pub trait Clock: Send + Sync + fmt::Debug {
 /// Shared handle to a clock.
 pub type ClockRef = Arc<dyn Clock>;
 
-/// The real clock: wall time from the OS, sleeps on tokio's timer (so tokio's paused time,
-/// `#[tokio::test(start_paused = true)]`, also drives it).
+/// The real clock: wall time from the OS, the monotonic instant and sleeps from tokio's
+/// timer (so tokio's paused time, `#[tokio::test(start_paused = true)]`, drives both).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;
 
@@ -59,9 +59,11 @@ impl Clock for SystemClock {
             .unwrap_or(0)
     }
 
+    /// Tokio's instant (the OS's monotonic clock, unless a test paused tokio's time), so
+    /// `now` and `sleep` always agree on how much time has passed.
     #[allow(clippy::disallowed_methods)] // the one place that reads the monotonic clock
     fn now(&self) -> Instant {
-        Instant::now()
+        tokio::time::Instant::now().into_std()
     }
 
     #[allow(clippy::disallowed_methods)] // the one place that sleeps on tokio's timer
@@ -83,11 +85,18 @@ pub struct ManualClock {
 
 #[derive(Debug)]
 struct ManualInner {
-    now: watch::Sender<i64>,
+    now: watch::Sender<ManualTime>,
     sleepers: watch::Sender<usize>,
-    /// The monotonic instant that stands for `start_millis`.
+    /// The monotonic instant that stands for the clock's creation.
     origin: Instant,
-    start_millis: i64,
+}
+
+/// What a manual clock shows: wall time, which [`ManualClock::set`] may move back, and
+/// the monotonic time passed since creation, which only ever moves forward.
+#[derive(Debug, Clone, Copy)]
+struct ManualTime {
+    wall_millis: i64,
+    monotonic_millis: u64,
 }
 
 impl ManualClock {
@@ -95,27 +104,39 @@ impl ManualClock {
     pub fn new(start_millis: i64) -> Self {
         #[allow(clippy::disallowed_methods)] // an anchor for the manual monotonic clock
         let origin = Instant::now();
+        let start = ManualTime {
+            wall_millis: start_millis,
+            monotonic_millis: 0,
+        };
         Self {
             inner: Arc::new(ManualInner {
-                now: watch::channel(start_millis).0,
+                now: watch::channel(start).0,
                 sleepers: watch::channel(0).0,
                 origin,
-                start_millis,
             }),
         }
     }
 
     /// Moves time forward by `duration`, waking every sleeper whose deadline has passed.
     pub fn advance(&self, duration: Duration) {
-        let step = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
-        self.inner
-            .now
-            .send_modify(|now| *now = now.saturating_add(step));
+        let step = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+        self.inner.now.send_modify(|now| {
+            now.wall_millis = now
+                .wall_millis
+                .saturating_add(i64::try_from(step).unwrap_or(i64::MAX));
+            now.monotonic_millis = now.monotonic_millis.saturating_add(step);
+        });
     }
 
-    /// Sets the time (it may go backwards; sleepers then keep waiting).
+    /// Sets the wall time. Forward, it is an [`advance`](Self::advance); backward (a
+    /// wall clock stepped back), only [`now_millis`](Clock::now_millis) goes back: the
+    /// monotonic [`now`](Clock::now) stays where it is and sleepers keep waiting.
     pub fn set(&self, millis: i64) {
-        self.inner.now.send_replace(millis);
+        self.inner.now.send_modify(|now| {
+            let forward = u64::try_from(millis.saturating_sub(now.wall_millis)).unwrap_or(0);
+            now.monotonic_millis = now.monotonic_millis.saturating_add(forward);
+            now.wall_millis = millis;
+        });
     }
 
     /// How many sleeps are pending right now.
@@ -155,24 +176,29 @@ impl Drop for SleeperGuard {
 
 impl Clock for ManualClock {
     fn now(&self) -> Instant {
-        let advanced = self.now_millis().saturating_sub(self.inner.start_millis);
-        self.inner.origin + Duration::from_millis(u64::try_from(advanced).unwrap_or(0))
+        let passed = self.inner.now.borrow().monotonic_millis;
+        self.inner.origin + Duration::from_millis(passed)
     }
 
     fn now_millis(&self) -> i64 {
-        *self.inner.now.borrow()
+        self.inner.now.borrow().wall_millis
     }
 
     fn sleep(&self, duration: Duration) -> Sleep {
-        let step = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
-        let deadline = self.now_millis().saturating_add(step);
+        let step = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+        let deadline = self
+            .inner
+            .now
+            .borrow()
+            .monotonic_millis
+            .saturating_add(step);
         // Counted from creation, so `wait_for_sleepers` sees a sleep as soon as it exists.
         let guard = SleeperGuard::new(self.inner.clone());
         let mut now = self.inner.now.subscribe();
         Box::pin(async move {
             let _guard = guard;
             // `guard` keeps the sender alive, so `wait_for` only returns once time is due.
-            let _ = now.wait_for(|now| *now >= deadline).await;
+            let _ = now.wait_for(|now| now.monotonic_millis >= deadline).await;
         })
     }
 }
@@ -235,11 +261,28 @@ mod tests {
         assert_eq!(clock.elapsed_since(40), Duration::ZERO);
     }
 
+    #[tokio::test]
+    async fn setting_the_wall_time_back_leaves_the_monotonic_clock_and_sleepers_alone() {
+        let clock = ManualClock::new(1_000);
+        let start = clock.now();
+        let sleep = tokio::spawn(clock.sleep(Duration::from_millis(50)));
+        clock.wait_for_sleepers(1).await;
+        clock.set(10);
+        assert_eq!(clock.now_millis(), 10);
+        assert_eq!(clock.now(), start, "monotonic time did not go back");
+        assert_eq!(clock.sleepers(), 1);
+        clock.set(40);
+        assert_eq!(clock.elapsed(start), Duration::from_millis(30));
+        clock.set(60);
+        sleep.await.unwrap();
+        assert_eq!(clock.elapsed(start), Duration::from_millis(50));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn system_clock_sleeps_on_tokio_time() {
-        let start = tokio::time::Instant::now();
+        let start = SystemClock.now();
         SystemClock.sleep(Duration::from_secs(3600)).await;
-        assert!(start.elapsed() >= Duration::from_secs(3600));
+        assert!(SystemClock.elapsed(start) >= Duration::from_secs(3600));
         assert!(SystemClock.now_millis() > 1_600_000_000_000);
     }
 }

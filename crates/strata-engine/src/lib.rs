@@ -104,6 +104,10 @@ pub use strata_scheduler::{
     Sleep, StopFuture, SystemClock,
 };
 pub use strata_storage::{DurableFsLayer, ObjectStoreConfig, ObjectStoreError, S3Config, Secret};
+/// The [`LogStore`] conformance suite, for an embedder's own log store (feature
+/// `testing`): implement its `Harness` and call its `check` from a test.
+#[cfg(feature = "testing")]
+pub use strata_wal::conformance as log_store_conformance;
 pub use strata_wal::{
     AppendResponse, Entry, EntryStream, FileLogStore, FileLogStoreConfig, LogStore, LogStoreRef,
     MemoryLogStore, NoopLogStore, WalError,

@@ -250,6 +250,39 @@ mod tests {
         DirLock::acquire(dir.path()).unwrap();
     }
 
+    /// The wrapper the engine puts around its WAL: a file log plus the directory lock,
+    /// reopened over the same directory after each stop.
+    struct LockedHarness {
+        dir: tempfile::TempDir,
+    }
+
+    impl strata_wal::conformance::Harness for LockedHarness {
+        type Store = LockedLogStore;
+        fn open(&mut self) -> LockedLogStore {
+            // The previous store released the lock at stop (or drop): taking it again
+            // proves it did.
+            let lock = DirLock::acquire(self.dir.path()).unwrap();
+            let store = strata_wal::FileLogStore::open(
+                self.dir.path(),
+                strata_wal::FileLogStoreConfig::default(),
+                None,
+            )
+            .unwrap();
+            LockedLogStore::new(std::sync::Arc::new(store), vec![lock])
+        }
+        fn durable(&self) -> bool {
+            true
+        }
+    }
+
+    #[tokio::test]
+    async fn the_locked_log_store_passes_the_log_store_conformance_suite() {
+        strata_wal::conformance::check(|| LockedHarness {
+            dir: tempfile::tempdir().unwrap(),
+        })
+        .await;
+    }
+
     #[test]
     fn a_missing_directory_is_created_before_it_is_locked() {
         let dir = tempfile::tempdir().unwrap();

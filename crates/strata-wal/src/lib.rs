@@ -19,10 +19,17 @@
 //!
 //! # Layering
 //!
-//! A leaf crate: it **must never depend on any other Strata crate**. Region ids are plain
-//! `u64`s here (a packed `RegionId`).
+//! Depends on `strata-base` only (error kinds, the clock). Region ids are plain `u64`s
+//! here (a packed `RegionId`).
+//!
+//! # Features
+//!
+//! - `testing`: [`conformance`], the protocol's conformance suite, for checking any
+//!   `LogStore` implementation (Strata's own run it; so can an embedder's).
 
 mod config;
+#[cfg(feature = "testing")]
+pub mod conformance;
 mod error;
 mod file;
 mod memory;

@@ -21,3 +21,22 @@ async fn a_downstream_project_builds_swaps_writes_scans_and_matches_error_kinds(
         }
     );
 }
+
+/// Fresh `CountingLog`s for the conformance suite (a memory log: nothing survives a
+/// reopen, so the suite skips its reopen scenario).
+struct CountingHarness;
+
+impl strata_engine::log_store_conformance::Harness for CountingHarness {
+    type Store = strata_example_downstream::CountingLog;
+    fn open(&mut self) -> Self::Store {
+        strata_example_downstream::CountingLog::default()
+    }
+    fn durable(&self) -> bool {
+        false
+    }
+}
+
+#[tokio::test]
+async fn the_custom_log_store_passes_strata_log_store_conformance_suite() {
+    strata_engine::log_store_conformance::check(|| CountingHarness).await;
+}
