@@ -5,13 +5,14 @@ use std::process::Command;
 
 use crate::fuse;
 use crate::layering;
+use crate::publish;
 use crate::s3;
 use crate::step::Steps;
 
 /// Case multiplier the randomized suites read from `STRATA_STRESS` (1 = CI counts).
 const STRESS_FACTOR: &str = "20";
 
-/// fmt, clippy, layering, docs, tests. Tests run last so the runner's summary closes the log.
+/// fmt, clippy, layering, docs, packaging and unused dependencies, tests. Tests run last so the runner's summary closes the log.
 pub(crate) fn ci(root: &Path) -> Result<(), String> {
     let seed = root_seed();
     let mut steps = Steps::default();
@@ -45,6 +46,7 @@ pub(crate) fn ci(root: &Path) -> Result<(), String> {
         &["doc", "--workspace", "--no-deps", "--locked"],
         &[("RUSTDOCFLAGS", "-D warnings")],
     )?;
+    publish::run(root, &mut steps)?;
     run_tests(root, &mut steps, &seed, "1")?;
     println!("xtask ci: {}", steps.summary());
     Ok(())

@@ -1,7 +1,8 @@
 //! `cargo xtask`: the one entry point for Strata's checks.
 //!
 //! - `cargo xtask ci` — fmt check, clippy (`-D warnings`), the layering check, doc build
-//!   (warnings denied), then every test. This is exactly what CI runs.
+//!   (warnings denied), crate metadata + `cargo package` of every publishable crate + the
+//!   unused-dependency check (cargo-machete), then every test. This is exactly what CI runs.
 //! - `cargo xtask stress` — the randomized suites with large case counts.
 //! - `cargo xtask layering` — only the layering check.
 //! - `cargo xtask bench` — every benchmark, once; results go to `docs/benchmarks.md`.
@@ -17,6 +18,7 @@ mod bench;
 mod ci;
 mod fuse;
 mod layering;
+mod publish;
 mod s3;
 mod step;
 
@@ -27,7 +29,7 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  ci         fmt check, clippy -D warnings, layering check, docs, all tests (what CI runs)
+  ci         fmt, clippy -D warnings, layering, docs, cargo package, unused deps, all tests (what CI runs)
   stress     randomized suites with large case counts (SEED=<n> to replay)
   layering   check that crate dependencies only point down (see docs/architecture.md)
   bench      run the benchmarks and write docs/benchmarks.md
