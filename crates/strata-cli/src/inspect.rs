@@ -86,7 +86,7 @@ async fn manifest(args: &RegionArgs) -> Result<(), String> {
         };
         match RegionMetaActionList::decode(&bytes.to_vec()) {
             Ok(list) => {
-                let actions: Vec<String> = list.actions.iter().map(describe_action).collect();
+                let actions: Vec<String> = list.actions.iter().map(ToString::to_string).collect();
                 println!("  {name}: {}", actions.join("; "));
             }
             Err(e) => println!("  {name}: unreadable: {e}"),
@@ -128,29 +128,6 @@ async fn manifest(args: &RegionArgs) -> Result<(), String> {
         check(&store, &manager).await?;
     }
     Ok(())
-}
-
-fn describe_action(action: &strata_storage::RegionMetaAction) -> String {
-    use strata_storage::RegionMetaAction as A;
-    match action {
-        A::Change { metadata, .. } => format!(
-            "change (schema version {}, {} columns)",
-            metadata.schema_version(),
-            metadata.columns().len()
-        ),
-        A::Edit(edit) => format!(
-            "edit (+{} files, -{} files, flushed entry id {:?}, flushed sequence {:?})",
-            edit.files_to_add.len(),
-            edit.files_to_remove.len(),
-            edit.flushed_entry_id,
-            edit.flushed_sequence
-        ),
-        A::Truncate {
-            truncated_entry_id,
-            truncated_sequence,
-        } => format!("truncate (entry id {truncated_entry_id}, sequence {truncated_sequence})"),
-        A::Remove => "remove".into(),
-    }
 }
 
 async fn sst(args: &RegionArgs) -> Result<(), String> {

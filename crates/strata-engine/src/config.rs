@@ -79,6 +79,7 @@ impl Default for SstConfig {
 /// Which WAL, and how it syncs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum WalProvider {
     /// Segment files under `{data_home}/wal` (default).
     #[default]
@@ -91,6 +92,7 @@ pub enum WalProvider {
 /// How WAL entries are encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum WalCompression {
     /// zstd (default): about 5× fewer bytes to write and sync for TSBS rows, for some CPU
     /// on the region workers.

@@ -25,6 +25,7 @@ pub(crate) const LOCK_FILE: &str = "LOCK";
 /// Why a directory could not be locked.
 #[derive(Debug, Snafu)]
 #[snafu(visibility(pub(crate)))]
+#[non_exhaustive]
 pub enum LockError {
     /// Another read-write engine holds the directory.
     #[snafu(display(

@@ -5,6 +5,7 @@ use std::fmt;
 /// Why a flush was requested. [`as_str`](Self::as_str) is the stable label used in metrics
 /// and logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum FlushReason {
     /// The global write buffer is full (or mutable memory reached half of it).
     EngineFull,

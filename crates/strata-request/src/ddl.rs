@@ -31,6 +31,7 @@ pub struct RegionOptions {
 /// One change to [`RegionOptions`] made by [`AlterKind::SetOptions`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum RegionOptionChange {
     /// Set (or, with `None`, reset to the engine default) the auto-flush interval.
     AutoFlushInterval(#[serde(with = "humantime_serde")] Option<Duration>),
@@ -89,6 +90,9 @@ pub struct DropRequest {
 }
 
 /// What an alter changes.
+///
+/// Deliberately not `#[non_exhaustive]` (unlike the other growable enums): the worker
+/// matches every kind, so a new one cannot be added without handling it there.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AlterKind {
     /// Append field columns (each nullable or with a default).
@@ -160,6 +164,9 @@ pub struct SetWritableRequest {
 }
 
 /// Any DDL request.
+///
+/// Deliberately not `#[non_exhaustive]`: the worker matches every request, so a new one
+/// cannot be added without handling it there.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DdlRequest {
     /// See [`CreateRequest`].

@@ -76,6 +76,7 @@ pub struct ParseRegionIdError {
 /// The specific reason a region id text was rejected.
 #[derive(Debug, Snafu, Clone, PartialEq, Eq)]
 #[snafu(visibility(pub(crate)))]
+#[non_exhaustive]
 pub enum ParseRegionIdReason {
     /// The text has no `.` between table id and region number.
     #[snafu(display("expected `table_id.region_number`, e.g. `1024.0`"))]

@@ -42,6 +42,7 @@ impl fmt::Display for SemanticType {
 /// | timestamp     | `TimestampMillisecond`, `TimestampMicrosecond`, `TimestampNanosecond` |
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ColumnDataType {
     /// 64-bit float (`Float64`).
     Float64,
@@ -147,6 +148,7 @@ impl fmt::Display for ColumnDataType {
 /// A single non-null value, used for column defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Value {
     /// A `Float64` value.
     Float64(f64),

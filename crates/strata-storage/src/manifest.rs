@@ -7,6 +7,7 @@
 mod manager;
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use strata_request::{RegionMetadata, RegionOptions};
@@ -17,6 +18,7 @@ pub use manager::{ManifestConfig, ManifestError, ManifestManager};
 /// One change to a region.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum RegionMetaAction {
     /// A new schema (and options): at creation and on alter.
     Change {
@@ -36,6 +38,36 @@ pub enum RegionMetaAction {
     },
     /// The region is being dropped (recorded for the log; ignored when replaying).
     Remove,
+}
+
+/// One line for tools (`strata inspect manifest`).
+impl fmt::Display for RegionMetaAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Change { metadata, .. } => write!(
+                f,
+                "change (schema version {}, {} columns)",
+                metadata.schema_version(),
+                metadata.columns().len()
+            ),
+            Self::Edit(edit) => write!(
+                f,
+                "edit (+{} files, -{} files, flushed entry id {:?}, flushed sequence {:?})",
+                edit.files_to_add.len(),
+                edit.files_to_remove.len(),
+                edit.flushed_entry_id,
+                edit.flushed_sequence
+            ),
+            Self::Truncate {
+                truncated_entry_id,
+                truncated_sequence,
+            } => write!(
+                f,
+                "truncate (entry id {truncated_entry_id}, sequence {truncated_sequence})"
+            ),
+            Self::Remove => f.write_str("remove"),
+        }
+    }
 }
 
 /// Files added and removed, with the WAL and sequence progress they make durable.

@@ -30,6 +30,7 @@ use crate::durable_fs::DurableFsLayer;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[non_exhaustive]
 pub enum ObjectStoreConfig {
     /// A local directory.
     Fs {

@@ -11,6 +11,7 @@ use crate::error::WalError;
 /// When appended bytes are made durable with `fdatasync`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
+#[non_exhaustive]
 pub enum SyncPolicy {
     /// Acknowledge an append only after its bytes are synced (default). Concurrent appends
     /// share one sync (group commit).
@@ -70,6 +71,7 @@ impl From<SyncPolicy> for String {
 /// What opening a log does with damaged bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum RecoveryMode {
     /// A torn or partial record at the very end of the last segment (what a crash during a
     /// write leaves) is cut off and reported; damage anywhere else is an error. Default.
