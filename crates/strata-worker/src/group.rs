@@ -142,7 +142,7 @@ impl WorkerGroup {
             listener: parts.listener,
             regions: RegionMap::default(),
             purge_pool,
-            purges: std::sync::Mutex::default(),
+            purges: crate::purges::Purges::default(),
         });
         let workers = (0..num_workers)
             .map(|id| {

@@ -7,6 +7,7 @@ use strata_request::{AlterKind, AlterRequest, DdlRequest, RegionMetadata};
 use strata_storage::{RegionMetaAction, RegionMetaActionList};
 
 use crate::error::WorkerError;
+use crate::handle_write::WriteOrigin;
 use crate::region::RegionState;
 use crate::request::{ReplyTx, SenderDdlRequest};
 use crate::worker::RegionWorkerLoop;
@@ -94,7 +95,8 @@ impl RegionWorkerLoop {
         // validated against the new schema.
         let stalled = self.stalled.take_region(region_id);
         self.update_gauges();
-        self.handle_write_requests(stalled, true).await;
+        self.handle_write_requests(stalled, WriteOrigin::Incoming)
+            .await;
     }
 }
 

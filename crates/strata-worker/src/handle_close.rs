@@ -8,12 +8,26 @@ use crate::region::RegionState;
 use crate::request::ReplyTx;
 use crate::worker::RegionWorkerLoop;
 
+/// What happened to the flush a close waited for, if it waited for one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FlushBeforeClose {
+    /// The close arrived as a request (it may start its own flush).
+    NotWaited,
+    /// The close was fenced behind a flush of the region, and that flush failed.
+    Failed,
+}
+
 impl RegionWorkerLoop {
     /// Closes the region once no flush of it runs. Closing a region that is not open is
     /// `Ok`. Stalled writes of the region are answered with `RegionClosed`. With
     /// `flush_on_close` (no WAL), the memtables are flushed first; if that flush fails the
     /// close fails and the region stays open.
-    pub(crate) async fn handle_close(&mut self, request: CloseRequest, sender: ReplyTx) {
+    pub(crate) async fn handle_close(
+        &mut self,
+        request: CloseRequest,
+        sender: ReplyTx,
+        flush_before: FlushBeforeClose,
+    ) {
         let region_id = request.region_id;
         if !self.regions.contains_key(&region_id) {
             sender.send(Ok(0));
@@ -30,7 +44,7 @@ impl RegionWorkerLoop {
                 .is_empty()
             && !self.flush.scheduler.is_flush_requested(region_id)
         {
-            if self.failed_close_flushes.contains(&region_id) {
+            if flush_before == FlushBeforeClose::Failed {
                 // Without a WAL, closing now would lose the rows: keep the region open.
                 sender.send(Err(WorkerError::RegionState {
                     region_id,

@@ -56,7 +56,7 @@ impl RegionWorkerLoop {
         sender.send(Ok(0));
 
         let shared = self.shared.clone();
-        let done = self.shared.start_purge(region_id);
+        let done = self.shared.purges.start(region_id);
         let job = Box::pin(async move {
             let removed = match shared.purge_region_files(region_id).await {
                 Ok(()) => true,

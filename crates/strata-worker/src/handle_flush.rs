@@ -1,11 +1,13 @@
 //! Flush requests and flush results.
 
 use strata_flush::{FlushError, FlushFinished, FlushNotify, FlushReason};
-use strata_request::{FlushRequest, RegionId};
+use strata_request::{DdlRequest, FlushRequest, RegionId};
 
 use crate::error::WorkerError;
+use crate::handle_close::FlushBeforeClose;
+use crate::handle_write::WriteOrigin;
 use crate::region::RegionState;
-use crate::request::ReplyTx;
+use crate::request::{ReplyTx, SenderDdlRequest};
 use crate::worker::RegionWorkerLoop;
 
 impl RegionWorkerLoop {
@@ -90,7 +92,8 @@ impl RegionWorkerLoop {
                     }
                 }
             } else {
-                self.handle_write_requests(released.writes, false).await;
+                self.handle_write_requests(released.writes, WriteOrigin::Retried)
+                    .await;
             }
         }
         self.maybe_flush_worker();
@@ -107,11 +110,23 @@ impl RegionWorkerLoop {
         }
         let survivors = self.flush.scheduler.on_flush_failed(region_id, error);
         self.shared.listener.on_flush_failed(region_id);
-        self.failed_close_flushes.insert(region_id);
         for ddl in survivors {
-            self.handle_ddl(ddl).await;
+            match ddl.request {
+                // A close that waited for this flush must not drop rows the flush failed
+                // to write.
+                DdlRequest::Close(request) => {
+                    self.handle_close(request, ddl.sender, FlushBeforeClose::Failed)
+                        .await;
+                }
+                request => {
+                    self.handle_ddl(SenderDdlRequest {
+                        request,
+                        sender: ddl.sender,
+                    })
+                    .await;
+                }
+            }
         }
-        self.failed_close_flushes.remove(&region_id);
         self.maybe_flush_worker();
         self.handle_stalled_requests().await;
     }

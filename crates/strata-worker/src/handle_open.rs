@@ -18,7 +18,7 @@ impl RegionWorkerLoop {
         }
         // A drop's background purge of this id must finish first, or it would delete the
         // files of the region created or opened now.
-        self.shared.wait_for_purge(region_id).await;
+        self.shared.purges.wait(region_id).await;
         let shared = self.shared.clone();
         let opened = async {
             if shared.is_dropping(region_id).await? {

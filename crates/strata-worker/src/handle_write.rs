@@ -131,13 +131,23 @@ pub(crate) enum RegionPressure {
     },
 }
 
+/// Where a write comes from, which decides whether it may stall.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriteOrigin {
+    /// Just taken off the channel (or released by a DDL): may wait in the stalled queue.
+    Incoming,
+    /// Retried from the stalled queue or released after a flush: goes on or fails, never
+    /// stalls again.
+    Retried,
+}
+
 impl RegionWorkerLoop {
-    /// Handles a batch of writes. With `allow_stall`, writes over the memory budget wait in
-    /// the stalled queue; retried stalled writes pass `false` and are never stalled again.
+    /// Handles a batch of writes. [`WriteOrigin::Incoming`] writes over the memory budget
+    /// wait in the stalled queue; [`WriteOrigin::Retried`] ones are never stalled again.
     pub(crate) async fn handle_write_requests(
         &mut self,
         writes: Vec<SenderWriteRequest>,
-        allow_stall: bool,
+        origin: WriteOrigin,
     ) {
         if writes.is_empty() {
             return;
@@ -148,7 +158,7 @@ impl RegionWorkerLoop {
             self.reject(writes);
             return;
         }
-        if allow_stall && write_buffer.should_stall() {
+        if origin == WriteOrigin::Incoming && write_buffer.should_stall() {
             self.shared.metrics.stalled(writes.len());
             for write in writes {
                 self.stalled.push(write);
@@ -158,7 +168,7 @@ impl RegionWorkerLoop {
             return;
         }
 
-        let writes = self.apply_region_limits(writes, allow_stall);
+        let writes = self.apply_region_limits(writes, origin);
         if writes.is_empty() {
             return;
         }
@@ -230,7 +240,7 @@ impl RegionWorkerLoop {
     fn apply_region_limits(
         &mut self,
         writes: Vec<SenderWriteRequest>,
-        allow_stall: bool,
+        origin: WriteOrigin,
     ) -> Vec<SenderWriteRequest> {
         let mut pressure: HashMap<RegionId, RegionPressure> = HashMap::new();
         let mut proceed = Vec::with_capacity(writes.len());
@@ -241,7 +251,8 @@ impl RegionWorkerLoop {
             let state = match pressure.get(&region_id) {
                 Some(state) => *state,
                 None => {
-                    let state = self.region_pressure(region_id, true);
+                    self.flush_if_region_full(region_id);
+                    let state = self.region_pressure(region_id);
                     if let RegionPressure::Reject {
                         usage,
                         stalled: bytes,
@@ -276,7 +287,7 @@ impl RegionWorkerLoop {
                     };
                     rejected.push((write, error));
                 }
-                RegionPressure::Stall if allow_stall => {
+                RegionPressure::Stall if origin == WriteOrigin::Incoming => {
                     self.stalled.push(write);
                     stalled += 1;
                 }
@@ -300,29 +311,49 @@ impl RegionWorkerLoop {
         proceed
     }
 
-    /// Where `region_id` stands against its own write-buffer limit; with `flush`, a region
-    /// past half its limit gets a `RegionFull` flush.
-    pub(crate) fn region_pressure(&mut self, region_id: RegionId, flush: bool) -> RegionPressure {
-        let Some(region) = self.regions.get(&region_id).cloned() else {
-            return RegionPressure::Fine;
-        };
-        let version = region.version_control.current().version;
-        let limit = match version.options.write_buffer_size {
+    /// The region's own write-buffer limit (`None`: the region is gone or has no limit).
+    fn region_limit(&self, region_id: RegionId) -> Option<(Arc<Region>, usize)> {
+        let region = self.regions.get(&region_id)?;
+        let limit = match region
+            .version_control
+            .current()
+            .version
+            .options
+            .write_buffer_size
+        {
             Some(size) => usize::try_from(size).unwrap_or(usize::MAX),
             None => self.shared.config.default_region_write_buffer_size,
         };
-        if limit == 0 {
-            return RegionPressure::Fine;
-        }
-        let usage = version.memtables.total_usage();
-        let mutable = version.memtables.mutable_usage();
-        if flush
-            && (mutable >= (limit / 2).max(1) || usage >= limit)
+        (limit > 0).then(|| (region.clone(), limit))
+    }
+
+    /// Schedules a `RegionFull` flush of a writable region past half its own limit
+    /// (mutable memtable) or at it (all memtables), unless one is already requested.
+    fn flush_if_region_full(&mut self, region_id: RegionId) {
+        let Some((region, limit)) = self.region_limit(region_id) else {
+            return;
+        };
+        let memtables = region.version_control.current().version.memtables.clone();
+        if (memtables.mutable_usage() >= (limit / 2).max(1) || memtables.total_usage() >= limit)
             && region.state() == RegionState::Writable
             && !self.flush.scheduler.is_flush_requested(region_id)
         {
             self.schedule_flush(&region, strata_flush::FlushReason::RegionFull, None);
         }
+    }
+
+    /// Where `region_id` stands against its own write-buffer limit (a query: changes
+    /// nothing).
+    pub(crate) fn region_pressure(&self, region_id: RegionId) -> RegionPressure {
+        let Some((region, limit)) = self.region_limit(region_id) else {
+            return RegionPressure::Fine;
+        };
+        let usage = region
+            .version_control
+            .current()
+            .version
+            .memtables
+            .total_usage();
         let stalled = self.stalled.region_size(region_id);
         if usage + stalled >= limit.saturating_mul(2) {
             RegionPressure::Reject {

@@ -44,6 +44,7 @@ mod handle_write;
 mod listener;
 mod metrics;
 mod opener;
+mod purges;
 mod region;
 mod request;
 mod stalled;

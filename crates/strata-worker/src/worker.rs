@@ -7,7 +7,7 @@
 //! results first, then every write of the batch, then the DDLs. The `handle_*` files hold
 //! one request kind each.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,8 +21,11 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::WorkerConfig;
 use crate::error::WorkerError;
+use crate::handle_close::FlushBeforeClose;
+use crate::handle_write::{RegionPressure, WriteOrigin};
 use crate::listener::EventListener;
 use crate::metrics::WorkerMetrics;
+use crate::purges::Purges;
 use crate::region::{Region, RegionMap, RegionState};
 use crate::request::{ReplyTx, SenderDdlRequest, SenderWriteRequest, WorkerRequest};
 use crate::stalled::StalledRequests;
@@ -43,35 +46,9 @@ pub(crate) struct Shared {
     pub(crate) metrics: WorkerMetrics,
     pub(crate) regions: RegionMap,
     pub(crate) purge_pool: SchedulerRef,
-    /// Per dropped region, whether its background file purge has finished. A create or
-    /// open of the same id waits for it, so the purge never deletes the new region's files.
-    pub(crate) purges: std::sync::Mutex<HashMap<RegionId, watch::Receiver<bool>>>,
-}
-
-impl Shared {
-    /// Waits until no purge of `region_id`'s files is running.
-    pub(crate) async fn wait_for_purge(&self, region_id: RegionId) {
-        let pending = self
-            .purges
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&region_id)
-            .cloned();
-        if let Some(mut done) = pending {
-            // An error means the job was dropped unrun (pool stopping): nothing runs.
-            let _ = done.wait_for(|finished| *finished).await;
-        }
-    }
-
-    /// Registers a purge of `region_id`; the returned sender marks it finished.
-    pub(crate) fn start_purge(&self, region_id: RegionId) -> watch::Sender<bool> {
-        let (done, pending) = watch::channel(false);
-        self.purges
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(region_id, pending);
-        done
-    }
+    /// Running purges of dropped regions' files, which a create or open of the same id
+    /// waits for.
+    pub(crate) purges: Purges,
 }
 
 pub(crate) type Scheduler = FlushScheduler<WorkerError, SenderDdlRequest, SenderWriteRequest>;
@@ -90,8 +67,6 @@ pub(crate) struct RegionWorkerLoop {
     pub(crate) regions: HashMap<RegionId, Arc<Region>>,
     pub(crate) flush: FlushState,
     pub(crate) stalled: StalledRequests,
-    /// Regions whose flush just failed while lifecycle DDLs waited for it.
-    pub(crate) failed_close_flushes: HashSet<RegionId>,
     receiver: mpsc::Receiver<WorkerRequest>,
     released: watch::Receiver<u64>,
     next_periodic_check: i64,
@@ -146,7 +121,6 @@ impl RegionWorkerLoop {
             regions: HashMap::new(),
             flush: FlushState { scheduler, results },
             stalled: StalledRequests::default(),
-            failed_close_flushes: HashSet::new(),
             receiver,
             released,
             next_periodic_check,
@@ -202,7 +176,7 @@ impl RegionWorkerLoop {
             while let Ok(result) = self.flush.results.try_recv() {
                 self.handle_flush_result(result).await;
             }
-            self.handle_write_requests(std::mem::take(&mut batch.writes), true)
+            self.handle_write_requests(std::mem::take(&mut batch.writes), WriteOrigin::Incoming)
                 .await;
             for ddl in std::mem::take(&mut batch.ddls) {
                 self.handle_ddl(ddl).await;
@@ -247,7 +221,10 @@ impl RegionWorkerLoop {
         match request {
             DdlRequest::Create(request) => self.handle_create(request, sender).await,
             DdlRequest::Open(request) => self.handle_open(request, sender).await,
-            DdlRequest::Close(request) => self.handle_close(request, sender).await,
+            DdlRequest::Close(request) => {
+                self.handle_close(request, sender, FlushBeforeClose::NotWaited)
+                    .await;
+            }
             DdlRequest::Drop(request) => self.handle_drop(request, sender).await,
             DdlRequest::Alter(request) => self.handle_alter(request, sender).await,
             DdlRequest::Flush(request) => self.handle_flush_request(request, sender),
@@ -432,13 +409,14 @@ impl RegionWorkerLoop {
         let mut retry = Vec::new();
         for request in self.stalled.take_all() {
             let region_id = request.request.region_id;
-            match self.region_pressure(region_id, false) {
-                crate::handle_write::RegionPressure::Stall => self.stalled.push(request),
-                _ => retry.push(request),
+            match self.region_pressure(region_id) {
+                RegionPressure::Stall => self.stalled.push(request),
+                RegionPressure::Fine | RegionPressure::Reject { .. } => retry.push(request),
             }
         }
         self.update_gauges();
-        self.handle_write_requests(retry, false).await;
+        self.handle_write_requests(retry, WriteOrigin::Retried)
+            .await;
     }
 
     /// Wakes every worker: memory is being released.

@@ -1,0 +1,106 @@
+//! [`Purges`]: which dropped regions still have a background file purge running, so a
+//! create or open of the same id waits for it (the purge must never delete the new
+//! region's files). Only running purges are remembered: the map cannot grow with the
+//! number of drops over an engine's life.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+use strata_request::RegionId;
+use tokio::sync::watch;
+
+/// The running purges, by region.
+#[derive(Debug, Default)]
+pub(crate) struct Purges {
+    running: Mutex<HashMap<RegionId, watch::Receiver<bool>>>,
+}
+
+/// Whether a purge is over: it said so, or its job was dropped (unrun or finished).
+fn finished(done: &watch::Receiver<bool>) -> bool {
+    *done.borrow() || done.has_changed().is_err()
+}
+
+impl Purges {
+    /// Registers a purge of `region_id`; the returned sender marks it finished (sending
+    /// `true`, or being dropped). Forgets every purge that is over.
+    pub(crate) fn start(&self, region_id: RegionId) -> watch::Sender<bool> {
+        let (done, pending) = watch::channel(false);
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        running.retain(|_, done| !finished(done));
+        running.insert(region_id, pending);
+        done
+    }
+
+    /// Waits until no purge of `region_id`'s files is running, then forgets it.
+    pub(crate) async fn wait(&self, region_id: RegionId) {
+        let pending = self
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&region_id)
+            .cloned();
+        let Some(mut done) = pending else {
+            return;
+        };
+        // An error means the job was dropped unrun (pool stopping): nothing runs.
+        let _ = done.wait_for(|finished| *finished).await;
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        if running
+            .get(&region_id)
+            .is_some_and(|current| current.same_channel(&done))
+        {
+            running.remove(&region_id);
+        }
+    }
+
+    /// How many purges are remembered.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn only_running_purges_are_remembered() {
+        let purges = Purges::default();
+        for n in 0..100 {
+            let done = purges.start(RegionId::new(1, n));
+            if n % 2 == 0 {
+                done.send_replace(true);
+            }
+            // Odd ones: the job dropped its sender (finished or never ran).
+        }
+        // Each start forgets what was over before it: only the last one can remain.
+        assert!(purges.len() <= 1, "{} purges remembered", purges.len());
+        let running = purges.start(RegionId::new(2, 0));
+        assert_eq!(purges.len(), 1);
+        running.send_replace(true);
+        purges.wait(RegionId::new(2, 0)).await;
+        assert_eq!(purges.len(), 0, "a waited-for purge is forgotten");
+    }
+
+    #[tokio::test]
+    async fn a_wait_returns_only_once_the_purge_is_over() {
+        let purges = std::sync::Arc::new(Purges::default());
+        let region = RegionId::new(3, 1);
+        let done = purges.start(region);
+        let waiter = tokio::spawn({
+            let purges = purges.clone();
+            async move { purges.wait(region).await }
+        });
+        for _ in 0..8 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!waiter.is_finished());
+        done.send_replace(true);
+        waiter.await.unwrap();
+        purges.wait(RegionId::new(3, 2)).await; // no purge: returns at once
+    }
+}
