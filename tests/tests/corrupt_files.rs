@@ -230,9 +230,9 @@ async fn mutated_sst_files_read_or_fail_naming_the_file_and_the_checksum_catches
         .await
         .unwrap()
         .unwrap();
-    let codec = Arc::new(KeyCodec::new(Arc::new(manifest.manifest().metadata.clone())).unwrap());
+    let codec = Arc::new(KeyCodec::new(Arc::new(manifest.manifest().metadata().clone())).unwrap());
     let data_dir = region_data_dir(REGION);
-    let metas: Vec<_> = manifest.manifest().files.values().cloned().collect();
+    let metas: Vec<_> = manifest.manifest().files().values().cloned().collect();
     assert_eq!(metas.len(), 3);
     let mut pristine = std::collections::HashMap::new();
     for meta in &metas {

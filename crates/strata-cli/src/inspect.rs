@@ -104,11 +104,11 @@ async fn manifest(args: &RegionArgs) -> Result<(), String> {
     }
     let manager = open_manifest(&store, region).await?;
     let m = manager.manifest();
-    println!("state at version {}:", m.manifest_version);
+    println!("state at version {}:", m.manifest_version());
     println!(
         "  schema version {}: {}",
-        m.metadata.schema_version(),
-        m.metadata
+        m.metadata().schema_version(),
+        m.metadata()
             .columns()
             .iter()
             .map(|c| format!("{} {} {:?}", c.name, c.data_type, c.semantic_type))
@@ -117,12 +117,15 @@ async fn manifest(args: &RegionArgs) -> Result<(), String> {
     );
     println!(
         "  flushed entry id {}, flushed sequence {}, committed sequence {}, truncated entry id {:?}",
-        m.flushed_entry_id, m.flushed_sequence, m.committed_sequence, m.truncated_entry_id
+        m.flushed_entry_id(),
+        m.flushed_sequence(),
+        m.committed_sequence(),
+        m.truncated_entry_id()
     );
     println!(
         "  {} files, {} removed files recorded",
-        m.files.len(),
-        m.removed_files.len()
+        m.files().len(),
+        m.removed_files().len()
     );
     if args.check {
         check(&store, &manager).await?;
@@ -138,7 +141,7 @@ async fn sst(args: &RegionArgs) -> Result<(), String> {
     println!("SST files of region {} ({dir}/)", args.region);
     println!("  file                                  rows     groups  bytes      time range (ms)");
     let (mut rows, mut bytes) = (0, 0);
-    for file in manager.manifest().files.values() {
+    for file in manager.manifest().files().values() {
         println!(
             "  {:<36}  {:<8} {:<7} {:<10} {}..={}",
             file.file_id.to_string(),
@@ -153,7 +156,7 @@ async fn sst(args: &RegionArgs) -> Result<(), String> {
     }
     println!(
         "  total: {} files, {rows} rows, {bytes} bytes",
-        manager.manifest().files.len()
+        manager.manifest().files().len()
     );
     if args.check {
         check(&store, &manager).await?;
@@ -164,9 +167,9 @@ async fn sst(args: &RegionArgs) -> Result<(), String> {
 /// Every file the manifest names exists and matches its checksum.
 async fn check(store: &Operator, manager: &ManifestManager) -> Result<(), String> {
     let manifest = manager.manifest();
-    let dir = region_data_dir(manifest.metadata.region_id());
+    let dir = region_data_dir(manifest.metadata().region_id());
     let mut problems = Vec::new();
-    for file in manifest.files.values() {
+    for file in manifest.files().values() {
         let path = file.path(&dir);
         if let Err(e) = verify_sst(store, &path, file).await {
             problems.push(format!("{path}: {e}"));
@@ -175,7 +178,7 @@ async fn check(store: &Operator, manager: &ManifestManager) -> Result<(), String
     if problems.is_empty() {
         println!(
             "check: ok ({} files present, checksums match)",
-            manifest.files.len()
+            manifest.files().len()
         );
         Ok(())
     } else {

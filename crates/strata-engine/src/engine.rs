@@ -421,20 +421,20 @@ impl Engine {
             .get(region_id)
             .ok_or(WorkerError::RegionNotFound { region_id })?;
         let data = region.snapshot();
-        let version = &data.version;
+        let version = &data.version();
         Ok(RegionStats {
             region_id,
             state: region.state(),
-            schema_version: version.metadata.schema_version(),
-            memtable_bytes: version.memtables.total_usage(),
-            immutable_memtables: version.memtables.immutables.len(),
+            schema_version: version.metadata().schema_version(),
+            memtable_bytes: version.memtables().total_usage(),
+            immutable_memtables: version.memtables().immutables().len(),
             num_files: version.all_files().count(),
             file_bytes: version.all_files().map(|f| f.file_size).sum(),
             file_rows: version.all_files().map(|f| f.num_rows).sum(),
-            committed_sequence: data.committed_sequence,
-            last_entry_id: data.last_entry_id,
-            flushed_entry_id: version.flushed_entry_id,
-            flushed_sequence: version.flushed_sequence,
+            committed_sequence: data.committed_sequence(),
+            last_entry_id: data.last_entry_id(),
+            flushed_entry_id: version.flushed_entry_id(),
+            flushed_sequence: version.flushed_sequence(),
         })
     }
 
@@ -445,7 +445,7 @@ impl Engine {
             .regions()
             .get(region_id)
             .ok_or(WorkerError::RegionNotFound { region_id })?;
-        Ok(region.snapshot().version.metadata.clone())
+        Ok(region.snapshot().version().metadata().clone())
     }
 
     /// Ids of the open regions, sorted.

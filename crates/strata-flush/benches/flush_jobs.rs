@@ -68,7 +68,7 @@ async fn region(
     let vc = Arc::new(VersionControl::new(
         Version::from_manifest(manifest.manifest(), None).unwrap(),
     ));
-    let mutable = vc.current().version.memtables.mutable.clone();
+    let mutable = vc.current().version().memtables().mutable().clone();
     let mut sequence = 1;
     for batch in workload.batches().unwrap() {
         mutable.write(&batch.batch, OpType::Put, sequence).unwrap();
@@ -100,7 +100,7 @@ async fn flush(regions: usize, threads: usize) -> (Duration, usize) {
     let started = Instant::now();
     for (vc, committer, _) in &prepared {
         let task = RegionFlushTask::new(
-            vc.current().version.metadata.region_id(),
+            vc.current().version().metadata().region_id(),
             FlushReason::Manual,
         );
         scheduler.schedule_flush(vc, committer, task).unwrap();
@@ -121,10 +121,10 @@ async fn flush(regions: usize, threads: usize) -> (Duration, usize) {
 async fn raw() -> Duration {
     let store = Operator::new(opendal::services::Memory::default()).unwrap();
     let (vc, _, _) = region(&store, 0).await;
-    let version = vc.current().version;
-    let memtable = version.memtables.mutable.clone();
-    let all: Vec<usize> = (0..version.metadata.columns().len()).collect();
-    let schema = output_schema(&version.metadata, &all, true);
+    let version = vc.current().version().clone();
+    let memtable = version.memtables().mutable().clone();
+    let all: Vec<usize> = (0..version.metadata().columns().len()).collect();
+    let schema = output_schema(version.metadata(), &all, true);
     let source: BatchStream = Box::pin(futures::stream::iter(
         memtable
             .iter(IterOptions {
@@ -133,7 +133,7 @@ async fn raw() -> Duration {
             })
             .unwrap(),
     ));
-    let merged: Vec<_> = merge(version.codec.clone(), vec![source], MergeOptions::flush())
+    let merged: Vec<_> = merge(version.codec().clone(), vec![source], MergeOptions::flush())
         .try_collect()
         .await
         .unwrap();
@@ -141,7 +141,7 @@ async fn raw() -> Duration {
         .iter()
         .map(|b| b.to_record_batch(&schema).unwrap())
         .collect();
-    let props = writer_properties(&version.metadata, &SstWriteOptions::default()).unwrap();
+    let props = writer_properties(version.metadata(), &SstWriteOptions::default()).unwrap();
     let started = Instant::now();
     let mut out = Vec::with_capacity(16 << 20);
     let mut writer = ArrowWriter::try_new(&mut out, schema, Some(props)).unwrap();

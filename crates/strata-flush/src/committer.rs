@@ -136,7 +136,7 @@ mod tests {
                 .lock()
                 .await
                 .manifest()
-                .manifest_version,
+                .manifest_version(),
             1
         );
 
@@ -157,7 +157,7 @@ mod tests {
                 .lock()
                 .await
                 .manifest()
-                .manifest_version,
+                .manifest_version(),
             1
         );
     }

@@ -167,7 +167,7 @@ impl<E: From<FlushError> + Send + 'static> RegionFlushTask<E> {
                 Ok((edit, memtables_to_remove)) => {
                     let finished = FlushFinished {
                         region_id,
-                        flushed_entry_id: snapshot.last_entry_id,
+                        flushed_entry_id: snapshot.last_entry_id(),
                         edit,
                         memtables_to_remove,
                         task: self,
@@ -199,7 +199,7 @@ async fn run(
     let started = context.clock.now();
     let mut files: Vec<FileMeta> = Vec::new();
     let mut flushed = Vec::new();
-    for memtable in &snapshot.version.memtables.immutables {
+    for memtable in snapshot.version().memtables().immutables() {
         flushed.push(memtable.id());
         if memtable.is_empty() {
             continue;
@@ -209,7 +209,7 @@ async fn run(
             delete_files(context, region_id, &files).await;
             return Err(FlushError::Dropped { region_id });
         };
-        let merge = MergeOptions::flush_of(&snapshot.version.options);
+        let merge = MergeOptions::flush_of(snapshot.version().options());
         match flush_memtable(&context.store, memtable, &context.sst_options, merge).await {
             Ok(Some(file)) => files.push(file),
             Ok(None) => {}
@@ -229,8 +229,8 @@ async fn run(
     let edit = RegionEdit {
         files_to_add: files.clone(),
         files_to_remove: Vec::new(),
-        flushed_entry_id: Some(snapshot.last_entry_id),
-        flushed_sequence: Some(snapshot.committed_sequence),
+        flushed_entry_id: Some(snapshot.last_entry_id()),
+        flushed_sequence: Some(snapshot.committed_sequence()),
         committed_sequence: None,
     };
     let committing = context.clock.now();

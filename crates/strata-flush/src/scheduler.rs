@@ -124,7 +124,7 @@ impl<E: From<FlushError> + Send + 'static, D: PendingRequest, W: PendingRequest>
         task: RegionFlushTask<E>,
     ) -> Result<(), FlushError> {
         let region_id = task.region_id();
-        if version_control.current().version.memtables.is_empty() {
+        if version_control.current().version().memtables().is_empty() {
             task.on_success();
             return Ok(());
         }
@@ -188,8 +188,8 @@ impl<E: From<FlushError> + Send + 'static, D: PendingRequest, W: PendingRequest>
         if status
             .version_control
             .current()
-            .version
-            .memtables
+            .version()
+            .memtables()
             .is_empty()
         {
             task.on_success();

@@ -159,9 +159,9 @@ async fn regions(store: &Operator) -> Vec<Region> {
 }
 
 fn write(region: &mut Region) {
-    let version = region.vc.current().version;
+    let version = region.vc.current().version().clone();
     let batch = RecordBatch::try_new(
-        version.metadata.arrow_schema().clone(),
+        version.metadata().arrow_schema().clone(),
         vec![
             Arc::new(StringArray::from(vec!["h"])) as ArrayRef,
             Arc::new(TimestampMillisecondArray::from(vec![region.next_ts])),
@@ -171,8 +171,8 @@ fn write(region: &mut Region) {
     region.next_ts += 1;
     region.sequence += 1;
     version
-        .memtables
-        .mutable
+        .memtables()
+        .mutable()
         .write(&batch, OpType::Put, region.sequence)
         .unwrap();
     region

@@ -169,23 +169,71 @@ struct LegacyDelta {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RegionManifest {
     /// Current schema.
-    pub metadata: RegionMetadata,
+    pub(crate) metadata: RegionMetadata,
     /// Current options.
-    pub options: RegionOptions,
+    pub(crate) options: RegionOptions,
     /// Live SST files.
-    pub files: BTreeMap<FileId, FileMeta>,
+    pub(crate) files: BTreeMap<FileId, FileMeta>,
     /// Files removed by edits or truncation, awaiting deletion.
-    pub removed_files: Vec<FileMeta>,
+    pub(crate) removed_files: Vec<FileMeta>,
     /// Every WAL entry up to this is in SST files.
-    pub flushed_entry_id: u64,
+    pub(crate) flushed_entry_id: u64,
     /// Every row up to this sequence is in SST files.
-    pub flushed_sequence: u64,
+    pub(crate) flushed_sequence: u64,
     /// Last committed sequence known to the manifest.
-    pub committed_sequence: u64,
+    pub(crate) committed_sequence: u64,
     /// Set by truncation: WAL entries up to this must not be replayed.
-    pub truncated_entry_id: Option<u64>,
+    pub(crate) truncated_entry_id: Option<u64>,
     /// The version that produced this state.
-    pub manifest_version: u64,
+    pub(crate) manifest_version: u64,
+}
+
+/// Read access; only this crate changes a `RegionManifest`.
+impl RegionManifest {
+    /// Current schema.
+    pub fn metadata(&self) -> &RegionMetadata {
+        &self.metadata
+    }
+
+    /// Current options.
+    pub fn options(&self) -> &RegionOptions {
+        &self.options
+    }
+
+    /// Live SST files.
+    pub fn files(&self) -> &BTreeMap<FileId, FileMeta> {
+        &self.files
+    }
+
+    /// Files removed by edits or truncation, awaiting deletion.
+    pub fn removed_files(&self) -> &Vec<FileMeta> {
+        &self.removed_files
+    }
+
+    /// Every WAL entry up to this is in SST files.
+    pub fn flushed_entry_id(&self) -> u64 {
+        self.flushed_entry_id
+    }
+
+    /// Every row up to this sequence is in SST files.
+    pub fn flushed_sequence(&self) -> u64 {
+        self.flushed_sequence
+    }
+
+    /// Last committed sequence known to the manifest.
+    pub fn committed_sequence(&self) -> u64 {
+        self.committed_sequence
+    }
+
+    /// Set by truncation: WAL entries up to this must not be replayed.
+    pub fn truncated_entry_id(&self) -> Option<u64> {
+        self.truncated_entry_id
+    }
+
+    /// The version that produced this state.
+    pub fn manifest_version(&self) -> u64 {
+        self.manifest_version
+    }
 }
 
 impl RegionManifest {

@@ -69,6 +69,7 @@ impl TimeRange {
 
 /// What a memtable holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MemtableStats {
     /// Bytes charged to the write buffer.
     pub estimated_bytes: usize,

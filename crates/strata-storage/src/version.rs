@@ -25,9 +25,22 @@ pub const MAX_LEVEL: usize = 2;
 #[derive(Debug, Clone)]
 pub struct MemtableVersion {
     /// Takes new writes.
-    pub mutable: Arc<TimeSeriesMemtable>,
+    pub(crate) mutable: Arc<TimeSeriesMemtable>,
     /// Frozen, oldest first; a failed flush leaves them here for the next one.
-    pub immutables: Vec<Arc<TimeSeriesMemtable>>,
+    pub(crate) immutables: Vec<Arc<TimeSeriesMemtable>>,
+}
+
+/// Read access; only this crate changes a `MemtableVersion`.
+impl MemtableVersion {
+    /// Takes new writes.
+    pub fn mutable(&self) -> &Arc<TimeSeriesMemtable> {
+        &self.mutable
+    }
+
+    /// Frozen, oldest first; a failed flush leaves them here for the next one.
+    pub fn immutables(&self) -> &Vec<Arc<TimeSeriesMemtable>> {
+        &self.immutables
+    }
 }
 
 impl MemtableVersion {
@@ -61,21 +74,64 @@ impl MemtableVersion {
 #[derive(Debug, Clone)]
 pub struct Version {
     /// The schema.
-    pub metadata: Arc<RegionMetadata>,
+    pub(crate) metadata: Arc<RegionMetadata>,
     /// Key codec of the schema.
-    pub codec: Arc<KeyCodec>,
+    pub(crate) codec: Arc<KeyCodec>,
     /// Region options.
-    pub options: RegionOptions,
+    pub(crate) options: RegionOptions,
     /// Memtables.
-    pub memtables: MemtableVersion,
+    pub(crate) memtables: MemtableVersion,
     /// SST files by level.
-    pub files: [BTreeMap<FileId, FileMeta>; MAX_LEVEL],
+    pub(crate) files: [BTreeMap<FileId, FileMeta>; MAX_LEVEL],
     /// Every WAL entry up to this is in SST files.
-    pub flushed_entry_id: u64,
+    pub(crate) flushed_entry_id: u64,
     /// Every row up to this sequence is in SST files.
-    pub flushed_sequence: u64,
+    pub(crate) flushed_sequence: u64,
     /// WAL entries up to this were truncated and must not be replayed.
-    pub truncated_entry_id: Option<u64>,
+    pub(crate) truncated_entry_id: Option<u64>,
+}
+
+/// Read access; only this crate changes a `Version`.
+impl Version {
+    /// The schema.
+    pub fn metadata(&self) -> &Arc<RegionMetadata> {
+        &self.metadata
+    }
+
+    /// Key codec of the schema.
+    pub fn codec(&self) -> &Arc<KeyCodec> {
+        &self.codec
+    }
+
+    /// Region options.
+    pub fn options(&self) -> &RegionOptions {
+        &self.options
+    }
+
+    /// Memtables.
+    pub fn memtables(&self) -> &MemtableVersion {
+        &self.memtables
+    }
+
+    /// SST files by level.
+    pub fn files(&self) -> &[BTreeMap<FileId, FileMeta>; MAX_LEVEL] {
+        &self.files
+    }
+
+    /// Every WAL entry up to this is in SST files.
+    pub fn flushed_entry_id(&self) -> u64 {
+        self.flushed_entry_id
+    }
+
+    /// Every row up to this sequence is in SST files.
+    pub fn flushed_sequence(&self) -> u64 {
+        self.flushed_sequence
+    }
+
+    /// WAL entries up to this were truncated and must not be replayed.
+    pub fn truncated_entry_id(&self) -> Option<u64> {
+        self.truncated_entry_id
+    }
 }
 
 impl Version {
@@ -136,13 +192,36 @@ impl Version {
 #[derive(Debug, Clone)]
 pub struct VersionControlData {
     /// The current version.
-    pub version: Arc<Version>,
+    pub(crate) version: Arc<Version>,
     /// Last sequence whose rows are all visible in memtables or files.
-    pub committed_sequence: u64,
+    pub(crate) committed_sequence: u64,
     /// Last WAL entry written or replayed.
-    pub last_entry_id: u64,
+    pub(crate) last_entry_id: u64,
     /// The region was dropped.
-    pub is_dropped: bool,
+    pub(crate) is_dropped: bool,
+}
+
+/// Read access; only this crate changes a `VersionControlData`.
+impl VersionControlData {
+    /// The current version.
+    pub fn version(&self) -> &Arc<Version> {
+        &self.version
+    }
+
+    /// Last sequence whose rows are all visible in memtables or files.
+    pub fn committed_sequence(&self) -> u64 {
+        self.committed_sequence
+    }
+
+    /// Last WAL entry written or replayed.
+    pub fn last_entry_id(&self) -> u64 {
+        self.last_entry_id
+    }
+
+    /// The region was dropped.
+    pub fn is_dropped(&self) -> bool {
+        self.is_dropped
+    }
 }
 
 /// The current version of one region.

@@ -92,12 +92,12 @@ impl Region {
 
     /// Validates like the write path, then inserts into the mutable memtable.
     fn write(&mut self, request: WriteRequest) {
-        let version = self.vc.current().version;
-        let batch = request.validate(&version.metadata).unwrap();
+        let version = self.vc.current().version().clone();
+        let batch = request.validate(version.metadata()).unwrap();
         let first = self.sequence + 1;
         version
-            .memtables
-            .mutable
+            .memtables()
+            .mutable()
             .write(&batch, request.op_type, first)
             .unwrap();
         self.sequence += batch.num_rows() as u64;
@@ -110,7 +110,7 @@ impl Region {
         let snapshot = self.vc.current();
         let mut files = Vec::new();
         let mut flushed = Vec::new();
-        for memtable in &snapshot.version.memtables.immutables {
+        for memtable in snapshot.version().memtables().immutables() {
             if let Some(file) = flush_memtable(
                 &self.store,
                 memtable,
@@ -129,8 +129,8 @@ impl Region {
         }
         let edit = RegionEdit {
             files_to_add: files,
-            flushed_entry_id: Some(snapshot.last_entry_id),
-            flushed_sequence: Some(snapshot.committed_sequence),
+            flushed_entry_id: Some(snapshot.last_entry_id()),
+            flushed_sequence: Some(snapshot.committed_sequence()),
             ..Default::default()
         };
         self.manifest

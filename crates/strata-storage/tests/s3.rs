@@ -126,7 +126,7 @@ async fn ssts_and_manifests_round_trip_through_s3_with_multipart_uploads() {
     .unwrap()
     .unwrap();
     assert_eq!(reopened.manifest(), manifest.manifest());
-    assert_eq!(reopened.manifest().files.len(), 1);
+    assert_eq!(reopened.manifest().files().len(), 1);
 }
 
 /// A unique-enough prefix per run, so reruns against one server do not collide.

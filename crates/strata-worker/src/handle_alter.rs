@@ -23,8 +23,8 @@ impl RegionWorkerLoop {
         else {
             return;
         };
-        let version = region.version_control.current().version;
-        let metadata = match new_metadata(&version.metadata, &request) {
+        let version = region.version_control.current().version().clone();
+        let metadata = match new_metadata(version.metadata(), &request) {
             Ok(Some(metadata)) => metadata,
             Ok(None) => {
                 // Already applied (a retried alter): nothing to do.
@@ -37,12 +37,13 @@ impl RegionWorkerLoop {
             }
         };
         let options = match &request.kind {
-            AlterKind::SetOptions { changes } => version.options.with_changes(changes),
-            _ => version.options.clone(),
+            AlterKind::SetOptions { changes } => version.options().with_changes(changes),
+            _ => version.options().clone(),
         };
         let schema_change = request.kind.changes_schema();
         if schema_change
-            && (self.flush.scheduler.is_flush_requested(region_id) || !version.memtables.is_empty())
+            && (self.flush.scheduler.is_flush_requested(region_id)
+                || !version.memtables().is_empty())
         {
             if !self.flush.scheduler.is_flush_requested(region_id) {
                 self.schedule_flush(&region, FlushReason::Alter, None);

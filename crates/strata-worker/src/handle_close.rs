@@ -39,8 +39,8 @@ impl RegionWorkerLoop {
             && !region
                 .version_control
                 .current()
-                .version
-                .memtables
+                .version()
+                .memtables()
                 .is_empty()
             && !self.flush.scheduler.is_flush_requested(region_id)
         {

@@ -16,7 +16,12 @@ impl RegionWorkerLoop {
             reason: "the region already exists with a different schema".into(),
         };
         if let Some(region) = self.regions.get(&region_id) {
-            let same = region.version_control.current().version.metadata.columns()
+            let same = region
+                .version_control
+                .current()
+                .version()
+                .metadata()
+                .columns()
                 == request.metadata.columns();
             sender.send(if same { Ok(0) } else { Err(different_schema()) });
             return;
@@ -32,7 +37,12 @@ impl RegionWorkerLoop {
             }
             match shared.open_region(region_id, false).await? {
                 Some(region) => {
-                    let existing = region.version_control.current().version.metadata.clone();
+                    let existing = region
+                        .version_control
+                        .current()
+                        .version()
+                        .metadata()
+                        .clone();
                     if existing.columns() != request.metadata.columns() {
                         return Err(different_schema());
                     }

@@ -28,7 +28,7 @@ impl RegionWorkerLoop {
         };
         let data = region.version_control.current();
         let (truncated_entry_id, truncated_sequence) =
-            (data.last_entry_id, data.committed_sequence);
+            (data.last_entry_id(), data.committed_sequence());
         let persisted = {
             let mut manifest = region.manifest.lock().await;
             region.state.set(RegionState::Truncating);
@@ -49,7 +49,7 @@ impl RegionWorkerLoop {
             return;
         }
         let old_files: Vec<String> = data
-            .version
+            .version()
             .all_files()
             .map(|f| f.path(&region_data_dir(region_id)))
             .collect();

@@ -31,9 +31,9 @@ impl RegionWriteCtx {
         let data = region.version_control.current();
         Self {
             region,
-            version: data.version,
-            next_sequence: data.committed_sequence + 1,
-            next_entry_id: data.last_entry_id + 1,
+            version: data.version().clone(),
+            next_sequence: data.committed_sequence() + 1,
+            next_entry_id: data.last_entry_id() + 1,
             mutations: Vec::new(),
             notifiers: Vec::new(),
         }
@@ -44,14 +44,14 @@ impl RegionWriteCtx {
         let SenderWriteRequest {
             request, sender, ..
         } = write;
-        if request.op_type == OpType::Delete && self.version.options.append_mode {
+        if request.op_type == OpType::Delete && self.version.options().append_mode {
             sender.send(Err(WorkerError::InvalidRequest {
                 region_id: request.region_id,
                 reason: "deletes are not allowed in an append-mode region".into(),
             }));
             return;
         }
-        let batch = match request.validate(&self.version.metadata) {
+        let batch = match request.validate(self.version.metadata()) {
             Ok(batch) => batch,
             Err(source) => {
                 sender.send(Err(WorkerError::InvalidWrite { source }));
@@ -83,7 +83,7 @@ impl RegionWriteCtx {
             self.reply();
             return (0, 0);
         }
-        let memtable = &self.version.memtables.mutable;
+        let memtable = &self.version.memtables().mutable();
         for (mutation, (_, result)) in self.mutations.iter().zip(&mut self.notifiers) {
             match memtable.write(&mutation.batch, mutation.op_type, mutation.first_sequence) {
                 Ok(()) => match mutation.op_type {
@@ -317,8 +317,8 @@ impl RegionWorkerLoop {
         let limit = match region
             .version_control
             .current()
-            .version
-            .options
+            .version()
+            .options()
             .write_buffer_size
         {
             Some(size) => usize::try_from(size).unwrap_or(usize::MAX),
@@ -333,7 +333,12 @@ impl RegionWorkerLoop {
         let Some((region, limit)) = self.region_limit(region_id) else {
             return;
         };
-        let memtables = region.version_control.current().version.memtables.clone();
+        let memtables = region
+            .version_control
+            .current()
+            .version()
+            .memtables()
+            .clone();
         if (memtables.mutable_usage() >= (limit / 2).max(1) || memtables.total_usage() >= limit)
             && region.state() == RegionState::Writable
             && !self.flush.scheduler.is_flush_requested(region_id)
@@ -351,8 +356,8 @@ impl RegionWorkerLoop {
         let usage = region
             .version_control
             .current()
-            .version
-            .memtables
+            .version()
+            .memtables()
             .total_usage();
         let stalled = self.stalled.region_size(region_id);
         if usage + stalled >= limit.saturating_mul(2) {

@@ -160,21 +160,21 @@ impl Shared {
         manifest: ManifestManager,
         skip_wal_replay: bool,
     ) -> Result<Arc<Region>> {
-        let region_id = manifest.manifest().metadata.region_id();
+        let region_id = manifest.manifest().metadata().region_id();
         let version = Version::from_manifest(manifest.manifest(), Some(self.write_buffer.clone()))
             .map_err(|source| WorkerError::Storage {
                 region_id,
                 source: Arc::new(source),
             })?;
-        let flushed_entry_id = version.flushed_entry_id;
+        let flushed_entry_id = version.flushed_entry_id();
         let version_control = Arc::new(VersionControl::new(version));
         if skip_wal_replay {
             // Later appends must still get ids above whatever the log holds.
             if let Some(last) = self.log_store.last_entry_id(region_id.as_u64()) {
                 let data = version_control.current();
                 version_control.set_sequence_and_entry_id(
-                    data.committed_sequence,
-                    last.max(data.last_entry_id),
+                    data.committed_sequence(),
+                    last.max(data.last_entry_id()),
                 );
             }
         } else {
@@ -230,8 +230,8 @@ impl Shared {
                     tracing::warn!(%region_id, entry_id = entry.entry_id, flushed_entry_id, "replaying a stale WAL entry");
                 }
                 let data = version_control.current();
-                let memtable = data.version.memtables.mutable.clone();
-                let mut committed = data.committed_sequence;
+                let memtable = data.version().memtables().mutable().clone();
+                let mut committed = data.committed_sequence();
                 for mutation in wal_entry::decode(region_id, entry.entry_id, &entry.data)? {
                     // Entries are in the schema they were written with; the alter that
                     // changed it flushed first, so only the current schema appears here,
@@ -241,13 +241,13 @@ impl Shared {
                         op_type: mutation.op_type,
                         batch: mutation.batch,
                     };
-                    let batch = request.validate(&data.version.metadata).map_err(|source| {
-                        WorkerError::CorruptWalEntry {
+                    let batch = request
+                        .validate(data.version().metadata())
+                        .map_err(|source| WorkerError::CorruptWalEntry {
                             region_id,
                             entry_id: entry.entry_id,
                             reason: format!("does not fit the region schema: {source}"),
-                        }
-                    })?;
+                        })?;
                     memtable
                         .write(&batch, mutation.op_type, mutation.first_sequence)
                         .map_err(|source| WorkerError::Storage {
@@ -259,7 +259,7 @@ impl Shared {
                     rows += batch.num_rows() as u64;
                 }
                 version_control
-                    .set_sequence_and_entry_id(committed, entry.entry_id.max(data.last_entry_id));
+                    .set_sequence_and_entry_id(committed, entry.entry_id.max(data.last_entry_id()));
                 entries += 1;
             }
         }

@@ -120,7 +120,7 @@ impl Region {
         state: RegionState,
         now_millis: i64,
     ) -> Self {
-        let region_id = manifest.manifest().metadata.region_id();
+        let region_id = manifest.manifest().metadata().region_id();
         let manifest = Arc::new(tokio::sync::Mutex::new(manifest));
         let state = Arc::new(StateCell::new(state));
         let check_state = state.clone();

@@ -318,13 +318,13 @@ impl RegionWorkerLoop {
             {
                 continue;
             }
-            let version = region.version_control.current().version;
-            let usage = version.memtables.total_usage();
+            let version = region.version_control.current().version().clone();
+            let usage = version.memtables().total_usage();
             if usage == 0 {
                 continue;
             }
             let interval = version
-                .options
+                .options()
                 .auto_flush_interval
                 .unwrap_or(self.shared.config.auto_flush_interval);
             candidates.push((
@@ -376,7 +376,8 @@ impl RegionWorkerLoop {
                     && !self.backing_off(region)
             })
             .filter(|region| {
-                let options = &region.version_control.current().version.options;
+                let version = region.version_control.current().version().clone();
+                let options = version.options();
                 let interval = options
                     .auto_flush_interval
                     .unwrap_or(self.shared.config.auto_flush_interval);
@@ -388,8 +389,8 @@ impl RegionWorkerLoop {
             if region
                 .version_control
                 .current()
-                .version
-                .memtables
+                .version()
+                .memtables()
                 .is_empty()
             {
                 // Nothing to flush: count it as flushed so it is not checked every minute.

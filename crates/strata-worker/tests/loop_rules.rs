@@ -363,8 +363,8 @@ impl World {
     /// Rows in the region's memtables, `None` if it is not open.
     fn memtable_rows_if_open(&self, region_id: RegionId) -> Option<usize> {
         let region = self.group.regions().get(region_id)?;
-        let version = region.snapshot().version;
-        Some(version.memtables.all().map(|m| m.stats().num_rows).sum())
+        let version = region.snapshot().version().clone();
+        Some(version.memtables().all().map(|m| m.stats().num_rows).sum())
     }
 }
 

@@ -175,7 +175,7 @@ impl Env {
 
     /// Writes `n` rows for host `host` with timestamps from `start`.
     fn write(&mut self, host: &str, start: i64, n: i64) {
-        let version = self.vc.current().version;
+        let version = self.vc.current().version().clone();
         let columns: Vec<ArrayRef> = vec![
             Arc::new(StringArray::from_iter_values((0..n).map(|_| host))),
             Arc::new(TimestampMillisecondArray::from_iter_values(
@@ -183,10 +183,11 @@ impl Env {
             )),
             Arc::new(Int64Array::from_iter_values(start..start + n)),
         ];
-        let batch = RecordBatch::try_new(version.metadata.arrow_schema().clone(), columns).unwrap();
+        let batch =
+            RecordBatch::try_new(version.metadata().arrow_schema().clone(), columns).unwrap();
         version
-            .memtables
-            .mutable
+            .memtables()
+            .mutable()
             .write(&batch, OpType::Put, self.sequence + 1)
             .unwrap();
         self.sequence += n as u64;
@@ -275,15 +276,15 @@ async fn a_flush_writes_files_commits_the_edit_and_releases_the_region() {
     assert!(released.ddls.is_empty() && released.writes.is_empty());
     assert!(is_ok(reply.await));
     assert!(!env.scheduler.is_flush_requested(env.region));
-    let version = env.vc.current().version;
-    assert!(version.memtables.is_empty());
+    let version = env.vc.current().version().clone();
+    assert!(version.memtables().is_empty());
     assert_eq!(version.all_files().count(), 1);
     assert_eq!(
-        (version.flushed_entry_id, version.flushed_sequence),
+        (version.flushed_entry_id(), version.flushed_sequence()),
         (1, 10)
     );
     assert_eq!(
-        env.committer.manifest.lock().await.manifest().files.len(),
+        env.committer.manifest.lock().await.manifest().files().len(),
         1
     );
     assert_eq!(env.scan_count().await, 10);
@@ -333,7 +334,7 @@ async fn requests_during_a_flush_merge_into_one_follow_up_and_fence_ddls_and_wri
         "handed back, not failed"
     );
     assert!(matches!(write_reply.await, Err(TestError::Unanswered)));
-    assert_eq!(env.vc.current().version.all_files().count(), 2);
+    assert_eq!(env.vc.current().version().all_files().count(), 2);
     assert_eq!(env.scan_count().await, 10);
 }
 
@@ -388,9 +389,9 @@ async fn a_failed_flush_fails_everything_pending_keeps_the_memtables_and_deletes
         Err(TestError::Flush(FlushError::FlushFailed { .. }))
     ));
     assert!(!env.scheduler.is_flush_requested(env.region));
-    let version = env.vc.current().version;
+    let version = env.vc.current().version().clone();
     assert_eq!(
-        version.memtables.immutables.len(),
+        version.memtables().immutables().len(),
         1,
         "kept for the next flush"
     );
@@ -404,7 +405,7 @@ async fn a_failed_flush_fails_everything_pending_keeps_the_memtables_and_deletes
     let retry = env.request(FlushReason::Manual).unwrap();
     env.handle_next().await.unwrap();
     assert!(is_ok(retry.await));
-    assert!(env.vc.current().version.memtables.is_empty());
+    assert!(env.vc.current().version().memtables().is_empty());
     assert_eq!(
         env.scan_count().await,
         10,
@@ -532,7 +533,7 @@ async fn failing_sst_writes_fail_the_flush_and_the_next_flush_succeeds_exactly_o
     ));
     assert!(env.faults.injected() > 0);
     assert_eq!(
-        env.vc.current().version.memtables.immutables.len(),
+        env.vc.current().version().memtables().immutables().len(),
         1,
         "memtables kept"
     );
@@ -544,7 +545,7 @@ async fn failing_sst_writes_fail_the_flush_and_the_next_flush_succeeds_exactly_o
     assert!(is_ok(retry.await));
     assert_eq!(env.scan_count().await, 12);
     assert_eq!(
-        env.committer.manifest.lock().await.manifest().files.len(),
+        env.committer.manifest.lock().await.manifest().files().len(),
         1
     );
 }
@@ -560,7 +561,7 @@ async fn a_failing_manifest_write_keeps_the_memtables_and_the_retry_reads_exactl
         reply.await,
         Err(TestError::Flush(FlushError::Commit { .. }))
     ));
-    assert_eq!(env.vc.current().version.memtables.immutables.len(), 1);
+    assert_eq!(env.vc.current().version().memtables().immutables().len(), 1);
     assert_eq!(
         env.data_files().await,
         1,
@@ -580,7 +581,7 @@ async fn a_failing_manifest_write_keeps_the_memtables_and_the_retry_reads_exactl
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(reopened.manifest().files.len(), 1);
+    assert_eq!(reopened.manifest().files().len(), 1);
 }
 
 #[tokio::test]
