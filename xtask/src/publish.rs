@@ -18,6 +18,7 @@ struct Metadata {
 #[derive(Debug, Deserialize)]
 struct Package {
     name: String,
+    version: String,
     manifest_path: PathBuf,
     /// `Some([])` is `publish = false`; `None` may be published anywhere.
     publish: Option<Vec<String>>,
@@ -43,13 +44,29 @@ pub(crate) fn run(root: &Path, steps: &mut Steps) -> Result<(), String> {
     for package in metadata.packages.iter().filter(|p| !p.publishable()) {
         args.extend(["--exclude", package.name.as_str()]);
     }
-    steps.run(root, "package", "cargo", &args, &[])?;
+    forget_stale_extractions(&metadata);
+    // Verification builds in a target directory of its own, where every Strata crate comes
+    // from the temporary registry. Cargo fingerprints registry crates by name and version
+    // only, so their builds from an earlier run would be reused although the sources
+    // changed: forget them (third-party builds stay cached).
+    let target = root.join("target/package-verify");
+    forget_strata_builds(&target);
+    let target_env = target.to_string_lossy().into_owned();
+    steps.run(
+        root,
+        "package",
+        "cargo",
+        &args,
+        &[("CARGO_TARGET_DIR", target_env.as_str())],
+    )?;
     ensure_machete()?;
+    // The binary itself: as `cargo machete` under `cargo xtask` (which sets
+    // CARGO_PKG_NAME) it takes its own subcommand name for a directory to scan.
     steps.run(
         root,
         "unused dependencies",
-        "cargo",
-        &["machete", "--with-metadata"],
+        "cargo-machete",
+        &["--with-metadata"],
         &[],
     )
 }
@@ -115,10 +132,51 @@ fn check(metadata: &Metadata) -> Result<(), String> {
     }
 }
 
+/// `cargo package --workspace` verifies each crate against its siblings through a
+/// temporary local registry, which cargo unpacks under `$CARGO_HOME/registry/src/-<hash>/`
+/// and never unpacks again while `<name>-<version>` exists there — so a second run with
+/// the same version would build against the sources of the first. Local registries are
+/// the directories whose name starts with `-` (crates.io's start with its host name).
+fn forget_stale_extractions(metadata: &Metadata) {
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")));
+    let Some(cargo_home) = cargo_home else {
+        return;
+    };
+    for kind in ["src", "cache"] {
+        let Ok(registries) = std::fs::read_dir(cargo_home.join("registry").join(kind)) else {
+            continue;
+        };
+        for registry in registries.flatten() {
+            if !registry.file_name().to_string_lossy().starts_with('-') {
+                continue;
+            }
+            for package in metadata.packages.iter().filter(|p| p.publishable()) {
+                let stem = format!("{}-{}", package.name, package.version);
+                let _ = std::fs::remove_dir_all(registry.path().join(&stem));
+                let _ = std::fs::remove_file(registry.path().join(format!("{stem}.crate")));
+            }
+        }
+    }
+}
+
+/// Removes the fingerprints of Strata crates under `target`, so cargo rebuilds them.
+fn forget_strata_builds(target: &Path) {
+    let Ok(fingerprints) = std::fs::read_dir(target.join("debug/.fingerprint")) else {
+        return;
+    };
+    for entry in fingerprints.flatten() {
+        if entry.file_name().to_string_lossy().starts_with("strata-") {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// Installs cargo-machete (from crates.io, pinned) when `cargo machete` is not there.
 fn ensure_machete() -> Result<(), String> {
-    let present = Command::new("cargo")
-        .args(["machete", "--version"])
+    let present = Command::new("cargo-machete")
+        .arg("--version")
         .output()
         .is_ok_and(|out| out.status.success());
     if present {
@@ -148,6 +206,7 @@ mod tests {
     fn package(name: &str, fields: serde_json::Value) -> Package {
         let mut value = serde_json::json!({
             "name": name,
+            "version": "0.1.0",
             "manifest_path": format!("{}/crates/{name}/Cargo.toml", env!("CARGO_MANIFEST_DIR")),
         });
         if let (Some(target), Some(extra)) = (value.as_object_mut(), fields.as_object()) {

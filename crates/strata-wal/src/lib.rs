@@ -24,7 +24,7 @@
 //!
 //! # Features
 //!
-//! - `testing`: [`conformance`], the protocol's conformance suite, for checking any
+//! - `testing`: `conformance`, the protocol's conformance suite, for checking any
 //!   `LogStore` implementation (Strata's own run it; so can an embedder's).
 
 mod config;
