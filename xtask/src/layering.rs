@@ -141,20 +141,26 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
 
 /// Reads `cargo metadata` for the workspace at `root` and checks it against [`ALLOWED`].
 pub(crate) fn check_workspace(root: &Path) -> Result<(), String> {
+    let metadata: Metadata = serde_json::from_slice(&cargo_metadata(root)?)
+        .map_err(|e| format!("cannot parse cargo metadata: {e}"))?;
+    check(&metadata, ALLOWED)
+}
+
+/// `cargo metadata --no-deps` of the workspace at `root`, as JSON.
+pub(crate) fn cargo_metadata(root: &Path) -> Result<Vec<u8>, String> {
     let output = Command::new("cargo")
         .args(["metadata", "--format-version", "1", "--no-deps", "--locked"])
         .current_dir(root)
         .output()
         .map_err(|e| format!("cannot run cargo metadata: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
+    if output.status.success() {
+        Ok(output.stdout)
+    } else {
+        Err(format!(
             "cargo metadata failed: {}",
             String::from_utf8_lossy(&output.stderr)
-        ));
+        ))
     }
-    let metadata: Metadata = serde_json::from_slice(&output.stdout)
-        .map_err(|e| format!("cannot parse cargo metadata: {e}"))?;
-    check(&metadata, ALLOWED)
 }
 
 /// Checks every dependency edge between workspace crates against `allowed`.

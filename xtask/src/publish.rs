@@ -72,18 +72,8 @@ pub(crate) fn run(root: &Path, steps: &mut Steps) -> Result<(), String> {
 }
 
 fn metadata(root: &Path) -> Result<Metadata, String> {
-    let output = Command::new("cargo")
-        .args(["metadata", "--format-version", "1", "--no-deps", "--locked"])
-        .current_dir(root)
-        .output()
-        .map_err(|e| format!("cannot run cargo metadata: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "cargo metadata failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    serde_json::from_slice(&output.stdout).map_err(|e| format!("cannot parse cargo metadata: {e}"))
+    let json = crate::layering::cargo_metadata(root)?;
+    serde_json::from_slice(&json).map_err(|e| format!("cannot parse cargo metadata: {e}"))
 }
 
 /// Every publishable crate says what it is, under which license, with a readme that

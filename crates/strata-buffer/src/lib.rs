@@ -9,6 +9,11 @@
 //!   retried even when memory is freed outside any worker (e.g. the last scan of a flushed
 //!   memtable ends).
 //!
+//! # Features
+//!
+//! - `testing`: `testing::ForcedWriteBuffer`, a real manager whose flush, stall and reject
+//!   decisions a test can force on.
+//!
 //! # Layering
 //!
 //! A leaf crate: it **must never depend on any other Strata crate**. Memtables (in
@@ -21,3 +26,6 @@ mod tracker;
 pub use manager::{BufferError, WriteBufferManager, WriteBufferManagerImpl, WriteBufferManagerRef};
 pub use notifier::ReleaseNotifier;
 pub use tracker::AllocTracker;
+
+#[cfg(feature = "testing")]
+pub mod testing;

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use arrow_array::{Float64Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use async_trait::async_trait;
+use strata_buffer::testing::ForcedWriteBuffer;
 use strata_buffer::{ReleaseNotifier, WriteBufferManager, WriteBufferManagerImpl};
 use strata_request::{
     CloseRequest, ColumnDataType, ColumnSchema, CreateRequest, DdlRequest, FlushRequest, RegionId,
@@ -202,47 +203,6 @@ impl LogStore for RecordingLog {
     }
 }
 
-/// A real write-buffer manager whose stall and reject decisions can be forced on.
-#[derive(Debug)]
-struct ForcedBuffer {
-    inner: WriteBufferManagerImpl,
-    stall: AtomicBool,
-    reject: AtomicBool,
-}
-
-impl WriteBufferManager for ForcedBuffer {
-    fn should_flush_engine(&self) -> bool {
-        self.inner.should_flush_engine()
-    }
-    fn should_stall(&self) -> bool {
-        self.stall.load(Ordering::SeqCst) || self.inner.should_stall()
-    }
-    fn should_reject(&self, stalled_bytes: usize) -> bool {
-        self.reject.load(Ordering::SeqCst) || self.inner.should_reject(stalled_bytes)
-    }
-    fn reserve_mem(&self, bytes: usize) {
-        self.inner.reserve_mem(bytes);
-    }
-    fn schedule_free_mem(&self, bytes: usize) {
-        self.inner.schedule_free_mem(bytes);
-    }
-    fn free_mem(&self, bytes: usize) {
-        self.inner.free_mem(bytes);
-    }
-    fn memory_usage(&self) -> usize {
-        self.inner.memory_usage()
-    }
-    fn mutable_usage(&self) -> usize {
-        self.inner.mutable_usage()
-    }
-    fn flush_limit(&self) -> usize {
-        self.inner.flush_limit()
-    }
-    fn notifier(&self) -> &ReleaseNotifier {
-        self.inner.notifier()
-    }
-}
-
 /// The flush pool, reporting each job's end.
 #[derive(Debug)]
 struct ReportingPool {
@@ -269,7 +229,7 @@ struct World {
     events: Arc<Events>,
     flushes: Arc<Gate>,
     appends: Arc<Gate>,
-    buffer: Arc<ForcedBuffer>,
+    buffer: Arc<ForcedWriteBuffer>,
     faults: Arc<FaultPlan>,
 }
 
@@ -281,12 +241,9 @@ impl World {
         let store = opendal::Operator::new(opendal::services::Memory::default())
             .unwrap()
             .layer(FaultLayer::new(faults.clone()));
-        let buffer = Arc::new(ForcedBuffer {
-            inner: WriteBufferManagerImpl::new(64 << 20, 128 << 20, ReleaseNotifier::new())
-                .unwrap(),
-            stall: AtomicBool::new(false),
-            reject: AtomicBool::new(false),
-        });
+        let buffer = Arc::new(ForcedWriteBuffer::new(
+            WriteBufferManagerImpl::new(64 << 20, 128 << 20, ReleaseNotifier::new()).unwrap(),
+        ));
         let mut config = WorkerConfig {
             num_workers: 1,
             ..WorkerConfig::default()
@@ -492,7 +449,7 @@ async fn a_finished_flush_is_applied_before_the_writes_queued_behind_it() {
 async fn stalled_writes_wait_for_released_memory_then_all_go_on() {
     let world = World::new(|_| {});
     world.create(A).await;
-    world.buffer.stall.store(true, Ordering::SeqCst);
+    world.buffer.force_stall.store(true, Ordering::SeqCst);
     let writes: Vec<_> = (0..3).map(|_| world.spawn_write(A, 2)).collect();
     world.events.wait_for(Event::Stall, 1).await;
     settle().await;
@@ -503,7 +460,7 @@ async fn stalled_writes_wait_for_released_memory_then_all_go_on() {
     assert_eq!(world.memtable_rows(A), 0);
 
     // Memory is released: every stalled write is retried and succeeds.
-    world.buffer.stall.store(false, Ordering::SeqCst);
+    world.buffer.force_stall.store(false, Ordering::SeqCst);
     world.buffer.notifier().notify();
     for write in writes {
         assert_eq!(within("stalled write", write).await.unwrap().unwrap(), 2);
@@ -516,10 +473,10 @@ async fn stalled_writes_wait_for_released_memory_then_all_go_on() {
 async fn over_the_reject_limit_the_new_writes_and_every_stalled_write_fail() {
     let world = World::new(|_| {});
     world.create(A).await;
-    world.buffer.stall.store(true, Ordering::SeqCst);
+    world.buffer.force_stall.store(true, Ordering::SeqCst);
     let stalled = world.spawn_write(A, 1);
     world.events.wait_for(Event::Stall, 1).await;
-    world.buffer.reject.store(true, Ordering::SeqCst);
+    world.buffer.force_reject.store(true, Ordering::SeqCst);
     let rejected = world.spawn_write(A, 1);
     for write in [rejected, stalled] {
         let error = within("rejected write", write).await.unwrap().unwrap_err();
@@ -530,13 +487,14 @@ async fn over_the_reject_limit_the_new_writes_and_every_stalled_write_fail() {
     world.group.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn a_close_waits_for_the_running_flush_and_fails_when_that_flush_failed_without_a_wal() {
-    // flush_on_close: the engine's setting when there is no WAL to replay from.
+type Call = tokio::task::JoinHandle<Result<usize>>;
+
+/// A region of a `flush_on_close` group (no WAL) holding two rows, a flush of it held at
+/// its start, and a close sent after it — fenced behind it.
+async fn close_behind_a_held_flush() -> (World, Call, Call) {
     let world = World::new(|c| c.flush_on_close = true);
     world.create(A).await;
     world.spawn_write(A, 2).await.unwrap().unwrap();
-
     world.flushes.hold();
     let flush = world.spawn_ddl(DdlRequest::Flush(FlushRequest {
         region_id: A,
@@ -546,6 +504,12 @@ async fn a_close_waits_for_the_running_flush_and_fails_when_that_flush_failed_wi
     let close = world.spawn_ddl(DdlRequest::Close(CloseRequest { region_id: A }));
     settle().await;
     assert!(!close.is_finished(), "the close is fenced behind the flush");
+    (world, flush, close)
+}
+
+#[tokio::test]
+async fn a_close_waits_for_the_running_flush_and_fails_when_that_flush_failed_without_a_wal() {
+    let (world, flush, close) = close_behind_a_held_flush().await;
 
     // The flush fails: the close must not drop the rows it did not write.
     world.faults.fail_writes_containing(".parquet");
@@ -577,18 +541,7 @@ async fn a_close_waits_for_the_running_flush_and_fails_when_that_flush_failed_wi
 
 #[tokio::test]
 async fn a_close_fenced_behind_a_successful_flush_runs_after_it() {
-    let world = World::new(|c| c.flush_on_close = true);
-    world.create(A).await;
-    world.spawn_write(A, 2).await.unwrap().unwrap();
-    world.flushes.hold();
-    let flush = world.spawn_ddl(DdlRequest::Flush(FlushRequest {
-        region_id: A,
-        row_group_size: None,
-    }));
-    world.events.wait_for(Event::FlushBegin(A), 1).await;
-    let close = world.spawn_ddl(DdlRequest::Close(CloseRequest { region_id: A }));
-    settle().await;
-    assert!(!close.is_finished(), "the close is fenced behind the flush");
+    let (world, flush, close) = close_behind_a_held_flush().await;
     world.flushes.release_all();
     within("flush", flush).await.unwrap().unwrap();
     within("close", close).await.unwrap().unwrap();
@@ -601,7 +554,7 @@ async fn a_close_fenced_behind_a_successful_flush_runs_after_it() {
 async fn stop_answers_every_stalled_write_with_worker_stopped() {
     let world = World::new(|c| c.worker_channel_size = 64);
     world.create(A).await;
-    world.buffer.stall.store(true, Ordering::SeqCst);
+    world.buffer.force_stall.store(true, Ordering::SeqCst);
     let writes: Vec<_> = (0..8).map(|_| world.spawn_write(A, 1)).collect();
     world.events.wait_for(Event::Stall, 1).await;
     settle().await;

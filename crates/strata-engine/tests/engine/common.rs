@@ -11,7 +11,8 @@ use std::time::Duration;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, TimestampMillisecondType};
 use arrow_array::{Float64Array, RecordBatch, StringArray, TimestampMillisecondArray};
-use strata_buffer::{ReleaseNotifier, WriteBufferManager, WriteBufferManagerImpl};
+use strata_buffer::testing::ForcedWriteBuffer;
+use strata_buffer::{ReleaseNotifier, WriteBufferManagerImpl};
 use strata_engine::{
     ColumnDataType, ColumnSchema, CreateRequest, Engine, EngineBuilder, EngineConfig,
     EventListener, ManualClock, ObjectStoreConfig, RegionId, RegionMetadata, RegionMetadataBuilder,
@@ -150,47 +151,6 @@ impl EventListener for Installed {
     }
 }
 
-/// A real write-buffer manager whose flush and stall decisions can be forced on.
-#[derive(Debug)]
-pub struct ForcedWriteBuffer {
-    inner: WriteBufferManagerImpl,
-    pub force_flush: AtomicBool,
-    pub force_stall: AtomicBool,
-}
-
-impl WriteBufferManager for ForcedWriteBuffer {
-    fn should_flush_engine(&self) -> bool {
-        self.force_flush.load(Ordering::SeqCst) || self.inner.should_flush_engine()
-    }
-    fn should_stall(&self) -> bool {
-        self.force_stall.load(Ordering::SeqCst) || self.inner.should_stall()
-    }
-    fn should_reject(&self, stalled_bytes: usize) -> bool {
-        self.inner.should_reject(stalled_bytes)
-    }
-    fn reserve_mem(&self, bytes: usize) {
-        self.inner.reserve_mem(bytes);
-    }
-    fn schedule_free_mem(&self, bytes: usize) {
-        self.inner.schedule_free_mem(bytes);
-    }
-    fn free_mem(&self, bytes: usize) {
-        self.inner.free_mem(bytes);
-    }
-    fn memory_usage(&self) -> usize {
-        self.inner.memory_usage()
-    }
-    fn mutable_usage(&self) -> usize {
-        self.inner.mutable_usage()
-    }
-    fn flush_limit(&self) -> usize {
-        self.inner.flush_limit()
-    }
-    fn notifier(&self) -> &ReleaseNotifier {
-        self.inner.notifier()
-    }
-}
-
 /// One test's world; engines built from it share the directory, clock and listener.
 pub struct TestEnv {
     pub dir: tempfile::TempDir,
@@ -213,11 +173,7 @@ impl TestEnv {
             dir: tempfile::tempdir().expect("temp dir"),
             clock: Arc::new(ManualClock::new(1_700_000_000_000)),
             listener: Arc::new(TestListener::default()),
-            buffer: Arc::new(ForcedWriteBuffer {
-                inner,
-                force_flush: AtomicBool::new(false),
-                force_stall: AtomicBool::new(false),
-            }),
+            buffer: Arc::new(ForcedWriteBuffer::new(inner)),
             notifier,
             faults: Arc::new(FaultPlan::default()),
             registry: std::sync::Mutex::new(prometheus::Registry::new()),
