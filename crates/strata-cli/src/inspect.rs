@@ -115,6 +115,7 @@ async fn manifest(args: &RegionArgs) -> Result<(), String> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    println!("  options: {}", describe_options(m.options()));
     println!(
         "  flushed entry id {}, flushed sequence {}, committed sequence {}, truncated entry id {:?}",
         m.flushed_entry_id(),
@@ -243,4 +244,23 @@ async fn wal(config: &EngineConfig) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Region options, as `key value` pairs (defaults shown as `default`).
+fn describe_options(options: &strata_engine::RegionOptions) -> String {
+    let duration = |d: Option<std::time::Duration>, none: &str| {
+        d.map_or_else(
+            || none.to_string(),
+            |d| humantime::format_duration(d).to_string(),
+        )
+    };
+    format!(
+        "ttl {}, append_mode {}, auto_flush_interval {}, write_buffer_size {}",
+        duration(options.ttl, "none"),
+        options.append_mode,
+        duration(options.auto_flush_interval, "default"),
+        options
+            .write_buffer_size
+            .map_or_else(|| "default".to_string(), |b| b.to_string())
+    )
 }

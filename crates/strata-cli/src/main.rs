@@ -8,6 +8,8 @@
 //!   checksums and that every file a manifest names exists.
 //! - `strata repair` — what a damaged WAL still holds; with `--yes`, salvage it, replay and
 //!   flush every region, and leave a WAL that opens cleanly.
+//! - `strata alter --region R --ttl 7d|none` — change a region's time to live (read-write:
+//!   refused while an ingest holds the directory).
 //! - `strata config default|check FILE` — the commented default configuration, or a check
 //!   of a file that names the bad key.
 //!
@@ -15,6 +17,7 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod alter;
 mod ingest;
 mod inspect;
 mod repair;
@@ -49,6 +52,8 @@ enum Command {
     },
     /// Show what a damaged WAL still holds; with --yes, salvage it and flush every region.
     Repair(repair::RepairArgs),
+    /// Change a region's options (its TTL); needs the directory, so not during an ingest.
+    Alter(alter::AlterArgs),
     /// Print the default configuration or check a configuration file.
     Config {
         #[command(subcommand)]
@@ -136,6 +141,7 @@ fn main() -> ExitCode {
         Command::Scan(args) => runtime.block_on(scan::run(args)),
         Command::Inspect { command } => runtime.block_on(inspect::run(command)),
         Command::Repair(args) => runtime.block_on(repair::run(args)),
+        Command::Alter(args) => runtime.block_on(alter::run(args)),
         Command::Config { command } => config(command),
     };
     match result {

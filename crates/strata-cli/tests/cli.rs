@@ -101,6 +101,47 @@ fn ingest_then_rerun_continues_the_series_and_scan_sees_every_row() {
 }
 
 #[test]
+fn alter_ttl_hides_expired_rows_from_scans_and_none_shows_them_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "ingest",
+        "--hosts",
+        "8",
+        "--epochs",
+        "5",
+        "--batch-rows",
+        "10",
+    ];
+    stdout(&strata(dir.path(), &args));
+    assert_eq!(count(dir.path(), "1024.0"), 10);
+    // The TSBS series starts in 2016: a 30-day TTL expires every row of it.
+    let said = stdout(&strata(
+        dir.path(),
+        &["alter", "--region", "1024.0", "--ttl", "30d"],
+    ));
+    assert_eq!(said.trim(), "region 1024.0: ttl 30days (was none)");
+    assert_eq!(count(dir.path(), "1024.0"), 0);
+    assert_eq!(
+        count(dir.path(), "1024.1"),
+        10,
+        "other regions keep their rows"
+    );
+    let manifest = stdout(&strata(
+        dir.path(),
+        &["inspect", "manifest", "--region", "1024.0"],
+    ));
+    assert!(manifest.contains("options: ttl 30days"), "{manifest}");
+    // Nothing was deleted: without a TTL the rows are back.
+    stdout(&strata(
+        dir.path(),
+        &["alter", "--region", "1024.0", "--ttl", "none"],
+    ));
+    assert_eq!(count(dir.path(), "1024.0"), 10);
+    let bad = strata(dir.path(), &["alter", "--region", "1024.0", "--ttl", "0s"]);
+    assert_eq!(bad.status.code(), Some(2), "a zero TTL is a usage error");
+}
+
+#[test]
 fn a_mismatched_rerun_and_a_missing_region_are_one_line_errors() {
     let dir = tempfile::tempdir().unwrap();
     stdout(&strata(

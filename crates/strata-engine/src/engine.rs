@@ -10,7 +10,8 @@ use snafu::ResultExt;
 use strata_buffer::WriteBufferManagerRef;
 use strata_request::{
     AffectedRows, AlterRequest, CloseRequest, CreateRequest, DdlRequest, DropRequest, FlushRequest,
-    OpenRequest, RegionId, RegionMetadata, SetWritableRequest, TruncateRequest, WriteRequest,
+    OpenRequest, RegionId, RegionMetadata, RegionOptions, SetWritableRequest, TruncateRequest,
+    WriteRequest,
 };
 use strata_scheduler::{ClockRef, SchedulerRef, SystemClock};
 use strata_storage::{RecordBatchStream, ScanRequest, scan};
@@ -228,7 +229,7 @@ impl EngineBuilder {
             config: worker_config,
             store,
             log_store: log_store.clone(),
-            clock,
+            clock: clock.clone(),
             registry: self.registry,
             listener: self.listener.unwrap_or_else(|| Arc::new(NoopListener)),
             write_buffer: self.write_buffer,
@@ -237,6 +238,7 @@ impl EngineBuilder {
         })?;
         Ok(Engine {
             group,
+            clock,
             log_store,
             config,
             wal_report,
@@ -282,6 +284,7 @@ pub struct RegionStats {
 #[derive(Debug)]
 pub struct Engine {
     group: WorkerGroup,
+    clock: ClockRef,
     log_store: LogStoreRef,
     config: EngineConfig,
     wal_report: Option<RecoveryReport>,
@@ -394,6 +397,10 @@ impl Engine {
             .get(region_id)
             .ok_or(WorkerError::RegionNotFound { region_id })?;
         let snapshot = region.snapshot();
+        // Rows past the region's TTL are never returned, whether or not a compaction has
+        // removed them yet.
+        let cutoff = snapshot.version().ttl_cutoff(self.clock.now_millis());
+        let request = request.alive_from(cutoff);
         Ok(scan(self.group.store(), &snapshot, request)
             .await
             .context(ScanSnafu { region_id })?)
@@ -446,6 +453,16 @@ impl Engine {
             .get(region_id)
             .ok_or(WorkerError::RegionNotFound { region_id })?;
         Ok(region.snapshot().version().metadata().clone())
+    }
+
+    /// The options of an open region (as created, then altered).
+    pub fn region_options(&self, region_id: RegionId) -> Result<RegionOptions> {
+        let region = self
+            .group
+            .regions()
+            .get(region_id)
+            .ok_or(WorkerError::RegionNotFound { region_id })?;
+        Ok(region.snapshot().version().options().clone())
     }
 
     /// Ids of the open regions, sorted.

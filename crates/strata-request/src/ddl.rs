@@ -26,6 +26,12 @@ pub struct RegionOptions {
     /// the limit, reject them at twice the limit. `None` uses the engine's
     /// `default_region_write_buffer_size`; `Some(0)` disables the limit for this region.
     pub write_buffer_size: Option<u64>,
+    /// Time to live: scans never return rows whose timestamp is older than now − `ttl`
+    /// (now on the engine's clock). `None` keeps rows forever. Expired rows stay in the
+    /// files until a compaction rewrites them, so shortening and then lengthening the TTL
+    /// (or removing it) shows them again.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Option<Duration>,
 }
 
 /// One change to [`RegionOptions`] made by [`AlterKind::SetOptions`].
@@ -37,6 +43,8 @@ pub enum RegionOptionChange {
     AutoFlushInterval(#[serde(with = "humantime_serde")] Option<Duration>),
     /// Set (or, with `None`, reset to the engine default) the region's write-buffer limit.
     WriteBufferSize(Option<u64>),
+    /// Set (or, with `None`, remove) the region's time to live.
+    Ttl(#[serde(with = "humantime_serde")] Option<Duration>),
 }
 
 impl RegionOptions {
@@ -50,6 +58,9 @@ impl RegionOptions {
                 }
                 RegionOptionChange::WriteBufferSize(size) => {
                     options.write_buffer_size = *size;
+                }
+                RegionOptionChange::Ttl(ttl) => {
+                    options.ttl = *ttl;
                 }
             }
         }
@@ -232,6 +243,17 @@ mod tests {
     use super::*;
     use crate::metadata::RegionMetadataBuilder;
     use crate::schema::ColumnDataType;
+
+    #[test]
+    fn a_ttl_parses_from_a_human_duration_and_alter_sets_and_removes_it() {
+        let o: RegionOptions = serde_json::from_str(r#"{"ttl": "7d"}"#).unwrap();
+        assert_eq!(o.ttl, Some(Duration::from_secs(7 * 86_400)));
+        let none = o.with_changes(&[RegionOptionChange::Ttl(None)]);
+        assert_eq!(none.ttl, None);
+        let hour = none.with_changes(&[RegionOptionChange::Ttl(Some(Duration::from_secs(3600)))]);
+        assert_eq!(hour.ttl, Some(Duration::from_secs(3600)));
+        assert_eq!(hour.auto_flush_interval, None, "other options untouched");
+    }
 
     #[test]
     fn region_options_parse_human_durations_and_reject_unknown_keys() {

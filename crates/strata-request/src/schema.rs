@@ -104,6 +104,17 @@ impl ColumnDataType {
         })
     }
 
+    /// For a timestamp type, the instant `millis` (milliseconds since the epoch) in its
+    /// unit, saturating at the ends of `i64`; `None` for other types.
+    pub fn timestamp_from_millis(self, millis: i64) -> Option<i64> {
+        match self {
+            ColumnDataType::TimestampMillisecond => Some(millis),
+            ColumnDataType::TimestampMicrosecond => Some(millis.saturating_mul(1_000)),
+            ColumnDataType::TimestampNanosecond => Some(millis.saturating_mul(1_000_000)),
+            _ => None,
+        }
+    }
+
     /// Whether this is one of the timestamp types.
     pub fn is_timestamp(self) -> bool {
         matches!(
@@ -318,6 +329,28 @@ impl ColumnSchema {
 mod tests {
     use super::*;
     use arrow_array::Array;
+
+    #[test]
+    fn a_millisecond_instant_converts_to_each_timestamp_unit_and_saturates() {
+        use ColumnDataType as T;
+        assert_eq!(
+            T::TimestampMillisecond.timestamp_from_millis(1_500),
+            Some(1_500)
+        );
+        assert_eq!(
+            T::TimestampMicrosecond.timestamp_from_millis(1_500),
+            Some(1_500_000)
+        );
+        assert_eq!(
+            T::TimestampNanosecond.timestamp_from_millis(1_500),
+            Some(1_500_000_000)
+        );
+        assert_eq!(
+            T::TimestampNanosecond.timestamp_from_millis(i64::MIN / 2),
+            Some(i64::MIN)
+        );
+        assert_eq!(T::Float64.timestamp_from_millis(1), None);
+    }
 
     const ALL_TYPES: [ColumnDataType; 9] = [
         ColumnDataType::Float64,

@@ -61,9 +61,14 @@ impl TimeRange {
         self.start <= ts && ts <= self.end
     }
 
-    /// Whether the two ranges share a timestamp.
+    /// Whether the two ranges share a timestamp (an empty range shares none).
     pub fn overlaps(&self, other: &TimeRange) -> bool {
-        self.start <= other.end && other.start <= self.end
+        !self.is_empty() && !other.is_empty() && self.start <= other.end && other.start <= self.end
+    }
+
+    /// Whether no timestamp lies in the range (`start > end`).
+    pub fn is_empty(&self) -> bool {
+        self.start > self.end
     }
 }
 

@@ -135,6 +135,18 @@ impl Version {
 }
 
 impl Version {
+    /// With a TTL in the region options, the oldest timestamp (in the region's timestamp
+    /// unit) that is still alive at `now_millis`: rows before it have expired. `None`
+    /// without a TTL.
+    pub fn ttl_cutoff(&self, now_millis: i64) -> Option<i64> {
+        let ttl = self.options.ttl?;
+        let ttl_millis = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        self.metadata
+            .time_index_column()
+            .data_type
+            .timestamp_from_millis(now_millis.saturating_sub(ttl_millis))
+    }
+
     /// A version with empty memtables built from `manifest`, charging `write_buffer`.
     pub fn from_manifest(
         manifest: &RegionManifest,

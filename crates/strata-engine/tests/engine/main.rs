@@ -16,4 +16,5 @@ mod flush;
 mod lifecycle;
 mod read_only;
 mod regressions;
+mod ttl;
 mod write_path;

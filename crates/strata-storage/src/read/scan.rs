@@ -33,6 +33,25 @@ pub struct ScanRequest {
     pub batch_rows: usize,
 }
 
+impl ScanRequest {
+    /// This request, narrowed to rows at or after `first_alive` (a TTL cutoff from
+    /// [`Version::ttl_cutoff`](crate::Version::ttl_cutoff)); unchanged for `None`.
+    pub fn alive_from(mut self, first_alive: Option<i64>) -> Self {
+        if let Some(cutoff) = first_alive {
+            let wanted = self.time_range.unwrap_or(TimeRange {
+                start: i64::MIN,
+                end: i64::MAX,
+            });
+            // An empty range (start > end) overlaps nothing: every row has expired.
+            self.time_range = Some(TimeRange {
+                start: wanted.start.max(cutoff),
+                end: wanted.end,
+            });
+        }
+        self
+    }
+}
+
 impl Default for ScanRequest {
     fn default() -> Self {
         Self {

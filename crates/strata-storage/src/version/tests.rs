@@ -181,3 +181,51 @@ fn truncating_and_dropping_empty_the_version() {
     assert!(data.is_dropped);
     assert!(data.version.memtables.is_empty());
 }
+
+#[test]
+fn the_ttl_cutoff_is_in_the_regions_timestamp_unit_and_absent_without_a_ttl() {
+    let mut manifest = manifest();
+    let version = Version::from_manifest(&manifest, None).unwrap();
+    assert_eq!(version.ttl_cutoff(10_000), None);
+    manifest.options.ttl = Some(std::time::Duration::from_secs(3));
+    let version = Version::from_manifest(&manifest, None).unwrap();
+    assert_eq!(version.ttl_cutoff(10_000), Some(7_000));
+    manifest.metadata = RegionMetadataBuilder::new(RegionId::new(4, 4))
+        .column(ColumnSchema::tag("host"))
+        .column(ColumnSchema::timestamp(
+            "ts",
+            ColumnDataType::TimestampMicrosecond,
+        ))
+        .build()
+        .unwrap();
+    let version = Version::from_manifest(&manifest, None).unwrap();
+    assert_eq!(version.ttl_cutoff(10_000), Some(7_000_000));
+}
+
+#[test]
+fn a_ttl_cutoff_narrows_a_scan_range_and_past_its_end_leaves_nothing() {
+    use crate::{ScanRequest, TimeRange};
+    let open = ScanRequest::default().alive_from(Some(50));
+    assert_eq!(
+        open.time_range,
+        Some(TimeRange {
+            start: 50,
+            end: i64::MAX
+        })
+    );
+    let wanted = ScanRequest {
+        time_range: Some(TimeRange { start: 10, end: 40 }),
+        ..ScanRequest::default()
+    };
+    let narrowed = wanted.clone().alive_from(Some(20));
+    assert_eq!(narrowed.time_range, Some(TimeRange { start: 20, end: 40 }));
+    let gone = wanted.clone().alive_from(Some(41)).time_range.unwrap();
+    assert!(!gone.overlaps(&TimeRange {
+        start: i64::MIN,
+        end: i64::MAX
+    }));
+    assert_eq!(
+        wanted.clone().alive_from(None).time_range,
+        wanted.time_range
+    );
+}
