@@ -1,7 +1,8 @@
 //! Model-based test of the engine: seeded random sequences of puts and deletes (with
-//! duplicate keys), flushes, alters (add a field), truncates, close/open, engine restarts
-//! and drop/create across three regions on two workers, checked after every step against a
-//! `BTreeMap` model by scanning. `SEED` replays; `STRATA_STRESS` multiplies the cases.
+//! duplicate keys), flushes, alters (add a field, set or remove a TTL), a manual clock
+//! moving on, truncates, close/open, engine restarts and drop/create across three regions
+//! on two workers, checked after every step against a `BTreeMap` model by scanning (rows
+//! past a region's TTL must not be returned). `SEED` replays; `STRATA_STRESS` multiplies the cases.
 
 #![allow(
     clippy::unwrap_used,
@@ -18,9 +19,9 @@ use arrow_array::types::{Int64Type, TimestampMillisecondType};
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use opendal::Operator;
 use strata_engine::{
-    AlterKind, AlterRequest, ColumnDataType, ColumnSchema, CreateRequest, Engine, EngineBuilder,
-    EngineConfig, ObjectStoreConfig, RegionId, RegionMetadata, RegionOptions, ScanRequest,
-    WriteRequest,
+    AlterKind, AlterRequest, Clock, ColumnDataType, ColumnSchema, CreateRequest, Engine,
+    EngineBuilder, EngineConfig, ManualClock, ObjectStoreConfig, RegionId, RegionMetadata,
+    RegionOptionChange, RegionOptions, ScanRequest, WriteRequest,
 };
 use strata_wal::{AppendResponse, Entry, EntryStream, LogStore, MemoryLogStore, WalError};
 
@@ -75,10 +76,22 @@ struct World {
     /// Per region: whether it exists (open), its rows, and whether it has the extra field.
     model: BTreeMap<u32, Option<Rows>>,
     altered: BTreeMap<u32, bool>,
+    /// Per region: its TTL in milliseconds, if it has one.
+    ttl: BTreeMap<u32, u64>,
+    clock: Arc<ManualClock>,
     dir: tempfile::TempDir,
 }
 
-async fn build(store: &Operator, log: &Arc<SharedLog>, dir: &std::path::Path) -> Engine {
+/// Where the manual clock starts: just past the rows' timestamps (0..TIMES ms), so TTLs
+/// of about a second expire some of them.
+const CLOCK_START_MILLIS: i64 = 1_000;
+
+async fn build(
+    store: &Operator,
+    log: &Arc<SharedLog>,
+    clock: &Arc<ManualClock>,
+    dir: &std::path::Path,
+) -> Engine {
     let config = EngineConfig {
         data_home: dir.to_path_buf(),
         num_workers: 2,
@@ -88,6 +101,7 @@ async fn build(store: &Operator, log: &Arc<SharedLog>, dir: &std::path::Path) ->
     EngineBuilder::new(config)
         .object_store(store.clone())
         .log_store(log.clone())
+        .clock(clock.clone())
         .build()
         .await
         .unwrap()
@@ -98,7 +112,8 @@ impl World {
         let store = ObjectStoreConfig::Memory.build().unwrap();
         let log = Arc::new(SharedLog::default());
         let dir = tempfile::tempdir().unwrap();
-        let engine = build(&store, &log, dir.path()).await;
+        let clock = Arc::new(ManualClock::new(CLOCK_START_MILLIS));
+        let engine = build(&store, &log, &clock, dir.path()).await;
         let mut model = BTreeMap::new();
         for r in 0..REGIONS {
             engine
@@ -116,6 +131,8 @@ impl World {
             engine,
             model,
             altered: BTreeMap::new(),
+            ttl: BTreeMap::new(),
+            clock,
             dir,
         }
     }
@@ -223,7 +240,7 @@ impl World {
             87..=91 => {
                 *what = "restart the engine".into();
                 self.engine.stop().await.unwrap();
-                self.engine = build(&self.store, &self.log, self.dir.path()).await;
+                self.engine = build(&self.store, &self.log, &self.clock, self.dir.path()).await;
                 for (&r, rows) in &self.model {
                     if rows.is_some() {
                         self.engine.open(region(r)).await.unwrap();
@@ -235,6 +252,35 @@ impl World {
                 self.engine.drop_region(id).await.unwrap();
                 self.model.insert(r, None);
                 self.altered.remove(&r);
+                self.ttl.remove(&r);
+            }
+            96..=97 if open => {
+                // A TTL around the clock's distance from the rows, or none.
+                let ttl =
+                    (strata_tests::below(rng, 3) > 0).then(|| 990 + strata_tests::below(rng, 20));
+                *what = format!("set ttl of {id} to {ttl:?} ms");
+                let schema_version = self.engine.region_metadata(id).unwrap().schema_version();
+                self.engine
+                    .alter(AlterRequest {
+                        region_id: id,
+                        schema_version,
+                        kind: AlterKind::SetOptions {
+                            changes: vec![RegionOptionChange::Ttl(
+                                ttl.map(std::time::Duration::from_millis),
+                            )],
+                        },
+                    })
+                    .await
+                    .unwrap();
+                match ttl {
+                    Some(ttl) => self.ttl.insert(r, ttl),
+                    None => self.ttl.remove(&r),
+                };
+            }
+            98..=99 => {
+                let step = strata_tests::below(rng, 4);
+                *what = format!("advance the clock {step} ms");
+                self.clock.advance(std::time::Duration::from_millis(step));
             }
             _ if !open => {
                 *what = format!("create {id}");
@@ -253,12 +299,23 @@ impl World {
 
     async fn check(&self) -> Result<(), String> {
         for (&r, rows) in &self.model {
-            let Some(expected) = rows else {
+            let Some(rows) = rows else {
                 if self.engine.region_stats(region(r)).is_ok() {
                     return Err(format!("{} should be dropped", region(r)));
                 }
                 continue;
             };
+            // Rows past the region's TTL are not returned.
+            let now = self.clock.now_millis();
+            let expected: Rows = rows
+                .iter()
+                .filter(|((_, ts), _)| {
+                    self.ttl
+                        .get(&r)
+                        .is_none_or(|&ttl| *ts as i64 >= now - ttl as i64)
+                })
+                .map(|(k, v)| (*k, *v))
+                .collect();
             let mut actual = BTreeMap::new();
             let batches = self
                 .engine
@@ -280,7 +337,7 @@ impl World {
                     actual.insert((h, ts.value(i) as u64), v.value(i));
                 }
             }
-            if &actual != expected {
+            if actual != expected {
                 return Err(format!(
                     "{}: scan {actual:?} != model {expected:?}",
                     region(r)
