@@ -61,7 +61,7 @@ pub use read::{
     BatchStream, MergeOptions, RecordBatchStream, ScanRequest, flush_memtable, merge, scan,
 };
 pub use sst::{
-    FileId, FileMeta, REGION_METADATA_KEY, SstReadOptions, SstWriteOptions, read_sst, verify_sst,
-    write_sst, writer_properties,
+    FileHandle, FileId, FileMeta, FilePurger, FilePurgerRef, FileTracker, REGION_METADATA_KEY,
+    SstReadOptions, SstWriteOptions, read_sst, verify_sst, write_sst, writer_properties,
 };
 pub use version::{MAX_LEVEL, MemtableVersion, Version, VersionControl, VersionControlData};

@@ -6,6 +6,7 @@
 //! as JSON under the key-value metadata key [`REGION_METADATA_KEY`]. Standard tools (pyarrow,
 //! DuckDB, DataFusion) read it as a table.
 
+mod handle;
 mod opendal_io;
 mod reader;
 mod writer;
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use strata_request::RegionId;
 
 use crate::memtable::TimeRange;
+pub use handle::{FileHandle, FilePurger, FilePurgerRef, FileTracker};
 pub use reader::{SstReadOptions, read_sst, verify_sst};
 pub use writer::{SstWriteOptions, write_sst, writer_properties};
 

@@ -16,7 +16,7 @@ use crate::error::{MemtablesNotEmptySnafu, StorageError};
 use crate::key::KeyCodec;
 use crate::manifest::{RegionEdit, RegionManifest};
 use crate::memtable::{MemtableId, TimeSeriesMemtable};
-use crate::sst::{FileId, FileMeta};
+use crate::sst::{FileHandle, FileId, FileMeta, FileTracker};
 
 /// Number of LSM levels: 0 for flushed files, 1 for compacted ones.
 pub const MAX_LEVEL: usize = 2;
@@ -82,7 +82,10 @@ pub struct Version {
     /// Memtables.
     pub(crate) memtables: MemtableVersion,
     /// SST files by level.
-    pub(crate) files: [BTreeMap<FileId, FileMeta>; MAX_LEVEL],
+    pub(crate) files: [BTreeMap<FileId, FileHandle>; MAX_LEVEL],
+    /// Counts this region's file handles and deletes removed files (shared by every
+    /// version of the region).
+    pub(crate) tracker: Arc<FileTracker>,
     /// Every WAL entry up to this is in SST files.
     pub(crate) flushed_entry_id: u64,
     /// Every row up to this sequence is in SST files.
@@ -114,7 +117,7 @@ impl Version {
     }
 
     /// SST files by level.
-    pub fn files(&self) -> &[BTreeMap<FileId, FileMeta>; MAX_LEVEL] {
+    pub fn files(&self) -> &[BTreeMap<FileId, FileHandle>; MAX_LEVEL] {
         &self.files
     }
 
@@ -154,9 +157,11 @@ impl Version {
     ) -> Result<Self, StorageError> {
         let metadata = Arc::new(manifest.metadata.clone());
         let codec = Arc::new(KeyCodec::new(metadata.clone())?);
-        let mut files: [BTreeMap<FileId, FileMeta>; MAX_LEVEL] = Default::default();
+        let tracker = FileTracker::new();
+        let mut files: [BTreeMap<FileId, FileHandle>; MAX_LEVEL] = Default::default();
         for file in manifest.files.values() {
-            files[usize::from(file.level).min(MAX_LEVEL - 1)].insert(file.file_id, file.clone());
+            files[usize::from(file.level).min(MAX_LEVEL - 1)]
+                .insert(file.file_id, FileHandle::new(file.clone(), &tracker));
         }
         Ok(Self {
             memtables: MemtableVersion {
@@ -167,6 +172,7 @@ impl Version {
             codec,
             options: manifest.options.clone(),
             files,
+            tracker,
             flushed_entry_id: manifest.flushed_entry_id,
             flushed_sequence: manifest.flushed_sequence,
             truncated_entry_id: manifest.truncated_entry_id,
@@ -175,7 +181,19 @@ impl Version {
 
     /// Every SST file, all levels.
     pub fn all_files(&self) -> impl Iterator<Item = &FileMeta> {
+        self.all_file_handles().map(FileHandle::meta)
+    }
+
+    /// Handles of every SST file, all levels: a reader that holds them keeps the files
+    /// from being deleted.
+    pub fn all_file_handles(&self) -> impl Iterator<Item = &FileHandle> {
         self.files.iter().flat_map(|level| level.values())
+    }
+
+    /// The region's file tracker: [`FileTracker::released`] waits until no reader holds
+    /// any of its files.
+    pub fn file_tracker(&self) -> &Arc<FileTracker> {
+        &self.tracker
     }
 
     /// This version with a fresh empty mutable memtable, no immutables and no files.
@@ -299,11 +317,14 @@ impl VersionControl {
         let mut next = Version::clone(&data.version);
         for file in &edit.files_to_add {
             next.files[usize::from(file.level).min(MAX_LEVEL - 1)]
-                .insert(file.file_id, file.clone());
+                .insert(file.file_id, FileHandle::new(file.clone(), &next.tracker));
         }
         for id in &edit.files_to_remove {
             for level in &mut next.files {
-                level.remove(id);
+                if let Some(removed) = level.remove(id) {
+                    // Deleted once the versions and scans that still hold it let go.
+                    removed.mark_removed();
+                }
             }
         }
         if let Some(id) = edit.flushed_entry_id {
@@ -368,9 +389,13 @@ impl VersionControl {
         data.version = Arc::new(next);
     }
 
-    /// Forgets every row and file: fresh memtables, no files, flushed ids set exactly.
+    /// Forgets every row and file: fresh memtables, no files (each deleted once no reader
+    /// holds it), flushed ids set exactly.
     pub fn truncate(&self, truncated_entry_id: u64, truncated_sequence: u64) {
         let mut data = self.write();
+        for file in data.version.all_file_handles() {
+            file.mark_removed();
+        }
         let next = Version {
             flushed_entry_id: truncated_entry_id,
             flushed_sequence: truncated_sequence,

@@ -69,8 +69,29 @@ impl RegionWorkerLoop {
             // Also when nobody waits: the value stays for a later create or open.
             let _ = done.send(true);
         });
-        if let Err(error) = self.shared.purge_pool.schedule(job) {
-            tracing::warn!(%region_id, %error, "cannot schedule removal of a dropped region's files");
+        // The files go once no scan holds any of them: at once if none does, else after
+        // a wait off the pool, so a long scan occupies no purge slot (and an engine stop
+        // does not wait for it; the marker then makes the next open or create finish the
+        // removal).
+        let tracker = region
+            .version_control
+            .current()
+            .version()
+            .file_tracker()
+            .clone();
+        let pool = self.shared.purge_pool.clone();
+        let schedule = move |job| {
+            if let Err(error) = pool.schedule(job) {
+                tracing::warn!(%region_id, %error, "cannot schedule removal of a dropped region's files");
+            }
+        };
+        if tracker.live() == 0 {
+            schedule(job);
+        } else {
+            tokio::spawn(async move {
+                tracker.released().await;
+                schedule(job);
+            });
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use strata_request::{DdlRequest, TruncateRequest};
-use strata_storage::{RegionMetaAction, RegionMetaActionList, region_data_dir};
+use strata_storage::{RegionMetaAction, RegionMetaActionList};
 
 use crate::error::WorkerError;
 use crate::region::RegionState;
@@ -26,9 +26,11 @@ impl RegionWorkerLoop {
         else {
             return;
         };
-        let data = region.version_control.current();
-        let (truncated_entry_id, truncated_sequence) =
-            (data.last_entry_id(), data.committed_sequence());
+        let (truncated_entry_id, truncated_sequence) = {
+            // Not kept: a snapshot held here would keep the old files alive past the reply.
+            let data = region.version_control.current();
+            (data.last_entry_id(), data.committed_sequence())
+        };
         let persisted = {
             let mut manifest = region.manifest.lock().await;
             region.state.set(RegionState::Truncating);
@@ -48,11 +50,7 @@ impl RegionWorkerLoop {
             }));
             return;
         }
-        let old_files: Vec<String> = data
-            .version()
-            .all_files()
-            .map(|f| f.path(&region_data_dir(region_id)))
-            .collect();
+        // The old files are deleted on the purge pool once no scan holds them.
         region
             .version_control
             .truncate(truncated_entry_id, truncated_sequence);
@@ -69,16 +67,5 @@ impl RegionWorkerLoop {
         }
         tracing::info!(%region_id, truncated_entry_id, truncated_sequence, "region truncated");
         sender.send(Ok(0));
-        let store = self.shared.store.clone();
-        let job = Box::pin(async move {
-            for path in old_files {
-                if let Err(error) = store.delete(&path).await {
-                    tracing::warn!(path, %error, "cannot delete a truncated SST (it is garbage now)");
-                }
-            }
-        });
-        if let Err(error) = self.shared.purge_pool.schedule(job) {
-            tracing::warn!(%region_id, %error, "cannot schedule removal of truncated files");
-        }
     }
 }

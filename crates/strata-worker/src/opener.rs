@@ -7,6 +7,7 @@ use strata_request::{RegionId, RegionMetadata, RegionOptions};
 use strata_storage::{ManifestManager, Version, VersionControl, region_dir};
 
 use crate::error::{Result, WorkerError};
+use crate::purges::PoolFilePurger;
 use crate::region::{Region, RegionState};
 use crate::wal_entry;
 use crate::worker::Shared;
@@ -167,6 +168,11 @@ impl Shared {
                 source: Arc::new(source),
             })?;
         let flushed_entry_id = version.flushed_entry_id();
+        // Removed files are deleted on the purge pool once no reader holds them.
+        version.file_tracker().set_purger(Arc::new(PoolFilePurger {
+            store: self.store.clone(),
+            pool: self.purge_pool.clone(),
+        }));
         let version_control = Arc::new(VersionControl::new(version));
         if skip_wal_replay {
             // Later appends must still get ids above whatever the log holds.

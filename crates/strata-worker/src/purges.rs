@@ -1,13 +1,41 @@
-//! [`Purges`]: which dropped regions still have a background file purge running, so a
-//! create or open of the same id waits for it (the purge must never delete the new
-//! region's files). Only running purges are remembered: the map cannot grow with the
-//! number of drops over an engine's life.
+//! Deleting files on the purge pool. [`PoolFilePurger`] deletes an SST removed from its
+//! region (truncate, later compaction) once its last reader is done. [`Purges`]: which
+//! dropped regions still have a background file purge running, so a create or open of
+//! the same id waits for it (the purge must never delete the new region's files). Only
+//! running purges are remembered: the map cannot grow with the number of drops over an
+//! engine's life.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
+use opendal::Operator;
 use strata_request::RegionId;
+use strata_scheduler::SchedulerRef;
+use strata_storage::{FileMeta, FilePurger, region_data_dir};
 use tokio::sync::watch;
+
+/// Deletes removed SST files on the purge pool, once their last reader is done
+/// (strata-storage's file handles call it).
+#[derive(Debug)]
+pub(crate) struct PoolFilePurger {
+    pub(crate) store: Operator,
+    pub(crate) pool: SchedulerRef,
+}
+
+impl FilePurger for PoolFilePurger {
+    fn purge(&self, file: &FileMeta) {
+        let path = file.path(&region_data_dir(file.region_id));
+        let store = self.store.clone();
+        let job = Box::pin(async move {
+            if let Err(error) = store.delete(&path).await {
+                tracing::warn!(path, %error, "cannot delete a removed SST (it is garbage now)");
+            }
+        });
+        if let Err(error) = self.pool.schedule(job) {
+            tracing::warn!(file = %file.file_id, %error, "cannot schedule deletion of a removed SST (it is garbage now)");
+        }
+    }
+}
 
 /// The running purges, by region.
 #[derive(Debug, Default)]

@@ -197,6 +197,11 @@ impl TestEnv {
     }
 
     pub async fn engine_with(&self, config: EngineConfig) -> Engine {
+        self.builder(config).build().await.expect("engine")
+    }
+
+    /// The builder `engine_with` uses, for tests that swap one more part.
+    pub fn builder(&self, config: EngineConfig) -> EngineBuilder {
         let store = ObjectStoreConfig::Fs {
             root: self.dir.path().to_path_buf(),
         }
@@ -214,9 +219,6 @@ impl TestEnv {
                 *self.registry.lock().unwrap() = registry.clone();
                 registry
             })
-            .build()
-            .await
-            .expect("engine")
     }
 }
 

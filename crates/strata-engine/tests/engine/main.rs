@@ -12,6 +12,7 @@
 )]
 
 mod common;
+mod file_lifetime;
 mod flush;
 mod lifecycle;
 mod read_only;

@@ -13,7 +13,7 @@ use crate::batch::output_schema;
 use crate::error::{ArrowSnafu, StorageError};
 use crate::memtable::{IterOptions, TimeRange, TimeSeriesMemtable};
 use crate::object_store::region_data_dir;
-use crate::sst::{FileMeta, SstReadOptions, SstWriteOptions, read_sst, write_sst};
+use crate::sst::{FileHandle, FileMeta, SstReadOptions, SstWriteOptions, read_sst, write_sst};
 use crate::version::VersionControlData;
 
 /// A stream of scan results.
@@ -100,10 +100,15 @@ pub async fn scan(
         sources.push(Box::pin(futures::stream::iter(rows)));
     }
     let data_dir = region_data_dir(region_id);
-    for file in version.all_files() {
+    // The stream holds the handles of the files it reads, so none is deleted (by a
+    // truncate, a compaction or a drop) before the scan is done with it.
+    let mut held: Vec<FileHandle> = Vec::new();
+    for handle in version.all_file_handles() {
+        let file = handle.meta();
         if !overlaps(Some(file.time_range())) {
             continue;
         }
+        held.push(handle.clone());
         let options = SstReadOptions {
             projection: Some(projection.clone()),
             time_range: request.time_range,
@@ -121,6 +126,7 @@ pub async fn scan(
     );
     let schema = output_schema(&metadata, &projection, false);
     Ok(Box::pin(merged.map(move |batch| {
+        let _held = &held;
         batch?.to_record_batch(&schema).context(ArrowSnafu {
             region_id,
             operation: "build scan output",

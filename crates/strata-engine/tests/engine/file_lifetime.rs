@@ -1,0 +1,185 @@
+//! SST file lifetime: a scan holds the files it reads, so a truncate or a drop that
+//! removes them while the scan is paused mid-stream never makes it fail; the files are
+//! deleted (on the purge pool) once the scan lets go. The purge pool here runs its jobs
+//! only when the test says so, so "not deleted yet" is checked after every queued
+//! deletion has had its chance to run.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use strata_engine::{
+    Job, RegionId, ScanRequest, Scheduler, SchedulerError, SchedulerRef, StopFuture,
+};
+use tokio::sync::Notify;
+
+use crate::common::*;
+
+/// A purge pool that queues jobs until `run_all`.
+#[derive(Default)]
+struct QueuedPool {
+    jobs: Mutex<Vec<Job>>,
+    queued: Notify,
+}
+
+impl std::fmt::Debug for QueuedPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueuedPool").finish_non_exhaustive()
+    }
+}
+
+impl QueuedPool {
+    async fn run_all(&self) -> usize {
+        let jobs: Vec<Job> = std::mem::take(&mut *self.jobs.lock().unwrap());
+        let n = jobs.len();
+        for job in jobs {
+            job.await;
+        }
+        n
+    }
+
+    /// Waits until `n` jobs are queued.
+    async fn wait_for_jobs(&self, n: usize) {
+        within("purge jobs", async {
+            loop {
+                let queued = self.queued.notified();
+                if self.jobs.lock().unwrap().len() >= n {
+                    return;
+                }
+                queued.await;
+            }
+        })
+        .await;
+    }
+}
+
+impl Scheduler for QueuedPool {
+    fn schedule(&self, job: Job) -> Result<(), SchedulerError> {
+        self.jobs.lock().unwrap().push(job);
+        self.queued.notify_waiters();
+        Ok(())
+    }
+    fn stop(&self, _await_termination: bool) -> StopFuture<'_> {
+        Box::pin(async move {
+            self.run_all().await;
+            Ok(())
+        })
+    }
+}
+
+/// The region's SST files on disk.
+fn sst_files(env: &TestEnv, region: RegionId) -> Vec<PathBuf> {
+    let dir = env.dir.path().join(strata_storage::region_data_dir(region));
+    match std::fs::read_dir(&dir) {
+        Ok(entries) => entries
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// An engine on the queued purge pool with a region of three flushed files (150 rows),
+/// and a scan of it paused after its first batch of 10 rows.
+async fn paused_scan(
+    env: &TestEnv,
+    region: RegionId,
+) -> (
+    strata_engine::Engine,
+    Arc<QueuedPool>,
+    strata_engine::RecordBatchStream,
+) {
+    let pool = Arc::new(QueuedPool::default());
+    let engine = env
+        .builder(env.config())
+        .purge_pool(pool.clone() as SchedulerRef)
+        .build()
+        .await
+        .unwrap();
+    create(&engine, region).await;
+    for ts in [1_000, 2_000, 3_000] {
+        put(&engine, region, 0..50, ts, 1.0).await;
+        engine.flush(region).await.unwrap();
+    }
+    assert_eq!(sst_files(env, region).len(), 3);
+    let mut stream = engine
+        .scan(
+            region,
+            ScanRequest {
+                batch_rows: 10,
+                ..ScanRequest::default()
+            },
+        )
+        .await
+        .unwrap();
+    let first = stream.next().await.unwrap().unwrap();
+    assert_eq!(first.num_rows(), 10);
+    (engine, pool, stream)
+}
+
+/// Reads the rest of a stream, failing on any error.
+async fn rest(mut stream: strata_engine::RecordBatchStream) -> usize {
+    let mut rows = 0;
+    while let Some(batch) = stream.next().await {
+        rows += batch
+            .expect("a paused scan reads on after its files were removed")
+            .num_rows();
+    }
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_paused_during_a_truncate_and_its_purge_reads_every_row_then_the_files_go() {
+    let env = TestEnv::new();
+    let region = RegionId::new(1, 0);
+    let (engine, pool, stream) = paused_scan(&env, region).await;
+
+    engine.truncate(region).await.unwrap();
+    pool.run_all().await;
+    assert_eq!(
+        sst_files(&env, region).len(),
+        3,
+        "the scan still holds the files"
+    );
+    assert!(
+        scan(&engine, region).await.is_empty(),
+        "new scans see the truncate"
+    );
+
+    assert_eq!(
+        rest(stream).await,
+        140,
+        "the paused scan reads the other 140 rows"
+    );
+    // Its handles are gone: the purger queues one deletion per file.
+    pool.wait_for_jobs(3).await;
+    assert_eq!(pool.run_all().await, 3);
+    assert!(sst_files(&env, region).is_empty());
+    engine.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_paused_during_a_drop_reads_every_row_and_the_region_is_purged_after_it() {
+    let env = TestEnv::new();
+    let region = RegionId::new(1, 1);
+    let (engine, pool, stream) = paused_scan(&env, region).await;
+
+    engine.drop_region(region).await.unwrap();
+    pool.run_all().await;
+    assert_eq!(
+        sst_files(&env, region).len(),
+        3,
+        "the purge waits for the scan"
+    );
+
+    assert_eq!(rest(stream).await, 140);
+    pool.wait_for_jobs(1).await;
+    pool.run_all().await;
+    assert!(sst_files(&env, region).is_empty());
+    assert_eq!(
+        count(&env.listener.later_drops),
+        1,
+        "the drop's purge finished"
+    );
+    engine.stop().await.unwrap();
+}
