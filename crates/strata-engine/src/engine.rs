@@ -391,11 +391,7 @@ impl Engine {
         region_id: RegionId,
         request: ScanRequest,
     ) -> Result<RecordBatchStream> {
-        let region = self
-            .group
-            .regions()
-            .get(region_id)
-            .ok_or(WorkerError::RegionNotFound { region_id })?;
+        let region = self.open_region(region_id)?;
         let snapshot = region.snapshot();
         // Rows past the region's TTL are never returned, whether or not a compaction has
         // removed them yet.
@@ -422,11 +418,7 @@ impl Engine {
 
     /// Progress and size of an open region.
     pub fn region_stats(&self, region_id: RegionId) -> Result<RegionStats> {
-        let region = self
-            .group
-            .regions()
-            .get(region_id)
-            .ok_or(WorkerError::RegionNotFound { region_id })?;
+        let region = self.open_region(region_id)?;
         let data = region.snapshot();
         let version = &data.version();
         Ok(RegionStats {
@@ -447,21 +439,22 @@ impl Engine {
 
     /// The schema of an open region.
     pub fn region_metadata(&self, region_id: RegionId) -> Result<Arc<RegionMetadata>> {
-        let region = self
+        let region = self.open_region(region_id)?;
+        Ok(region.snapshot().version().metadata().clone())
+    }
+
+    /// The open region `region_id`, or `RegionNotFound`.
+    fn open_region(&self, region_id: RegionId) -> Result<Arc<strata_worker::Region>> {
+        Ok(self
             .group
             .regions()
             .get(region_id)
-            .ok_or(WorkerError::RegionNotFound { region_id })?;
-        Ok(region.snapshot().version().metadata().clone())
+            .ok_or(WorkerError::RegionNotFound { region_id })?)
     }
 
     /// The options of an open region (as created, then altered).
     pub fn region_options(&self, region_id: RegionId) -> Result<RegionOptions> {
-        let region = self
-            .group
-            .regions()
-            .get(region_id)
-            .ok_or(WorkerError::RegionNotFound { region_id })?;
+        let region = self.open_region(region_id)?;
         Ok(region.snapshot().version().options().clone())
     }
 
