@@ -422,17 +422,7 @@ async fn write_delta(
     path: &str,
     actions: &RegionMetaActionList,
 ) -> Result<(), ManifestError> {
-    let bytes = actions
-        .encode()
-        .map_err(|reason| ManifestError::Corrupted {
-            path: path.to_string(),
-            reason: format!("cannot serialize: {reason}"),
-        })?;
-    store.write(path, bytes).await.context(ObjectStoreSnafu {
-        operation: "write",
-        path,
-    })?;
-    Ok(())
+    write_bytes(store, path, actions.encode()).await
 }
 
 /// Reads a delta and checks its checksum.
@@ -456,9 +446,23 @@ async fn write_json<T: Serialize>(
     path: &str,
     value: &T,
 ) -> Result<(), ManifestError> {
-    let bytes = serde_json::to_vec(value).map_err(|e| ManifestError::Corrupted {
+    write_bytes(
+        store,
+        path,
+        serde_json::to_vec(value).map_err(|e| e.to_string()),
+    )
+    .await
+}
+
+/// Writes serialized bytes, or reports what could not be serialized.
+async fn write_bytes(
+    store: &Operator,
+    path: &str,
+    bytes: Result<Vec<u8>, String>,
+) -> Result<(), ManifestError> {
+    let bytes = bytes.map_err(|reason| ManifestError::Corrupted {
         path: path.to_string(),
-        reason: format!("cannot serialize: {e}"),
+        reason: format!("cannot serialize: {reason}"),
     })?;
     store.write(path, bytes).await.context(ObjectStoreSnafu {
         operation: "write",
