@@ -571,9 +571,9 @@ fn bad_ddls() -> Vec<(&'static str, DdlRequest, ErrorKind)> {
             RegionNotFound,
         ),
         (
-            "compact",
-            DdlRequest::Compact(strata_engine::CompactRequest { region_id: MAIN }),
-            Unsupported,
+            "compact an unknown region",
+            DdlRequest::Compact(strata_engine::CompactRequest { region_id: UNKNOWN }),
+            RegionNotFound,
         ),
         (
             "make an unknown region writable",

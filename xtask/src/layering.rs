@@ -44,6 +44,17 @@ pub(crate) const ALLOWED: &[(&str, &[&str])] = &[
             "strata-workload",
         ],
     ),
+    // Compaction: beside the flush pipeline, on storage and the scheduler.
+    (
+        "strata-compaction",
+        &[
+            "strata-base",
+            "strata-request",
+            "strata-scheduler",
+            "strata-storage",
+            "strata-workload",
+        ],
+    ),
     // Worker group: everything below.
     (
         "strata-worker",
@@ -55,6 +66,7 @@ pub(crate) const ALLOWED: &[(&str, &[&str])] = &[
             "strata-wal",
             "strata-storage",
             "strata-flush",
+            "strata-compaction",
             "strata-workload",
         ],
     ),
@@ -69,6 +81,7 @@ pub(crate) const ALLOWED: &[(&str, &[&str])] = &[
             "strata-wal",
             "strata-storage",
             "strata-flush",
+            "strata-compaction",
             "strata-worker",
             "strata-workload",
         ],
@@ -108,6 +121,7 @@ const ALL_LIBRARIES_AND_TEST_TOOLS: &[&str] = &[
     "strata-workload",
     "strata-storage",
     "strata-flush",
+    "strata-compaction",
     "strata-worker",
     "strata-engine",
     "strata-powerfs",

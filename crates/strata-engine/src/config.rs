@@ -53,6 +53,14 @@ pub struct EngineConfig {
     pub sst: SstConfig,
     /// The write-ahead log.
     pub wal: WalConfig,
+    /// Compaction.
+    pub compaction: CompactionConfig,
+    /// How long an SST file that compaction or a truncate removed stays on storage after
+    /// this engine's last reader let go of it: a reader in another process (`strata scan`
+    /// beside an ingest) that read the manifest before the removal needs it that long.
+    /// A scan that takes longer than this can still find a file gone.
+    #[serde(with = "humantime_serde")]
+    pub removed_file_lingering: Duration,
     /// Where SST files and manifests live; default: the `data_home` directory.
     pub object_store: Option<ObjectStoreConfig>,
 }
@@ -72,6 +80,44 @@ impl Default for SstConfig {
         Self {
             row_group_size: 102_400,
             write_buffer_size: ByteSize::mib(8),
+        }
+    }
+}
+
+/// How regions are compacted (see `docs/architecture.md`, strata-compaction).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompactionConfig {
+    /// Compact automatically after flushes and on the periodic check. `false` leaves
+    /// files alone until `Engine::compact` (or `strata compact`) asks.
+    pub enabled: bool,
+    /// Level-0 files in one time window that trigger its merge (at least 2).
+    pub trigger_file_num: usize,
+    /// Outputs are split at about this size.
+    pub max_output_file_size: ByteSize,
+    /// Most input files of one merge (at least 2).
+    pub max_inputs: usize,
+    /// Compaction jobs at once. Default: half the CPU cores, at least one.
+    pub max_background_compactions: usize,
+    /// A region that has not flushed for this long is consolidated once: every window
+    /// merged into one run.
+    #[serde(with = "humantime_serde")]
+    pub idle_after: Duration,
+}
+
+impl Default for CompactionConfig {
+    fn default() -> Self {
+        let picker = strata_compaction::PickerOptions::default();
+        Self {
+            enabled: true,
+            trigger_file_num: picker.trigger_file_num,
+            max_output_file_size: ByteSize(picker.max_output_file_size),
+            max_inputs: picker.max_inputs,
+            max_background_compactions: (std::thread::available_parallelism()
+                .map_or(1, std::num::NonZeroUsize::get)
+                / 2)
+            .max(1),
+            idle_after: Duration::from_secs(10 * 60),
         }
     }
 }
@@ -179,6 +225,8 @@ impl Default for EngineConfig {
             manifest_checkpoint_distance: 10,
             sst: SstConfig::default(),
             wal: WalConfig::default(),
+            compaction: CompactionConfig::default(),
+            removed_file_lingering: Duration::from_secs(5 * 60),
             object_store: None,
         }
     }
@@ -291,6 +339,24 @@ impl EngineConfig {
         if self.sst.write_buffer_size.as_u64() < 1024 {
             return bad("sst.write_buffer_size", "must be at least 1 KiB".into());
         }
+        if self.compaction.trigger_file_num < 2 {
+            return bad("compaction.trigger_file_num", "must be at least 2".into());
+        }
+        if self.compaction.max_inputs < 2 {
+            return bad("compaction.max_inputs", "must be at least 2".into());
+        }
+        if self.compaction.max_output_file_size.as_u64() < (1 << 20) {
+            return bad(
+                "compaction.max_output_file_size",
+                "must be at least 1 MiB".into(),
+            );
+        }
+        if self.compaction.max_background_compactions == 0 {
+            return bad(
+                "compaction.max_background_compactions",
+                "must be at least 1".into(),
+            );
+        }
         if let Err(e) = self.wal.file_config().validate() {
             return bad("wal", e.to_string());
         }
@@ -337,6 +403,15 @@ impl EngineConfig {
                 ..SstWriteOptions::default()
             },
             compress_wal: self.wal.compression == WalCompression::Zstd,
+            compaction_enabled: self.compaction.enabled,
+            compaction_picker: strata_compaction::PickerOptions {
+                trigger_file_num: self.compaction.trigger_file_num,
+                max_output_file_size: self.compaction.max_output_file_size.as_u64(),
+                max_inputs: self.compaction.max_inputs,
+            },
+            max_background_compactions: self.compaction.max_background_compactions,
+            compaction_idle_after: self.compaction.idle_after,
+            removed_file_lingering: self.removed_file_lingering,
             ..WorkerConfig::default()
         }
     }
@@ -392,6 +467,10 @@ mod tests {
             ),
             ("auto_flush_interval = \"0s\"", "auto_flush_interval"),
             ("[sst]\nrow_group_size = 0", "sst.row_group_size"),
+            (
+                "[compaction]\ntrigger_file_num = 1",
+                "compaction.trigger_file_num",
+            ),
             ("[wal]\nsync = \"sometimes\"", "sync"),
             ("no_such_key = 1", "no_such_key"),
             (

@@ -9,12 +9,12 @@ use prometheus::Registry;
 use snafu::ResultExt;
 use strata_buffer::WriteBufferManagerRef;
 use strata_request::{
-    AffectedRows, AlterRequest, CloseRequest, CreateRequest, DdlRequest, DropRequest, FlushRequest,
-    OpenRequest, RegionId, RegionMetadata, RegionOptions, SetWritableRequest, TruncateRequest,
-    WriteRequest,
+    AffectedRows, AlterRequest, CloseRequest, CompactRequest, CreateRequest, DdlRequest,
+    DropRequest, FlushRequest, OpenRequest, RegionId, RegionMetadata, RegionOptions,
+    SetWritableRequest, TruncateRequest, WriteRequest,
 };
 use strata_scheduler::{ClockRef, SchedulerRef, SystemClock};
-use strata_storage::{RecordBatchStream, ScanRequest, scan};
+use strata_storage::{FileMeta, RecordBatchStream, ScanRequest, scan};
 use strata_wal::{FileLogStore, NoopLogStore, RecoveryReport};
 use strata_worker::{
     EventListener, LogStoreRef, NoopListener, RegionState, WorkerError, WorkerGroup,
@@ -53,6 +53,7 @@ pub struct EngineBuilder {
     write_buffer: Option<WriteBufferManagerRef>,
     flush_pool: Option<SchedulerRef>,
     purge_pool: Option<SchedulerRef>,
+    compaction_pool: Option<SchedulerRef>,
 }
 
 impl EngineBuilder {
@@ -70,6 +71,7 @@ impl EngineBuilder {
             write_buffer: None,
             flush_pool: None,
             purge_pool: None,
+            compaction_pool: None,
         }
     }
 
@@ -150,6 +152,13 @@ impl EngineBuilder {
     /// `max_background_purges` workers.
     pub fn purge_pool(mut self, pool: SchedulerRef) -> Self {
         self.purge_pool = Some(pool);
+        self
+    }
+
+    /// Run compaction jobs on this pool instead of one of `compaction.max_background_compactions`
+    /// workers (tests that control when jobs run).
+    pub fn compaction_pool(mut self, pool: SchedulerRef) -> Self {
+        self.compaction_pool = Some(pool);
         self
     }
 
@@ -235,6 +244,7 @@ impl EngineBuilder {
             write_buffer: self.write_buffer,
             flush_pool: self.flush_pool,
             purge_pool: self.purge_pool,
+            compaction_pool: self.compaction_pool,
         })?;
         Ok(Engine {
             group,
@@ -362,6 +372,16 @@ impl Engine {
         .map(drop)
     }
 
+    /// Compacts a region now: merges every window that is not one run yet, drops files
+    /// (and rows) past the region's TTL. Resolves when the edit is applied — at once when
+    /// there is nothing to compact; after the running compaction (and then its own) when
+    /// one runs. Inputs are deleted once no scan holds them.
+    pub async fn compact(&self, region_id: RegionId) -> Result<()> {
+        self.ddl(DdlRequest::Compact(CompactRequest { region_id }))
+            .await
+            .map(drop)
+    }
+
     /// Removes every row of a region.
     pub async fn truncate(&self, region_id: RegionId) -> Result<()> {
         self.ddl(DdlRequest::Truncate(TruncateRequest { region_id }))
@@ -435,6 +455,24 @@ impl Engine {
             flushed_entry_id: version.flushed_entry_id(),
             flushed_sequence: version.flushed_sequence(),
         })
+    }
+
+    /// The SST files of an open region (both levels), as its current version holds them.
+    pub fn region_files(&self, region_id: RegionId) -> Result<Vec<FileMeta>> {
+        let region = self.open_region(region_id)?;
+        let data = region.snapshot();
+        Ok(data.version().all_files().cloned().collect())
+    }
+
+    /// The compaction time window of an open region, once recorded (by its first flush
+    /// or compaction); `None` before.
+    pub fn compaction_window(&self, region_id: RegionId) -> Result<Option<std::time::Duration>> {
+        let region = self.open_region(region_id)?;
+        let data = region.snapshot();
+        Ok(data
+            .version()
+            .compaction_window_secs()
+            .map(std::time::Duration::from_secs))
     }
 
     /// The schema of an open region.

@@ -77,7 +77,10 @@ mod engine;
 mod error;
 mod lock;
 
-pub use config::{EXAMPLE_CONFIG, EngineConfig, SstConfig, WalCompression, WalConfig, WalProvider};
+pub use config::{
+    CompactionConfig, EXAMPLE_CONFIG, EngineConfig, SstConfig, WalCompression, WalConfig,
+    WalProvider,
+};
 pub use engine::{Engine, EngineBuilder, RegionStats};
 pub use error::{Error, ErrorKind, Result};
 pub use lock::{DataDirLock, LockError};
@@ -89,7 +92,7 @@ pub use strata_request::{
     RegionMetadata, RegionMetadataBuilder, RegionOptionChange, RegionOptions, SemanticType,
     SetWritableRequest, TruncateRequest, Value, WriteRequest,
 };
-pub use strata_storage::{RecordBatchStream, ScanRequest, TimeRange};
+pub use strata_storage::{FileId, FileMeta, RecordBatchStream, ScanRequest, TimeRange};
 pub use strata_worker::{RegionState, WorkerError};
 
 // Components an embedder can give the builder instead of the configured ones.

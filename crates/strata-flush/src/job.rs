@@ -1,4 +1,5 @@
-//! The flush job: SSTs for a snapshot's frozen memtables, then one manifest edit.
+//! The flush job: SSTs for a snapshot's frozen memtables (one per compaction time window
+//! each touches), then one manifest edit.
 
 use std::sync::Arc;
 
@@ -9,7 +10,8 @@ use strata_request::RegionId;
 use strata_scheduler::Job;
 use strata_storage::{
     FileMeta, MemtableId, MergeOptions, RegionEdit, RegionMetaAction, RegionMetaActionList,
-    SstWriteOptions, VersionControlData, flush_memtable, region_data_dir,
+    SstWriteOptions, Version, VersionControlData, flush_memtable_windowed, infer_window_secs,
+    region_data_dir, window_width,
 };
 use tokio::sync::{Semaphore, mpsc};
 
@@ -199,6 +201,8 @@ async fn run(
     let started = context.clock.now();
     let mut files: Vec<FileMeta> = Vec::new();
     let mut flushed = Vec::new();
+    let window_secs = compaction_window_secs(snapshot.version());
+    let window = window_width(snapshot.version().metadata(), window_secs);
     for memtable in snapshot.version().memtables().immutables() {
         flushed.push(memtable.id());
         if memtable.is_empty() {
@@ -210,9 +214,16 @@ async fn run(
             return Err(FlushError::Dropped { region_id });
         };
         let merge = MergeOptions::flush_of(snapshot.version().options());
-        match flush_memtable(&context.store, memtable, &context.sst_options, merge).await {
-            Ok(Some(file)) => files.push(file),
-            Ok(None) => {}
+        match flush_memtable_windowed(
+            &context.store,
+            memtable,
+            &context.sst_options,
+            merge,
+            window,
+        )
+        .await
+        {
+            Ok(written) => files.extend(written),
             Err(source) => {
                 delete_files(context, region_id, &files).await;
                 return Err(FlushError::WriteSst {
@@ -232,6 +243,7 @@ async fn run(
         flushed_entry_id: Some(snapshot.last_entry_id()),
         flushed_sequence: Some(snapshot.committed_sequence()),
         committed_sequence: None,
+        compaction_window_secs: Some(window_secs),
     };
     let committing = context.clock.now();
     let committed = committer
@@ -258,6 +270,28 @@ async fn run(
             Err(error)
         }
     }
+}
+
+/// The region's compaction window: recorded in the manifest, else from the region options,
+/// else inferred from the time span of the memtables being flushed (and then recorded by
+/// this flush's edit).
+fn compaction_window_secs(version: &Version) -> u64 {
+    if let Some(secs) = version.compaction_window_secs() {
+        return secs;
+    }
+    if let Some(window) = version.options().compaction_window {
+        return window.as_secs().max(1);
+    }
+    let span = version
+        .memtables()
+        .immutables()
+        .iter()
+        .filter_map(|m| m.stats().time_range)
+        .fold(None, |acc: Option<(i64, i64)>, r| {
+            Some(acc.map_or((r.start, r.end), |(s, e)| (s.min(r.start), e.max(r.end))))
+        })
+        .map_or(0, |(start, end)| end.saturating_sub(start));
+    infer_window_secs(version.metadata(), span)
 }
 
 /// Deletes files no manifest names (best effort; leftovers are only garbage).

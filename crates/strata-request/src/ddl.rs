@@ -32,6 +32,13 @@ pub struct RegionOptions {
     /// (or removing it) shows them again.
     #[serde(with = "humantime_serde")]
     pub ttl: Option<Duration>,
+    /// The width of compaction's time windows: each SST belongs to the window of its
+    /// newest row, and compaction merges files of one window. `None`: inferred from the
+    /// first flushed data (the smallest of 1 h, 2 h, 12 h, 1 d and 1 w covering it). Either
+    /// way the window is persisted in the manifest by the first flush and never changes
+    /// afterwards (whole seconds; at least one). Cannot be altered.
+    #[serde(with = "humantime_serde")]
+    pub compaction_window: Option<Duration>,
 }
 
 /// One change to [`RegionOptions`] made by [`AlterKind::SetOptions`].

@@ -72,6 +72,25 @@ impl SortedBatch {
         &self.columns
     }
 
+    /// Rows `offset..offset + len` (zero-copy for the values; the keys are shared).
+    ///
+    /// # Panics
+    /// If the range is out of bounds.
+    pub fn slice(&self, offset: usize, len: usize) -> SortedBatch {
+        let key_index: Arc<[u32]> = match &self.key_index {
+            Some(index) => index[offset..offset + len].into(),
+            None => (offset..offset + len).map(|i| i as u32).collect(),
+        };
+        SortedBatch {
+            keys: self.keys.clone(),
+            key_index: Some(key_index),
+            timestamps: self.timestamps.slice(offset, len),
+            sequences: self.sequences.slice(offset, len),
+            op_types: self.op_types.slice(offset, len),
+            columns: self.columns.iter().map(|c| c.slice(offset, len)).collect(),
+        }
+    }
+
     /// The rows as a [`RecordBatch`] of `schema` (built by [`output_schema`]): the projected
     /// columns, then `__sequence` and `__op_type` if the schema has them.
     pub fn to_record_batch(

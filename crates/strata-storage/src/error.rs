@@ -85,6 +85,12 @@ pub enum StorageError {
         /// Arrow's complaint.
         source: arrow_schema::ArrowError,
     },
+    /// The reader gave up on purpose (a compaction cancelled by a DDL).
+    #[snafu(display("cancelled: {reason}"))]
+    Cancelled {
+        /// Who cancelled and why.
+        reason: String,
+    },
 }
 
 impl StorageError {
@@ -95,9 +101,9 @@ impl StorageError {
             // Parquet errors wrap the object store's I/O errors on writes: transient.
             StorageError::Parquet { .. } | StorageError::ObjectStore { .. } => ErrorKind::Storage,
             StorageError::BadProjection { .. } => ErrorKind::InvalidRequest,
-            StorageError::MemtablesNotEmpty { .. } | StorageError::Frozen { .. } => {
-                ErrorKind::RegionState
-            }
+            StorageError::MemtablesNotEmpty { .. }
+            | StorageError::Frozen { .. }
+            | StorageError::Cancelled { .. } => ErrorKind::RegionState,
             StorageError::SchemaMismatch { .. } | StorageError::Arrow { .. } => ErrorKind::Internal,
         }
     }

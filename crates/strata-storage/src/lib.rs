@@ -41,6 +41,7 @@ mod sst;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod version;
+mod window;
 
 pub use batch::{OP_TYPE_COLUMN, SEQUENCE_COLUMN, SortedBatch, output_schema};
 pub use durable_fs::DurableFsLayer;
@@ -58,10 +59,13 @@ pub use object_store::{
     region_dir, region_manifest_dir,
 };
 pub use read::{
-    BatchStream, MergeOptions, RecordBatchStream, ScanRequest, flush_memtable, merge, scan,
+    BatchStream, MergeOptions, RecordBatchStream, ScanRequest, flush_memtable,
+    flush_memtable_windowed, merge, scan,
 };
 pub use sst::{
     FileHandle, FileId, FileMeta, FilePurger, FilePurgerRef, FileTracker, REGION_METADATA_KEY,
-    SstReadOptions, SstWriteOptions, read_sst, verify_sst, write_sst, writer_properties,
+    SstReadOptions, SstWriteOptions, read_sst, verify_sst, write_sst, write_ssts,
+    writer_properties,
 };
 pub use version::{MAX_LEVEL, MemtableVersion, Version, VersionControl, VersionControlData};
+pub use window::{INFERRED_WINDOWS_SECS, infer_window_secs, window_start, window_width};

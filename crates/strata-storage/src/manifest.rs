@@ -50,14 +50,20 @@ impl fmt::Display for RegionMetaAction {
                 metadata.schema_version(),
                 metadata.columns().len()
             ),
-            Self::Edit(edit) => write!(
-                f,
-                "edit (+{} files, -{} files, flushed entry id {:?}, flushed sequence {:?})",
-                edit.files_to_add.len(),
-                edit.files_to_remove.len(),
-                edit.flushed_entry_id,
-                edit.flushed_sequence
-            ),
+            Self::Edit(edit) => {
+                write!(
+                    f,
+                    "edit (+{} files, -{} files, flushed entry id {:?}, flushed sequence {:?}",
+                    edit.files_to_add.len(),
+                    edit.files_to_remove.len(),
+                    edit.flushed_entry_id,
+                    edit.flushed_sequence
+                )?;
+                if let Some(window) = edit.compaction_window_secs {
+                    write!(f, ", compaction window {window} s")?;
+                }
+                f.write_str(")")
+            }
             Self::Truncate {
                 truncated_entry_id,
                 truncated_sequence,
@@ -88,6 +94,11 @@ pub struct RegionEdit {
     /// The last sequence known to be committed.
     #[serde(default)]
     pub committed_sequence: Option<u64>,
+    /// The region's compaction time window in seconds, recorded by the first flush or
+    /// compaction that chose it; once recorded it never changes (later values are
+    /// ignored), so a restart never re-infers it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compaction_window_secs: Option<u64>,
 }
 
 /// The actions of one manifest version.
@@ -184,6 +195,9 @@ pub struct RegionManifest {
     pub(crate) committed_sequence: u64,
     /// Set by truncation: WAL entries up to this must not be replayed.
     pub(crate) truncated_entry_id: Option<u64>,
+    /// The compaction time window in seconds, once chosen (never changed afterwards).
+    #[serde(default)]
+    pub(crate) compaction_window_secs: Option<u64>,
     /// The version that produced this state.
     pub(crate) manifest_version: u64,
 }
@@ -230,6 +244,11 @@ impl RegionManifest {
         self.truncated_entry_id
     }
 
+    /// The compaction time window in seconds, once chosen (never changed afterwards).
+    pub fn compaction_window_secs(&self) -> Option<u64> {
+        self.compaction_window_secs
+    }
+
     /// The version that produced this state.
     pub fn manifest_version(&self) -> u64 {
         self.manifest_version
@@ -248,6 +267,7 @@ impl RegionManifest {
             flushed_sequence: 0,
             committed_sequence: 0,
             truncated_entry_id: None,
+            compaction_window_secs: None,
             manifest_version: version,
         }
     }
@@ -278,6 +298,9 @@ impl RegionManifest {
                     max(&mut self.flushed_entry_id, edit.flushed_entry_id);
                     max(&mut self.flushed_sequence, edit.flushed_sequence);
                     max(&mut self.committed_sequence, edit.committed_sequence);
+                    if self.compaction_window_secs.is_none() {
+                        self.compaction_window_secs = edit.compaction_window_secs;
+                    }
                 }
                 RegionMetaAction::Truncate {
                     truncated_entry_id,

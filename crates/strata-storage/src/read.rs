@@ -4,4 +4,4 @@ mod merge;
 mod scan;
 
 pub use merge::{BatchStream, MergeOptions, merge};
-pub use scan::{RecordBatchStream, ScanRequest, flush_memtable, scan};
+pub use scan::{RecordBatchStream, ScanRequest, flush_memtable, flush_memtable_windowed, scan};

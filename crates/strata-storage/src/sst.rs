@@ -17,7 +17,7 @@ use strata_request::RegionId;
 use crate::memtable::TimeRange;
 pub use handle::{FileHandle, FilePurger, FilePurgerRef, FileTracker};
 pub use reader::{SstReadOptions, read_sst, verify_sst};
-pub use writer::{SstWriteOptions, write_sst, writer_properties};
+pub use writer::{SstWriteOptions, write_sst, write_ssts, writer_properties};
 
 /// Key-value metadata key holding the region schema (JSON).
 pub const REGION_METADATA_KEY: &str = "strata.region_metadata";

@@ -92,6 +92,8 @@ pub struct Version {
     pub(crate) flushed_sequence: u64,
     /// WAL entries up to this were truncated and must not be replayed.
     pub(crate) truncated_entry_id: Option<u64>,
+    /// The compaction time window in seconds, once recorded in the manifest.
+    pub(crate) compaction_window_secs: Option<u64>,
 }
 
 /// Read access; only this crate changes a `Version`.
@@ -135,6 +137,11 @@ impl Version {
     pub fn truncated_entry_id(&self) -> Option<u64> {
         self.truncated_entry_id
     }
+
+    /// The compaction time window in seconds, once recorded in the manifest.
+    pub fn compaction_window_secs(&self) -> Option<u64> {
+        self.compaction_window_secs
+    }
 }
 
 impl Version {
@@ -176,6 +183,7 @@ impl Version {
             flushed_entry_id: manifest.flushed_entry_id,
             flushed_sequence: manifest.flushed_sequence,
             truncated_entry_id: manifest.truncated_entry_id,
+            compaction_window_secs: manifest.compaction_window_secs,
         })
     }
 
@@ -332,6 +340,9 @@ impl VersionControl {
         }
         if let Some(seq) = edit.flushed_sequence {
             next.flushed_sequence = next.flushed_sequence.max(seq);
+        }
+        if next.compaction_window_secs.is_none() {
+            next.compaction_window_secs = edit.compaction_window_secs;
         }
         next.memtables
             .immutables

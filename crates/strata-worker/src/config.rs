@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use strata_compaction::PickerOptions;
 use strata_storage::{ManifestConfig, SstWriteOptions};
 
 /// Settings of a [`WorkerGroup`](crate::WorkerGroup).
@@ -43,6 +44,20 @@ pub struct WorkerConfig {
     /// Flush a region's memtables before closing it. Set when the WAL does not keep rows
     /// (the no-op log store), or closing would lose them.
     pub flush_on_close: bool,
+    /// Compact automatically: after each flush and on the periodic check. Manual
+    /// compactions run either way.
+    pub compaction_enabled: bool,
+    /// What compactions pick.
+    pub compaction_picker: PickerOptions,
+    /// Compaction jobs running at once across the engine.
+    pub max_background_compactions: usize,
+    /// A region that has not flushed for this long is consolidated once (every window
+    /// merged into one run) by the periodic check.
+    pub compaction_idle_after: Duration,
+    /// How long a removed SST file (compaction input, truncated file) is kept after the
+    /// last reader in this engine let go, for readers in other processes that read an
+    /// older manifest.
+    pub removed_file_lingering: Duration,
     /// Seed of the random initial check delays.
     pub seed: u64,
     /// Never change anything: writes and every DDL but open and close are refused with
@@ -73,6 +88,11 @@ impl Default for WorkerConfig {
             sst: SstWriteOptions::default(),
             compress_wal: true,
             flush_on_close: false,
+            compaction_enabled: true,
+            compaction_picker: PickerOptions::default(),
+            max_background_compactions: 1,
+            compaction_idle_after: Duration::from_secs(10 * 60),
+            removed_file_lingering: Duration::ZERO,
             seed: 0,
             read_only: false,
         }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use snafu::Snafu;
+use strata_compaction::CompactionError;
 use strata_flush::FlushError;
 use strata_request::{RegionId, Unanswered, WriteError};
 use strata_storage::{ManifestError, StorageError};
@@ -123,6 +124,12 @@ pub enum WorkerError {
         /// The flush error.
         source: FlushError,
     },
+    /// A compaction failed, was cancelled, or its result was discarded.
+    #[snafu(display("{source}"))]
+    Compaction {
+        /// The compaction error.
+        source: CompactionError,
+    },
     /// The region was closed while the request waited.
     #[snafu(display("region {region_id} was closed while the request waited"))]
     RegionClosed {
@@ -170,6 +177,7 @@ impl WorkerError {
             WorkerError::Storage { source, .. } => source.kind(),
             WorkerError::ObjectStore { .. } => ErrorKind::Storage,
             WorkerError::Flush { source } => source.kind(),
+            WorkerError::Compaction { source } => source.kind(),
             WorkerError::WorkerStopped => ErrorKind::Stopped,
             WorkerError::Unsupported { .. } => ErrorKind::Unsupported,
             WorkerError::ReadOnly { .. } => ErrorKind::ReadOnly,
@@ -180,6 +188,12 @@ impl WorkerError {
     /// Whether retrying the same request later can succeed.
     pub fn is_retryable(&self) -> bool {
         self.kind().is_retryable()
+    }
+}
+
+impl From<CompactionError> for WorkerError {
+    fn from(source: CompactionError) -> Self {
+        WorkerError::Compaction { source }
     }
 }
 

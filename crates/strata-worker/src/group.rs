@@ -7,6 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use opendal::Operator;
 use prometheus::Registry;
 use strata_buffer::{ReleaseNotifier, WriteBufferManagerImpl, WriteBufferManagerRef};
+use strata_compaction::{
+    CompactionContext, CompactionListener, CompactionMetrics, CompactionScheduler,
+};
 use strata_flush::{FlushContext, FlushListener, FlushMetrics, FlushScheduler};
 use strata_request::{AffectedRows, DdlRequest, RegionId, WriteRequest, reply_channel};
 use strata_scheduler::{ClockRef, LocalScheduler, SchedulerRef};
@@ -43,6 +46,8 @@ pub struct WorkerGroupParts {
     pub flush_pool: Option<SchedulerRef>,
     /// The pool file deletions run on, instead of one sized `max_background_purges`.
     pub purge_pool: Option<SchedulerRef>,
+    /// The pool compaction jobs run on, instead of one sized `max_background_compactions`.
+    pub compaction_pool: Option<SchedulerRef>,
 }
 
 /// A worker's handle.
@@ -57,6 +62,7 @@ pub struct WorkerGroup {
     workers: Vec<RegionWorker>,
     shared: Arc<Shared>,
     flush_pool: SchedulerRef,
+    compaction_pool: SchedulerRef,
     running: AtomicBool,
 }
 
@@ -77,6 +83,21 @@ struct FlushHook(Arc<dyn EventListener>);
 impl FlushListener for FlushHook {
     async fn on_flush_begin(&self, region_id: RegionId) {
         self.0.on_flush_begin(region_id).await;
+    }
+}
+
+/// Lets the worker listener hold compaction jobs (tests).
+#[derive(Debug)]
+struct CompactionHook(Arc<dyn EventListener>);
+
+#[async_trait::async_trait]
+impl CompactionListener for CompactionHook {
+    async fn on_compaction_begin(&self, region_id: RegionId) {
+        self.0.on_compaction_begin(region_id).await;
+    }
+
+    async fn on_compaction_written(&self, region_id: RegionId) {
+        self.0.on_compaction_written(region_id).await;
     }
 }
 
@@ -120,6 +141,27 @@ impl WorkerGroup {
                     .map_err(start_error)?,
             ),
         };
+        let compaction_pool: SchedulerRef = match parts.compaction_pool {
+            Some(pool) => pool,
+            None => Arc::new(
+                LocalScheduler::new(
+                    "strata-compaction",
+                    config.max_background_compactions.max(1),
+                )
+                .map_err(start_error)?,
+            ),
+        };
+        let compaction_metrics = CompactionMetrics::register(&registry).map_err(start_error)?;
+        let compaction_context = Arc::new(
+            CompactionContext::new(
+                parts.store.clone(),
+                config.sst.clone(),
+                config.compaction_picker.clone(),
+            )
+            .with_metrics(compaction_metrics.clone())
+            .with_listener(Arc::new(CompactionHook(parts.listener.clone())))
+            .with_clock(parts.clock.clone()),
+        );
         let flush_context = Arc::new(
             FlushContext::new(
                 parts.store.clone(),
@@ -134,6 +176,7 @@ impl WorkerGroup {
         let channel_size = config.worker_channel_size.max(1);
         let shared = Arc::new(Shared {
             metrics: WorkerMetrics::register(&registry).map_err(start_error)?,
+            compaction_metrics,
             config,
             store: parts.store,
             log_store: parts.log_store,
@@ -150,8 +193,23 @@ impl WorkerGroup {
                 let (results_tx, results_rx) = mpsc::unbounded_channel();
                 let scheduler =
                     FlushScheduler::new(flush_pool.clone(), flush_context.clone(), results_tx);
-                let worker =
-                    RegionWorkerLoop::new(id, shared.clone(), scheduler, results_rx, receiver);
+                let (compaction_tx, compaction_rx) = mpsc::unbounded_channel();
+                let compaction = crate::handle_compaction::CompactionState::new(
+                    CompactionScheduler::new(
+                        compaction_pool.clone(),
+                        compaction_context.clone(),
+                        compaction_tx,
+                    ),
+                    compaction_rx,
+                );
+                let worker = RegionWorkerLoop::new(
+                    id,
+                    shared.clone(),
+                    scheduler,
+                    results_rx,
+                    compaction,
+                    receiver,
+                );
                 RegionWorker {
                     sender,
                     handle: Mutex::new(Some(tokio::spawn(worker.run()))),
@@ -162,6 +220,7 @@ impl WorkerGroup {
             workers,
             shared,
             flush_pool,
+            compaction_pool,
             running: AtomicBool::new(true),
         })
     }
@@ -247,13 +306,16 @@ impl WorkerGroup {
         self.shared.write_buffer.memory_usage()
     }
 
-    /// Stops the group: running flush jobs finish and are applied, background deletions
-    /// finish, then each worker answers everything still pending with `WorkerStopped`
+    /// Stops the group: running flush and compaction jobs finish and are applied,
+    /// background deletions finish, then each worker answers everything still pending with `WorkerStopped`
     /// and exits. Memtables are not flushed (the WAL holds their rows). Idempotent.
     pub async fn stop(&self) -> Result<()> {
         if self.running.swap(false, Ordering::AcqRel) {
             if let Err(error) = self.flush_pool.stop(true).await {
                 tracing::warn!(%error, "flush pool stop");
+            }
+            if let Err(error) = self.compaction_pool.stop(true).await {
+                tracing::warn!(%error, "compaction pool stop");
             }
             if let Err(error) = self.shared.purge_pool.stop(true).await {
                 tracing::warn!(%error, "purge pool stop");

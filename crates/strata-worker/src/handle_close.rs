@@ -67,6 +67,7 @@ impl RegionWorkerLoop {
         self.stalled
             .fail_region(region_id, &WorkerError::RegionClosed { region_id });
         self.flush.scheduler.on_region_closed(region_id);
+        self.forget_compaction(region_id);
         self.update_gauges();
         tracing::info!(%region_id, "region closed");
         sender.send(Ok(0));

@@ -46,6 +46,7 @@ impl RegionWorkerLoop {
         self.stalled
             .fail_region(region_id, &WorkerError::RegionNotFound { region_id });
         self.flush.scheduler.on_region_dropped(region_id);
+        self.forget_compaction(region_id);
         region.version_control.mark_dropped();
         if let Err(error) = self.shared.log_store.drop_region(region_id.as_u64()).await {
             // The marker already makes the drop final; a later create drops the namespace.

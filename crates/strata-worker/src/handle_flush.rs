@@ -66,6 +66,7 @@ impl RegionWorkerLoop {
             .version_control
             .apply_edit(&finished.edit, &finished.memtables_to_remove);
         region.set_last_flush_millis(self.shared.clock.now_millis());
+        self.on_region_flushed_for_compaction(region_id);
         if let Err(error) = self
             .shared
             .log_store
@@ -96,8 +97,12 @@ impl RegionWorkerLoop {
                     .await;
             }
         }
+        if let Some(region) = self.regions.get(&region_id).cloned() {
+            self.maybe_compact(&region, strata_compaction::PickMode::Automatic);
+        }
         self.maybe_flush_worker();
         self.handle_stalled_requests().await;
+        self.update_gauges();
         self.shared.listener.on_flush_success(region_id);
     }
 

@@ -34,6 +34,7 @@ mod error;
 mod group;
 mod handle_alter;
 mod handle_close;
+mod handle_compaction;
 mod handle_create;
 mod handle_drop;
 mod handle_flush;

@@ -35,6 +35,28 @@ pub trait EventListener: Send + Sync + fmt::Debug + 'static {
         let _ = region_id;
     }
 
+    /// A compaction job of `region_id` starts; the job waits until this returns.
+    async fn on_compaction_begin(&self, region_id: RegionId) {
+        let _ = region_id;
+    }
+
+    /// A compaction job of `region_id` wrote its outputs and is about to commit; the job
+    /// waits until this returns.
+    async fn on_compaction_written(&self, region_id: RegionId) {
+        let _ = region_id;
+    }
+
+    /// A DDL cancelled the running compaction of `region_id` and waits for it to end.
+    fn on_compaction_cancel(&self, region_id: RegionId) {
+        let _ = region_id;
+    }
+
+    /// A compaction of `region_id` ended: applied (`applied`), or failed, cancelled or
+    /// discarded.
+    fn on_compaction_end(&self, region_id: RegionId, applied: bool) {
+        let _ = (region_id, applied);
+    }
+
     /// The files of dropped region `region_id` were removed (`removed`) or removing them
     /// failed.
     fn on_later_drop_end(&self, region_id: RegionId, removed: bool) {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use strata_request::{RegionId, RegionMetadata, RegionOptions};
-use strata_storage::{ManifestManager, Version, VersionControl, region_dir};
+use strata_storage::{ManifestManager, Version, VersionControl, region_data_dir, region_dir};
 
 use crate::error::{Result, WorkerError};
 use crate::purges::PoolFilePurger;
@@ -172,6 +172,8 @@ impl Shared {
         version.file_tracker().set_purger(Arc::new(PoolFilePurger {
             store: self.store.clone(),
             pool: self.purge_pool.clone(),
+            clock: self.clock.clone(),
+            lingering: self.config.removed_file_lingering,
         }));
         let version_control = Arc::new(VersionControl::new(version));
         if skip_wal_replay {
@@ -190,6 +192,7 @@ impl Shared {
         let state = if self.config.read_only {
             RegionState::ReadOnly
         } else {
+            self.sweep_unreferenced_files(&manifest).await;
             if let Err(error) = self
                 .log_store
                 .obsolete(region_id.as_u64(), flushed_entry_id)
@@ -205,6 +208,47 @@ impl Shared {
             state,
             self.clock.now_millis(),
         )))
+    }
+
+    /// Deletes the region's SST files its manifest does not name: outputs of a flush or
+    /// compaction that crashed before its commit (or whose commit failed), and removed
+    /// files whose deletion did not happen before a restart. Best effort: a failure leaves
+    /// garbage, never a problem. Read-write opens only (nothing else runs for the region
+    /// yet).
+    async fn sweep_unreferenced_files(&self, manifest: &ManifestManager) {
+        let region_id = manifest.manifest().metadata().region_id();
+        let dir = format!("{}/", region_data_dir(region_id));
+        let live = manifest.manifest().files();
+        let entries = match self.store.list(&dir).await {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == opendal::ErrorKind::NotFound => return,
+            Err(error) => {
+                tracing::warn!(%region_id, %error, "cannot list the region's files to sweep unreferenced ones");
+                return;
+            }
+        };
+        let mut swept = 0usize;
+        for entry in entries {
+            let Some(id) = entry
+                .name()
+                .strip_suffix(".parquet")
+                .and_then(|stem| stem.parse::<strata_storage::FileId>().ok())
+            else {
+                continue;
+            };
+            if live.contains_key(&id) {
+                continue;
+            }
+            match self.store.delete(entry.path()).await {
+                Ok(()) => swept += 1,
+                Err(error) => {
+                    tracing::warn!(%region_id, path = entry.path(), %error, "cannot delete an unreferenced SST");
+                }
+            }
+        }
+        if swept > 0 {
+            tracing::info!(%region_id, swept, "deleted SST files the manifest does not name");
+        }
     }
 
     /// Replays entries after `flushed_entry_id` into the memtable with their original

@@ -8,31 +8,57 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
+use std::time::Duration;
+
 use opendal::Operator;
 use strata_request::RegionId;
-use strata_scheduler::SchedulerRef;
+use strata_scheduler::{ClockRef, Job, SchedulerRef};
 use strata_storage::{FileMeta, FilePurger, region_data_dir};
 use tokio::sync::watch;
 
-/// Deletes removed SST files on the purge pool, once their last reader is done
-/// (strata-storage's file handles call it).
+/// Deletes removed SST files on the purge pool, once their last reader in this engine is
+/// done and `lingering` has passed on the engine clock (so a reader in another process —
+/// `strata scan` beside an ingest — that read an older manifest finds them for that long).
+/// strata-storage's file handles call it. A deletion still lingering when the engine stops
+/// does not happen; the next read-write open sweeps the file.
 #[derive(Debug)]
 pub(crate) struct PoolFilePurger {
     pub(crate) store: Operator,
     pub(crate) pool: SchedulerRef,
+    pub(crate) clock: ClockRef,
+    pub(crate) lingering: Duration,
 }
 
 impl FilePurger for PoolFilePurger {
     fn purge(&self, file: &FileMeta) {
         let path = file.path(&region_data_dir(file.region_id));
         let store = self.store.clone();
-        let job = Box::pin(async move {
+        let job: Job = Box::pin(async move {
             if let Err(error) = store.delete(&path).await {
                 tracing::warn!(path, %error, "cannot delete a removed SST (it is garbage now)");
             }
         });
-        if let Err(error) = self.pool.schedule(job) {
-            tracing::warn!(file = %file.file_id, %error, "cannot schedule deletion of a removed SST (it is garbage now)");
+        let file_id = file.file_id;
+        let pool = self.pool.clone();
+        let schedule = move |job| {
+            if let Err(error) = pool.schedule(job) {
+                tracing::warn!(file = %file_id, %error, "cannot schedule deletion of a removed SST (the next open sweeps it)");
+            }
+        };
+        if self.lingering.is_zero() {
+            schedule(job);
+            return;
+        }
+        let sleep = self.clock.sleep(self.lingering);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    sleep.await;
+                    schedule(job);
+                });
+            }
+            // No runtime (a version dropped outside one): delete now rather than never.
+            Err(_) => schedule(job),
         }
     }
 }

@@ -6,6 +6,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
+use strata_compaction::{CompactionCommitter, ManifestCompactionCommitter};
 use strata_flush::{FlushCommitter, FlushReason, ManifestCommitter};
 use strata_request::RegionId;
 use strata_storage::{ManifestManager, VersionControl, VersionControlData};
@@ -97,6 +98,7 @@ pub struct Region {
     pub(crate) manifest: Arc<tokio::sync::Mutex<ManifestManager>>,
     pub(crate) state: Arc<StateCell>,
     pub(crate) committer: Arc<dyn FlushCommitter>,
+    pub(crate) compaction_committer: Arc<dyn CompactionCommitter>,
     last_flush_millis: AtomicI64,
     /// When its last flush failed (`i64::MIN`: never), to back off automatic retries.
     flush_failed_millis: AtomicI64,
@@ -134,12 +136,20 @@ impl Region {
                     other => Err(format!("region is {other} ({reason} flush)")),
                 },
             );
+        let check_state = state.clone();
+        // A compaction may commit only while the region is writable.
+        let compaction_committer =
+            ManifestCompactionCommitter::new(manifest.clone(), move || match check_state.get() {
+                RegionState::Writable => Ok(()),
+                other => Err(format!("region is {other}")),
+            });
         Self {
             region_id,
             version_control,
             manifest,
             state,
             committer: Arc::new(committer),
+            compaction_committer: Arc::new(compaction_committer),
             last_flush_millis: AtomicI64::new(now_millis),
             flush_failed_millis: AtomicI64::new(i64::MIN),
         }

@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, watch};
 use crate::config::WorkerConfig;
 use crate::error::WorkerError;
 use crate::handle_close::FlushBeforeClose;
+use crate::handle_compaction::CompactionState;
 use crate::handle_write::{RegionPressure, WriteOrigin};
 use crate::listener::EventListener;
 use crate::metrics::WorkerMetrics;
@@ -44,6 +45,7 @@ pub(crate) struct Shared {
     pub(crate) write_buffer: WriteBufferManagerRef,
     pub(crate) listener: Arc<dyn EventListener>,
     pub(crate) metrics: WorkerMetrics,
+    pub(crate) compaction_metrics: strata_compaction::CompactionMetrics,
     pub(crate) regions: RegionMap,
     pub(crate) purge_pool: SchedulerRef,
     /// Running purges of dropped regions' files, which a create or open of the same id
@@ -66,6 +68,7 @@ pub(crate) struct RegionWorkerLoop {
     /// This worker's regions (also in the shared map).
     pub(crate) regions: HashMap<RegionId, Arc<Region>>,
     pub(crate) flush: FlushState,
+    pub(crate) compaction: CompactionState,
     pub(crate) stalled: StalledRequests,
     receiver: mpsc::Receiver<WorkerRequest>,
     released: watch::Receiver<u64>,
@@ -106,6 +109,7 @@ impl RegionWorkerLoop {
         shared: Arc<Shared>,
         scheduler: Scheduler,
         results: mpsc::UnboundedReceiver<FlushNotify<WorkerError>>,
+        compaction: CompactionState,
         receiver: mpsc::Receiver<WorkerRequest>,
     ) -> Self {
         let max_delay = u64::try_from(shared.config.max_initial_check_delay.as_millis())
@@ -120,6 +124,7 @@ impl RegionWorkerLoop {
             shared,
             regions: HashMap::new(),
             flush: FlushState { scheduler, results },
+            compaction,
             stalled: StalledRequests::default(),
             receiver,
             released,
@@ -143,6 +148,10 @@ impl RegionWorkerLoop {
                 biased;
                 Some(result) = self.flush.results.recv() => {
                     self.handle_flush_result(result).await;
+                    continue;
+                }
+                Some(result) = self.compaction.results.recv() => {
+                    self.handle_compaction_result(result).await;
                     continue;
                 }
                 request = self.receiver.recv() => match request {
@@ -176,6 +185,9 @@ impl RegionWorkerLoop {
             while let Ok(result) = self.flush.results.try_recv() {
                 self.handle_flush_result(result).await;
             }
+            while let Ok(result) = self.compaction.results.try_recv() {
+                self.handle_compaction_result(result).await;
+            }
             self.handle_write_requests(std::mem::take(&mut batch.writes), WriteOrigin::Incoming)
                 .await;
             for ddl in std::mem::take(&mut batch.ddls) {
@@ -196,6 +208,18 @@ impl RegionWorkerLoop {
         // can then be obsoleted); the flush pool was stopped first, so no more will come.
         while let Ok(result) = self.flush.results.try_recv() {
             self.handle_flush_result(result).await;
+        }
+        while let Ok(result) = self.compaction.results.try_recv() {
+            self.handle_compaction_result(result).await;
+        }
+        for ended in self.compaction.scheduler.drain() {
+            let follow_up = ended.follow_up.into_iter().flat_map(|(_, waiters)| waiters);
+            for waiter in ended.waiters.into_iter().chain(follow_up) {
+                waiter.send(Err(WorkerError::WorkerStopped));
+            }
+            for ddl in ended.ddls {
+                ddl.sender.send(Err(WorkerError::WorkerStopped));
+            }
         }
         self.receiver.close();
         while let Ok(request) = self.receiver.try_recv() {
@@ -230,12 +254,7 @@ impl RegionWorkerLoop {
             DdlRequest::Flush(request) => self.handle_flush_request(request, sender),
             DdlRequest::Truncate(request) => self.handle_truncate(request, sender).await,
             DdlRequest::SetWritable(request) => self.handle_set_writable(request, sender).await,
-            DdlRequest::Compact(request) => sender.send(Err(WorkerError::Unsupported {
-                what: format!(
-                    "compaction (region {}): this engine writes level-0 files only",
-                    request.region_id
-                ),
-            })),
+            DdlRequest::Compact(request) => self.handle_compact_request(request, sender),
         }
     }
 
@@ -265,23 +284,35 @@ impl RegionWorkerLoop {
         Some((region, sender))
     }
 
-    /// Fences a lifecycle DDL behind the region's running flush; gives it back otherwise.
+    /// Fences a lifecycle DDL behind the region's running flush, or behind its running
+    /// compaction (which it cancels); gives it back when neither runs.
     pub(crate) fn fence_behind_flush(
         &mut self,
         region_id: RegionId,
         request: DdlRequest,
         sender: ReplyTx,
     ) -> Option<(DdlRequest, ReplyTx)> {
-        if !self.flush.scheduler.is_flush_requested(region_id) {
-            return Some((request, sender));
+        let mut fenced = SenderDdlRequest { request, sender };
+        if self.flush.scheduler.is_flush_requested(region_id) {
+            match self
+                .flush
+                .scheduler
+                .add_ddl_request_to_pending(region_id, fenced)
+            {
+                Ok(()) => return None,
+                Err(ddl) => fenced = ddl,
+            }
         }
-        let fenced = SenderDdlRequest { request, sender };
+        let by = fenced.request.kind();
         match self
-            .flush
+            .compaction
             .scheduler
-            .add_ddl_request_to_pending(region_id, fenced)
+            .cancel_and_fence(region_id, fenced, by)
         {
-            Ok(()) => None,
+            Ok(()) => {
+                self.shared.listener.on_compaction_cancel(region_id);
+                None
+            }
             Err(ddl) => Some((ddl.request, ddl.sender)),
         }
     }
@@ -399,6 +430,7 @@ impl RegionWorkerLoop {
             }
             self.schedule_flush(&region, FlushReason::Periodic, None);
         }
+        self.compact_periodically();
     }
 
     /// Retries every stalled write; retried writes are not stalled again.
@@ -445,5 +477,19 @@ impl RegionWorkerLoop {
         let metrics = &self.shared.metrics;
         metrics.set_stalling(&self.name, self.stalled.len());
         metrics.set_regions(&self.name, self.regions.len());
+        let mut per_level = [0usize; strata_storage::MAX_LEVEL];
+        for region in self.regions.values() {
+            let version = region.version_control.current().version().clone();
+            for (level, files) in version.files().iter().enumerate() {
+                per_level[level] += files.len();
+            }
+        }
+        for (level, count) in per_level.into_iter().enumerate() {
+            self.shared.compaction_metrics.set_files(
+                &self.name,
+                u8::try_from(level).unwrap_or(u8::MAX),
+                count,
+            );
+        }
     }
 }

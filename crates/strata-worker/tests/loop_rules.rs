@@ -269,6 +269,7 @@ impl World {
                 events: events.clone(),
             }) as SchedulerRef),
             purge_pool: None,
+            compaction_pool: None,
         })
         .unwrap();
         Self {

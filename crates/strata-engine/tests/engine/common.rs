@@ -4,8 +4,9 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arrow_array::cast::AsArray;
@@ -15,8 +16,9 @@ use strata_buffer::testing::ForcedWriteBuffer;
 use strata_buffer::{ReleaseNotifier, WriteBufferManagerImpl};
 use strata_engine::{
     ColumnDataType, ColumnSchema, CreateRequest, Engine, EngineBuilder, EngineConfig,
-    EventListener, ManualClock, ObjectStoreConfig, RegionId, RegionMetadata, RegionMetadataBuilder,
-    RegionOptions, ScanRequest, WriteRequest,
+    EventListener, Job, ManualClock, ObjectStoreConfig, RegionId, RegionMetadata,
+    RegionMetadataBuilder, RegionOptions, ScanRequest, Scheduler, SchedulerError, StopFuture,
+    WriteRequest,
 };
 use strata_storage::testing::{FaultLayer, FaultPlan};
 use tokio::sync::{Notify, Semaphore};
@@ -40,9 +42,15 @@ pub struct TestListener {
     pub stalls: AtomicUsize,
     pub later_drops: AtomicUsize,
     pub flush_begun: AtomicUsize,
+    pub compactions_applied: AtomicUsize,
+    pub compactions_failed: AtomicUsize,
+    pub compactions_written: AtomicUsize,
+    pub compactions_cancelled: AtomicUsize,
     events: Notify,
     hold_flushes: AtomicBool,
     gate: Semaphore,
+    hold_compactions: AtomicBool,
+    compaction_gate: Semaphore,
 }
 
 impl Default for TestListener {
@@ -53,9 +61,15 @@ impl Default for TestListener {
             stalls: AtomicUsize::new(0),
             later_drops: AtomicUsize::new(0),
             flush_begun: AtomicUsize::new(0),
+            compactions_applied: AtomicUsize::new(0),
+            compactions_failed: AtomicUsize::new(0),
+            compactions_written: AtomicUsize::new(0),
+            compactions_cancelled: AtomicUsize::new(0),
             events: Notify::new(),
             hold_flushes: AtomicBool::new(false),
             gate: Semaphore::new(0),
+            hold_compactions: AtomicBool::new(false),
+            compaction_gate: Semaphore::new(0),
         }
     }
 }
@@ -79,6 +93,18 @@ impl TestListener {
     pub fn release_flushes(&self) {
         self.hold_flushes.store(false, Ordering::SeqCst);
         self.gate.add_permits(1 << 20);
+    }
+
+    /// Compaction jobs wait after writing their outputs, before committing, until
+    /// [`release_compactions`](Self::release_compactions).
+    pub fn hold_compactions(&self) {
+        self.hold_compactions.store(true, Ordering::SeqCst);
+    }
+
+    /// Lets held compaction jobs (and later ones) commit.
+    pub fn release_compactions(&self) {
+        self.hold_compactions.store(false, Ordering::SeqCst);
+        self.compaction_gate.add_permits(1 << 20);
     }
 
     /// Waits until `counter(self) >= n`.
@@ -145,6 +171,27 @@ impl EventListener for Installed {
         self.0.bump(&self.0.flush_failed);
     }
 
+    async fn on_compaction_written(&self, _region_id: RegionId) {
+        self.0.bump(&self.0.compactions_written);
+        if self.0.hold_compactions.load(Ordering::SeqCst)
+            && let Ok(permit) = self.0.compaction_gate.acquire().await
+        {
+            permit.forget();
+        }
+    }
+
+    fn on_compaction_cancel(&self, _region_id: RegionId) {
+        self.0.bump(&self.0.compactions_cancelled);
+    }
+
+    fn on_compaction_end(&self, _region_id: RegionId, applied: bool) {
+        if applied {
+            self.0.bump(&self.0.compactions_applied);
+        } else {
+            self.0.bump(&self.0.compactions_failed);
+        }
+    }
+
     fn on_later_drop_end(&self, _region_id: RegionId, removed: bool) {
         assert!(removed, "later drop failed");
         self.0.bump(&self.0.later_drops);
@@ -188,6 +235,9 @@ impl TestEnv {
             max_background_flushes: 2,
             max_background_purges: 1,
             global_write_buffer_size: bytesize::ByteSize::mib(64),
+            // Removed files go as soon as no scan holds them (tests of the lingering set
+            // their own).
+            removed_file_lingering: Duration::ZERO,
             ..EngineConfig::default()
         }
     }
@@ -338,4 +388,68 @@ pub async fn scan(engine: &Engine, region_id: RegionId) -> BTreeMap<(String, i64
         }
     }
     out
+}
+
+/// A purge pool that queues jobs until `run_all`.
+#[derive(Default)]
+pub struct QueuedPool {
+    jobs: Mutex<Vec<Job>>,
+    queued: Notify,
+}
+
+impl std::fmt::Debug for QueuedPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueuedPool").finish_non_exhaustive()
+    }
+}
+
+impl QueuedPool {
+    pub async fn run_all(&self) -> usize {
+        let jobs: Vec<Job> = std::mem::take(&mut *self.jobs.lock().unwrap());
+        let n = jobs.len();
+        for job in jobs {
+            job.await;
+        }
+        n
+    }
+
+    /// Waits until `n` jobs are queued.
+    pub async fn wait_for_jobs(&self, n: usize) {
+        within("purge jobs", async {
+            loop {
+                let queued = self.queued.notified();
+                if self.jobs.lock().unwrap().len() >= n {
+                    return;
+                }
+                queued.await;
+            }
+        })
+        .await;
+    }
+}
+
+impl Scheduler for QueuedPool {
+    fn schedule(&self, job: Job) -> Result<(), SchedulerError> {
+        self.jobs.lock().unwrap().push(job);
+        self.queued.notify_waiters();
+        Ok(())
+    }
+    fn stop(&self, _await_termination: bool) -> StopFuture<'_> {
+        Box::pin(async move {
+            self.run_all().await;
+            Ok(())
+        })
+    }
+}
+
+/// The region's SST files on disk.
+pub fn sst_files(env: &TestEnv, region: RegionId) -> Vec<PathBuf> {
+    let dir = env.dir.path().join(strata_storage::region_data_dir(region));
+    match std::fs::read_dir(&dir) {
+        Ok(entries) => entries
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
 }

@@ -4,80 +4,12 @@
 //! only when the test says so, so "not deleted yet" is checked after every queued
 //! deletion has had its chance to run.
 
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use futures::StreamExt;
-use strata_engine::{
-    Job, RegionId, ScanRequest, Scheduler, SchedulerError, SchedulerRef, StopFuture,
-};
-use tokio::sync::Notify;
+use strata_engine::{RegionId, ScanRequest, SchedulerRef};
 
 use crate::common::*;
-
-/// A purge pool that queues jobs until `run_all`.
-#[derive(Default)]
-struct QueuedPool {
-    jobs: Mutex<Vec<Job>>,
-    queued: Notify,
-}
-
-impl std::fmt::Debug for QueuedPool {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("QueuedPool").finish_non_exhaustive()
-    }
-}
-
-impl QueuedPool {
-    async fn run_all(&self) -> usize {
-        let jobs: Vec<Job> = std::mem::take(&mut *self.jobs.lock().unwrap());
-        let n = jobs.len();
-        for job in jobs {
-            job.await;
-        }
-        n
-    }
-
-    /// Waits until `n` jobs are queued.
-    async fn wait_for_jobs(&self, n: usize) {
-        within("purge jobs", async {
-            loop {
-                let queued = self.queued.notified();
-                if self.jobs.lock().unwrap().len() >= n {
-                    return;
-                }
-                queued.await;
-            }
-        })
-        .await;
-    }
-}
-
-impl Scheduler for QueuedPool {
-    fn schedule(&self, job: Job) -> Result<(), SchedulerError> {
-        self.jobs.lock().unwrap().push(job);
-        self.queued.notify_waiters();
-        Ok(())
-    }
-    fn stop(&self, _await_termination: bool) -> StopFuture<'_> {
-        Box::pin(async move {
-            self.run_all().await;
-            Ok(())
-        })
-    }
-}
-
-/// The region's SST files on disk.
-fn sst_files(env: &TestEnv, region: RegionId) -> Vec<PathBuf> {
-    let dir = env.dir.path().join(strata_storage::region_data_dir(region));
-    match std::fs::read_dir(&dir) {
-        Ok(entries) => entries
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
-            .collect(),
-        Err(_) => Vec::new(),
-    }
-}
 
 /// An engine on the queued purge pool with a region of three flushed files (150 rows),
 /// and a scan of it paused after its first batch of 10 rows.

@@ -12,6 +12,7 @@
 )]
 
 mod common;
+mod compaction;
 mod file_lifetime;
 mod flush;
 mod lifecycle;

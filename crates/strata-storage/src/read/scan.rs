@@ -160,3 +160,62 @@ pub async fn flush_memtable(
     )
     .await
 }
+
+/// Most windows a flush splits one memtable into; a memtable spanning more (a backfill of
+/// years into one-hour windows) is written as one file, which compaction splits later.
+const MAX_FLUSH_WINDOWS: i64 = 256;
+
+/// Like [`flush_memtable`], but one SST per compaction time window of width `window` (in
+/// the region's timestamp unit) that the memtable's rows fall in, so each file lies in one
+/// window. Returns the files, oldest window first; empty if the memtable is empty.
+pub async fn flush_memtable_windowed(
+    store: &Operator,
+    memtable: &Arc<TimeSeriesMemtable>,
+    options: &SstWriteOptions,
+    merge_options: MergeOptions,
+    window: i64,
+) -> Result<Vec<FileMeta>, StorageError> {
+    let Some(span) = memtable.stats().time_range else {
+        return Ok(Vec::new());
+    };
+    let window = window.max(1);
+    let first = crate::window::window_start(span.start, window);
+    let last = crate::window::window_start(span.end, window);
+    let windows = (last - first) / window + 1;
+    if windows == 1 || windows > MAX_FLUSH_WINDOWS {
+        return Ok(flush_memtable(store, memtable, options, merge_options)
+            .await?
+            .into_iter()
+            .collect());
+    }
+    let metadata = memtable.metadata().clone();
+    let dir = region_data_dir(metadata.region_id());
+    let mut files = Vec::new();
+    for k in 0..windows {
+        let start = first + k * window;
+        let rows = memtable.iter(IterOptions {
+            batch_rows: 8192,
+            time_range: Some(TimeRange {
+                start,
+                end: start.saturating_add(window - 1),
+            }),
+            ..IterOptions::default()
+        })?;
+        let source: BatchStream = Box::pin(futures::stream::iter(rows));
+        let merged = merge(memtable.codec().clone(), vec![source], merge_options);
+        match write_sst(store, &dir, &metadata, merged, options).await {
+            Ok(Some(file)) => files.push(file),
+            Ok(None) => {}
+            Err(error) => {
+                for file in &files {
+                    let path = file.path(&dir);
+                    if let Err(cleanup) = store.delete(&path).await {
+                        tracing::warn!(path, %cleanup, "cannot delete an SST of a failed flush");
+                    }
+                }
+                return Err(error);
+            }
+        }
+    }
+    Ok(files)
+}

@@ -346,3 +346,43 @@ async fn truncated_and_bit_flipped_files_give_typed_errors_never_panics() {
     }
     eprintln!("{noticed_by_read} of {flips} flips were noticed by reading alone (SEED={seed})");
 }
+
+#[tokio::test]
+async fn split_writes_cap_rows_per_file_and_keep_the_sort_order_across_files() {
+    let store = memory_store();
+    let codec = Arc::new(KeyCodec::new(metadata()).unwrap());
+    let m = memtable(&codec, 7, 30);
+    let expected = rows(flush_source(&codec, &m)).await;
+    for cap in [1u64, 50, 64, 211, 10_000] {
+        let files = write_ssts(
+            &store,
+            "region/split",
+            codec.metadata(),
+            flush_source(&codec, &m),
+            &SstWriteOptions::default(),
+            cap,
+        )
+        .await
+        .unwrap();
+        let want_files = (expected.len() as u64).div_ceil(cap) as usize;
+        assert_eq!(files.len(), want_files, "cap {cap}");
+        assert!(files.iter().all(|f| f.num_rows <= cap));
+        let mut read = Vec::new();
+        for file in &files {
+            let stream = read_sst(
+                &store,
+                &file.path("region/split"),
+                codec.clone(),
+                SstReadOptions::default(),
+            )
+            .await
+            .unwrap();
+            read.extend(rows(stream).await);
+            store.delete(&file.path("region/split")).await.unwrap();
+        }
+        assert_eq!(
+            read, expected,
+            "cap {cap}: the files concatenate to the source"
+        );
+    }
+}

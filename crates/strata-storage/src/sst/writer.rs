@@ -14,7 +14,7 @@ use strata_request::{ColumnDataType, RegionMetadata};
 
 use super::opendal_io::OpendalWriter;
 use super::{FileId, FileMeta, REGION_METADATA_KEY};
-use crate::batch::{SEQUENCE_COLUMN, output_schema};
+use crate::batch::{SEQUENCE_COLUMN, SortedBatch, output_schema};
 use crate::error::{ArrowSnafu, CorruptSstSnafu, ObjectStoreSnafu, ParquetSnafu, StorageError};
 use crate::read::BatchStream;
 
@@ -48,22 +48,108 @@ pub async fn write_sst(
     store: &Operator,
     dir: &str,
     metadata: &Arc<RegionMetadata>,
-    mut source: BatchStream,
+    source: BatchStream,
     options: &SstWriteOptions,
 ) -> Result<Option<FileMeta>, StorageError> {
-    let Some(first) = next_non_empty(&mut source).await? else {
-        return Ok(None);
-    };
+    let mut files = write_ssts(store, dir, metadata, source, options, u64::MAX).await?;
+    Ok(files.pop())
+}
+
+/// Like [`write_sst`], but starts a new file after every `max_rows_per_file` rows (at
+/// least one): the files follow each other in sort order. Returns them in that order;
+/// empty if `source` has no rows. If writing fails, every file this call wrote is deleted
+/// (best effort) before the error returns.
+pub async fn write_ssts(
+    store: &Operator,
+    dir: &str,
+    metadata: &Arc<RegionMetadata>,
+    mut source: BatchStream,
+    options: &SstWriteOptions,
+    max_rows_per_file: u64,
+) -> Result<Vec<FileMeta>, StorageError> {
+    let mut files = Vec::new();
+    let mut carry = None;
+    loop {
+        let first = match carry.take() {
+            Some(batch) => batch,
+            None => match next_non_empty(&mut source).await {
+                Ok(Some(batch)) => batch,
+                Ok(None) => return Ok(files),
+                Err(error) => {
+                    delete_written(store, dir, &files).await;
+                    return Err(error);
+                }
+            },
+        };
+        match write_one(
+            store,
+            dir,
+            metadata,
+            first,
+            &mut source,
+            options,
+            max_rows_per_file,
+        )
+        .await
+        {
+            Ok((file, Next::Carry(rest))) => {
+                files.push(file);
+                carry = Some(rest);
+            }
+            Ok((file, Next::More)) => files.push(file),
+            Ok((file, Next::Done)) => {
+                files.push(file);
+                return Ok(files);
+            }
+            Err(error) => {
+                delete_written(store, dir, &files).await;
+                return Err(error);
+            }
+        }
+    }
+}
+
+/// Deletes files written by a call that then failed.
+async fn delete_written(store: &Operator, dir: &str, files: &[FileMeta]) {
+    for file in files {
+        let path = file.path(dir);
+        if let Err(cleanup) = store.delete(&path).await {
+            tracing::warn!(path, %cleanup, "cannot delete an SST of a failed write");
+        }
+    }
+}
+
+/// Where the source stands after a file is written.
+enum Next {
+    /// The rows of the last batch that did not fit.
+    Carry(SortedBatch),
+    /// The file is full at a batch boundary; the source may have more.
+    More,
+    /// The source is exhausted (it must not be polled again).
+    Done,
+}
+
+/// Writes one file starting with `first`, up to `max_rows` rows; returns its metadata and
+/// where the source stands.
+async fn write_one(
+    store: &Operator,
+    dir: &str,
+    metadata: &Arc<RegionMetadata>,
+    first: SortedBatch,
+    source: &mut BatchStream,
+    options: &SstWriteOptions,
+    max_rows: u64,
+) -> Result<(FileMeta, Next), StorageError> {
     let file_id = FileId::random();
     let path = format!("{}/{file_id}.parquet", dir.trim_end_matches('/'));
-    let result = write_file(store, &path, metadata, first, source, options).await;
+    let result = write_file(store, &path, metadata, first, source, options, max_rows).await;
     match result {
-        Ok(written) => {
+        Ok((written, next)) => {
             let stat = store.stat(&path).await.context(ObjectStoreSnafu {
                 operation: "stat written SST",
                 path: &path,
             })?;
-            Ok(Some(FileMeta {
+            let file = FileMeta {
                 region_id: metadata.region_id(),
                 file_id,
                 level: options.level,
@@ -73,7 +159,8 @@ pub async fn write_sst(
                 file_size: stat.content_length(),
                 max_sequence: written.max_sequence,
                 checksum: written.checksum,
-            }))
+            };
+            Ok((file, next))
         }
         Err(error) => {
             if let Err(cleanup) = store.delete(&path).await {
@@ -84,9 +171,7 @@ pub async fn write_sst(
     }
 }
 
-async fn next_non_empty(
-    source: &mut BatchStream,
-) -> Result<Option<crate::batch::SortedBatch>, StorageError> {
+async fn next_non_empty(source: &mut BatchStream) -> Result<Option<SortedBatch>, StorageError> {
     while let Some(batch) = source.next().await {
         let batch = batch?;
         if !batch.is_empty() {
@@ -110,10 +195,11 @@ async fn write_file(
     store: &Operator,
     path: &str,
     metadata: &Arc<RegionMetadata>,
-    first: crate::batch::SortedBatch,
-    mut source: BatchStream,
+    first: SortedBatch,
+    source: &mut BatchStream,
     options: &SstWriteOptions,
-) -> Result<Written, StorageError> {
+    max_rows: u64,
+) -> Result<(Written, Next), StorageError> {
     let checksum = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let region_id = metadata.region_id();
     let all: Vec<usize> = (0..metadata.columns().len()).collect();
@@ -137,7 +223,9 @@ async fn write_file(
     let mut time_range = (i64::MAX, i64::MIN);
     let mut max_sequence = 0u64;
     let mut next = Some(first);
-    while let Some(batch) = next {
+    let mut rest = None;
+    let mut exhausted = false;
+    while let Some(mut batch) = next {
         ensure!(
             batch.columns().len() == all.len(),
             CorruptSstSnafu {
@@ -149,6 +237,11 @@ async fn write_file(
                 ),
             }
         );
+        let room = usize::try_from(max_rows.max(1).saturating_sub(rows)).unwrap_or(usize::MAX);
+        if batch.num_rows() > room {
+            rest = Some(batch.slice(room, batch.num_rows() - room));
+            batch = batch.slice(0, room);
+        }
         for i in 0..batch.num_rows() {
             let ts = batch.timestamp(i);
             time_range = (time_range.0.min(ts), time_range.1.max(ts));
@@ -160,16 +253,28 @@ async fn write_file(
             operation: "build SST batch",
         })?;
         writer.write(&record).await.context(ParquetSnafu { path })?;
-        next = next_non_empty(&mut source).await?;
+        next = if rest.is_some() || rows >= max_rows.max(1) {
+            None
+        } else {
+            let batch = next_non_empty(source).await?;
+            exhausted = batch.is_none();
+            batch
+        };
     }
     let file = writer.close().await.context(ParquetSnafu { path })?;
-    Ok(Written {
+    let written = Written {
         rows,
         row_groups: file.num_row_groups() as u64,
         time_range,
         max_sequence,
         checksum: checksum.load(std::sync::atomic::Ordering::Relaxed),
-    })
+    };
+    let next = match rest {
+        Some(rest) => Next::Carry(rest),
+        None if exhausted => Next::Done,
+        None => Next::More,
+    };
+    Ok((written, next))
 }
 
 /// The Parquet writer properties of SSTs for `metadata`: zstd everywhere; timestamps and

@@ -27,6 +27,7 @@ fn manifest() -> RegionManifest {
         flushed_sequence: 30,
         committed_sequence: 30,
         truncated_entry_id: None,
+        compaction_window_secs: None,
         manifest_version: 5,
     }
 }

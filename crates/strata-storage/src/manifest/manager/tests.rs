@@ -50,6 +50,7 @@ fn edit(
         flushed_entry_id: Some(entry),
         flushed_sequence: Some(sequence),
         committed_sequence: None,
+        compaction_window_secs: None,
     }))
 }
 
