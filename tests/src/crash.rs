@@ -74,8 +74,13 @@ pub fn config_with(dir: &Path, sync: SyncPolicy) -> EngineConfig {
         max_background_flushes: 1,
         global_write_buffer_size: bytesize::ByteSize::mib(1),
         manifest_checkpoint_distance: 5,
+        // Removed files go at once: a file on disk the manifest does not name after a
+        // reopen's sweep is then a leak, whatever the kill interrupted.
+        removed_file_lingering: std::time::Duration::ZERO,
         ..EngineConfig::default()
     };
+    // Compactions after every other flush, so kills land in them often.
+    config.compaction.trigger_file_num = 2;
     config.wal.segment_size = bytesize::ByteSize::kib(64);
     config.wal.sync = sync;
     config
@@ -163,6 +168,33 @@ pub async fn check_with(data: &Path, side: &Path, context: &str, expect: Expect)
     for r in 0..REGIONS {
         let id = region(r);
         let opened = engine.open(id).await;
+        if opened.is_ok() {
+            // The open swept every SST its manifest does not name (outputs of a flush or
+            // compaction killed before its commit): none is left.
+            let named: BTreeSet<String> = engine
+                .region_files(id)
+                .unwrap()
+                .iter()
+                .map(|f| format!("{}.parquet", f.file_id))
+                .collect();
+            let on_disk = sst_names(&data.join(strata_storage::region_data_dir(id)));
+            let orphans: Vec<&String> = on_disk.difference(&named).collect();
+            assert!(
+                orphans.is_empty(),
+                "{}",
+                what(format!(
+                    "{id}: files no manifest names after the open: {orphans:?}"
+                ))
+            );
+            let missing: Vec<&String> = named.difference(&on_disk).collect();
+            assert!(
+                missing.is_empty(),
+                "{}",
+                what(format!(
+                    "{id}: files the manifest names are gone: {missing:?}"
+                ))
+            );
+        }
         if let Err(e) = &opened {
             // Only a region that was never created (killed before its create landed) may
             // be missing.
@@ -231,6 +263,19 @@ pub async fn check_with(data: &Path, side: &Path, context: &str, expect: Expect)
     }
     engine.stop().await.unwrap();
     found
+}
+
+/// Names of the `.parquet` files in `dir` (none if it does not exist).
+pub fn sst_names(dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| name.ends_with(".parquet"))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The writer child: opens the engine on `data` (WAL synced per `sync`), then writes forever — keys continue

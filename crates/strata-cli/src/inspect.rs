@@ -124,6 +124,13 @@ async fn manifest(args: &RegionArgs) -> Result<(), String> {
         m.truncated_entry_id()
     );
     println!(
+        "  compaction window {}",
+        m.compaction_window_secs().map_or_else(
+            || "not chosen yet (the first flush records it)".to_string(),
+            |secs| humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
+        )
+    );
+    println!(
         "  {} files, {} removed files recorded",
         m.files().len(),
         m.removed_files().len()
@@ -140,12 +147,33 @@ async fn sst(args: &RegionArgs) -> Result<(), String> {
     let manager = open_manifest(&store, args.region).await?;
     let dir = region_data_dir(args.region);
     println!("SST files of region {} ({dir}/)", args.region);
-    println!("  file                                  rows     groups  bytes      time range (ms)");
+    let window = manager
+        .manifest()
+        .compaction_window_secs()
+        .map(|secs| strata_storage::window_width(manager.manifest().metadata(), secs));
+    println!(
+        "  file                                  level  window start  rows     groups  bytes      time range"
+    );
     let (mut rows, mut bytes) = (0, 0);
-    for file in manager.manifest().files().values() {
+    let mut files: Vec<_> = manager.manifest().files().values().collect();
+    // By window (of the newest row), then level, then time.
+    files.sort_by_key(|f| {
+        (
+            window.map(|w| strata_storage::window_start(f.time_range.1, w)),
+            f.level,
+            f.time_range,
+        )
+    });
+    for file in files {
+        let start = window.map_or_else(
+            || "-".to_string(),
+            |w| strata_storage::window_start(file.time_range.1, w).to_string(),
+        );
         println!(
-            "  {:<36}  {:<8} {:<7} {:<10} {}..={}",
+            "  {:<36}  {:<5}  {:<12}  {:<8} {:<7} {:<10} {}..={}",
             file.file_id.to_string(),
+            file.level,
+            start,
             file.num_rows,
             file.num_row_groups,
             file.file_size,
@@ -255,8 +283,9 @@ fn describe_options(options: &strata_engine::RegionOptions) -> String {
         )
     };
     format!(
-        "ttl {}, append_mode {}, auto_flush_interval {}, write_buffer_size {}",
+        "ttl {}, compaction_window {}, append_mode {}, auto_flush_interval {}, write_buffer_size {}",
         duration(options.ttl, "none"),
+        duration(options.compaction_window, "inferred"),
         options.append_mode,
         duration(options.auto_flush_interval, "default"),
         options

@@ -10,6 +10,8 @@
 //!   flush every region, and leave a WAL that opens cleanly.
 //! - `strata alter --region R --ttl 7d|none` — change a region's time to live (read-write:
 //!   refused while an ingest holds the directory).
+//! - `strata compact --region R` — compact a region now (read-write), printing its files
+//!   and bytes before and after.
 //! - `strata config default|check FILE` — the commented default configuration, or a check
 //!   of a file that names the bad key.
 //!
@@ -18,6 +20,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod alter;
+mod compact;
 mod ingest;
 mod inspect;
 mod repair;
@@ -54,6 +57,9 @@ enum Command {
     Repair(repair::RepairArgs),
     /// Change a region's options (its TTL); needs the directory, so not during an ingest.
     Alter(alter::AlterArgs),
+    /// Compact a region now: one file per time window, expired data dropped; needs the
+    /// directory, so not during an ingest (an ingest compacts as it goes).
+    Compact(compact::CompactArgs),
     /// Print the default configuration or check a configuration file.
     Config {
         #[command(subcommand)]
@@ -142,6 +148,7 @@ fn main() -> ExitCode {
         Command::Inspect { command } => runtime.block_on(inspect::run(command)),
         Command::Repair(args) => runtime.block_on(repair::run(args)),
         Command::Alter(args) => runtime.block_on(alter::run(args)),
+        Command::Compact(args) => runtime.block_on(compact::run(args)),
         Command::Config { command } => config(command),
     };
     match result {

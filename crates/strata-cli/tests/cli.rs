@@ -101,6 +101,53 @@ fn ingest_then_rerun_continues_the_series_and_scan_sees_every_row() {
 }
 
 #[test]
+fn ingest_compacts_as_it_goes_and_compact_leaves_one_file_per_window_with_the_same_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["ingest", "--hosts", "20", "--epochs", "10"];
+    // Six short runs: six flushes of each region, in one time window.
+    for _ in 0..6 {
+        stdout(&strata(dir.path(), &args));
+    }
+    let rows = count(dir.path(), "1024.0");
+    assert!(rows > 0);
+    let files = |dir: &std::path::Path| -> Vec<String> {
+        stdout(&strata(dir, &["inspect", "sst", "--region", "1024.0"]))
+            .lines()
+            .filter(|l| l.len() > 40 && l.as_bytes()[2].is_ascii_hexdigit() && l.contains('-'))
+            .map(str::to_string)
+            .collect()
+    };
+    let before = files(dir.path());
+    assert!(
+        before
+            .iter()
+            .any(|l| l.split_whitespace().nth(1) == Some("1")),
+        "the fourth flush triggered an automatic compaction: {before:?}"
+    );
+    assert!(before.len() < 6, "{before:?}");
+
+    let said = stdout(&strata(dir.path(), &["compact", "--region", "1024.0"]));
+    assert!(said.contains("1 file, "), "{said}");
+    assert!(said.contains("compaction window 1h"), "{said}");
+    let after = files(dir.path());
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(after[0].split_whitespace().nth(1), Some("1"), "level 1");
+    assert_eq!(count(dir.path(), "1024.0"), rows, "the same rows");
+    let check = strata(
+        dir.path(),
+        &["inspect", "sst", "--region", "1024.0", "--check"],
+    );
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    let unknown = strata(dir.path(), &["compact", "--region", "9.9"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("not found"));
+}
+
+#[test]
 fn alter_ttl_hides_expired_rows_from_scans_and_none_shows_them_again() {
     let dir = tempfile::tempdir().unwrap();
     let args = [
