@@ -1,6 +1,6 @@
 //! `strata compact`: compact one region now and say what it did.
 
-use strata_engine::{Engine, EngineBuilder, RegionId};
+use strata_engine::{Clock, Engine, EngineBuilder, RegionId};
 
 use crate::EngineArgs;
 
@@ -49,13 +49,14 @@ async fn compact(engine: &Engine, region: RegionId) -> Result<(), String> {
         "region {region}: {}, {bytes} bytes, {rows} rows before",
         plural(files)
     );
-    let started = std::time::Instant::now();
+    let clock = strata_engine::SystemClock;
+    let started = clock.now();
     engine.compact(region).await.map_err(|e| e.to_string())?;
     let (after_files, after_bytes, after_rows) = size(engine, region)?;
     println!(
         "region {region}: {}, {after_bytes} bytes, {after_rows} rows after ({:.1} s)",
         plural(after_files),
-        started.elapsed().as_secs_f64()
+        clock.elapsed(started).as_secs_f64()
     );
     let window = engine
         .compaction_window(region)
