@@ -78,6 +78,11 @@ struct World {
     altered: BTreeMap<u32, bool>,
     /// Per region: its TTL in milliseconds, if it has one.
     ttl: BTreeMap<u32, u64>,
+    /// Per region: the highest TTL cutoff it ever had. A row below it expired at some
+    /// point, and a compaction may have removed it (or the delete marker hiding an older
+    /// version of it) for good: if a longer TTL makes it visible again, the model accepts
+    /// it present or absent.
+    ever_cutoff: BTreeMap<u32, i64>,
     clock: Arc<ManualClock>,
     dir: tempfile::TempDir,
 }
@@ -96,8 +101,14 @@ async fn build(
         data_home: dir.to_path_buf(),
         num_workers: 2,
         global_write_buffer_size: bytesize::ByteSize::mib(1),
+        // Files removed by compactions and truncates are deleted as soon as no scan holds
+        // them (the manual clock would never let them linger out).
+        removed_file_lingering: std::time::Duration::ZERO,
         ..EngineConfig::default()
     };
+    let mut config = config;
+    // Automatic compactions after every other flush, racing the steps.
+    config.compaction.trigger_file_num = 2;
     EngineBuilder::new(config)
         .object_store(store.clone())
         .log_store(log.clone())
@@ -132,6 +143,7 @@ impl World {
             model,
             altered: BTreeMap::new(),
             ttl: BTreeMap::new(),
+            ever_cutoff: BTreeMap::new(),
             clock,
             dir,
         }
@@ -168,7 +180,7 @@ impl World {
         let open = self.model[&r].is_some();
         let op = strata_tests::below(rng, 100);
         match op {
-            0..=44 if open => {
+            0..=41 if open => {
                 let keys: Vec<(u64, u64)> = (0..1 + strata_tests::below(rng, 6))
                     .map(|_| {
                         (
@@ -188,6 +200,10 @@ impl World {
                 for key in keys {
                     rows.insert(key, value);
                 }
+            }
+            42..=44 if open => {
+                *what = format!("compact {id}");
+                self.engine.compact(id).await.unwrap();
             }
             45..=59 if open => {
                 let keys: Vec<(u64, u64)> = (0..1 + strata_tests::below(rng, 3))
@@ -231,6 +247,7 @@ impl World {
                 *what = format!("truncate {id}");
                 self.engine.truncate(id).await.unwrap();
                 self.model.insert(r, Some(BTreeMap::new()));
+                self.ever_cutoff.remove(&r);
             }
             80..=86 if open => {
                 *what = format!("close and open {id}");
@@ -253,6 +270,7 @@ impl World {
                 self.model.insert(r, None);
                 self.altered.remove(&r);
                 self.ttl.remove(&r);
+                self.ever_cutoff.remove(&r);
             }
             96..=97 if open => {
                 // A TTL around the clock's distance from the rows, or none.
@@ -295,6 +313,12 @@ impl World {
             }
             _ => *what = "nothing".into(),
         }
+        let now = self.clock.now_millis();
+        for (&r, &ttl) in &self.ttl {
+            let cutoff = now - ttl as i64;
+            let ever = self.ever_cutoff.entry(r).or_insert(cutoff);
+            *ever = (*ever).max(cutoff);
+        }
     }
 
     async fn check(&self) -> Result<(), String> {
@@ -305,15 +329,15 @@ impl World {
                 }
                 continue;
             };
-            // Rows past the region's TTL are not returned.
+            // Rows past the region's TTL are not returned; rows that expired earlier but
+            // are visible under the current TTL may be gone.
             let now = self.clock.now_millis();
+            let cutoff = self.ttl.get(&r).map_or(i64::MIN, |&ttl| now - ttl as i64);
+            let ever = self.ever_cutoff.get(&r).copied().unwrap_or(i64::MIN);
+            let uncertain = |ts: u64| (ts as i64) < ever && (ts as i64) >= cutoff;
             let expected: Rows = rows
                 .iter()
-                .filter(|((_, ts), _)| {
-                    self.ttl
-                        .get(&r)
-                        .is_none_or(|&ttl| *ts as i64 >= now - ttl as i64)
-                })
+                .filter(|((_, ts), _)| *ts as i64 >= cutoff && !uncertain(*ts))
                 .map(|(k, v)| (*k, *v))
                 .collect();
             let mut actual = BTreeMap::new();
@@ -334,7 +358,13 @@ impl World {
                 let v = batch.column(2).as_primitive::<Int64Type>();
                 for i in 0..batch.num_rows() {
                     let h: u64 = host.value(i)[1..].parse().unwrap();
-                    actual.insert((h, ts.value(i) as u64), v.value(i));
+                    let t = ts.value(i) as u64;
+                    if (t as i64) < cutoff {
+                        return Err(format!("{}: expired row {h},{t} returned", region(r)));
+                    }
+                    if !uncertain(t) {
+                        actual.insert((h, t), v.value(i));
+                    }
                 }
             }
             if actual != expected {

@@ -27,9 +27,10 @@ pub struct RegionOptions {
     /// `default_region_write_buffer_size`; `Some(0)` disables the limit for this region.
     pub write_buffer_size: Option<u64>,
     /// Time to live: scans never return rows whose timestamp is older than now − `ttl`
-    /// (now on the engine's clock). `None` keeps rows forever. Expired rows stay in the
-    /// files until a compaction rewrites them, so shortening and then lengthening the TTL
-    /// (or removing it) shows them again.
+    /// (now on the engine's clock). `None` keeps rows forever. Compaction removes files
+    /// whose rows have all expired and drops expired rows from the windows it rewrites;
+    /// until then expired rows stay in the files, so shortening and then lengthening the
+    /// TTL (or removing it) may show them again — or not, once a compaction removed them.
     #[serde(with = "humantime_serde")]
     pub ttl: Option<Duration>,
     /// The width of compaction's time windows: each SST belongs to the window of its
