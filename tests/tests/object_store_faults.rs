@@ -139,6 +139,7 @@ async fn run(rounds: u64, s3_root: Option<&str>) {
     }
     let mut acked = vec![0i64; regions.len()];
     let (mut flush_ok, mut flush_failed) = (0, 0);
+    let (mut compact_ok, mut compact_failed) = (0, 0);
     for round in 0..rounds {
         // 5 % to 30 % of every kind of operation under the region directories fail.
         let ratio = 0.05 + 0.05 * (round % 6) as f64;
@@ -163,13 +164,27 @@ async fn run(rounds: u64, s3_root: Option<&str>) {
                     flush_failed += 1;
                 }
             }
+            // Compactions (manual here, automatic after flushes) under the same faults:
+            // a failure leaves the inputs alone.
+            match engine.compact(region).await {
+                Ok(()) => compact_ok += 1,
+                Err(error) => {
+                    assert!(
+                        matches!(error.kind(), ErrorKind::Storage | ErrorKind::RegionState),
+                        "round {round} (SEED={seed}): compaction: {error}"
+                    );
+                    assert!(error.is_retryable(), "{error}");
+                    compact_failed += 1;
+                }
+            }
         }
     }
     eprintln!(
-        "object-store faults: {rounds} rounds, {flush_ok} flushes ok, {flush_failed} failed under faults, {} faults injected",
+        "object-store faults: {rounds} rounds, {flush_ok} flushes ok, {flush_failed} failed, {compact_ok} compactions ok, {compact_failed} failed under faults, {} faults injected",
         plan.injected()
     );
     assert!(plan.injected() > 0);
+    assert!(compact_failed > 0, "some compactions met a fault");
     // Faults stop: every region flushes, and nothing acknowledged is missing.
     plan.clear();
     for &region in &regions {
@@ -180,6 +195,10 @@ async fn run(rounds: u64, s3_root: Option<&str>) {
     for (i, &region) in regions.iter().enumerate() {
         let rows = strata_tests::count_rows(&engine, region).await;
         assert_eq!(rows as i64, acked[i], "{region}");
+        // Without faults the retry succeeds and changes no answer.
+        engine.compact(region).await.unwrap();
+        let rows = strata_tests::count_rows(&engine, region).await;
+        assert_eq!(rows as i64, acked[i], "{region} after compaction");
     }
     engine.stop().await.unwrap();
     // And after a restart (manifest, files and WAL as the faults left them).
