@@ -15,6 +15,7 @@ const BENCHES: &[(&str, &str)] = &[
     ("strata-engine", "ingest"),
     ("strata-bench", "w1"),
     ("strata-bench", "w3"),
+    ("strata-bench", "compaction"),
 ];
 
 pub(crate) fn bench(root: &Path) -> Result<(), String> {

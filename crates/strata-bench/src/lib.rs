@@ -10,6 +10,9 @@
 //!   write, so ingest outruns flushing (per-second throughput, stalls, latency percentiles,
 //!   rejects, peak memory against the reject limit) — and reopen: time to open ~1 GiB of
 //!   WAL and the replay rate.
+//! - `compaction`: compaction throughput against the raw Parquet read + write of the same
+//!   rows, row write amplification of a backfill workload, and a scan after 300 small
+//!   flushes against the same rows ingested in one run.
 
 use std::path::{Path, PathBuf};
 

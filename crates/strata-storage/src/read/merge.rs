@@ -206,7 +206,7 @@ fn filter_batch(
 
 struct Source {
     stream: BatchStream,
-    current: Option<SortedBatch>,
+    current: Option<Arc<SortedBatch>>,
     row: usize,
     /// Position of `current` in the output's held batches, once a row of it is picked.
     held_slot: Option<usize>,
@@ -216,8 +216,9 @@ struct Merger {
     codec: Arc<KeyCodec>,
     options: MergeOptions,
     sources: Vec<Source>,
-    /// The last (key, timestamp) taken (emitted or skipped), for deduplication.
-    last: Option<(SortedBatch, usize)>,
+    /// The last (key, timestamp) taken (emitted or skipped), for deduplication (shared:
+    /// set once per row, so a clone must not allocate).
+    last: Option<(Arc<SortedBatch>, usize)>,
 }
 
 impl Merger {
@@ -240,7 +241,7 @@ impl Merger {
             match source.stream.next().await {
                 Some(Ok(batch)) if batch.is_empty() => {}
                 Some(Ok(batch)) => {
-                    source.current = Some(batch);
+                    source.current = Some(Arc::new(batch));
                     i += 1;
                 }
                 Some(Err(e)) => return Err(e),
@@ -271,8 +272,29 @@ impl Merger {
         best.map(|(i, _)| i)
     }
 
+    /// The smallest current row among the sources other than `except`, owned.
+    fn head_of_others(&self, except: usize) -> Option<(arrow_row::OwnedRow, i64, u64)> {
+        let mut best: Option<(usize, SortKey<'_>)> = None;
+        for (i, s) in self.sources.iter().enumerate() {
+            if i == except {
+                continue;
+            }
+            let Some(b) = s.current.as_ref() else {
+                continue;
+            };
+            let k = (b.key(s.row), b.timestamp(s.row), Reverse(b.sequence(s.row)));
+            if best
+                .as_ref()
+                .is_none_or(|(_, b)| k.cmp(b) == Ordering::Less)
+            {
+                best = Some((i, k));
+            }
+        }
+        best.map(|(_, (key, ts, Reverse(seq)))| (key.owned(), ts, seq))
+    }
+
     async fn next_batch(&mut self) -> Result<Option<SortedBatch>, StorageError> {
-        let mut held: Vec<SortedBatch> = Vec::new();
+        let mut held: Vec<Arc<SortedBatch>> = Vec::new();
         let mut picked: Vec<(usize, usize)> = Vec::with_capacity(self.options.batch_rows);
         for s in &mut self.sources {
             s.held_slot = None;
@@ -280,33 +302,51 @@ impl Merger {
         while picked.len() < self.options.batch_rows {
             self.refill().await?;
             let Some(i) = self.smallest() else { break };
+            // Rows of source `i` that sort before every other source's head form a run:
+            // they are taken one comparison each, not one scan of all sources each.
+            let bound = self.head_of_others(i);
             let source = &mut self.sources[i];
-            let (batch, row) = match &source.current {
-                Some(b) => (b, source.row),
-                None => break,
-            };
-            source.row += 1;
-            if self.options.dedup {
-                let duplicate = self.last.as_ref().is_some_and(|(lb, lr)| {
-                    lb.timestamp(*lr) == batch.timestamp(row) && lb.key(*lr) == batch.key(row)
-                });
-                if duplicate {
-                    continue;
+            let Some(batch) = &source.current else { break };
+            let first = source.row;
+            while picked.len() < self.options.batch_rows && source.row < batch.num_rows() {
+                let row = source.row;
+                // The first row is the smallest (or ties with another head, say after a
+                // replay of stale entries): always taken, so the merge moves on.
+                if row > first
+                    && let Some((key, ts, seq)) = &bound
+                    && (
+                        batch.key(row),
+                        batch.timestamp(row),
+                        Reverse(batch.sequence(row)),
+                    )
+                        .cmp(&(key.row(), *ts, Reverse(*seq)))
+                        != Ordering::Less
+                {
+                    break;
                 }
-                self.last = Some((batch.clone(), row));
-                if self.options.filter_deleted && batch.op_type(row) == OpType::Delete {
-                    continue;
+                source.row += 1;
+                if self.options.dedup {
+                    let duplicate = self.last.as_ref().is_some_and(|(lb, lr)| {
+                        lb.timestamp(*lr) == batch.timestamp(row) && lb.key(*lr) == batch.key(row)
+                    });
+                    if duplicate {
+                        continue;
+                    }
+                    self.last = Some((batch.clone(), row));
+                    if self.options.filter_deleted && batch.op_type(row) == OpType::Delete {
+                        continue;
+                    }
                 }
+                let slot = match source.held_slot {
+                    Some(slot) => slot,
+                    None => {
+                        held.push(batch.clone());
+                        source.held_slot = Some(held.len() - 1);
+                        held.len() - 1
+                    }
+                };
+                picked.push((slot, row));
             }
-            let slot = match source.held_slot {
-                Some(slot) => slot,
-                None => {
-                    held.push(batch.clone());
-                    source.held_slot = Some(held.len() - 1);
-                    held.len() - 1
-                }
-            };
-            picked.push((slot, row));
         }
         if picked.is_empty() {
             return Ok(None);
@@ -317,7 +357,7 @@ impl Merger {
     /// Builds the output batch from `picked` rows of `held` batches.
     fn assemble(
         &self,
-        held: &[SortedBatch],
+        held: &[Arc<SortedBatch>],
         picked: &[(usize, usize)],
     ) -> Result<SortedBatch, StorageError> {
         let region_id = self.codec.metadata().region_id();
