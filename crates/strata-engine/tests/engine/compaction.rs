@@ -167,6 +167,37 @@ async fn flushes_reaching_the_trigger_are_compacted_automatically() {
     assert_eq!(files[0].level, 1);
     assert_eq!(files[0].num_rows, 80);
     assert_eq!(scan(&engine, region).await.len(), 80);
+    // The metrics say the same.
+    let metric = |name: &str, label: (&str, &str)| -> f64 {
+        env.registry
+            .lock()
+            .unwrap()
+            .gather()
+            .iter()
+            .filter(|f| f.name() == name)
+            .flat_map(|f| f.get_metric().iter())
+            .filter(|m| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == label.0 && l.value() == label.1)
+            })
+            .map(|m| m.get_counter().get_value() + m.get_gauge().get_value())
+            .sum()
+    };
+    assert_eq!(
+        metric("strata_compaction_started_total", ("mode", "automatic")),
+        1.0
+    );
+    assert_eq!(
+        metric("strata_compaction_rows_total", ("direction", "read")),
+        80.0
+    );
+    assert_eq!(
+        metric("strata_compaction_rows_total", ("direction", "written")),
+        80.0
+    );
+    assert_eq!(metric("strata_compaction_files", ("level", "1")), 1.0);
+    assert_eq!(metric("strata_compaction_files", ("level", "0")), 0.0);
     engine.stop().await.unwrap();
 }
 
@@ -454,4 +485,97 @@ async fn compacted_inputs_linger_on_storage_for_readers_in_other_processes() {
     pool.run_all().await;
     assert_eq!(sst_files(&env, region).len(), 2);
     engine.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_region_is_consolidated_to_one_file_per_window_by_the_periodic_check() {
+    let env = TestEnv::new();
+    let engine = env.engine().await;
+    let region = RegionId::new(1, 11);
+    create_with_window(&engine, region).await;
+    // Each flush writes a file in window 0 and one in window 1: fewer level-0 files per
+    // window than the trigger, so only the idle consolidation merges them all.
+    for round in 0..3 {
+        put(&engine, region, 0..10, 1_000 + round, round as f64).await;
+        put(&engine, region, 0..10, HOUR + round, round as f64).await;
+        engine.flush(region).await.unwrap();
+    }
+    let expected = scan(&engine, region).await;
+    assert!(engine.region_files(region).unwrap().len() > 2);
+    // Ten minutes without a flush (and the workers' first periodic check) later:
+    env.clock.advance(Duration::from_secs(15 * 60));
+    env.listener
+        .wait_until("idle consolidation", || {
+            windows(&engine, region) == BTreeMap::from([(0, vec![1]), (1, vec![1])])
+        })
+        .await;
+    assert_eq!(scan(&engine, region).await, expected);
+    // Consolidated once: later checks leave it alone.
+    let applied = count(&env.listener.compactions_applied);
+    env.clock.advance(Duration::from_secs(15 * 60));
+    put(&engine, region, 0..1, 2 * HOUR, 1.0).await;
+    assert_eq!(count(&env.listener.compactions_applied), applied);
+    engine.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scans_racing_flushes_compactions_purges_and_a_drop_never_fail_on_a_file() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let env = TestEnv::new();
+    let engine = Arc::new(env.engine().await);
+    let region = RegionId::new(1, 12);
+    create_with_window(&engine, region).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let scanners: Vec<_> = (0..2)
+        .map(|_| {
+            let (engine, stop) = (engine.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut scans = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    // A scan of an empty region never waits: give the writer its turn.
+                    tokio::task::yield_now().await;
+                    let request = ScanRequest {
+                        batch_rows: 7,
+                        ..ScanRequest::default()
+                    };
+                    match engine.scan(region, request).await {
+                        Ok(mut stream) => {
+                            while let Some(batch) = stream.next().await {
+                                batch.expect("a scan never fails on a removed file");
+                                tokio::task::yield_now().await;
+                            }
+                            scans += 1;
+                        }
+                        Err(e) => assert_eq!(e.kind(), ErrorKind::RegionNotFound, "{e}"),
+                    }
+                }
+                scans
+            })
+        })
+        .collect();
+    for round in 0..24 {
+        put(
+            &engine,
+            region,
+            0..30,
+            (round % 3) * HOUR + round,
+            round as f64,
+        )
+        .await;
+        engine.flush(region).await.unwrap();
+        if round % 5 == 4 {
+            engine.compact(region).await.unwrap();
+        }
+    }
+    assert!(count(&env.listener.compactions_applied) > 0);
+    engine.drop_region(region).await.unwrap();
+    stop.store(true, Ordering::SeqCst);
+    for scanner in scanners {
+        assert!(scanner.await.unwrap() > 0, "every scanner completed scans");
+    }
+    env.listener
+        .wait_for("the drop's purge", 1, |l| count(&l.later_drops))
+        .await;
+    assert!(sst_files(&env, region).is_empty());
 }
