@@ -6,9 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use strata_request::RegionId;
-use strata_storage::{
-    ManifestError, ManifestManager, RegionEdit, RegionMetaAction, RegionMetaActionList,
-};
+use strata_storage::{ManifestManager, RegionEdit, RegionMetaAction, RegionMetaActionList};
 
 use crate::error::CompactionError;
 use crate::job::{CommitError, CompactionCommitter};
@@ -76,7 +74,7 @@ impl CompactionCommitter for ManifestCompactionCommitter {
             .await
             .map(|_| ())
             .map_err(|e| CommitError {
-                maybe_persisted: matches!(e, ManifestError::ObjectStore { .. }),
+                maybe_persisted: e.may_have_persisted(),
                 error: CompactionError::Commit {
                     region_id,
                     reason: e.to_string(),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use strata_request::RegionId;
-use strata_storage::{ManifestError, ManifestManager, RegionMetaActionList};
+use strata_storage::{ManifestManager, RegionMetaActionList};
 
 use crate::error::FlushError;
 use crate::job::{CommitError, FlushCommitter};
@@ -69,9 +69,7 @@ impl FlushCommitter for ManifestCommitter {
             .await
             .map(|_| ())
             .map_err(|e| CommitError {
-                // A failed object-store write may still have landed; anything else (an
-                // edit that cannot be serialized) certainly did not.
-                maybe_persisted: matches!(e, ManifestError::ObjectStore { .. }),
+                maybe_persisted: e.may_have_persisted(),
                 error: FlushError::Commit {
                     region_id,
                     reason: e.to_string(),

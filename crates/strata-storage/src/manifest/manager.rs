@@ -89,6 +89,13 @@ impl ManifestError {
             ManifestError::AlreadyExists { .. } => ErrorKind::InvalidRequest,
         }
     }
+
+    /// Whether the update that failed with this error may be in the manifest anyway: an
+    /// object-store write that reported an error may still have landed. Anything else (an
+    /// edit that cannot be encoded, a version that already exists) certainly did not.
+    pub fn may_have_persisted(&self) -> bool {
+        matches!(self, ManifestError::ObjectStore { .. })
+    }
 }
 
 /// Checkpoint pointer, written last.
