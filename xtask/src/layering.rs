@@ -52,7 +52,6 @@ pub(crate) const ALLOWED: &[(&str, &[&str])] = &[
             "strata-request",
             "strata-scheduler",
             "strata-storage",
-            "strata-workload",
         ],
     ),
     // Worker group: everything below.
