@@ -3,7 +3,6 @@
 use std::io::Write;
 
 use arrow_array::RecordBatch;
-use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use futures::StreamExt;
 use strata_engine::{EngineBuilder, RegionId, ScanRequest, TimeRange};
 
@@ -42,6 +41,11 @@ pub(crate) struct ScanArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Csv)]
     format: Format,
+    /// Check every SST's size and crc32c against the manifest before reading it (a
+    /// second read of each file): a damaged file that still decodes is an error instead
+    /// of possibly wrong rows.
+    #[arg(long)]
+    verify_checksums: bool,
     #[command(flatten)]
     engine: EngineArgs,
 }
@@ -88,109 +92,93 @@ async fn scan(engine: &strata_engine::Engine, args: &ScanArgs) -> Result<(), Str
         start: args.start.unwrap_or(i64::MIN),
         end: args.end.map_or(i64::MAX, |e| e.saturating_sub(1)),
     });
+    // A count reads what deduplication needs (keys, timestamps, sequences, op types),
+    // never the fields.
+    let projection = if args.count {
+        Some(Vec::new())
+    } else {
+        projection
+    };
     let mut stream = engine
         .scan(
             region,
             ScanRequest {
                 projection,
                 time_range,
+                batch_rows: 8192,
+                verify_checksums: args.verify_checksums,
                 ..ScanRequest::default()
             },
         )
         .await
         .map_err(|e| e.to_string())?;
     let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    let limit = args.limit.unwrap_or(usize::MAX);
-    let (mut rows, mut header) = (0usize, false);
-    while let Some(batch) = stream.next().await {
-        let batch = batch.map_err(|e| e.to_string())?;
-        if args.count {
-            rows += batch.num_rows();
-            continue;
-        }
-        if args.format == Format::Json {
-            rows += print_json(&mut out, &batch, limit - rows)?;
-            if rows >= limit {
-                break;
-            }
-            continue;
-        }
-        if !header {
-            let names: Vec<&str> = batch
-                .schema_ref()
-                .fields()
-                .iter()
-                .map(|f| f.name().as_str())
-                .collect();
-            writeln!(out, "{}", names.join(",")).map_err(|e| e.to_string())?;
-            header = true;
-        }
-        rows += print_csv(&mut out, &batch, limit - rows)?;
-        if rows >= limit {
-            break;
-        }
-    }
+    let out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
     if args.count {
+        let mut rows = 0usize;
+        while let Some(batch) = stream.next().await {
+            rows += batch.map_err(|e| e.to_string())?.num_rows();
+        }
+        let mut out = out;
         writeln!(out, "{rows}").map_err(|e| e.to_string())?;
+        return out.flush().map_err(|e| e.to_string());
     }
-    Ok(())
-}
-
-fn print_csv(out: &mut impl Write, batch: &RecordBatch, limit: usize) -> Result<usize, String> {
-    let options = FormatOptions::default();
-    let formatters = batch
-        .columns()
-        .iter()
-        .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
-    let rows = batch.num_rows().min(limit);
-    for row in 0..rows {
-        let cells: Vec<String> = formatters
-            .iter()
-            .map(|f| f.value(row).to_string())
-            .collect();
-        writeln!(out, "{}", cells.join(",")).map_err(|e| e.to_string())?;
-    }
-    Ok(rows)
-}
-
-fn print_json(out: &mut impl Write, batch: &RecordBatch, limit: usize) -> Result<usize, String> {
-    use arrow_array::Array;
-    use arrow_array::cast::AsArray;
-    use arrow_array::types::{Float64Type, Int64Type, UInt64Type};
-    use arrow_schema::DataType;
-    use serde_json::{Map, Value};
-
-    let options = FormatOptions::default();
-    let schema = batch.schema();
-    let rows = batch.num_rows().min(limit);
-    let mut objects: Vec<Map<String, Value>> = vec![Map::new(); rows];
-    for (field, column) in schema.fields().iter().zip(batch.columns()) {
-        let formatter =
-            ArrayFormatter::try_new(column.as_ref(), &options).map_err(|e| e.to_string())?;
-        for (row, object) in objects.iter_mut().enumerate() {
-            let value = if column.is_null(row) {
-                Value::Null
-            } else {
-                match column.data_type() {
-                    DataType::Int64 => Value::from(column.as_primitive::<Int64Type>().value(row)),
-                    DataType::UInt64 => Value::from(column.as_primitive::<UInt64Type>().value(row)),
-                    DataType::Float64 => serde_json::Number::from_f64(
-                        column.as_primitive::<Float64Type>().value(row),
-                    )
-                    .map_or(Value::Null, Value::Number),
-                    DataType::Boolean => Value::Bool(column.as_boolean().value(row)),
-                    _ => Value::String(formatter.value(row).to_string()),
-                }
-            };
-            object.insert(field.name().clone(), value);
+    let limit = args.limit.unwrap_or(usize::MAX);
+    let mut rows = 0usize;
+    let mut writer = Output::new(args.format, out);
+    while rows < limit
+        && let Some(batch) = stream.next().await
+    {
+        let batch = batch.map_err(|e| e.to_string())?;
+        let take = batch.num_rows().min(limit - rows);
+        rows += take;
+        if take < batch.num_rows() {
+            writer.write(&batch.slice(0, take))?;
+        } else {
+            writer.write(&batch)?;
         }
     }
-    for object in objects {
-        serde_json::to_writer(&mut *out, &object).map_err(|e| e.to_string())?;
-        writeln!(out).map_err(|e| e.to_string())?;
+    writer.finish()?.flush().map_err(|e| e.to_string())
+}
+
+/// Arrow's own CSV and JSON-lines writers over the buffered output.
+enum Output<W: Write> {
+    Csv(Box<arrow_csv::Writer<W>>),
+    Json(arrow_json::LineDelimitedWriter<W>),
+}
+
+impl<W: Write> Output<W> {
+    fn new(format: Format, out: W) -> Self {
+        match format {
+            // A header line, then the rows; timestamps as RFC 3339 text.
+            Format::Csv => Output::Csv(Box::new(
+                arrow_csv::WriterBuilder::new().with_header(true).build(out),
+            )),
+            // One object per row; numbers stay numbers, timestamps are text, nulls are
+            // written as null.
+            Format::Json => Output::Json(
+                arrow_json::WriterBuilder::new()
+                    .with_explicit_nulls(true)
+                    .build::<_, arrow_json::writer::LineDelimited>(out),
+            ),
+        }
     }
-    Ok(rows)
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), String> {
+        match self {
+            Output::Csv(writer) => writer.write(batch).map_err(|e| e.to_string()),
+            Output::Json(writer) => writer.write(batch).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Ends the output and gives the underlying writer back (to flush).
+    fn finish(self) -> Result<W, String> {
+        match self {
+            Output::Csv(writer) => Ok((*writer).into_inner()),
+            Output::Json(mut writer) => {
+                writer.finish().map_err(|e| e.to_string())?;
+                Ok(writer.into_inner())
+            }
+        }
+    }
 }

@@ -18,5 +18,6 @@ mod flush;
 mod lifecycle;
 mod read_only;
 mod regressions;
+mod scan;
 mod ttl;
 mod write_path;

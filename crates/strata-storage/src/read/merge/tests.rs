@@ -205,4 +205,48 @@ proptest! {
             .collect();
         prop_assert_eq!(got, expected);
     }
+
+    /// The run-taking merge equals the simplest reference: every row of every source,
+    /// sorted by (key, timestamp, sequence descending) — and, deduplicated with deletes
+    /// kept (what flushes and compactions write), the first row of each (key, timestamp).
+    /// Long runs per source (many timestamps per key) and colliding keys across sources.
+    #[test]
+    fn the_merge_equals_a_sort_of_every_row(
+        sources in proptest::collection::vec(
+            proptest::collection::vec((0u8..5, 0i64..40, any::<i64>(), any::<bool>()), 0..60),
+            1..6,
+        ),
+        batch_rows in 1usize..50,
+    ) {
+        let codec = codec();
+        let mut sequence = 1;
+        let mut all: Vec<(String, i64, i64, u64, OpType)> = Vec::new();
+        let memtables: Vec<TimeSeriesMemtable> = sources
+            .iter()
+            .enumerate()
+            .map(|(i, rows)| {
+                let m = TimeSeriesMemtable::new(i as u32, codec.clone(), None);
+                for (host, ts, v, delete) in rows {
+                    let op = if *delete { OpType::Delete } else { OpType::Put };
+                    m.write(&batch(&codec, &[(format!("h{host}"), *ts, *v)]), op, sequence).unwrap();
+                    all.push((format!("h{host}"), *ts, if *delete { 0 } else { *v }, sequence, op));
+                    sequence += 1;
+                }
+                m
+            })
+            .collect();
+        let options = IterOptions { batch_rows, ..Default::default() };
+        all.sort_by(|a, b| (&a.0, a.1, std::cmp::Reverse(a.3)).cmp(&(&b.0, b.1, std::cmp::Reverse(b.3))));
+        let every = MergeOptions { dedup: false, filter_deleted: false, batch_rows };
+        let got = run(&codec, memtables.iter().map(|m| stream(m, options.clone())).collect(), every);
+        let got: Vec<_> = got.into_iter().map(|r| (r.0, r.1, if r.4 == OpType::Delete { 0 } else { r.2 }, r.3, r.4)).collect();
+        prop_assert_eq!(&got, &all);
+
+        let mut deduped = all.clone();
+        deduped.dedup_by(|b, a| a.0 == b.0 && a.1 == b.1);
+        let flush = MergeOptions { batch_rows, ..MergeOptions::flush() };
+        let got = run(&codec, memtables.iter().map(|m| stream(m, options.clone())).collect(), flush);
+        let got: Vec<_> = got.into_iter().map(|r| (r.0, r.1, if r.4 == OpType::Delete { 0 } else { r.2 }, r.3, r.4)).collect();
+        prop_assert_eq!(got, deduped);
+    }
 }
