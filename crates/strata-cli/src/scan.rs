@@ -46,8 +46,19 @@ pub(crate) struct ScanArgs {
     /// of possibly wrong rows.
     #[arg(long)]
     verify_checksums: bool,
+    /// Threads to scan with (default: every core). With one, files are decoded on the
+    /// scanning task; with more, each file is decoded ahead on the other threads.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: Option<u16>,
     #[command(flatten)]
     engine: EngineArgs,
+}
+
+impl ScanArgs {
+    /// The runtime's worker threads, if given.
+    pub(crate) fn threads(&self) -> Option<usize> {
+        self.threads.map(usize::from)
+    }
 }
 
 /// Opens the engine read-only: a scan works while an ingest writes the same directory,
@@ -107,6 +118,7 @@ async fn scan(engine: &strata_engine::Engine, args: &ScanArgs) -> Result<(), Str
                 time_range,
                 batch_rows: 8192,
                 verify_checksums: args.verify_checksums,
+                prefetch_batches: if args.threads() == Some(1) { 0 } else { 2 },
                 ..ScanRequest::default()
             },
         )

@@ -38,6 +38,10 @@ pub struct ScanRequest {
     /// is then an error naming it instead of possibly wrong rows. Costs a second read of
     /// every file; off by default.
     pub verify_checksums: bool,
+    /// Decode each SST on its own task, this many batches ahead of the merge (0: decode
+    /// on the scanning task). Parquet decoding of the files then runs on the runtime's
+    /// other threads while the merge consumes. Needs a tokio runtime (without one, 0).
+    pub prefetch_batches: usize,
 }
 
 impl ScanRequest {
@@ -67,6 +71,7 @@ impl Default for ScanRequest {
             max_sequence: None,
             batch_rows: 4096,
             verify_checksums: false,
+            prefetch_batches: 2,
         }
     }
 }
@@ -111,6 +116,7 @@ pub async fn scan(
     // The stream holds the handles of the files it reads, so none is deleted (by a
     // truncate, a compaction or a drop) before the scan is done with it.
     let mut held: Vec<FileHandle> = Vec::new();
+    let files = version.all_file_handles().count();
     for handle in version.all_file_handles() {
         let file = handle.meta();
         if !overlaps(Some(file.time_range())) {
@@ -126,7 +132,14 @@ pub async fn scan(
             time_range: request.time_range,
             batch_rows: request.batch_rows,
         };
-        sources.push(read_sst(store, &path, version.codec.clone(), options).await?);
+        let source = read_sst(store, &path, version.codec.clone(), options).await?;
+        // Many small files: one batch ahead each, so memory stays near one batch a file.
+        let depth = if files > 32 {
+            request.prefetch_batches.min(1)
+        } else {
+            request.prefetch_batches
+        };
+        sources.push(prefetch(source, depth));
     }
     let merged = merge(
         version.codec.clone(),
@@ -144,6 +157,28 @@ pub async fn scan(
             operation: "build scan output",
         })
     })))
+}
+
+/// `source` decoded on its own task, up to `depth` batches ahead; `source` itself for 0 or
+/// outside a tokio runtime. The task stops when the returned stream is dropped (its next
+/// send fails) or after the source's first error.
+fn prefetch(source: BatchStream, depth: usize) -> BatchStream {
+    if depth == 0 || tokio::runtime::Handle::try_current().is_err() {
+        return source;
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel(depth);
+    tokio::spawn(async move {
+        let mut source = source;
+        while let Some(item) = source.next().await {
+            let failed = item.is_err();
+            if tx.send(item).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }))
 }
 
 /// Writes `memtable`'s rows, merged as `merge` says ([`MergeOptions::flush_of`] the region's
