@@ -16,10 +16,20 @@ const BENCHES: &[(&str, &str)] = &[
     ("strata-bench", "w1"),
     ("strata-bench", "w3"),
     ("strata-bench", "compaction"),
+    ("strata-bench", "scan"),
 ];
+
+/// DuckDB for the scan benchmark, pinned.
+const DUCKDB: &str = "duckdb==2.0.1";
 
 pub(crate) fn bench(root: &Path) -> Result<(), String> {
     ensure_db_bench();
+    // The scan benchmark compares with DuckDB (from PyPI, in target/python); without it
+    // the benchmark reports DuckDB as missing.
+    let python = crate::python::with_package(root, DUCKDB).unwrap_or_else(|reason| {
+        println!("cannot install {DUCKDB}: DuckDB will be reported as missing ({reason})");
+        String::new()
+    });
     let mut sections = Vec::new();
     for (package, target) in BENCHES {
         let command = format!("cargo bench --locked -p {package} --bench {target}");
@@ -27,6 +37,7 @@ pub(crate) fn bench(root: &Path) -> Result<(), String> {
         let started = Instant::now();
         let output = Command::new("cargo")
             .args(["bench", "--locked", "-p", package, "--bench", target])
+            .env("STRATA_BENCH_PYTHON", &python)
             .current_dir(root)
             .stderr(Stdio::inherit())
             .output()

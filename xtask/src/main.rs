@@ -19,6 +19,7 @@ mod ci;
 mod fuse;
 mod layering;
 mod publish;
+mod python;
 mod s3;
 mod step;
 

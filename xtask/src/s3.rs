@@ -31,42 +31,8 @@ impl Drop for MotoServer {
 
 /// Starts the server, or explains why it could not.
 pub(crate) fn start(root: &Path) -> Result<MotoServer, String> {
-    let quiet = |program: &str, args: &[&str]| -> Result<(), String> {
-        let output = Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run {program}: {e}"))?;
-        if output.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "`{program} {}` failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&output.stderr)
-                    .lines()
-                    .last()
-                    .unwrap_or("")
-            ))
-        }
-    };
-    let venv = root.join("target/python");
-    let python = venv.join("bin/python");
-    if !python.exists() {
-        quiet("python3", &["-m", "venv", &venv.to_string_lossy()])?;
-    }
-    let python = python.to_string_lossy().into_owned();
-    quiet(
-        &python,
-        &[
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            MOTO,
-        ],
-    )?;
+    let python = crate::python::with_package(root, MOTO)?;
+    let quiet = crate::python::quiet;
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_err(|e| format!("no free loopback port: {e}"))?

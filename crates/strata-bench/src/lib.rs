@@ -13,6 +13,9 @@
 //! - `compaction`: compaction throughput against the raw Parquet read + write of the same
 //!   rows, row write amplification of a backfill workload, and a scan after 300 small
 //!   flushes against the same rows ingested in one run.
+//! - `scan`: merge/dedup counts against DuckDB (one thread, same files), full scans against
+//!   the raw parquet-rs reader, a 1 % time-range scan, and decoding ahead on two threads,
+//!   on a 6-flush and a 300-flush layout.
 
 use std::path::{Path, PathBuf};
 

@@ -112,20 +112,17 @@ impl RegionWorkerLoop {
         self.schedule_compaction(region, mode, Vec::new());
     }
 
-    /// The periodic check's part: every writable region not compacting gets an automatic
-    /// pick (windows past their trigger, expired files), or — once idle since its last
-    /// flush for `compaction_idle_after` — one consolidation.
+    /// The periodic check's part: every writable region gets an automatic pick (windows
+    /// past their trigger, expired files), or — once idle since its last flush for
+    /// `compaction_idle_after` — one consolidation; as the follow-up of a running one.
     pub(crate) fn compact_periodically(&mut self) {
         if !self.shared.config.compaction_enabled {
             return;
         }
         let idle_after = self.shared.config.compaction_idle_after;
-        let regions: Vec<Arc<Region>> = self
-            .regions
-            .values()
-            .filter(|r| !self.compaction.scheduler.is_running(r.region_id()))
-            .cloned()
-            .collect();
+        // A region compacting now gets the request as its follow-up (an idle one must not
+        // be lost to a compaction that happened to run at the check).
+        let regions: Vec<Arc<Region>> = self.regions.values().cloned().collect();
         for region in regions {
             let idle = self.shared.clock.elapsed_since(region.last_flush_millis()) >= idle_after
                 && !self.compaction.consolidated.contains(&region.region_id());

@@ -7,6 +7,7 @@
 //! deletes; flushes keep them, so a tombstone in a new file still hides older files' rows.
 
 use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -112,6 +113,8 @@ pub fn merge(
             })
             .collect(),
         last: None,
+        heap: BinaryHeap::new(),
+        started: false,
     };
     Box::pin(futures::stream::unfold(merger, |mut merger| async move {
         match merger.next_batch().await {
@@ -120,14 +123,12 @@ pub fn merge(
             // Stop after reporting the error: a half-merged stream cannot continue safely.
             Err(e) => {
                 merger.sources.clear();
+                merger.heap.clear();
                 Some((Err(e), merger))
             }
         }
     }))
 }
-
-/// The merge order of a row: key, then timestamp, then newest sequence first.
-type SortKey<'a> = (arrow_row::Row<'a>, i64, Reverse<u64>);
 
 /// Deduplicates one sorted source batch by batch: a row is dropped when its (key,
 /// timestamp) equals the previous row's (which is newer), and with `filter_deleted` when it
@@ -212,6 +213,28 @@ struct Source {
     held_slot: Option<usize>,
 }
 
+/// A source's current row in the merge order, with the source's index: the heap holds
+/// one per source that has rows left.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Head {
+    key: arrow_row::OwnedRow,
+    ts: i64,
+    sequence: Reverse<u64>,
+    source: usize,
+}
+
+impl Head {
+    fn of(source: &Source, index: usize) -> Option<Head> {
+        let batch = source.current.as_ref()?;
+        (source.row < batch.num_rows()).then(|| Head {
+            key: batch.key(source.row).owned(),
+            ts: batch.timestamp(source.row),
+            sequence: Reverse(batch.sequence(source.row)),
+            source: index,
+        })
+    }
+}
+
 struct Merger {
     codec: Arc<KeyCodec>,
     options: MergeOptions,
@@ -219,107 +242,78 @@ struct Merger {
     /// The last (key, timestamp) taken (emitted or skipped), for deduplication (shared:
     /// set once per row, so a clone must not allocate).
     last: Option<(Arc<SortedBatch>, usize)>,
+    /// The head of every source with rows left, smallest on top: a run costs one pop and
+    /// one push (O(log sources)), not a scan of every source.
+    heap: BinaryHeap<Reverse<Head>>,
+    /// Whether every source's first batch was fetched.
+    started: bool,
 }
 
 impl Merger {
-    /// Makes sure every remaining source has a current row; drops exhausted sources.
-    async fn refill(&mut self) -> Result<(), StorageError> {
-        let mut i = 0;
-        while i < self.sources.len() {
-            let source = &mut self.sources[i];
-            if source
-                .current
-                .as_ref()
-                .is_some_and(|b| source.row < b.num_rows())
-            {
-                i += 1;
-                continue;
-            }
-            source.current = None;
-            source.row = 0;
-            source.held_slot = None;
+    /// Gives source `index` its next non-empty batch (row 0), or none when it is done.
+    async fn advance(&mut self, index: usize) -> Result<(), StorageError> {
+        let source = &mut self.sources[index];
+        source.current = None;
+        source.row = 0;
+        source.held_slot = None;
+        loop {
             match source.stream.next().await {
                 Some(Ok(batch)) if batch.is_empty() => {}
                 Some(Ok(batch)) => {
                     source.current = Some(Arc::new(batch));
-                    i += 1;
+                    return Ok(());
                 }
                 Some(Err(e)) => return Err(e),
-                None => {
-                    self.sources.swap_remove(i);
-                }
+                None => return Ok(()),
             }
         }
-        Ok(())
     }
 
-    /// The source whose current row sorts first.
-    fn smallest(&self) -> Option<usize> {
-        fn order(s: &Source) -> Option<SortKey<'_>> {
-            let b = s.current.as_ref()?;
-            Some((b.key(s.row), b.timestamp(s.row), Reverse(b.sequence(s.row))))
+    /// Puts source `index`'s current row on the heap, if it has one.
+    fn push_head(&mut self, index: usize) {
+        if let Some(head) = Head::of(&self.sources[index], index) {
+            self.heap.push(Reverse(head));
         }
-        let mut best: Option<(usize, SortKey<'_>)> = None;
-        for (i, s) in self.sources.iter().enumerate() {
-            let Some(k) = order(s) else { continue };
-            if best
-                .as_ref()
-                .is_none_or(|(_, b)| k.cmp(b) == Ordering::Less)
-            {
-                best = Some((i, k));
-            }
-        }
-        best.map(|(i, _)| i)
-    }
-
-    /// The smallest current row among the sources other than `except`, owned.
-    fn head_of_others(&self, except: usize) -> Option<(arrow_row::OwnedRow, i64, u64)> {
-        let mut best: Option<(usize, SortKey<'_>)> = None;
-        for (i, s) in self.sources.iter().enumerate() {
-            if i == except {
-                continue;
-            }
-            let Some(b) = s.current.as_ref() else {
-                continue;
-            };
-            let k = (b.key(s.row), b.timestamp(s.row), Reverse(b.sequence(s.row)));
-            if best
-                .as_ref()
-                .is_none_or(|(_, b)| k.cmp(b) == Ordering::Less)
-            {
-                best = Some((i, k));
-            }
-        }
-        best.map(|(_, (key, ts, Reverse(seq)))| (key.owned(), ts, seq))
     }
 
     async fn next_batch(&mut self) -> Result<Option<SortedBatch>, StorageError> {
+        if !self.started {
+            self.started = true;
+            for index in 0..self.sources.len() {
+                self.advance(index).await?;
+                self.push_head(index);
+            }
+        }
         let mut held: Vec<Arc<SortedBatch>> = Vec::new();
         let mut picked: Vec<(usize, usize)> = Vec::with_capacity(self.options.batch_rows);
         for s in &mut self.sources {
             s.held_slot = None;
         }
         while picked.len() < self.options.batch_rows {
-            self.refill().await?;
-            let Some(i) = self.smallest() else { break };
+            let Some(Reverse(head)) = self.heap.pop() else {
+                break;
+            };
+            let i = head.source;
             // Rows of source `i` that sort before every other source's head form a run:
-            // they are taken one comparison each, not one scan of all sources each.
-            let bound = self.head_of_others(i);
+            // one comparison each against the next head on the heap.
+            let bound = self.heap.peek().map(|Reverse(next)| next);
             let source = &mut self.sources[i];
-            let Some(batch) = &source.current else { break };
+            let Some(batch) = &source.current else {
+                continue;
+            };
             let first = source.row;
             while picked.len() < self.options.batch_rows && source.row < batch.num_rows() {
                 let row = source.row;
                 // The first row is the smallest (or ties with another head, say after a
                 // replay of stale entries): always taken, so the merge moves on.
                 if row > first
-                    && let Some((key, ts, seq)) = &bound
+                    && let Some(next) = bound
                     && (
                         batch.key(row),
                         batch.timestamp(row),
                         Reverse(batch.sequence(row)),
                     )
-                        .cmp(&(key.row(), *ts, Reverse(*seq)))
+                        .cmp(&(next.key.row(), next.ts, next.sequence))
                         != Ordering::Less
                 {
                     break;
@@ -347,6 +341,10 @@ impl Merger {
                 };
                 picked.push((slot, row));
             }
+            if source.row >= batch.num_rows() {
+                self.advance(i).await?;
+            }
+            self.push_head(i);
         }
         if picked.is_empty() {
             return Ok(None);

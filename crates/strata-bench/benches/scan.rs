@@ -1,0 +1,260 @@
+//! Scan: Strata's merge/dedup scans against DuckDB (one thread, deduplicating by key the
+//! same way, on the very same Parquet files) and the raw parquet-rs reader, on two
+//! layouts it builds itself — one region in 6 overlapping flushes (main-job-like) and one
+//! region in 300 small flushes — all in one run. Prints a Markdown section for
+//! `docs/benchmarks.md`. DuckDB comes from `STRATA_BENCH_PYTHON` (a python with the
+//! `duckdb` package, set by `cargo xtask bench`); without it DuckDB is reported missing.
+
+#![allow(
+    clippy::print_stdout,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    // Measures wall time: that is the point of a benchmark.
+    clippy::disallowed_methods
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use strata_engine::{
+    CompactionConfig, CreateRequest, Engine, EngineBuilder, EngineConfig, RegionId, RegionOptions,
+    ScanRequest, SyncPolicy, TimeRange, WriteRequest,
+};
+use strata_workload::CpuWorkload;
+
+const REGION: RegionId = RegionId::new(1, 0);
+const HOSTS: usize = 1_000;
+
+async fn build(dir: &Path, flushes: u64, epochs_per_flush: u64) -> Engine {
+    let mut config = EngineConfig {
+        data_home: dir.to_path_buf(),
+        compaction: CompactionConfig {
+            enabled: false,
+            ..CompactionConfig::default()
+        },
+        ..EngineConfig::default()
+    };
+    config.wal.sync = SyncPolicy::Never;
+    let engine = EngineBuilder::new(config).build().await.unwrap();
+    let workload = CpuWorkload::new(HOSTS, 1);
+    engine
+        .create(CreateRequest {
+            metadata: workload.region_metadata(REGION),
+            options: RegionOptions {
+                // One window: the layout is the flushes' files, nothing else.
+                compaction_window: Some(Duration::from_secs(7 * 86_400)),
+                ..RegionOptions::default()
+            },
+        })
+        .await
+        .unwrap();
+    for f in 0..flushes {
+        let part = CpuWorkload::new(HOSTS, epochs_per_flush)
+            .with_start_epoch(f * epochs_per_flush)
+            .with_regions(1)
+            .with_batch_rows(10_000);
+        for batch in part.batches().unwrap() {
+            engine
+                .write(WriteRequest::put(REGION, batch.batch))
+                .await
+                .unwrap();
+        }
+        engine.flush(REGION).await.unwrap();
+    }
+    engine
+}
+
+/// Rows of a scan and the best time of three.
+async fn timed(engine: &Engine, request: &ScanRequest) -> (u64, Duration) {
+    let mut best = Duration::MAX;
+    let mut rows = 0;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let mut stream = engine.scan(REGION, request.clone()).await.unwrap();
+        let mut n = 0u64;
+        while let Some(batch) = stream.next().await {
+            n += batch.unwrap().num_rows() as u64;
+        }
+        best = best.min(started.elapsed());
+        rows = n;
+    }
+    (rows, best)
+}
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let data = dir.join(strata_storage::region_data_dir(REGION));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(data)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// The raw parquet-rs read of every column of `files` (one thread), best of three.
+fn raw_read(files: &[PathBuf]) -> (u64, Duration) {
+    let mut best = Duration::MAX;
+    let mut rows = 0;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let mut n = 0u64;
+        for file in files {
+            let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                std::fs::File::open(file).unwrap(),
+            )
+            .unwrap()
+            .with_batch_size(4096)
+            .build()
+            .unwrap();
+            for batch in reader {
+                n += batch.unwrap().num_rows() as u64;
+            }
+        }
+        best = best.min(started.elapsed());
+        rows = n;
+    }
+    (rows, best)
+}
+
+/// DuckDB, one thread, the issue's dedup count on `files`: `(rows, best of three)`.
+fn duckdb(files: &[PathBuf]) -> Result<(u64, Duration), String> {
+    let python = std::env::var("STRATA_BENCH_PYTHON").unwrap_or_default();
+    if python.is_empty() {
+        return Err("missing: no python with duckdb (cargo xtask bench installs it)".into());
+    }
+    let list = files
+        .iter()
+        .map(|f| format!("'{}'", f.display()))
+        .collect::<Vec<_>>()
+        .join(",");
+    let script = format!(
+        "import duckdb, time\n\
+         con = duckdb.connect()\n\
+         con.execute('SET threads=1')\n\
+         q = \"SELECT count(*) FROM (SELECT hostname, ts, arg_max(usage_user, __sequence) FROM read_parquet([{list}]) GROUP BY hostname, ts)\"\n\
+         best = None\n\
+         for _ in range(3):\n\
+         \x20   t = time.perf_counter(); n = con.execute(q).fetchone()[0]; d = time.perf_counter() - t\n\
+         \x20   best = d if best is None or d < best else best\n\
+         print(n, best)\n"
+    );
+    let output = Command::new(&python)
+        .args(["-c", &script])
+        .output()
+        .map_err(|e| format!("missing: cannot run {python}: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "DuckDB failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut parts = text.split_whitespace();
+    let rows = parts
+        .next()
+        .and_then(|n| n.parse().ok())
+        .ok_or("no count")?;
+    let secs: f64 = parts.next().and_then(|s| s.parse().ok()).ok_or("no time")?;
+    Ok((rows, Duration::from_secs_f64(secs)))
+}
+
+fn count_request(prefetch_batches: usize) -> ScanRequest {
+    ScanRequest {
+        projection: Some(Vec::new()),
+        batch_rows: 8192,
+        prefetch_batches,
+        ..ScanRequest::default()
+    }
+}
+
+async fn layout(name: &str, flushes: u64, epochs_per_flush: u64) -> String {
+    let dir = strata_bench::scratch("scan", name).unwrap();
+    let engine = build(&dir, flushes, epochs_per_flush).await;
+    let files = files(&dir);
+    let secs = |d: Duration| d.as_secs_f64();
+    let (rows, one_thread) = timed(&engine, &count_request(0)).await;
+    let (_, all_threads) = timed(&engine, &count_request(2)).await;
+    let full_request = ScanRequest {
+        batch_rows: 8192,
+        prefetch_batches: 0,
+        ..ScanRequest::default()
+    };
+    let (_, full) = timed(&engine, &full_request).await;
+    let (raw_rows, raw) = raw_read(&files);
+    // 1 % of the time span, in the middle.
+    let epochs = flushes * epochs_per_flush;
+    let workload = CpuWorkload::new(HOSTS, epochs);
+    let start = workload.timestamp_of_epoch(epochs / 2);
+    let end = workload.timestamp_of_epoch(epochs / 2 + epochs.div_ceil(100)) - 1;
+    let (range_rows, range) = timed(
+        &engine,
+        &ScanRequest {
+            time_range: Some(TimeRange { start, end }),
+            ..full_request.clone()
+        },
+    )
+    .await;
+    engine.stop().await.unwrap();
+    let duck = duckdb(&files);
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut out = format!(
+        "### {name}: {rows} rows in {} files\n\n| scan | time | rows | ratio | goal |\n|---|---|---|---|---|\n",
+        files.len()
+    );
+    match &duck {
+        Ok((duck_rows, duck_time)) => out.push_str(&format!(
+            "| DuckDB, 1 thread, dedup count (`arg_max(…, __sequence)` group by key) | {:.3} s | {duck_rows} | 1.00 | |\n| Strata dedup count, 1 thread | {:.3} s | {rows} | **{:.2}×** DuckDB | ≥ {} |\n",
+            secs(*duck_time),
+            secs(one_thread),
+            secs(*duck_time) / secs(one_thread),
+            if flushes > 100 { "0.5×" } else { "1.0×" },
+        )),
+        Err(reason) => out.push_str(&format!(
+            "| DuckDB | {reason} | | | |\n| Strata dedup count, 1 thread | {:.3} s | {rows} | | |\n",
+            secs(one_thread)
+        )),
+    }
+    out.push_str(&format!(
+        "| Strata dedup count, decoding ahead on 2 threads | {:.3} s | {rows} | **{:.2}×** 1 thread | ≥ 1.6× |\n",
+        secs(all_threads),
+        secs(one_thread) / secs(all_threads)
+    ));
+    out.push_str(&format!(
+        "| raw parquet-rs read, all columns, 1 thread (no merge) | {:.3} s | {raw_rows} | 1.00 | |\n| Strata full scan to Arrow, all columns, 1 thread | {:.3} s | {rows} | **{:.2}×** raw | ≥ 0.7× |\n",
+        secs(raw),
+        secs(full),
+        secs(raw) / secs(full),
+    ));
+    out.push_str(&format!(
+        "| Strata time-range scan of 1 % of the span, 1 thread | {:.4} s | {range_rows} | **{:.1}×** faster than the full scan | ≥ 20× |\n",
+        secs(range),
+        secs(full) / secs(range),
+    ));
+    out
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let sections = runtime.block_on(async {
+        vec![
+            // Main-job-like: 6 flushes of consecutive time slices, every host in each.
+            layout("6 flushes", 6, 500).await,
+            layout("300 small flushes (no compaction)", 300, 5).await,
+        ]
+    });
+    println!("## Scan\n");
+    println!(
+        "One region of TSBS cpu rows ({HOSTS} hosts, 10 fields), compaction off so the layouts stay as flushed. Counts deduplicate by key (Strata: its merge; DuckDB: the query in the table). Best of three runs each; `1 thread` = every file decoded on the scanning task.\n"
+    );
+    for section in sections {
+        println!("{section}");
+    }
+}
