@@ -40,7 +40,8 @@ pub struct ScanRequest {
     pub verify_checksums: bool,
     /// Decode each SST on its own task, this many batches ahead of the merge (0: decode
     /// on the scanning task). Parquet decoding of the files then runs on the runtime's
-    /// other threads while the merge consumes. Needs a tokio runtime (without one, 0).
+    /// other threads while the merge consumes. Needs a multi-thread tokio runtime (on a
+    /// current-thread runtime or none, files are decoded on the scanning task).
     pub prefetch_batches: usize,
 }
 
@@ -159,11 +160,15 @@ pub async fn scan(
     })))
 }
 
-/// `source` decoded on its own task, up to `depth` batches ahead; `source` itself for 0 or
-/// outside a tokio runtime. The task stops when the returned stream is dropped (its next
-/// send fails) or after the source's first error.
+/// `source` decoded on its own task, up to `depth` batches ahead; `source` itself for 0,
+/// outside a tokio runtime, or on a current-thread runtime (no other thread to decode on —
+/// and a scan polled there by another executor's `block_on` would wait forever for a task
+/// nobody runs). The task stops when the returned stream is dropped (its next send fails)
+/// or after the source's first error.
 fn prefetch(source: BatchStream, depth: usize) -> BatchStream {
-    if depth == 0 || tokio::runtime::Handle::try_current().is_err() {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if depth == 0 || !multi_thread {
         return source;
     }
     let (tx, rx) = tokio::sync::mpsc::channel(depth);
