@@ -220,8 +220,14 @@ proptest! {
     })]
 
     #[test]
-    fn scans_always_equal_the_model(ops in proptest::collection::vec(op(), 1..40)) {
-        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    fn scans_always_equal_the_model(ops in proptest::collection::vec(op(), 1..40), threads in 1usize..3) {
+        // One thread: files decoded on the scanning task; two: each decoded ahead on its
+        // own task (`ScanRequest::prefetch_batches`).
+        let runtime = if threads == 1 {
+            tokio::runtime::Builder::new_current_thread().build().unwrap()
+        } else {
+            tokio::runtime::Builder::new_multi_thread().worker_threads(threads).build().unwrap()
+        };
         runtime.block_on(async {
             let mut region = Region::new().await;
             let mut model: BTreeMap<(String, i64), i64> = BTreeMap::new();
@@ -257,4 +263,25 @@ proptest! {
             }
         });
     }
+}
+
+/// A scan polled by another executor's `block_on` inside a current-thread tokio runtime
+/// (as the storage flush bench does) finishes: it decodes on the polling thread instead of
+/// waiting for a task that runtime would never run.
+#[test]
+fn a_scan_polled_by_another_executor_inside_a_current_thread_runtime_finishes() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut region = Region::new().await;
+        for round in 0..3 {
+            let rows: Vec<_> = (0..5).map(|h| (format!("h{h}"), round, Some(h))).collect();
+            region.write(WriteRequest::put(RegionId::new(5, 0), rows_batch(&rows)));
+            region.vc.freeze_mutable();
+            region.flush().await;
+        }
+        let rows = futures::executor::block_on(scan_rows(&region, &[0, 1, 2], None));
+        assert_eq!(rows.len(), 15);
+    });
 }
