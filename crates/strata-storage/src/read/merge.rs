@@ -370,15 +370,33 @@ impl Merger {
             picked.iter().map(|&(b, r)| held[b].sequence(r)).collect();
         let op_types: ScalarBuffer<u8> = picked.iter().map(|&(b, r)| held[b].op_types[r]).collect();
         let width = held.first().map_or(0, |b| b.columns.len());
+        // Consecutive rows of one batch form a run; long runs are copied as slices
+        // (`concat`), short ones gathered row by row (`interleave`).
+        let mut runs: Vec<(usize, usize, usize)> = Vec::new();
+        for &(b, r) in picked {
+            match runs.last_mut() {
+                Some((lb, start, len)) if *lb == b && *start + *len == r => *len += 1,
+                _ => runs.push((b, r, 1)),
+            }
+        }
+        let by_runs = runs.len().saturating_mul(16) <= picked.len();
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(width);
         for c in 0..width {
-            let values: Vec<&dyn Array> = held.iter().map(|b| b.columns[c].as_ref()).collect();
-            columns.push(
-                arrow_select::interleave::interleave(&values, picked).context(ArrowSnafu {
-                    region_id,
-                    operation: "merge rows",
-                })?,
-            );
+            let column = if by_runs {
+                let slices: Vec<ArrayRef> = runs
+                    .iter()
+                    .map(|&(b, start, len)| held[b].columns[c].slice(start, len))
+                    .collect();
+                let slices: Vec<&dyn Array> = slices.iter().map(AsRef::as_ref).collect();
+                arrow_select::concat::concat(&slices)
+            } else {
+                let values: Vec<&dyn Array> = held.iter().map(|b| b.columns[c].as_ref()).collect();
+                arrow_select::interleave::interleave(&values, picked)
+            };
+            columns.push(column.context(ArrowSnafu {
+                region_id,
+                operation: "merge rows",
+            })?);
         }
         Ok(SortedBatch {
             keys,

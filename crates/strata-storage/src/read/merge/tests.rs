@@ -163,6 +163,59 @@ fn a_source_error_ends_the_stream_with_that_error() {
     });
 }
 
+#[test]
+fn long_runs_of_one_source_come_out_whole_and_in_order() {
+    // Source i holds keys h{i}x with 40 timestamps each: the merge takes long runs from
+    // each source in turn (copied as slices), then interleaves two sources sharing keys.
+    let codec = codec();
+    let memtables: Vec<TimeSeriesMemtable> = (0..3u32)
+        .map(|i| TimeSeriesMemtable::new(i, codec.clone(), None))
+        .collect();
+    let mut expected = Vec::new();
+    let mut sequence = 1;
+    for (i, m) in memtables.iter().enumerate() {
+        for key in 0..3 {
+            // Sources 0 and 1 share key "s0k2": their rows of it interleave by timestamp.
+            let host = if key == 2 && i < 2 {
+                "s0k2".to_string()
+            } else {
+                format!("s{i}k{key}")
+            };
+            let rows: Vec<(String, i64, i64)> = (0..40)
+                .filter(|ts| key != 2 || i >= 2 || ts % 2 == i as i64)
+                .map(|ts| (host.clone(), ts, ts * 10 + i as i64))
+                .collect();
+            m.write(&batch(&codec, &rows), OpType::Put, sequence)
+                .unwrap();
+            sequence += rows.len() as u64;
+            expected.extend(rows);
+        }
+    }
+    expected.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    for batch_rows in [64, 1000] {
+        let options = IterOptions {
+            batch_rows: 1000,
+            ..Default::default()
+        };
+        let sources = memtables
+            .iter()
+            .map(|m| stream(m, options.clone()))
+            .collect();
+        let got: Vec<(String, i64, i64)> = run(
+            &codec,
+            sources,
+            MergeOptions {
+                batch_rows,
+                ..MergeOptions::scan()
+            },
+        )
+        .into_iter()
+        .map(|r| (r.0, r.1, r.2))
+        .collect();
+        assert_eq!(got, expected, "batch_rows {batch_rows}");
+    }
+}
+
 proptest! {
     /// Puts and deletes with colliding keys, spread over several memtables and read back
     /// through the merge with random batch sizes and time ranges, equal a BTreeMap model.
