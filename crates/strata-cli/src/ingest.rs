@@ -153,9 +153,14 @@ impl Reporter {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(total);
             if let Ok(style) = ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} rows ({per_sec}) eta {eta}",
+                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} rows ({rate}) eta {eta}",
             ) {
-                bar.set_style(style);
+                bar.set_style(style.with_key(
+                    "rate",
+                    |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = w.write_str(&readable_rate(state.per_sec()));
+                    },
+                ));
             }
             bar
         });
@@ -208,6 +213,17 @@ impl Interrupt {
         self.signal.recv().await;
         #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// A rate of rows per second as people read it: `876 K rows/s`, `1.2 M rows/s`.
+fn readable_rate(per_sec: f64) -> String {
+    if !per_sec.is_finite() || per_sec < 1_000.0 {
+        format!("{:.0} rows/s", per_sec.max(0.0))
+    } else if per_sec < 1_000_000.0 {
+        format!("{:.0} K rows/s", per_sec / 1_000.0)
+    } else {
+        format!("{:.1} M rows/s", per_sec / 1_000_000.0)
     }
 }
 
@@ -447,8 +463,22 @@ pub(crate) async fn run(args: IngestArgs) -> Result<(), String> {
         start_epoch + done_epochs
     );
     println!(
-        "look at the data:    strata scan --data-dir {} --region {CPU_TABLE}.0 --limit 10",
-        data_dir.display()
+        "look at the data:    strata scan --data-dir {}{} --region {CPU_TABLE}.0 --limit 10",
+        data_dir.display(),
+        args.engine.repeated_flags()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::readable_rate;
+
+    #[test]
+    fn rates_read_as_people_say_them() {
+        assert_eq!(readable_rate(876_211.188_6), "876 K rows/s");
+        assert_eq!(readable_rate(1_234_567.0), "1.2 M rows/s");
+        assert_eq!(readable_rate(999.4), "999 rows/s");
+        assert_eq!(readable_rate(f64::NAN), "0 rows/s");
+    }
 }

@@ -107,6 +107,28 @@ struct EngineArgs {
 }
 
 impl EngineArgs {
+    /// The flags another command needs to open the same engine, as typed here (the
+    /// configuration file and S3 settings; the data directory is added by the caller).
+    fn repeated_flags(&self) -> String {
+        let mut flags = String::new();
+        if let Some(config) = &self.config {
+            flags.push_str(&format!(" --config {}", config.display()));
+        }
+        if let Some(bucket) = &self.s3_bucket {
+            flags.push_str(&format!(" --s3-bucket {bucket}"));
+            if let Some(endpoint) = &self.s3_endpoint {
+                flags.push_str(&format!(" --s3-endpoint {endpoint}"));
+            }
+            if let Some(region) = &self.s3_region {
+                flags.push_str(&format!(" --s3-region {region}"));
+            }
+            if !self.s3_root.is_empty() {
+                flags.push_str(&format!(" --s3-root {}", self.s3_root));
+            }
+        }
+        flags
+    }
+
     fn engine_config(&self) -> Result<EngineConfig, String> {
         let mut config = match &self.config {
             Some(path) => EngineConfig::from_file(path).map_err(|e| e.to_string())?,

@@ -376,7 +376,17 @@ fn ingest_and_scan_with_sst_files_on_s3() {
             .output()
             .unwrap()
     };
-    stdout(&run(&["ingest", "--hosts", "8", "--epochs", "5"]));
+    let summary = stdout(&run(&["ingest", "--hosts", "8", "--epochs", "5"]));
+    // The summary's "look at the data" command opens the same engine: S3 flags included.
+    let look = summary
+        .lines()
+        .find(|l| l.starts_with("look at the data:"))
+        .unwrap_or_else(|| panic!("{summary}"));
+    assert!(
+        look.contains(&format!("--s3-bucket {bucket} --s3-endpoint {endpoint}"))
+            && look.contains(&format!("--s3-root {root}")),
+        "{look}"
+    );
     assert!(
         !dir.path().join("strata-data/regions").exists(),
         "SST files and manifests went to S3, not the data directory"
