@@ -191,7 +191,7 @@ impl RegionWorkerLoop {
             // an automatic one may have left windows, which the next check picks up.
             self.notice_consolidation(region_id);
         }
-        self.update_gauges();
+        self.update_file_gauges();
         self.shared.listener.on_compaction_end(region_id, applied);
         for ddl in ended.ddls {
             self.handle_ddl(ddl).await;

@@ -102,7 +102,7 @@ impl RegionWorkerLoop {
         }
         self.maybe_flush_worker();
         self.handle_stalled_requests().await;
-        self.update_gauges();
+        self.update_file_gauges();
         self.shared.listener.on_flush_success(region_id);
     }
 

@@ -56,6 +56,7 @@ impl RegionWorkerLoop {
             .truncate(truncated_entry_id, truncated_sequence);
         self.flush.scheduler.on_region_truncated(region_id);
         self.notify_group();
+        self.update_file_gauges();
         if let Err(error) = self
             .shared
             .log_store

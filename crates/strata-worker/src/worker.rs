@@ -462,6 +462,7 @@ impl RegionWorkerLoop {
         self.shared.regions.insert(region.clone());
         self.regions.insert(region.region_id(), region);
         self.update_gauges();
+        self.update_file_gauges();
     }
 
     pub(crate) fn remove_region(&mut self, region_id: RegionId) -> Option<Arc<Region>> {
@@ -470,6 +471,7 @@ impl RegionWorkerLoop {
             self.shared.regions.remove(region_id);
         }
         self.update_gauges();
+        self.update_file_gauges();
         region
     }
 
@@ -477,6 +479,12 @@ impl RegionWorkerLoop {
         let metrics = &self.shared.metrics;
         metrics.set_stalling(&self.name, self.stalled.len());
         metrics.set_regions(&self.name, self.regions.len());
+    }
+
+    /// Sets the files-per-level gauge of this worker's regions. Called where files come
+    /// and go (flush and compaction results, regions opened, closed, dropped, truncated),
+    /// not from the write path.
+    pub(crate) fn update_file_gauges(&self) {
         let mut per_level = [0usize; strata_storage::MAX_LEVEL];
         for region in self.regions.values() {
             let version = region.version_control.current().version().clone();

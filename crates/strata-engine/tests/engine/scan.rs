@@ -1,6 +1,6 @@
 //! Scan options: checksum verification, decoding files ahead on other tasks.
 
-use strata_engine::{CreateRequest, ErrorKind, RegionId, RegionOptions, ScanRequest};
+use strata_engine::{ErrorKind, RegionId, ScanRequest};
 
 use crate::common::*;
 
@@ -11,13 +11,7 @@ async fn a_scan_verifying_checksums_refuses_a_file_that_decodes_but_is_not_the_o
     config.compaction.enabled = false;
     let engine = env.engine_with(config).await;
     let region = RegionId::new(1, 13);
-    engine
-        .create(CreateRequest {
-            metadata: metadata(region),
-            options: RegionOptions::default(),
-        })
-        .await
-        .unwrap();
+    create(&engine, region).await;
     put(&engine, region, 0..10, 1_000, 1.0).await;
     engine.flush(region).await.unwrap();
     put(&engine, region, 0..10, 2_000, 2.0).await;
@@ -62,13 +56,7 @@ async fn a_scan_decoding_files_ahead_returns_exactly_what_the_sequential_one_doe
     config.compaction.enabled = false;
     let engine = env.engine_with(config).await;
     let region = RegionId::new(1, 14);
-    engine
-        .create(CreateRequest {
-            metadata: metadata(region),
-            options: RegionOptions::default(),
-        })
-        .await
-        .unwrap();
+    create(&engine, region).await;
     // Overlapping files with overwrites and deletes, and rows still in the memtable.
     for round in 0..6 {
         put(&engine, region, 0..200, 1_000 + (round % 3), round as f64).await;
