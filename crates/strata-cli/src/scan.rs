@@ -103,38 +103,30 @@ async fn scan(engine: &strata_engine::Engine, args: &ScanArgs) -> Result<(), Str
         start: args.start.unwrap_or(i64::MIN),
         end: args.end.map_or(i64::MAX, |e| e.saturating_sub(1)),
     });
-    // A count reads what deduplication needs (keys, timestamps, sequences, op types),
-    // never the fields.
-    let projection = if args.count {
-        Some(Vec::new())
-    } else {
-        projection
+    let request = ScanRequest {
+        projection,
+        time_range,
+        batch_rows: 8192,
+        verify_checksums: args.verify_checksums,
+        prefetch_batches: if args.threads() == Some(1) { 0 } else { 2 },
+        ..ScanRequest::default()
     };
-    let mut stream = engine
-        .scan(
-            region,
-            ScanRequest {
-                projection,
-                time_range,
-                batch_rows: 8192,
-                verify_checksums: args.verify_checksums,
-                prefetch_batches: if args.threads() == Some(1) { 0 } else { 2 },
-                ..ScanRequest::default()
-            },
-        )
-        .await
-        .map_err(|e| e.to_string())?;
     let stdout = std::io::stdout();
-    let out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
     if args.count {
-        let mut rows = 0usize;
-        while let Some(batch) = stream.next().await {
-            rows += batch.map_err(|e| e.to_string())?.num_rows();
-        }
-        let mut out = out;
-        writeln!(out, "{rows}").map_err(|e| e.to_string())?;
+        // From the manifest where files do not overlap, else from what deduplication
+        // needs (keys, timestamps, sequences, op types), never the fields.
+        let counted = engine
+            .count(region, request)
+            .await
+            .map_err(|e| e.to_string())?;
+        writeln!(out, "{}", counted.rows).map_err(|e| e.to_string())?;
         return out.flush().map_err(|e| e.to_string());
     }
+    let mut stream = engine
+        .scan(region, request)
+        .await
+        .map_err(|e| e.to_string())?;
     let limit = args.limit.unwrap_or(usize::MAX);
     let mut rows = 0usize;
     let mut writer = Output::new(args.format, out);

@@ -102,6 +102,7 @@ mod tests {
             file_size: 1,
             max_sequence: 1,
             checksum: 0,
+            num_deletes: None,
         }
     }
 

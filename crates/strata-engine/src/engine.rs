@@ -14,7 +14,7 @@ use strata_request::{
     SetWritableRequest, TruncateRequest, WriteRequest,
 };
 use strata_scheduler::{ClockRef, SchedulerRef, SystemClock};
-use strata_storage::{FileMeta, RecordBatchStream, ScanRequest, scan};
+use strata_storage::{FileMeta, RecordBatchStream, RowCount, ScanRequest, count, scan};
 use strata_wal::{FileLogStore, NoopLogStore, RecoveryReport};
 use strata_worker::{
     EventListener, LogStoreRef, NoopListener, RegionState, WorkerError, WorkerGroup,
@@ -418,6 +418,21 @@ impl Engine {
         let cutoff = snapshot.version().ttl_cutoff(self.clock.now_millis());
         let request = request.alive_from(cutoff);
         Ok(scan(self.group.store(), &snapshot, request)
+            .await
+            .context(ScanSnafu { region_id })?)
+    }
+
+    /// How many rows [`scan`](Self::scan) with `request` returns (its projection is
+    /// ignored), without building them: files no other source overlaps in time are
+    /// counted from the manifest where it records their delete markers; the rest is
+    /// merged and deduplicated from keys, timestamps, sequences and op types only, groups
+    /// of sources that do not overlap in time in parallel ([`strata_storage::count`]).
+    pub async fn count(&self, region_id: RegionId, request: ScanRequest) -> Result<RowCount> {
+        let region = self.open_region(region_id)?;
+        let snapshot = region.snapshot();
+        let cutoff = snapshot.version().ttl_cutoff(self.clock.now_millis());
+        let request = request.alive_from(cutoff);
+        Ok(count(self.group.store(), &snapshot, request)
             .await
             .context(ScanSnafu { region_id })?)
     }

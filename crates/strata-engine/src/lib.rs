@@ -92,7 +92,7 @@ pub use strata_request::{
     RegionMetadata, RegionMetadataBuilder, RegionOptionChange, RegionOptions, SemanticType,
     SetWritableRequest, TruncateRequest, Value, WriteRequest,
 };
-pub use strata_storage::{FileId, FileMeta, RecordBatchStream, ScanRequest, TimeRange};
+pub use strata_storage::{FileId, FileMeta, RecordBatchStream, RowCount, ScanRequest, TimeRange};
 pub use strata_worker::{RegionState, WorkerError};
 
 // Components an embedder can give the builder instead of the configured ones.

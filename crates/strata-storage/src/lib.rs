@@ -59,7 +59,7 @@ pub use object_store::{
     region_dir, region_manifest_dir,
 };
 pub use read::{
-    BatchStream, MergeOptions, RecordBatchStream, ScanRequest, flush_memtable,
+    BatchStream, MergeOptions, RecordBatchStream, RowCount, ScanRequest, count, flush_memtable,
     flush_memtable_windowed, merge, scan,
 };
 pub use sst::{

@@ -70,6 +70,11 @@ pub struct FileMeta {
     /// crc32c of the whole file, computed while it was written (Parquet pages carry no
     /// checksums of their own); checked by [`verify_sst`].
     pub checksum: u32,
+    /// Delete markers among the rows; `None` for files written before it was recorded
+    /// (a count then reads the file). With it, a count of a file no other source overlaps
+    /// needs no read at all ([`count`](crate::count)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_deletes: Option<u64>,
 }
 
 #[cfg(test)]

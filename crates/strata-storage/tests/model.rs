@@ -1,6 +1,6 @@
 //! Model test: random puts and deletes (with duplicate keys) spread across several memtables
 //! and SST files by random freezes and flushes, then scans with random projections and
-//! time ranges, must equal a `BTreeMap` model after every step.
+//! time ranges, must equal a `BTreeMap` model after every step, and so must counts.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -22,7 +22,7 @@ use strata_request::{
 };
 use strata_storage::{
     ManifestConfig, ManifestManager, MergeOptions, RegionEdit, RegionMetaAction,
-    RegionMetaActionList, ScanRequest, SstWriteOptions, TimeRange, Version, VersionControl,
+    RegionMetaActionList, ScanRequest, SstWriteOptions, TimeRange, Version, VersionControl, count,
     flush_memtable, scan,
 };
 
@@ -198,6 +198,19 @@ async fn scan_rows(
     out
 }
 
+/// [`count`] of the region: what a scan with `range` returns, counted.
+async fn count_rows(region: &Region, range: Option<TimeRange>) -> u64 {
+    let request = ScanRequest {
+        time_range: range,
+        batch_rows: 3,
+        ..Default::default()
+    };
+    count(&region.store, &region.vc.current(), request)
+        .await
+        .unwrap()
+        .rows
+}
+
 fn expected(
     model: &BTreeMap<(String, i64), i64>,
     projection: &[usize],
@@ -256,10 +269,12 @@ proptest! {
                         let projection: Vec<usize> = (0..3).filter(|&i| columns[i]).collect();
                         let range = range.map(|(a, b)| TimeRange { start: a.min(b), end: a.max(b) });
                         assert_eq!(scan_rows(&region, &projection, range).await, expected(&model, &projection, range));
+                        assert_eq!(count_rows(&region, range).await, expected(&model, &[], range).len() as u64);
                     }
                 }
-                // Always check the full scan too.
+                // Always check the full scan and the count too.
                 assert_eq!(scan_rows(&region, &[0, 1, 2], None).await, expected(&model, &[0, 1, 2], None));
+                assert_eq!(count_rows(&region, None).await, model.len() as u64);
             }
         });
     }

@@ -17,6 +17,7 @@ fn file(level: u8, range: (i64, i64), rows: u64, sequence: u64) -> FileMeta {
         file_size: rows * 10,
         max_sequence: sequence,
         checksum: 0,
+        num_deletes: None,
     }
 }
 

@@ -81,6 +81,7 @@ async fn version(level0: usize) -> Arc<Version> {
             file_size: 100,
             max_sequence: i as u64,
             checksum: 0,
+            num_deletes: None,
         })
         .collect();
     manifest

@@ -1,6 +1,6 @@
-//! Scan options: checksum verification, decoding files ahead on other tasks.
+//! Scan options: checksum verification, decoding files ahead on other tasks; counts.
 
-use strata_engine::{ErrorKind, RegionId, ScanRequest};
+use strata_engine::{ErrorKind, RegionId, ScanRequest, TimeRange};
 
 use crate::common::*;
 
@@ -113,5 +113,68 @@ async fn a_scan_decoding_files_ahead_returns_exactly_what_the_sequential_one_doe
         assert_eq!(sequential, rows_of(&ahead), "batch_rows {batch_rows}");
         assert!(sequential.len() > 200);
     }
+    engine.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_count_takes_files_no_other_source_overlaps_from_the_manifest_and_equals_the_scan() {
+    let env = TestEnv::new();
+    let mut config = env.config();
+    config.compaction.enabled = false;
+    let engine = env.engine_with(config).await;
+    let region = RegionId::new(1, 15);
+    create(&engine, region).await;
+    // Three flushes of disjoint time slices, each with overwrites and delete markers.
+    for slice in 0..3i64 {
+        let ts = 10_000 * (slice + 1);
+        put(&engine, region, 0..50, ts, 1.0).await;
+        put(&engine, region, 0..10, ts, 2.0).await;
+        put(&engine, region, 0..50, ts + 1, 1.0).await;
+        engine
+            .write(strata_engine::WriteRequest::delete(
+                region,
+                rows(40..45, ts + 1, 0.0),
+            ))
+            .await
+            .unwrap();
+        engine.flush(region).await.unwrap();
+    }
+    // Rows still in the memtable, in a slice of their own.
+    put(&engine, region, 0..7, 90_000, 3.0).await;
+    let scanned = |request: ScanRequest| async {
+        let batches = engine.scan_to_vec(region, request).await.unwrap();
+        batches.iter().map(|b| b.num_rows() as u64).sum::<u64>()
+    };
+    let all = engine.count(region, ScanRequest::default()).await.unwrap();
+    assert_eq!(all.rows, scanned(ScanRequest::default()).await);
+    assert_eq!(all.rows, 3 * (50 + 45) + 7);
+    assert_eq!((all.files_from_metadata, all.sources_read), (3, 1));
+    // A range cutting into the second file reads it; the third lies wholly inside.
+    let partial = ScanRequest {
+        time_range: Some(TimeRange {
+            start: 20_001,
+            end: 30_001,
+        }),
+        ..ScanRequest::default()
+    };
+    let counted = engine.count(region, partial.clone()).await.unwrap();
+    assert_eq!(counted.rows, scanned(partial).await);
+    assert_eq!(counted.rows, 45 + 95);
+    assert_eq!((counted.files_from_metadata, counted.sources_read), (1, 1));
+    // Counted from metadata means not read: with the files gone the count still answers.
+    let dir = env.dir.path().join(strata_storage::region_data_dir(region));
+    for file in engine.region_files(region).unwrap() {
+        std::fs::remove_file(dir.join(format!("{}.parquet", file.file_id))).unwrap();
+    }
+    let count_all = engine.count(region, ScanRequest::default()).await.unwrap();
+    assert_eq!(count_all, all);
+    // An overwrite overlapping the first file joins it into a group that must be read.
+    put(&engine, region, 0..3, 10_000, 5.0).await;
+    engine.flush(region).await.unwrap();
+    let error = engine
+        .count(region, ScanRequest::default())
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("parquet"), "{error}");
     engine.stop().await.unwrap();
 }

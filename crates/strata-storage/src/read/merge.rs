@@ -130,6 +130,41 @@ pub fn merge(
     }))
 }
 
+/// [`merge`] of sources known to hold each (key, timestamp) at most once among them — one
+/// SST of a region that deduplicates (flushes and compactions write each key and timestamp
+/// once): nothing to compare, so its batches pass through, with delete markers dropped
+/// when `filter_deleted` is set. More than one source is merged as usual.
+pub(crate) fn drop_deletes(
+    codec: Arc<KeyCodec>,
+    mut sources: Vec<BatchStream>,
+    options: MergeOptions,
+) -> BatchStream {
+    if sources.len() != 1 {
+        return merge(codec, sources, options);
+    }
+    let Some(source) = sources.pop() else {
+        return merge(codec, sources, options);
+    };
+    if !options.filter_deleted {
+        return source;
+    }
+    let delete = OpType::Delete as u8;
+    Box::pin(source.filter_map(move |item| {
+        let result = item.and_then(|batch| {
+            if !batch.op_types.contains(&delete) {
+                return Ok(Some(batch));
+            }
+            let keep: Vec<bool> = batch.op_types.iter().map(|&op| op != delete).collect();
+            if keep.iter().any(|&k| k) {
+                filter_batch(&codec, &batch, &keep).map(Some)
+            } else {
+                Ok(None)
+            }
+        });
+        std::future::ready(result.transpose())
+    }))
+}
+
 /// Deduplicates one sorted source batch by batch: a row is dropped when its (key,
 /// timestamp) equals the previous row's (which is newer), and with `filter_deleted` when it
 /// is a delete. Batches with nothing to drop pass through unchanged.

@@ -8,7 +8,7 @@ use futures::{Stream, StreamExt};
 use opendal::Operator;
 use snafu::ResultExt;
 
-use super::merge::{BatchStream, MergeOptions, merge};
+use super::merge::{BatchStream, MergeOptions, drop_deletes, merge};
 use crate::batch::output_schema;
 use crate::error::{ArrowSnafu, StorageError};
 use crate::memtable::{IterOptions, TimeRange, TimeSeriesMemtable};
@@ -81,6 +81,9 @@ impl Default for ScanRequest {
 /// key, timestamp, sequence descending), keeps the newest row of each key and timestamp,
 /// and drops deleted keys — or, in an append-mode region, keeps every row as written.
 /// Rows come out in (primary key, timestamp) order.
+///
+/// A scan that reads one SST and nothing else skips deduplication (a flush or compaction
+/// output holds each key and timestamp once) and only drops its delete markers.
 pub async fn scan(
     store: &Operator,
     snapshot: &VersionControlData,
@@ -93,63 +96,21 @@ pub async fn scan(
         .projection
         .clone()
         .unwrap_or_else(|| (0..metadata.columns().len()).collect());
-    let max_sequence = request.max_sequence.unwrap_or(snapshot.committed_sequence);
-    let overlaps = |range: Option<TimeRange>| match (request.time_range, range) {
-        (_, None) => false,
-        (None, Some(_)) => true,
-        (Some(wanted), Some(have)) => wanted.overlaps(&have),
-    };
-
-    let mut sources: Vec<BatchStream> = Vec::new();
-    for memtable in version.memtables.all() {
-        if !overlaps(memtable.stats().time_range) {
-            continue;
-        }
-        let rows = memtable.iter(IterOptions {
-            projection: Some(projection.clone()),
-            time_range: request.time_range,
-            max_sequence: Some(max_sequence),
-            batch_rows: request.batch_rows,
-        })?;
-        sources.push(Box::pin(futures::stream::iter(rows)));
-    }
-    let data_dir = region_data_dir(region_id);
+    let parts = parts(snapshot, &request);
+    let single_file = matches!(parts.as_slice(), [Part::File(_)]);
+    let files = version.all_file_handles().count();
     // The stream holds the handles of the files it reads, so none is deleted (by a
     // truncate, a compaction or a drop) before the scan is done with it.
-    let mut held: Vec<FileHandle> = Vec::new();
-    let files = version.all_file_handles().count();
-    for handle in version.all_file_handles() {
-        let file = handle.meta();
-        if !overlaps(Some(file.time_range())) {
-            continue;
-        }
-        held.push(handle.clone());
-        let path = file.path(&data_dir);
-        if request.verify_checksums {
-            verify_sst(store, &path, file).await?;
-        }
-        let options = SstReadOptions {
-            projection: Some(projection.clone()),
-            time_range: request.time_range,
-            batch_rows: request.batch_rows,
-        };
-        let source = read_sst(store, &path, version.codec.clone(), options).await?;
-        // Many small files: one batch ahead each, so memory stays near one batch a file.
-        let depth = if files > 32 {
-            request.prefetch_batches.min(1)
-        } else {
-            request.prefetch_batches
-        };
-        sources.push(prefetch(source, depth));
-    }
-    let merged = merge(
-        version.codec.clone(),
-        sources,
-        MergeOptions {
-            batch_rows: request.batch_rows,
-            ..MergeOptions::scan_of(&version.options)
-        },
-    );
+    let (sources, held) = open_parts(store, snapshot, parts, &request, &projection, files).await?;
+    let options = MergeOptions {
+        batch_rows: request.batch_rows,
+        ..MergeOptions::scan_of(&version.options)
+    };
+    let merged = if single_file && options.dedup {
+        drop_deletes(version.codec.clone(), sources, options)
+    } else {
+        merge(version.codec.clone(), sources, options)
+    };
     let schema = output_schema(&metadata, &projection, false);
     Ok(Box::pin(merged.map(move |batch| {
         let _held = &held;
@@ -160,15 +121,101 @@ pub async fn scan(
     })))
 }
 
+/// A source of a scan: a memtable or an SST.
+#[derive(Clone)]
+pub(crate) enum Part {
+    Memtable(Arc<TimeSeriesMemtable>),
+    File(FileHandle),
+}
+
+impl Part {
+    /// The timestamps its rows span; `None` for an empty memtable.
+    pub(crate) fn time_range(&self) -> Option<TimeRange> {
+        match self {
+            Part::Memtable(memtable) => memtable.stats().time_range,
+            Part::File(handle) => Some(handle.meta().time_range()),
+        }
+    }
+}
+
+/// The memtables and files of `snapshot` whose rows may lie in `request`'s time range.
+pub(crate) fn parts(snapshot: &VersionControlData, request: &ScanRequest) -> Vec<Part> {
+    let version = &snapshot.version;
+    version
+        .memtables
+        .all()
+        .map(|m| Part::Memtable(m.clone()))
+        .chain(version.all_file_handles().map(|h| Part::File(h.clone())))
+        .filter(|part| match (request.time_range, part.time_range()) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some(wanted), Some(have)) => wanted.overlaps(&have),
+        })
+        .collect()
+}
+
+/// Opens `parts` as sorted sources with `projection`, each file decoded ahead on its own
+/// task as `request` says (one batch ahead when the region has more than 32 `files`).
+/// Returns the sources and the handles of the files they read, which the caller holds for
+/// as long as it reads them.
+pub(crate) async fn open_parts(
+    store: &Operator,
+    snapshot: &VersionControlData,
+    parts: Vec<Part>,
+    request: &ScanRequest,
+    projection: &[usize],
+    files: usize,
+) -> Result<(Vec<BatchStream>, Vec<FileHandle>), StorageError> {
+    let version = &snapshot.version;
+    let max_sequence = request.max_sequence.unwrap_or(snapshot.committed_sequence);
+    let data_dir = region_data_dir(version.metadata.region_id());
+    let mut sources: Vec<BatchStream> = Vec::with_capacity(parts.len());
+    let mut held: Vec<FileHandle> = Vec::new();
+    for part in parts {
+        match part {
+            Part::Memtable(memtable) => {
+                let rows = memtable.iter(IterOptions {
+                    projection: Some(projection.to_vec()),
+                    time_range: request.time_range,
+                    max_sequence: Some(max_sequence),
+                    batch_rows: request.batch_rows,
+                })?;
+                sources.push(Box::pin(futures::stream::iter(rows)));
+            }
+            Part::File(handle) => {
+                let file = handle.meta();
+                let path = file.path(&data_dir);
+                if request.verify_checksums {
+                    verify_sst(store, &path, file).await?;
+                }
+                let options = SstReadOptions {
+                    projection: Some(projection.to_vec()),
+                    time_range: request.time_range,
+                    batch_rows: request.batch_rows,
+                };
+                let source = read_sst(store, &path, version.codec.clone(), options).await?;
+                held.push(handle);
+                // Many small files: one batch ahead each, so memory stays near one batch
+                // a file.
+                let depth = if files > 32 {
+                    request.prefetch_batches.min(1)
+                } else {
+                    request.prefetch_batches
+                };
+                sources.push(prefetch(source, depth));
+            }
+        }
+    }
+    Ok((sources, held))
+}
+
 /// `source` decoded on its own task, up to `depth` batches ahead; `source` itself for 0,
 /// outside a tokio runtime, or on a current-thread runtime (no other thread to decode on —
 /// and a scan polled there by another executor's `block_on` would wait forever for a task
 /// nobody runs). The task stops when the returned stream is dropped (its next send fails)
 /// or after the source's first error.
 fn prefetch(source: BatchStream, depth: usize) -> BatchStream {
-    let multi_thread = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if depth == 0 || !multi_thread {
+    if depth == 0 || !on_multi_thread_runtime() {
         return source;
     }
     let (tx, rx) = tokio::sync::mpsc::channel(depth);
@@ -184,6 +231,13 @@ fn prefetch(source: BatchStream, depth: usize) -> BatchStream {
     Box::pin(futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     }))
+}
+
+/// Whether the caller runs on a multi-thread tokio runtime, where spawned tasks run on
+/// other threads while it waits.
+pub(crate) fn on_multi_thread_runtime() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
 }
 
 /// Writes `memtable`'s rows, merged as `merge` says ([`MergeOptions::flush_of`] the region's

@@ -140,6 +140,7 @@ mod tests {
             file_size: 10,
             max_sequence: 1,
             checksum: 0,
+            num_deletes: None,
         }
     }
 

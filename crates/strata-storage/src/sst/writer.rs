@@ -10,7 +10,7 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 use snafu::{ResultExt, ensure};
-use strata_request::{ColumnDataType, RegionMetadata};
+use strata_request::{ColumnDataType, OpType, RegionMetadata};
 
 use super::opendal_io::OpendalWriter;
 use super::{FileId, FileMeta, REGION_METADATA_KEY};
@@ -159,6 +159,7 @@ async fn write_one(
                 file_size: stat.content_length(),
                 max_sequence: written.max_sequence,
                 checksum: written.checksum,
+                num_deletes: Some(written.deletes),
             };
             Ok((file, next))
         }
@@ -188,6 +189,7 @@ struct Written {
     time_range: (i64, i64),
     max_sequence: u64,
     checksum: u32,
+    deletes: u64,
 }
 
 /// Writes the file.
@@ -222,6 +224,7 @@ async fn write_file(
     let mut rows = 0u64;
     let mut time_range = (i64::MAX, i64::MIN);
     let mut max_sequence = 0u64;
+    let mut deletes = 0u64;
     let mut next = Some(first);
     let mut rest = None;
     let mut exhausted = false;
@@ -247,6 +250,11 @@ async fn write_file(
             time_range = (time_range.0.min(ts), time_range.1.max(ts));
             max_sequence = max_sequence.max(batch.sequence(i));
         }
+        deletes += batch
+            .op_types
+            .iter()
+            .filter(|&&op| op == OpType::Delete as u8)
+            .count() as u64;
         rows += batch.num_rows() as u64;
         let record = batch.to_record_batch(&schema).context(ArrowSnafu {
             region_id,
@@ -268,6 +276,7 @@ async fn write_file(
         time_range,
         max_sequence,
         checksum: checksum.load(std::sync::atomic::Ordering::Relaxed),
+        deletes,
     };
     let next = match rest {
         Some(rest) => Next::Carry(rest),

@@ -61,6 +61,7 @@ fn file(id: FileId) -> FileMeta {
         file_size: 1,
         max_sequence: 31,
         checksum: 0,
+        num_deletes: None,
     }
 }
 

@@ -35,6 +35,7 @@ fn file(rows: u64) -> FileMeta {
         file_size: 100,
         max_sequence: rows,
         checksum: 7,
+        num_deletes: None,
     }
 }
 
