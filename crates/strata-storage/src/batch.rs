@@ -52,6 +52,12 @@ impl SortedBatch {
         }
     }
 
+    /// Which of the batch's distinct keys row `i` has, when the batch stores each key
+    /// once: rows with the same id have the same key (rows without ids may too).
+    pub(crate) fn key_id(&self, i: usize) -> Option<u32> {
+        self.key_index.as_ref().map(|index| index[i])
+    }
+
     /// The timestamp of row `i` (in the region's unit).
     pub fn timestamp(&self, i: usize) -> i64 {
         self.timestamps[i]

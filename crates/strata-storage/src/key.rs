@@ -14,6 +14,9 @@ use strata_request::RegionMetadata;
 
 use crate::error::{ArrowSnafu, StorageError};
 
+/// Distinct keys and, when rows share keys, each row's position among them.
+pub(crate) type SortedKeys = (Rows, Option<Arc<[u32]>>);
+
 /// Encodes and decodes the primary key of one region schema.
 #[derive(Debug)]
 pub struct KeyCodec {
@@ -42,11 +45,59 @@ impl KeyCodec {
     }
 
     /// Keys of every row of `tags` (the tag columns, in primary-key order).
+    /// Dictionary-encoded columns are encoded as their values.
     pub fn encode(&self, tags: &[ArrayRef]) -> Result<Rows, StorageError> {
-        self.converter.convert_columns(tags).context(ArrowSnafu {
+        let context = ArrowSnafu {
             region_id: self.metadata.region_id(),
             operation: "encode primary keys",
-        })
+        };
+        if tags
+            .iter()
+            .any(|c| matches!(c.data_type(), arrow_schema::DataType::Dictionary(..)))
+        {
+            let plain = tags
+                .iter()
+                .map(crate::sst::plain)
+                .collect::<Result<Vec<_>, _>>()
+                .context(context)?;
+            return self.converter.convert_columns(&plain).context(context);
+        }
+        self.converter.convert_columns(tags).context(context)
+    }
+
+    /// Keys of `tags` whose rows are sorted by key (the tag columns of an SST, in
+    /// primary-key order): each run of equal tags is encoded once. Returns the distinct
+    /// keys and, when rows share keys, each row's position among them (as in
+    /// [`SortedBatch`](crate::SortedBatch)); rows of mostly distinct keys are encoded one
+    /// by one without an index.
+    pub(crate) fn encode_sorted(&self, tags: &[ArrayRef]) -> Result<SortedKeys, StorageError> {
+        let rows = tags.first().map_or(0, |c| c.len());
+        if rows < 2 {
+            return Ok((self.encode(tags)?, None));
+        }
+        let context = ArrowSnafu {
+            region_id: self.metadata.region_id(),
+            operation: "find runs of primary keys",
+        };
+        let runs = arrow_ord::partition::partition(tags)
+            .context(context)?
+            .ranges();
+        if runs.len() * 2 > rows {
+            return Ok((self.encode(tags)?, None));
+        }
+        let firsts =
+            arrow_array::UInt32Array::from_iter_values(runs.iter().map(|r| r.start as u32));
+        let distinct = tags
+            .iter()
+            .map(|column| arrow_select::take::take(column.as_ref(), &firsts, None))
+            .collect::<Result<Vec<_>, _>>()
+            .context(context)?;
+        let index: Arc<[u32]> = runs
+            .iter()
+            .enumerate()
+            .flat_map(|(key, run)| std::iter::repeat_n(key as u32, run.len()))
+            .collect();
+        Ok((self.encode(&distinct)?, Some(index)))
     }
 
     /// The tag columns of `keys` (each produced by this codec), one row per key.
@@ -121,5 +172,51 @@ mod tests {
         assert_eq!(decoded[0].as_ref(), a.as_ref());
         assert_eq!(decoded[1].as_ref(), b.as_ref());
         assert!(decoded[0].is_null(2));
+    }
+
+    #[test]
+    fn sorted_runs_and_dictionary_tags_encode_to_the_same_keys_as_plain_rows() {
+        let metadata = Arc::new(
+            RegionMetadataBuilder::new(RegionId::new(1, 1))
+                .column(ColumnSchema::tag("a"))
+                .column(ColumnSchema::tag("b"))
+                .column(ColumnSchema::timestamp(
+                    "ts",
+                    ColumnDataType::TimestampMillisecond,
+                ))
+                .build()
+                .unwrap(),
+        );
+        let codec = KeyCodec::new(metadata).unwrap();
+        let a = vec![None, Some("w"), Some("w"), Some("w"), Some("x"), Some("x")];
+        let b = vec![Some("1"), None, None, None, Some("2"), Some("2")];
+        let plain_a: ArrayRef = Arc::new(StringArray::from(a.clone()));
+        let plain_b: ArrayRef = Arc::new(StringArray::from(b.clone()));
+        let dict_a: ArrayRef = Arc::new(
+            a.iter()
+                .copied()
+                .collect::<arrow_array::DictionaryArray<arrow_array::types::Int32Type>>(),
+        );
+        let expected = codec.encode(&[plain_a.clone(), plain_b.clone()]).unwrap();
+        for tags in [[plain_a.clone(), plain_b.clone()], [dict_a, plain_b]] {
+            let (keys, index) = codec.encode_sorted(&tags).unwrap();
+            // Three runs in six rows: each key once, with an index.
+            let index = index.expect("rows share keys");
+            assert_eq!(keys.num_rows(), 3);
+            assert_eq!(index.as_ref(), [0, 1, 1, 1, 2, 2]);
+            for row in 0..6 {
+                assert_eq!(
+                    keys.row(index[row] as usize),
+                    expected.row(row),
+                    "row {row}"
+                );
+            }
+        }
+        // Mostly distinct keys: one per row, no index.
+        let distinct_b: ArrayRef = Arc::new(StringArray::from(vec!["1", "2"]));
+        let (keys, index) = codec
+            .encode_sorted(&[plain_a.slice(0, 2), distinct_b])
+            .unwrap();
+        assert_eq!((keys.num_rows(), index), (2, None));
     }
 }

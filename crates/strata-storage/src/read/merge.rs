@@ -249,10 +249,10 @@ struct Source {
 }
 
 /// A source's current row in the merge order, with the source's index: the heap holds
-/// one per source that has rows left.
-#[derive(PartialEq, Eq, PartialOrd, Ord)]
+/// one per source that has rows left. It shares the source's batch (no copy of the key).
 struct Head {
-    key: arrow_row::OwnedRow,
+    batch: Arc<SortedBatch>,
+    row: usize,
     ts: i64,
     sequence: Reverse<u64>,
     source: usize,
@@ -262,13 +262,40 @@ impl Head {
     fn of(source: &Source, index: usize) -> Option<Head> {
         let batch = source.current.as_ref()?;
         (source.row < batch.num_rows()).then(|| Head {
-            key: batch.key(source.row).owned(),
+            batch: batch.clone(),
+            row: source.row,
             ts: batch.timestamp(source.row),
             sequence: Reverse(batch.sequence(source.row)),
             source: index,
         })
     }
+
+    fn key(&self) -> arrow_row::Row<'_> {
+        self.batch.key(self.row)
+    }
 }
+
+impl Ord for Head {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.key().cmp(&other.key()).then_with(|| {
+            (self.ts, self.sequence, self.source).cmp(&(other.ts, other.sequence, other.source))
+        })
+    }
+}
+
+impl PartialOrd for Head {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Head {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Head {}
 
 struct Merger {
     codec: Arc<KeyCodec>,
@@ -337,21 +364,32 @@ impl Merger {
                 continue;
             };
             let first = source.row;
+            // How the key of the last compared row (by key id) compares with the bound's:
+            // rows of one key compare alike, so each key is compared once, not each row.
+            let mut key_order: Option<(u32, Ordering)> = None;
             while picked.len() < self.options.batch_rows && source.row < batch.num_rows() {
                 let row = source.row;
                 // The first row is the smallest (or ties with another head, say after a
                 // replay of stale entries): always taken, so the merge moves on.
                 if row > first
                     && let Some(next) = bound
-                    && (
-                        batch.key(row),
-                        batch.timestamp(row),
-                        Reverse(batch.sequence(row)),
-                    )
-                        .cmp(&(next.key.row(), next.ts, next.sequence))
-                        != Ordering::Less
                 {
-                    break;
+                    let id = batch.key_id(row);
+                    let keys = match (key_order, id) {
+                        (Some((known, order)), Some(id)) if known == id => order,
+                        _ => {
+                            let order = batch.key(row).cmp(&next.key());
+                            key_order = id.map(|id| (id, order));
+                            order
+                        }
+                    };
+                    let order = keys.then_with(|| {
+                        (batch.timestamp(row), Reverse(batch.sequence(row)))
+                            .cmp(&(next.ts, next.sequence))
+                    });
+                    if order != Ordering::Less {
+                        break;
+                    }
                 }
                 source.row += 1;
                 if self.options.dedup {

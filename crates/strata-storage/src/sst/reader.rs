@@ -5,10 +5,12 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{UInt8Type, UInt64Type};
 use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use arrow_schema::DataType;
 use std::panic::AssertUnwindSafe;
 
 use futures::{FutureExt, StreamExt};
 use opendal::Operator;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use parquet::file::statistics::Statistics;
 use snafu::ResultExt;
@@ -67,14 +69,24 @@ pub async fn read_sst(
     // The Parquet decoder is not panic-free on damaged input (seen: an out-of-bounds index
     // in its byte-stream-split decoder), so a panic while opening or decoding is contained
     // here and reported as corruption of this file.
-    let builder = AssertUnwindSafe(ParquetRecordBatchStreamBuilder::new(OpendalReader {
-        reader,
-        size,
-    }))
+    let mut input = OpendalReader { reader, size };
+    let plain = AssertUnwindSafe(ArrowReaderMetadata::load_async(
+        &mut input,
+        ArrowReaderOptions::new(),
+    ))
     .catch_unwind()
     .await
     .map_err(|panic| decoder_panic(path, panic.as_ref()))?
     .context(ParquetSnafu { path })?;
+    // String tags are read as dictionaries: keys are built from each run's first row and
+    // the strings are materialized only when a tag is projected.
+    let dictionary_schema = dictionary_tags(plain.schema(), &metadata);
+    let reader_metadata = ArrowReaderMetadata::try_new(
+        plain.metadata().clone(),
+        ArrowReaderOptions::new().with_schema(dictionary_schema),
+    )
+    .context(ParquetSnafu { path })?;
+    let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(input, reader_metadata);
     let layout = Layout::new(
         &metadata,
         builder.schema(),
@@ -100,6 +112,42 @@ pub async fn read_sst(
             layout.convert(&codec, batch, time_range, &path)
         },
     )))
+}
+
+/// `array` with dictionary encoding undone (as the region's schema has it).
+pub(crate) fn plain(array: &ArrayRef) -> Result<ArrayRef, arrow_schema::ArrowError> {
+    match array.data_type() {
+        DataType::Dictionary(_, values) => arrow_cast::cast(array.as_ref(), values),
+        _ => Ok(array.clone()),
+    }
+}
+
+/// `file_schema` with the region's string tag columns as `Dictionary(Int32, Utf8)`.
+fn dictionary_tags(
+    file_schema: &arrow_schema::SchemaRef,
+    metadata: &RegionMetadata,
+) -> arrow_schema::SchemaRef {
+    let fields: Vec<arrow_schema::FieldRef> = file_schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let is_tag = metadata
+                .column_by_name(field.name())
+                .is_some_and(|(_, column)| column.is_tag());
+            if is_tag && field.data_type() == &DataType::Utf8 {
+                Arc::new(field.as_ref().clone().with_data_type(DataType::Dictionary(
+                    Box::new(DataType::Int32),
+                    Box::new(DataType::Utf8),
+                )))
+            } else {
+                field.clone()
+            }
+        })
+        .collect();
+    Arc::new(arrow_schema::Schema::new_with_metadata(
+        fields,
+        file_schema.metadata().clone(),
+    ))
 }
 
 /// A decoder panic, as the corruption it signals.
@@ -192,8 +240,13 @@ impl Layout {
                         path: path.to_string(),
                         reason: format!("column {name:?} is missing"),
                     })?;
+            // String tags are read as dictionaries of their type (see `dictionary_tags`).
+            let value_type = match field.data_type() {
+                DataType::Dictionary(_, values) => values.as_ref(),
+                other => other,
+            };
             snafu::ensure!(
-                field.data_type() == expected,
+                value_type == expected,
                 CorruptSstSnafu {
                     path,
                     reason: format!(
@@ -301,7 +354,8 @@ impl Layout {
             return Err(corrupt("timestamp, sequence or op type has nulls"));
         }
         let tags: Vec<ArrayRef> = self.tags.iter().map(|&i| column(i).clone()).collect();
-        let keys = codec.encode(&tags)?;
+        // Rows are sorted by key: each run of one key is encoded once.
+        let (keys, key_index) = codec.encode_sorted(&tags)?;
         let timestamps = timestamp_values(column(self.ts))
             .ok_or_else(|| corrupt("timestamp column has the wrong type"))?;
         let sequences = column(self.sequence)
@@ -319,7 +373,7 @@ impl Layout {
         }
         Ok(SortedBatch {
             keys: Arc::new(keys),
-            key_index: None,
+            key_index,
             timestamps,
             sequences,
             op_types,
@@ -327,7 +381,9 @@ impl Layout {
                 .outputs
                 .iter()
                 .map(|output| match output {
-                    Output::File(i) => Ok(column(*i).clone()),
+                    Output::File(i) => plain(column(*i)).map_err(|e| {
+                        corrupt(&format!("cannot decode a dictionary-encoded column: {e}"))
+                    }),
                     Output::Missing(schema) => {
                         schema.fill_array(batch.num_rows(), false).ok_or_else(|| {
                             corrupt(&format!(
