@@ -40,8 +40,10 @@ pub struct ScanRequest {
     pub verify_checksums: bool,
     /// Decode each SST on its own task, this many batches ahead of the merge (0: decode
     /// on the scanning task). Parquet decoding of the files then runs on the runtime's
-    /// other threads while the merge consumes. Needs a multi-thread tokio runtime (on a
-    /// current-thread runtime or none, files are decoded on the scanning task).
+    /// other threads while the merge consumes; [`count`](crate::count) also counts
+    /// independent groups of sources in parallel when this is above 0. Needs a
+    /// multi-thread tokio runtime (on a current-thread runtime or none, files are decoded
+    /// on the scanning task).
     pub prefetch_batches: usize,
 }
 
