@@ -7,12 +7,47 @@
 
 use std::sync::Arc;
 
-use arrow_array::ArrayRef;
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, ArrayRef};
 use arrow_row::{RowConverter, RowParser, Rows, SortField};
 use snafu::ResultExt;
 use strata_request::RegionMetadata;
 
 use crate::error::{ArrowSnafu, StorageError};
+
+/// The ranges of consecutive rows with equal `tags` (all columns of one length). A
+/// dictionary column is compared by its keys: equal keys are equal values, and a
+/// dictionary holding a value twice only splits a run — an extra distinct key, never rows
+/// of different keys merged.
+fn key_runs(tags: &[ArrayRef]) -> Result<Vec<std::ops::Range<usize>>, arrow_schema::ArrowError> {
+    let rows = tags.first().map_or(0, |c| c.len());
+    let mut changed: Option<arrow_buffer::BooleanBuffer> = None;
+    if rows > 1 {
+        for column in tags {
+            let column: ArrayRef = match column.as_any_dictionary_opt() {
+                Some(dictionary) => arrow_array::make_array(dictionary.keys().to_data()),
+                None => column.clone(),
+            };
+            let differs =
+                arrow_ord::cmp::distinct(&column.slice(0, rows - 1), &column.slice(1, rows - 1))?;
+            let differs = differs.values().clone();
+            changed = Some(match changed {
+                Some(so_far) => &so_far | &differs,
+                None => differs,
+            });
+        }
+    }
+    let mut runs = Vec::new();
+    let mut start = 0;
+    if let Some(changed) = changed {
+        for boundary in changed.set_indices() {
+            runs.push(start..boundary + 1);
+            start = boundary + 1;
+        }
+    }
+    runs.push(start..rows);
+    Ok(runs)
+}
 
 /// Distinct keys and, when rows share keys, each row's position among them.
 pub(crate) type SortedKeys = (Rows, Option<Arc<[u32]>>);
@@ -79,9 +114,7 @@ impl KeyCodec {
             region_id: self.metadata.region_id(),
             operation: "find runs of primary keys",
         };
-        let runs = arrow_ord::partition::partition(tags)
-            .context(context)?
-            .ranges();
+        let runs = key_runs(tags).context(context)?;
         if runs.len() * 2 > rows {
             return Ok((self.encode(tags)?, None));
         }

@@ -115,6 +115,7 @@ pub fn merge(
         last: None,
         heap: BinaryHeap::new(),
         started: false,
+        pending: None,
     };
     Box::pin(futures::stream::unfold(merger, |mut merger| async move {
         match merger.next_batch().await {
@@ -301,14 +302,32 @@ struct Merger {
     codec: Arc<KeyCodec>,
     options: MergeOptions,
     sources: Vec<Source>,
-    /// The last (key, timestamp) taken (emitted or skipped), for deduplication (shared:
-    /// set once per row, so a clone must not allocate).
+    /// The last row taken (emitted or skipped), for deduplication of the next run's
+    /// first row (set once per run).
     last: Option<(Arc<SortedBatch>, usize)>,
     /// The head of every source with rows left, smallest on top: a run costs one pop and
     /// one push (O(log sources)), not a scan of every source.
     heap: BinaryHeap<Reverse<Head>>,
     /// Whether every source's first batch was fetched.
     started: bool,
+    /// A long run found while filling a batch, output after it.
+    pending: Option<SortedBatch>,
+}
+
+/// Runs of at least this many rows (or `batch_rows`, if smaller) that are output whole
+/// leave the merge as slices of their source batch instead of being copied.
+const LONG_RUN: usize = 256;
+
+/// Whether row `ar` of `a` and row `br` of `b` have the same key: by key id within one
+/// batch, else by bytes.
+fn same_key(a: &Arc<SortedBatch>, ar: usize, b: &Arc<SortedBatch>, br: usize) -> bool {
+    if Arc::ptr_eq(a, b)
+        && let (Some(x), Some(y)) = (a.key_id(ar), b.key_id(br))
+        && x == y
+    {
+        return true;
+    }
+    a.key(ar) == b.key(br)
 }
 
 impl Merger {
@@ -339,6 +358,9 @@ impl Merger {
     }
 
     async fn next_batch(&mut self) -> Result<Option<SortedBatch>, StorageError> {
+        if let Some(run) = self.pending.take() {
+            return Ok(Some(run));
+        }
         if !self.started {
             self.started = true;
             for index in 0..self.sources.len() {
@@ -351,6 +373,7 @@ impl Merger {
         for s in &mut self.sources {
             s.held_slot = None;
         }
+        let long_run = LONG_RUN.min(self.options.batch_rows);
         while picked.len() < self.options.batch_rows {
             let Some(Reverse(head)) = self.heap.pop() else {
                 break;
@@ -364,6 +387,9 @@ impl Merger {
                 continue;
             };
             let first = source.row;
+            let picked_before = picked.len();
+            // Whether every row of the run is output (nothing deduplicated or deleted).
+            let mut whole = true;
             // How the key of the last compared row (by key id) compares with the bound's:
             // rows of one key compare alike, so each key is compared once, not each row.
             let mut key_order: Option<(u32, Ordering)> = None;
@@ -393,14 +419,21 @@ impl Merger {
                 }
                 source.row += 1;
                 if self.options.dedup {
-                    let duplicate = self.last.as_ref().is_some_and(|(lb, lr)| {
-                        lb.timestamp(*lr) == batch.timestamp(row) && lb.key(*lr) == batch.key(row)
-                    });
-                    if duplicate {
-                        continue;
-                    }
-                    self.last = Some((batch.clone(), row));
-                    if self.options.filter_deleted && batch.op_type(row) == OpType::Delete {
+                    // Within the run the previous row is the batch's; before it, the last
+                    // row the merge took.
+                    let duplicate = if row > first {
+                        batch.timestamp(row - 1) == batch.timestamp(row)
+                            && same_key(batch, row - 1, batch, row)
+                    } else {
+                        self.last.as_ref().is_some_and(|(lb, lr)| {
+                            lb.timestamp(*lr) == batch.timestamp(row)
+                                && same_key(lb, *lr, batch, row)
+                        })
+                    };
+                    if duplicate
+                        || (self.options.filter_deleted && batch.op_type(row) == OpType::Delete)
+                    {
+                        whole = false;
                         continue;
                     }
                 }
@@ -414,10 +447,24 @@ impl Merger {
                 };
                 picked.push((slot, row));
             }
+            let taken = source.row - first;
+            if taken > 0 && self.options.dedup {
+                self.last = Some((batch.clone(), source.row - 1));
+            }
+            // A long run that is output whole goes out as a slice of its batch (no copy).
+            let run = (whole && taken >= long_run).then(|| batch.slice(first, taken));
             if source.row >= batch.num_rows() {
                 self.advance(i).await?;
             }
             self.push_head(i);
+            if let Some(run) = run {
+                picked.truncate(picked_before);
+                if picked.is_empty() {
+                    return Ok(Some(run));
+                }
+                self.pending = Some(run);
+                break;
+            }
         }
         if picked.is_empty() {
             return Ok(None);
