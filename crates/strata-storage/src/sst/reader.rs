@@ -10,8 +10,12 @@ use std::panic::AssertUnwindSafe;
 
 use futures::{FutureExt, StreamExt};
 use opendal::Operator;
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+use parquet::arrow::arrow_reader::{
+    ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, RowFilter, RowSelection,
+};
 use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
+use parquet::file::metadata::PageIndexPolicy;
+use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::file::statistics::Statistics;
 use snafu::ResultExt;
 use strata_request::{ColumnSchema, RegionMetadata};
@@ -70,9 +74,15 @@ pub async fn read_sst(
     // in its byte-stream-split decoder), so a panic while opening or decoding is contained
     // here and reported as corruption of this file.
     let mut input = OpendalReader { reader, size };
+    // The page index (for time pruning within row groups) only when a range is asked for.
+    let policy = if options.time_range.is_some() {
+        PageIndexPolicy::Optional
+    } else {
+        PageIndexPolicy::Skip
+    };
     let plain = AssertUnwindSafe(ArrowReaderMetadata::load_async(
         &mut input,
-        ArrowReaderOptions::new(),
+        ArrowReaderOptions::new().with_page_index_policy(policy),
     ))
     .catch_unwind()
     .await
@@ -95,6 +105,31 @@ pub async fn read_sst(
     )?;
     let row_groups = select_row_groups(builder.metadata(), layout.file_ts, options.time_range);
     let mask = ProjectionMask::roots(builder.parquet_schema(), layout.file_columns.clone());
+    let mut builder = builder;
+    // A time range that cuts into the kept row groups goes down to pages (those whose
+    // timestamps miss it are not read) and rows (the timestamps are decoded first and
+    // the other columns only for rows in range).
+    let cut = options.time_range.filter(|range| {
+        !row_groups_within(builder.metadata(), &row_groups, layout.file_ts, *range)
+    });
+    if let Some(range) = cut {
+        if let Some(pages) = page_selection(builder.metadata(), &row_groups, layout.file_ts, range)
+        {
+            builder = builder.with_row_selection(pages);
+        }
+        let ts_only = ProjectionMask::roots(builder.parquet_schema(), [layout.file_ts]);
+        let in_range = ArrowPredicateFn::new(ts_only, move |batch: RecordBatch| {
+            let ts = timestamp_values(batch.column(0)).ok_or_else(|| {
+                arrow_schema::ArrowError::InvalidArgumentError(
+                    "timestamp column has the wrong type".to_string(),
+                )
+            })?;
+            Ok(BooleanArray::from_iter(
+                ts.iter().map(|&t| Some(range.contains(t))),
+            ))
+        });
+        builder = builder.with_row_filter(RowFilter::new(vec![Box::new(in_range)]));
+    }
     let stream = builder
         .with_row_groups(row_groups)
         .with_projection(mask)
@@ -102,14 +137,13 @@ pub async fn read_sst(
         .build()
         .context(ParquetSnafu { path })?;
     let path = path.to_string();
-    let time_range = options.time_range;
     let layout = Arc::new(layout);
     Ok(Box::pin(AssertUnwindSafe(stream).catch_unwind().map(
         move |item| {
             let batch = item
                 .map_err(|panic| decoder_panic(&path, panic.as_ref()))?
                 .context(ParquetSnafu { path: &path })?;
-            layout.convert(&codec, batch, time_range, &path)
+            layout.convert(&codec, batch, &path)
         },
     )))
 }
@@ -324,27 +358,16 @@ impl Layout {
         })
     }
 
-    /// Turns one projected record batch into a sorted batch, keeping rows in `time_range`.
+    /// Turns one projected record batch into a sorted batch.
     fn convert(
         &self,
         codec: &KeyCodec,
         batch: RecordBatch,
-        time_range: Option<TimeRange>,
         path: &str,
     ) -> Result<SortedBatch, StorageError> {
         let corrupt = |reason: &str| StorageError::CorruptSst {
             path: path.to_string(),
             reason: reason.to_string(),
-        };
-        let batch = match time_range {
-            Some(range) => {
-                let ts = timestamp_values(batch.column(self.ts))
-                    .ok_or_else(|| corrupt("timestamp column has the wrong type"))?;
-                let keep = BooleanArray::from_iter(ts.iter().map(|&t| Some(range.contains(t))));
-                arrow_select::filter::filter_record_batch(&batch, &keep)
-                    .map_err(|e| corrupt(&format!("cannot filter rows: {e}")))?
-            }
-            None => batch,
         };
         let column = |i: usize| -> &ArrayRef { batch.column(i) };
         if [self.ts, self.sequence, self.op_type]
@@ -405,6 +428,69 @@ pub(crate) fn select_row_groups_for_test(
     range: Option<TimeRange>,
 ) -> Vec<usize> {
     select_row_groups(metadata, ts_column, range)
+}
+
+/// Whether every row group in `row_groups` has timestamp statistics inside `range`.
+fn row_groups_within(
+    metadata: &parquet::file::metadata::ParquetMetaData,
+    row_groups: &[usize],
+    ts_column: usize,
+    range: TimeRange,
+) -> bool {
+    row_groups.iter().all(
+        |&i| match metadata.row_group(i).column(ts_column).statistics() {
+            Some(Statistics::Int64(stats)) => match (stats.min_opt(), stats.max_opt()) {
+                (Some(&min), Some(&max)) => range.contains(min) && range.contains(max),
+                _ => false,
+            },
+            _ => false,
+        },
+    )
+}
+
+/// The rows of `row_groups` (numbered across them, in order) in pages whose timestamps
+/// may lie in `range`, from the page index; `None` if the file has none loaded. A row
+/// group without an index for the timestamp column is kept whole.
+pub(super) fn page_selection(
+    metadata: &parquet::file::metadata::ParquetMetaData,
+    row_groups: &[usize],
+    ts_column: usize,
+    range: TimeRange,
+) -> Option<RowSelection> {
+    metadata.page_index()?;
+    let mut keep: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut base = 0usize;
+    for &group in row_groups {
+        let rows = usize::try_from(metadata.row_group(group).num_rows()).unwrap_or(0);
+        let index = metadata.page_index_for_row_group(group);
+        match (index.column_index(ts_column), index.offset_index(ts_column)) {
+            (Some(ColumnIndexMetaData::INT64(stats)), Some(offsets)) => {
+                let pages = offsets.page_locations();
+                for (page, location) in pages.iter().enumerate() {
+                    let first = usize::try_from(location.first_row_index).unwrap_or(0);
+                    let end = pages.get(page + 1).map_or(rows, |next| {
+                        usize::try_from(next.first_row_index).unwrap_or(rows)
+                    });
+                    let overlaps = match (stats.min_value(page), stats.max_value(page)) {
+                        (Some(&min), Some(&max)) => range.overlaps(&TimeRange {
+                            start: min,
+                            end: max,
+                        }),
+                        _ => true,
+                    };
+                    if overlaps && first < end {
+                        keep.push(base + first..base + end.min(rows));
+                    }
+                }
+            }
+            _ => keep.push(base..base + rows),
+        }
+        base += rows;
+    }
+    Some(RowSelection::from_consecutive_ranges(
+        keep.into_iter(),
+        base,
+    ))
 }
 
 /// Row groups whose timestamp statistics overlap `range` (all of them without a range or

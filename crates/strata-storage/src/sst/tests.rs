@@ -196,6 +196,45 @@ async fn time_ranges_prune_row_groups_and_filter_rows_and_projection_narrows_col
     );
 }
 
+#[tokio::test]
+async fn a_time_range_skips_the_pages_whose_timestamps_miss_it_and_returns_exactly_its_rows() {
+    let codec = Arc::new(KeyCodec::new(metadata()).unwrap());
+    // One host: its 60,000 timestamps fill one row group of several pages in time order.
+    let m = memtable(&codec, 1, 60_000);
+    let store = memory_store();
+    let meta = write(&store, &codec, &m, 102_400).await;
+    assert_eq!(meta.num_row_groups, 1);
+    let range = TimeRange {
+        start: 30_000_000,
+        end: 30_010_000,
+    };
+    let bytes = store
+        .read(&meta.path("region/data"))
+        .await
+        .unwrap()
+        .to_bytes();
+    let with_index = parquet::file::metadata::ParquetMetaDataReader::new()
+        .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Required)
+        .parse_and_finish(&bytes)
+        .unwrap();
+    let selection = super::reader::page_selection(&with_index, &[0], 1, range)
+        .expect("the writer writes a page index");
+    let selected = selection.row_count();
+    assert!(
+        (11..60_000 / 2).contains(&selected),
+        "{selected} rows selected"
+    );
+    let options = SstReadOptions {
+        time_range: Some(range),
+        ..Default::default()
+    };
+    let read = read_sst(&store, &meta.path("region/data"), codec.clone(), options)
+        .await
+        .unwrap();
+    let got: Vec<i64> = rows(read).await.into_iter().map(|r| r.1).collect();
+    assert_eq!(got, (30_000..=30_010).map(|s| s * 1000).collect::<Vec<_>>());
+}
+
 async fn parquet_metadata(
     store: &Operator,
     path: &str,
