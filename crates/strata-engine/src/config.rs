@@ -160,7 +160,9 @@ pub struct WalConfig {
     pub sync: SyncPolicy,
     /// Start a new segment at this size.
     pub segment_size: ByteSize,
-    /// Largest WAL record (one write batch) accepted.
+    /// Largest WAL record (one worker's write batch) accepted. A batch above it is
+    /// appended one request at a time; a single write above it fails with
+    /// `InvalidRequest` while the rest of its batch goes on.
     pub max_record_size: ByteSize,
     /// How long a group commit may wait for more appends under `sync = "always"`.
     #[serde(with = "humantime_serde")]

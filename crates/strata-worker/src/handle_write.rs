@@ -202,6 +202,11 @@ impl RegionWorkerLoop {
                         }
                     }
                 }
+                // Too large for one record: each request on its own, so only a request
+                // too large by itself fails.
+                Err(strata_wal::WalError::RecordTooLarge { .. }) => {
+                    self.append_one_by_one(&mut ctxs).await;
+                }
                 Err(source) => {
                     // Nothing of the batch reaches the memtables.
                     let error = WorkerError::Wal {
@@ -231,6 +236,69 @@ impl RegionWorkerLoop {
             .stage("memtable", self.shared.clock.elapsed(started));
         self.shared.metrics.add_rows("put", puts);
         self.shared.metrics.add_rows("delete", deletes);
+    }
+
+    /// Appends every queued mutation as an entry of its own, one append each, after the
+    /// batch's single record was too large. A mutation too large by itself fails its
+    /// caller with `InvalidRequest`; after any other WAL error the mutations not yet
+    /// appended fail with it. Mutations that were appended stay queued for the memtables.
+    async fn append_one_by_one(&self, ctxs: &mut [RegionWriteCtx]) {
+        let mut broken: Option<WorkerError> = None;
+        for ctx in ctxs.iter_mut() {
+            let region_id = ctx.region.region_id();
+            let mutations = std::mem::take(&mut ctx.mutations);
+            let notifiers = std::mem::take(&mut ctx.notifiers);
+            for (mutation, (sender, result)) in mutations.into_iter().zip(notifiers) {
+                if let Some(error) = &broken {
+                    sender.send(Err(error.clone()));
+                    continue;
+                }
+                let appended = match wal_entry::encode(
+                    region_id,
+                    std::slice::from_ref(&mutation),
+                    self.shared.config.compress_wal,
+                ) {
+                    Ok(data) => {
+                        let entry = Entry {
+                            region_id: region_id.as_u64(),
+                            entry_id: ctx.next_entry_id,
+                            data,
+                        };
+                        self.shared.log_store.append_batch(vec![entry]).await
+                    }
+                    Err(error) => {
+                        sender.send(Err(error));
+                        continue;
+                    }
+                };
+                match appended {
+                    Ok(response) => {
+                        if let Some(&last) = response.last_entry_ids.get(&region_id.as_u64()) {
+                            ctx.next_entry_id = last + 1;
+                        }
+                        ctx.mutations.push(mutation);
+                        ctx.notifiers.push((sender, result));
+                    }
+                    Err(strata_wal::WalError::RecordTooLarge { size, max }) => {
+                        sender.send(Err(WorkerError::InvalidRequest {
+                            region_id,
+                            reason: format!(
+                                "a write of {} rows takes {size} bytes in the WAL, above its \
+                                 max_record_size of {max} bytes; write it in smaller batches",
+                                mutation.batch.num_rows()
+                            ),
+                        }));
+                    }
+                    Err(source) => {
+                        let error = WorkerError::Wal {
+                            source: Arc::new(source),
+                        };
+                        sender.send(Err(error.clone()));
+                        broken = Some(error);
+                    }
+                }
+            }
+        }
     }
 
     /// Per-region write buffers: a region over half its own limit (mutable) or over the

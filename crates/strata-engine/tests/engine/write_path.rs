@@ -335,3 +335,111 @@ async fn rows_of(engine: &strata_engine::Engine, region: RegionId) -> usize {
         .map(|b| b.num_rows())
         .sum()
 }
+
+/// A memory log store with a record limit (an append whose entries carry more than `max`
+/// bytes fails with `RecordTooLarge`, as the file WAL's does), which can hold appends until
+/// released. `stop` leaves it usable for a reopen.
+#[derive(Debug)]
+struct LimitedLogStore {
+    inner: MemoryLogStore,
+    max: usize,
+    hold: AtomicBool,
+    held: tokio::sync::Notify,
+    release: tokio::sync::Semaphore,
+    /// Sizes of the appends refused as too large, in order.
+    refused: std::sync::Mutex<Vec<usize>>,
+}
+
+#[strata_engine::async_trait]
+impl LogStore for LimitedLogStore {
+    async fn append_batch(&self, entries: Vec<Entry>) -> Result<AppendResponse, WalError> {
+        if self.hold.swap(false, Ordering::SeqCst) {
+            self.held.notify_one();
+            drop(self.release.acquire().await);
+        }
+        let size = entries.iter().map(|e| e.data.len()).sum();
+        if size > self.max {
+            self.refused.lock().unwrap().push(size);
+            return Err(WalError::RecordTooLarge {
+                size,
+                max: self.max,
+            });
+        }
+        self.inner.append_batch(entries).await
+    }
+    fn read(&self, region_id: u64, start_entry_id: u64) -> Result<EntryStream, WalError> {
+        self.inner.read(region_id, start_entry_id)
+    }
+    async fn obsolete(&self, region_id: u64, entry_id: u64) -> Result<(), WalError> {
+        self.inner.obsolete(region_id, entry_id).await
+    }
+    async fn drop_region(&self, region_id: u64) -> Result<(), WalError> {
+        self.inner.drop_region(region_id).await
+    }
+    fn last_entry_id(&self, region_id: u64) -> Option<u64> {
+        self.inner.last_entry_id(region_id)
+    }
+    async fn stop(&self) -> Result<(), WalError> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_too_large_for_the_wal_fails_alone_and_the_rest_of_its_batch_goes_on() {
+    let env = TestEnv::new();
+    let wal = Arc::new(LimitedLogStore {
+        inner: MemoryLogStore::default(),
+        max: 64 << 10,
+        hold: AtomicBool::new(false),
+        held: tokio::sync::Notify::new(),
+        release: tokio::sync::Semaphore::new(0),
+        refused: std::sync::Mutex::new(Vec::new()),
+    });
+    let open = || {
+        EngineBuilder::new(env.config())
+            .log_store(wal.clone())
+            .build()
+    };
+    let engine = Arc::new(open().await.unwrap());
+    let region = RegionId::new(1, 0);
+    create(&engine, region).await;
+    // The worker waits in the WAL on a first write while three more queue behind it, so
+    // they reach the WAL as one batch: small, too large, small.
+    wal.hold.store(true, Ordering::SeqCst);
+    let first = tokio::spawn({
+        let engine = engine.clone();
+        async move {
+            engine
+                .write(WriteRequest::put(region, rows(0..1, 1_000, 1.0)))
+                .await
+        }
+    });
+    within("the held append", wal.held.notified()).await;
+    let small_a = engine.write(WriteRequest::put(region, rows(0..10, 2_000, 2.0)));
+    let large = engine.write(WriteRequest::put(region, rows(0..20_000, 3_000, 3.0)));
+    let small_c = engine.write(WriteRequest::put(region, rows(0..10, 4_000, 4.0)));
+    tokio::pin!(small_a, large, small_c);
+    // One poll each puts them on the worker's channel.
+    assert!(futures::poll!(&mut small_a).is_pending());
+    assert!(futures::poll!(&mut large).is_pending());
+    assert!(futures::poll!(&mut small_c).is_pending());
+    wal.release.add_permits(1);
+    within("first", first).await.unwrap().unwrap();
+    assert_eq!(within("a", small_a).await.unwrap(), 10);
+    let error = within("large", large).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::InvalidRequest, "{error}");
+    assert!(!error.is_retryable());
+    assert!(error.to_string().contains("max_record_size"), "{error}");
+    assert_eq!(within("c", small_c).await.unwrap(), 10);
+    // The batch was refused whole first (all three), then the large write alone.
+    let refused = wal.refused.lock().unwrap().clone();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert!(refused[0] > refused[1], "{refused:?}");
+    assert_eq!(rows_of(&engine, region).await, 21);
+    // What was acknowledged is in the WAL: a reopen replays exactly that.
+    engine.stop().await.unwrap();
+    let engine = open().await.unwrap();
+    engine.open(region).await.unwrap();
+    assert_eq!(rows_of(&engine, region).await, 21);
+    engine.stop().await.unwrap();
+}
