@@ -227,6 +227,30 @@ fn readable_rate(per_sec: f64) -> String {
     }
 }
 
+/// What went wrong, if anything, in one message: the first failed write (or else the
+/// final flush's or the engine stop's failure) with how many rows were acknowledged
+/// before it, then whatever failed after it.
+fn failure_summary(
+    write: Option<String>,
+    flush: Option<String>,
+    stop: Option<String>,
+    acknowledged: u64,
+) -> Option<String> {
+    let mut failures = write.iter().chain(&flush).chain(&stop);
+    let first = failures.next()?;
+    let mut message = if write.is_some() {
+        format!("{first} ({acknowledged} rows were acknowledged before it")
+    } else {
+        format!("{first} ({acknowledged} rows were acknowledged")
+    };
+    message.push_str("; the WAL holds them for the next open)");
+    for later in failures {
+        message.push_str("; then ");
+        message.push_str(later);
+    }
+    Some(message)
+}
+
 fn dir_size(path: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(path) else {
         return 0;
@@ -395,30 +419,36 @@ pub(crate) async fn run(args: IngestArgs) -> Result<(), String> {
             },
         )?;
     }
+    // Flushed even after a failed write, so what was acknowledged lands in SSTs; a flush
+    // failure does not hide the write's error or the acknowledged count.
     let flushed = SystemClock.now();
+    let mut flush_error = None;
     for number in 0..args.regions {
         let region = RegionId::new(CPU_TABLE, u32::try_from(number).unwrap_or(0));
-        engine
-            .flush(region)
-            .await
-            .map_err(|e| format!("flush region {region}: {e}"))?;
+        if let Err(e) = engine.flush(region).await {
+            flush_error.get_or_insert(format!("flush region {region}: {e}"));
+        }
     }
     let flush_time = SystemClock.elapsed(flushed);
     let (mut files, mut sst_bytes, mut sst_rows) = (0, 0, 0);
     for number in 0..args.regions {
         let region = RegionId::new(CPU_TABLE, u32::try_from(number).unwrap_or(0));
-        let stats = engine.region_stats(region).map_err(|e| e.to_string())?;
-        files += stats.num_files;
-        sst_bytes += stats.file_bytes;
-        sst_rows += stats.file_rows;
+        if let Ok(stats) = engine.region_stats(region) {
+            files += stats.num_files;
+            sst_bytes += stats.file_bytes;
+            sst_rows += stats.file_rows;
+        }
     }
     let wal_on_disk = dir_size(&config.wal_dir());
     let wal_written = metric_sum(&registry, "strata_wal_bytes_total") as u64;
     let stalls = metric_sum(&registry, "strata_write_stall_total");
     let flushes = metric_sum(&registry, "strata_flush_requests_total");
-    engine.stop().await.map_err(|e| e.to_string())?;
-    if let Some(error) = first_error {
-        return Err(format!("{error} ({rows} rows were acknowledged before it)"));
+    let stopped = engine
+        .stop()
+        .await
+        .map_err(|e| format!("stop the engine: {e}"));
+    if let Some(message) = failure_summary(first_error, flush_error, stopped.err(), rows) {
+        return Err(message);
     }
 
     let per_row = |bytes: u64, rows: u64| bytes as f64 / rows.max(1) as f64;
@@ -472,7 +502,31 @@ pub(crate) async fn run(args: IngestArgs) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::readable_rate;
+    use super::{failure_summary, readable_rate};
+
+    #[test]
+    fn a_failed_write_is_reported_first_with_the_acknowledged_rows_and_later_failures_after_it() {
+        assert_eq!(failure_summary(None, None, None, 7), None);
+        let write = Some("write to region 1024.0: disk full".to_string());
+        let flush = Some("flush region 1024.0: disk full".to_string());
+        let stop = Some("stop the engine: WAL poisoned".to_string());
+        assert_eq!(
+            failure_summary(write.clone(), flush.clone(), stop.clone(), 1200).unwrap(),
+            "write to region 1024.0: disk full (1200 rows were acknowledged before it; the WAL \
+             holds them for the next open); then flush region 1024.0: disk full; then stop the \
+             engine: WAL poisoned"
+        );
+        assert_eq!(
+            failure_summary(None, flush, None, 5).unwrap(),
+            "flush region 1024.0: disk full (5 rows were acknowledged; the WAL holds them for \
+             the next open)"
+        );
+        assert!(
+            failure_summary(write, None, None, 0)
+                .unwrap()
+                .contains("0 rows")
+        );
+    }
 
     #[test]
     fn rates_read_as_people_say_them() {

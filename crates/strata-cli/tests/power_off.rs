@@ -149,3 +149,61 @@ fn ingest_runs_lose_power_finished_or_midway_and_the_series_always_goes_on() {
         "ingest power-off test: {finished} finished runs and {cut} runs cut midway lost power; the series always went on"
     );
 }
+
+/// A disk that starts failing every write midway (as a full one does): `strata ingest`
+/// exits with an error that names the first failed write and how many rows were
+/// acknowledged before it — also when its final flush fails too — and once the disk
+/// works again the next run finds every acknowledged row.
+#[test]
+fn an_ingest_whose_disk_fails_reports_the_first_error_and_the_acknowledged_rows() {
+    let root = tempfile::tempdir().unwrap();
+    let config = config(root.path());
+    let mount = root.path().join("mnt");
+    std::fs::create_dir(&mount).unwrap();
+    let mut fs = PowerFs::mount(&mount).unwrap_or_else(|e| {
+        panic!("cannot mount the power-off file system (this suite needs FUSE): {e}")
+    });
+    let child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(ingest_args(&config, 5_000))
+        .current_dir(&mount)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Let it write for a while, then every changing operation fails with EIO.
+    let limit = fs.ops() + 1_500;
+    fs.freeze_after(Some(limit));
+    assert!(
+        fs.wait_for_ops(limit + 1, Duration::from_secs(120)),
+        "the ingest never reached {limit} operations"
+    );
+    fs.fail_frozen();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("rows were acknowledged before it"))
+        .unwrap_or_else(|| panic!("no failed write with its acknowledged rows: {stderr}"));
+    assert!(line.contains("write to region"), "{line}");
+    assert!(
+        line.contains("then flush region"),
+        "the flush failed too: {line}"
+    );
+    let acknowledged: u64 = line
+        .split(" rows were acknowledged")
+        .next()
+        .and_then(|head| head.rsplit('(').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no count in {line}"));
+    assert!(acknowledged > 0, "{line}");
+    // The disk works again (the power-off resets the failure); everything acknowledged
+    // before the failure reached the WAL's synced bytes or an SST.
+    fs.power_off(None::<&mut Pcg64Mcg>).unwrap();
+    let found = rows(&mount, &config);
+    assert!(
+        found >= acknowledged,
+        "{found} rows readable, {acknowledged} were acknowledged"
+    );
+    fs.unmount().unwrap();
+}
