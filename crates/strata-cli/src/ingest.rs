@@ -16,6 +16,7 @@ use strata_engine::{
 use strata_workload::{CpuWorkload, WorkloadBatch};
 
 use crate::EngineArgs;
+use crate::metrics_server::MetricsServer;
 
 /// The table id the TSBS `cpu` regions use.
 pub(crate) const CPU_TABLE: u32 = 1024;
@@ -42,6 +43,11 @@ pub(crate) struct IngestArgs {
     /// Seed of the generated values.
     #[arg(long, default_value_t = 123)]
     seed: u64,
+    /// Serve the engine's metrics in Prometheus text format at
+    /// `http://ADDR/metrics` while the run lasts (port 0: any free port; the address is
+    /// printed).
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
     #[command(flatten)]
     engine: EngineArgs,
 }
@@ -313,6 +319,10 @@ pub(crate) async fn run(args: IngestArgs) -> Result<(), String> {
             .await
             .map_err(|e| crate::open_error(&e, &config))?,
     );
+    let metrics = match args.metrics_addr {
+        Some(addr) => Some(MetricsServer::start(addr, registry.clone()).await?),
+        None => None,
+    };
     // Installed before the "opened" line, so a Ctrl-C from then on stops cleanly.
     let mut interrupt = Interrupt::install()?;
     let opened = SystemClock.now();
@@ -326,6 +336,9 @@ pub(crate) async fn run(args: IngestArgs) -> Result<(), String> {
         config.wal.sync,
         SystemClock.elapsed(opened).as_secs_f64()
     );
+    if let Some(server) = &metrics {
+        eprintln!("strata ingest: metrics at http://{}/metrics", server.addr());
+    }
 
     // A generator thread feeds batches to the writers through a small queue.
     let (tx, rx) = async_channel::bounded::<WorkloadBatch>(args.writers * 2);

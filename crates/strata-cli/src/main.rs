@@ -23,6 +23,7 @@ mod alter;
 mod compact;
 mod ingest;
 mod inspect;
+mod metrics_server;
 mod repair;
 mod scan;
 

@@ -395,3 +395,87 @@ fn ingest_and_scan_with_sst_files_on_s3() {
     assert_eq!(count.trim(), "10");
     stdout(&run(&["inspect", "sst", "--region", "1024.0", "--check"]));
 }
+
+/// `GET path` over plain HTTP/1.1: the status line and the body.
+fn http_get(addr: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (head.to_string(), body.to_string())
+}
+
+#[test]
+fn ingest_serves_its_metrics_over_http_while_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args([
+            "ingest",
+            "--hosts",
+            "100",
+            "--epochs",
+            "100000",
+            "--regions",
+            "2",
+            "--batch-rows",
+            "100",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut addr = None;
+    for line in stderr.lines().map_while(Result::ok) {
+        if let Some(rest) = line.split("metrics at http://").nth(1) {
+            addr = rest.strip_suffix("/metrics").map(str::to_string);
+            break;
+        }
+    }
+    let addr = addr.expect("the ingest prints where its metrics are");
+    let scrape = || {
+        let (head, body) = http_get(&addr, "/metrics");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(
+            head.to_lowercase().contains("content-type: text/plain"),
+            "{head}"
+        );
+        body
+    };
+    let rows_written = |body: &str| -> f64 {
+        body.lines()
+            .filter(|l| l.starts_with("strata_write_rows_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let first = scrape();
+    assert!(
+        first.contains("# TYPE strata_wal_bytes_total counter"),
+        "{first}"
+    );
+    // The counters move while the run goes on.
+    let mut later = scrape();
+    for _ in 0..10_000 {
+        if rows_written(&later) > rows_written(&first) {
+            break;
+        }
+        later = scrape();
+    }
+    assert!(
+        rows_written(&later) > rows_written(&first),
+        "no progress between scrapes"
+    );
+    let (head, _) = http_get(&addr, "/");
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
