@@ -153,7 +153,7 @@ impl<E: From<FlushError> + Send + 'static> RegionFlushTask<E> {
             }
             let inflight = context.metrics.as_ref().map(|m| m.inflight_guard());
             let started = context.clock.now();
-            let result = run(
+            let result = flush_snapshot(
                 &context,
                 region_id,
                 self.reason(),
@@ -190,8 +190,13 @@ impl<E: From<FlushError> + Send + 'static> RegionFlushTask<E> {
     }
 }
 
-/// Writes one SST per non-empty frozen memtable, then commits the edit.
-async fn run(
+/// Flushes `snapshot`'s frozen memtables on the caller's task: their SSTs (one per
+/// compaction window each touches), then one edit through `committer`. Returns the
+/// persisted edit and the memtables it covers, which the caller applies
+/// ([`VersionControl::apply_edit`](strata_storage::VersionControl::apply_edit)). The flush
+/// jobs run this; so does a region open whose WAL replay passes the flush threshold. On
+/// failure the files it wrote are deleted unless the edit may have been persisted.
+pub async fn flush_snapshot(
     context: &FlushContext,
     region_id: RegionId,
     reason: FlushReason,

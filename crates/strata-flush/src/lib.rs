@@ -32,6 +32,7 @@ pub use committer::{CommitCheck, ManifestCommitter};
 pub use error::FlushError;
 pub use job::{
     CommitError, FlushCommitter, FlushContext, FlushFinished, FlushListener, FlushNotify,
+    flush_snapshot,
 };
 pub use metrics::FlushMetrics;
 pub use reason::FlushReason;

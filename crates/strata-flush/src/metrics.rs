@@ -58,7 +58,9 @@ impl FlushMetrics {
         })
     }
 
-    pub(crate) fn request(&self, reason: FlushReason) {
+    /// Counts a flush requested for `reason` (the scheduler counts its own; a flush run
+    /// outside it, as during a WAL replay, is counted by its caller).
+    pub fn request(&self, reason: FlushReason) {
         self.requests.with_label_values(&[reason.as_str()]).inc();
     }
 

@@ -21,11 +21,14 @@ pub enum FlushReason {
     Closing,
     /// The region reached its own write-buffer limit (`write_buffer_size`).
     RegionFull,
+    /// The WAL replayed while opening the region passed the region's or the engine's
+    /// flush threshold: flushed before the replay goes on, so an open stays in budget.
+    Replay,
 }
 
 impl FlushReason {
     /// Every reason, for pre-registering metric labels.
-    pub const ALL: [FlushReason; 7] = [
+    pub const ALL: [FlushReason; 8] = [
         FlushReason::EngineFull,
         FlushReason::Manual,
         FlushReason::Periodic,
@@ -33,6 +36,7 @@ impl FlushReason {
         FlushReason::Downgrading,
         FlushReason::Closing,
         FlushReason::RegionFull,
+        FlushReason::Replay,
     ];
 
     /// Stable lower-case label.
@@ -45,6 +49,7 @@ impl FlushReason {
             FlushReason::Downgrading => "downgrading",
             FlushReason::Closing => "closing",
             FlushReason::RegionFull => "region_full",
+            FlushReason::Replay => "replay",
         }
     }
 }
@@ -71,7 +76,8 @@ mod tests {
                 "alter",
                 "downgrading",
                 "closing",
-                "region_full"
+                "region_full",
+                "replay"
             ]
         );
         assert_eq!(FlushReason::EngineFull.to_string(), "engine_full");

@@ -182,6 +182,7 @@ impl WorkerGroup {
             log_store: parts.log_store,
             clock: parts.clock,
             write_buffer,
+            flush_context: flush_context.clone(),
             listener: parts.listener,
             regions: RegionMap::default(),
             purge_pool,

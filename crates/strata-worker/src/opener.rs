@@ -176,6 +176,9 @@ impl Shared {
             lingering: self.config.removed_file_lingering,
         }));
         let version_control = Arc::new(VersionControl::new(version));
+        // Replay may flush midway (read-write opens only): through this manifest, which
+        // the region then owns.
+        let manifest = Arc::new(tokio::sync::Mutex::new(manifest));
         if skip_wal_replay {
             // Later appends must still get ids above whatever the log holds.
             if let Some(last) = self.log_store.last_entry_id(region_id.as_u64()) {
@@ -186,13 +189,19 @@ impl Shared {
                 );
             }
         } else {
-            self.replay(&version_control, region_id, flushed_entry_id)
+            let flushes = (!self.config.read_only).then(|| {
+                Arc::new(strata_flush::ManifestCommitter::unchecked(manifest.clone()))
+                    as Arc<dyn strata_flush::FlushCommitter>
+            });
+            self.replay(&version_control, region_id, flushed_entry_id, flushes)
                 .await?;
         }
         let state = if self.config.read_only {
             RegionState::ReadOnly
         } else {
-            self.sweep_unreferenced_files(&manifest).await;
+            self.sweep_unreferenced_files(&*manifest.lock().await).await;
+            // Up to what the manifest covers now: replay may have flushed.
+            let flushed_entry_id = version_control.current().version().flushed_entry_id();
             if let Err(error) = self
                 .log_store
                 .obsolete(region_id.as_u64(), flushed_entry_id)
@@ -208,6 +217,55 @@ impl Shared {
             state,
             self.clock.now_millis(),
         )))
+    }
+
+    /// Whether a replay should flush now: the region's mutable memtable reached half its
+    /// own write-buffer limit (as a write would trigger), or the engine is past its flush
+    /// threshold and this memtable holds at least an eighth of it (so regions opened
+    /// while memory is high flush in a few larger files, not in many small ones).
+    fn replay_should_flush(&self, version_control: &VersionControl) -> bool {
+        let data = version_control.current();
+        let version = data.version();
+        let usage = version.memtables().mutable().stats().estimated_bytes;
+        if usage == 0 {
+            return false;
+        }
+        let region_limit = match version.options().write_buffer_size {
+            Some(size) => usize::try_from(size).unwrap_or(usize::MAX),
+            None => self.config.default_region_write_buffer_size,
+        };
+        if region_limit > 0 && usage >= region_limit / 2 {
+            return true;
+        }
+        let engine = self.write_buffer.flush_limit();
+        self.write_buffer.memory_usage() >= engine && usage >= engine / 8
+    }
+
+    /// Flushes what the replay put in the memtable so far, on the opening task, and
+    /// applies the edit (the flushed memtable's memory is released with it).
+    async fn flush_during_replay(
+        &self,
+        version_control: &VersionControl,
+        region_id: RegionId,
+        committer: &dyn strata_flush::FlushCommitter,
+    ) -> Result<()> {
+        version_control.freeze_mutable();
+        let snapshot = version_control.current();
+        let (edit, memtables) = strata_flush::flush_snapshot(
+            &self.flush_context,
+            region_id,
+            strata_flush::FlushReason::Replay,
+            &snapshot,
+            committer,
+        )
+        .await
+        .map_err(|source| WorkerError::Flush { source })?;
+        version_control.apply_edit(&edit, &memtables);
+        if let Some(metrics) = &self.flush_context.metrics {
+            metrics.request(strata_flush::FlushReason::Replay);
+        }
+        tracing::info!(%region_id, files = edit.files_to_add.len(), flushed_entry_id = ?edit.flushed_entry_id, "flushed during WAL replay");
+        Ok(())
     }
 
     /// Deletes the region's SST files its manifest does not name: outputs of a flush or
@@ -253,11 +311,16 @@ impl Shared {
 
     /// Replays entries after `flushed_entry_id` into the memtable with their original
     /// sequences.
+    ///
+    /// With `flushes` (read-write opens), the memtable is flushed through it whenever it
+    /// passes the flush threshold ([`replay_should_flush`](Self::replay_should_flush)), so
+    /// a WAL larger than the memory budget opens within it.
     async fn replay(
         &self,
         version_control: &VersionControl,
         region_id: RegionId,
         flushed_entry_id: u64,
+        flushes: Option<Arc<dyn strata_flush::FlushCommitter>>,
     ) -> Result<()> {
         let wal_error = |source| WorkerError::Wal {
             source: Arc::new(source),
@@ -311,6 +374,12 @@ impl Shared {
                 version_control
                     .set_sequence_and_entry_id(committed, entry.entry_id.max(data.last_entry_id()));
                 entries += 1;
+                if let Some(committer) = &flushes
+                    && self.replay_should_flush(version_control)
+                {
+                    self.flush_during_replay(version_control, region_id, committer.as_ref())
+                        .await?;
+                }
             }
         }
         tracing::info!(%region_id, entries, rows, flushed_entry_id, "WAL replayed");

@@ -118,12 +118,11 @@ impl Region {
     /// last flush (for the periodic flush).
     pub(crate) fn new(
         version_control: Arc<VersionControl>,
-        manifest: ManifestManager,
+        manifest: Arc<tokio::sync::Mutex<ManifestManager>>,
         state: RegionState,
         now_millis: i64,
     ) -> Self {
-        let region_id = manifest.manifest().metadata().region_id();
-        let manifest = Arc::new(tokio::sync::Mutex::new(manifest));
+        let region_id = version_control.current().version().metadata().region_id();
         let state = Arc::new(StateCell::new(state));
         let check_state = state.clone();
         // A flush may commit only while the region is writable: never after it was closed,

@@ -43,6 +43,8 @@ pub(crate) struct Shared {
     pub(crate) log_store: LogStoreRef,
     pub(crate) clock: ClockRef,
     pub(crate) write_buffer: WriteBufferManagerRef,
+    /// The flush jobs' context, also used by replays that flush midway.
+    pub(crate) flush_context: Arc<strata_flush::FlushContext>,
     pub(crate) listener: Arc<dyn EventListener>,
     pub(crate) metrics: WorkerMetrics,
     pub(crate) compaction_metrics: strata_compaction::CompactionMetrics,

@@ -18,6 +18,7 @@ mod flush;
 mod lifecycle;
 mod read_only;
 mod regressions;
+mod replay;
 mod scan;
 mod ttl;
 mod write_path;
