@@ -34,6 +34,13 @@ pub trait Clock: Send + Sync + fmt::Debug {
     /// A future that completes once `duration` has passed on this clock.
     fn sleep(&self, duration: Duration) -> Sleep;
 
+    /// A future that completes once [`now`](Self::now) reaches `deadline` (at once if it
+    /// has). Prefer it to `sleep(deadline - now)` for deadlines: time that passes between
+    /// reading `now` and starting the sleep does not make the sleep end later.
+    fn sleep_until(&self, deadline: Instant) -> Sleep {
+        self.sleep(deadline.saturating_duration_since(self.now()))
+    }
+
     /// Time passed since `earlier_millis` (from [`now_millis`](Self::now_millis)); zero if
     /// the clock went backwards.
     fn elapsed_since(&self, earlier_millis: i64) -> Duration {
@@ -69,6 +76,11 @@ impl Clock for SystemClock {
     #[allow(clippy::disallowed_methods)] // the one place that sleeps on tokio's timer
     fn sleep(&self, duration: Duration) -> Sleep {
         Box::pin(tokio::time::sleep(duration))
+    }
+
+    #[allow(clippy::disallowed_methods)] // the one place that sleeps on tokio's timer
+    fn sleep_until(&self, deadline: Instant) -> Sleep {
+        Box::pin(tokio::time::sleep_until(deadline.into()))
     }
 }
 
@@ -192,6 +204,21 @@ impl Clock for ManualClock {
             .borrow()
             .monotonic_millis
             .saturating_add(step);
+        self.sleep_until_millis(deadline)
+    }
+
+    /// The clock counts whole milliseconds: a deadline between two of them is due at
+    /// the later one.
+    fn sleep_until(&self, deadline: Instant) -> Sleep {
+        let since_origin = deadline.saturating_duration_since(self.inner.origin);
+        let millis = u64::try_from(since_origin.as_micros().div_ceil(1000)).unwrap_or(u64::MAX);
+        self.sleep_until_millis(millis)
+    }
+}
+
+impl ManualClock {
+    /// Completes once the monotonic time reaches `deadline` milliseconds.
+    fn sleep_until_millis(&self, deadline: u64) -> Sleep {
         // Counted from creation, so `wait_for_sleepers` sees a sleep as soon as it exists.
         let guard = SleeperGuard::new(self.inner.clone());
         let mut now = self.inner.now.subscribe();
@@ -208,6 +235,33 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use super::*;
+
+    #[tokio::test]
+    async fn a_manual_sleep_until_a_deadline_ends_there_however_late_it_started() {
+        let clock = ManualClock::new(0);
+        let deadline = clock.now() + Duration::from_micros(6_300);
+        // The clock moves on before the sleep starts: the deadline still holds.
+        clock.advance(Duration::from_millis(5));
+        let mut sleep = clock.sleep_until(deadline);
+        assert!(futures_poll_once(&mut sleep).is_pending());
+        clock.advance(Duration::from_millis(1));
+        assert!(futures_poll_once(&mut sleep).is_pending(), "6 ms < 6.3 ms");
+        clock.advance(Duration::from_millis(1));
+        assert!(
+            futures_poll_once(&mut sleep).is_ready(),
+            "due at the next whole ms"
+        );
+        // A deadline already passed is due at once.
+        let mut late = clock.sleep_until(deadline);
+        assert!(futures_poll_once(&mut late).is_ready());
+    }
+
+    fn futures_poll_once(sleep: &mut Sleep) -> std::task::Poll<()> {
+        let waker = std::task::Waker::noop();
+        sleep
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(waker))
+    }
 
     #[tokio::test]
     async fn manual_sleep_completes_only_when_time_reaches_the_deadline() {

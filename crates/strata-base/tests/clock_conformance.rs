@@ -109,6 +109,23 @@ async fn sleeps_wake_in_deadline_order(d: impl Driver) {
     }
 }
 
+/// A sleep until a deadline ends there, even when time passed before it started, and
+/// at once for a deadline already passed.
+async fn a_sleep_until_a_deadline_ends_there_however_late_it_started(d: impl Driver) {
+    let clock = d.clock();
+    let deadline = clock.now() + Duration::from_millis(100);
+    d.pass(Duration::from_millis(60)).await;
+    let sleep = tokio::spawn(clock.sleep_until(deadline));
+    settle().await;
+    d.pass(Duration::from_millis(39)).await;
+    settle().await;
+    assert!(!sleep.is_finished(), "woke 1 ms before the deadline");
+    d.pass(Duration::from_millis(1)).await;
+    sleep.await.unwrap();
+    assert!(clock.now() >= deadline);
+    clock.sleep_until(deadline).await;
+}
+
 /// `elapsed_since` a wall time in the future is zero, never a panic or a huge value.
 async fn elapsed_since_a_future_wall_time_is_zero(d: impl Driver) {
     let clock = d.clock();
@@ -140,6 +157,10 @@ macro_rules! conformance {
             #[tokio::test(start_paused = true)]
             async fn sleeps_wake_in_deadline_order() {
                 super::sleeps_wake_in_deadline_order($driver).await;
+            }
+            #[tokio::test(start_paused = true)]
+            async fn a_sleep_until_a_deadline_ends_there_however_late_it_started() {
+                super::a_sleep_until_a_deadline_ends_there_however_late_it_started($driver).await;
             }
             #[tokio::test(start_paused = true)]
             async fn elapsed_since_a_future_wall_time_is_zero() {

@@ -215,6 +215,8 @@ async fn overload() {
         rss_growth as f64 / reject.as_u64() as f64
     );
     println!("\nAcknowledged rows in each second, in order: {series:?}\n");
+    let memory_mib: Vec<u64> = memory.iter().map(|m| m.round() as u64).collect();
+    println!("Memtable memory, peak MiB in each second: {memory_mib:?}\n");
     let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/w3-overload.svg");
     match draw_chart(
         &chart,

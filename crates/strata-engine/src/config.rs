@@ -34,6 +34,14 @@ pub struct EngineConfig {
     /// Memtable plus stalled-write memory at which writes are rejected. Default: twice
     /// `global_write_buffer_size`.
     pub global_write_buffer_reject_size: Option<ByteSize>,
+    /// Memtable memory, in percent of `global_write_buffer_size`, from which writes are
+    /// slowed down — paced engine-wide at the rate flushes release memory, falling to half
+    /// that rate at the budget — before they stall at the budget: throughput then slopes
+    /// instead of stopping. Between 50 (where flushes start) and 100 (no slowdown).
+    pub write_slowdown_percent: u8,
+    /// The pace of slowed-down writes (bytes per second) until flushes have been measured
+    /// (RocksDB's `delayed_write_rate`).
+    pub delayed_write_rate: ByteSize,
     /// Each region's own write-buffer limit, unless the region sets `write_buffer_size`:
     /// its writes stall at the limit and are rejected at twice it, a flush starts at half.
     /// `0B` (default): no per-region limit.
@@ -219,6 +227,8 @@ impl Default for EngineConfig {
             worker_request_batch_size: 64,
             global_write_buffer_size: ByteSize(budget),
             global_write_buffer_reject_size: None,
+            write_slowdown_percent: 75,
+            delayed_write_rate: ByteSize::mib(16),
             default_region_write_buffer_size: ByteSize(0),
             max_background_flushes: cpus.div_ceil(2),
             max_background_purges: cpus,
@@ -326,6 +336,21 @@ impl EngineConfig {
                 ),
             );
         }
+        if !(50..=100).contains(&self.write_slowdown_percent) {
+            return bad(
+                "write_slowdown_percent",
+                format!("{} is not between 50 and 100", self.write_slowdown_percent),
+            );
+        }
+        if self.delayed_write_rate.as_u64() < (1 << 20) {
+            return bad(
+                "delayed_write_rate",
+                format!(
+                    "{} is below the minimum of 1 MiB (per second)",
+                    self.delayed_write_rate
+                ),
+            );
+        }
         if self.max_background_flushes == 0 {
             return bad("max_background_flushes", "must be at least 1".into());
         }
@@ -392,6 +417,9 @@ impl EngineConfig {
             global_write_buffer_size: to_usize(self.global_write_buffer_size),
             global_write_buffer_reject_size: to_usize(self.reject_size()),
             default_region_write_buffer_size: to_usize(self.default_region_write_buffer_size),
+            write_slowdown_threshold: to_usize(self.global_write_buffer_size) / 100
+                * usize::from(self.write_slowdown_percent),
+            delayed_write_rate: self.delayed_write_rate.as_u64(),
             max_background_flushes: self.max_background_flushes,
             max_background_purges: self.max_background_purges,
             auto_flush_interval: self.auto_flush_interval,
@@ -429,6 +457,14 @@ mod tests {
         assert_eq!(config.worker_request_batch_size, 64);
         assert_eq!(config.auto_flush_interval, Duration::from_secs(1800));
         assert_eq!(config.wal.sync, SyncPolicy::Always);
+        assert_eq!(config.write_slowdown_percent, 75);
+        assert_eq!(config.delayed_write_rate, ByteSize::mib(16));
+        // The slowdown starts at that share of the budget.
+        let worker = config.worker_config();
+        assert_eq!(
+            worker.write_slowdown_threshold,
+            worker.global_write_buffer_size / 100 * 75
+        );
     }
 
     #[test]
@@ -468,6 +504,9 @@ mod tests {
                 "global_write_buffer_reject_size",
             ),
             ("auto_flush_interval = \"0s\"", "auto_flush_interval"),
+            ("write_slowdown_percent = 40", "write_slowdown_percent"),
+            ("write_slowdown_percent = 101", "write_slowdown_percent"),
+            ("delayed_write_rate = \"1KiB\"", "delayed_write_rate"),
             ("[sst]\nrow_group_size = 0", "sst.row_group_size"),
             (
                 "[compaction]\ntrigger_file_num = 1",

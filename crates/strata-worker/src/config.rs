@@ -21,6 +21,12 @@ pub struct WorkerConfig {
     pub global_write_buffer_reject_size: usize,
     /// Per-region write-buffer limit for regions without their own (0: none).
     pub default_region_write_buffer_size: usize,
+    /// Memtable memory (bytes) from which incoming writes are paced engine-wide at the
+    /// rate flushes release memory, before they stall at `global_write_buffer_size`; at or
+    /// above that size, no slowdown.
+    pub write_slowdown_threshold: usize,
+    /// The pace (bytes per second) of slowed-down writes until a flush was measured.
+    pub delayed_write_rate: u64,
     /// Flush jobs running at once across the engine.
     pub max_background_flushes: usize,
     /// Background file deletions (dropped regions) running at once.
@@ -78,6 +84,8 @@ impl Default for WorkerConfig {
             global_write_buffer_size: 256 << 20,
             global_write_buffer_reject_size: 512 << 20,
             default_region_write_buffer_size: 0,
+            write_slowdown_threshold: 192 << 20,
+            delayed_write_rate: 16 << 20,
             max_background_flushes: 1,
             max_background_purges: 1,
             auto_flush_interval: Duration::from_secs(30 * 60),

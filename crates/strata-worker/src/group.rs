@@ -174,6 +174,7 @@ impl WorkerGroup {
         );
         let num_workers = config.num_workers.max(1);
         let channel_size = config.worker_channel_size.max(1);
+        let delay = crate::delay::WriteDelay::new(config.delayed_write_rate);
         let shared = Arc::new(Shared {
             metrics: WorkerMetrics::register(&registry).map_err(start_error)?,
             compaction_metrics,
@@ -183,6 +184,7 @@ impl WorkerGroup {
             clock: parts.clock,
             write_buffer,
             flush_context: flush_context.clone(),
+            delay,
             listener: parts.listener,
             regions: RegionMap::default(),
             purge_pool,

@@ -62,6 +62,20 @@ impl RegionWorkerLoop {
             let _ = self.flush.scheduler.on_flush_success(region_id);
             return;
         };
+        // What the flush releases feeds the slowdown's drain rate.
+        let released: usize = region
+            .version_control
+            .current()
+            .version()
+            .memtables()
+            .immutables()
+            .iter()
+            .filter(|m| finished.memtables_to_remove.contains(&m.id()))
+            .map(|m| m.stats().estimated_bytes)
+            .sum();
+        self.shared
+            .delay
+            .on_flushed(released as u64, self.shared.clock.now());
         region
             .version_control
             .apply_edit(&finished.edit, &finished.memtables_to_remove);

@@ -131,14 +131,23 @@ pub(crate) enum RegionPressure {
     },
 }
 
-/// Where a write comes from, which decides whether it may stall.
+/// Where a write comes from, which decides whether it may be paced or stall.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum WriteOrigin {
-    /// Just taken off the channel (or released by a DDL): may wait in the stalled queue.
+    /// Just taken off the channel (or released by a DDL): may be paced by the slowdown
+    /// and may wait in the stalled queue.
     Incoming,
+    /// Released by the slowdown when its time came: may stall, is not paced again.
+    Delayed,
     /// Retried from the stalled queue or released after a flush: goes on or fails, never
     /// stalls again.
     Retried,
+}
+
+impl WriteOrigin {
+    fn may_stall(self) -> bool {
+        self != WriteOrigin::Retried
+    }
 }
 
 impl RegionWorkerLoop {
@@ -154,11 +163,12 @@ impl RegionWorkerLoop {
         }
         self.maybe_flush_worker();
         let write_buffer = self.shared.write_buffer.clone();
-        if write_buffer.should_reject(self.stalled.estimated_size()) {
+        let waiting = self.stalled.estimated_size() + self.delayed.estimated_size();
+        if write_buffer.should_reject(waiting) {
             self.reject(writes);
             return;
         }
-        if origin == WriteOrigin::Incoming && write_buffer.should_stall() {
+        if origin.may_stall() && write_buffer.should_stall() {
             self.shared.metrics.stalled(writes.len());
             for write in writes {
                 self.stalled.push(write);
@@ -168,6 +178,14 @@ impl RegionWorkerLoop {
             return;
         }
 
+        let writes = if origin == WriteOrigin::Incoming {
+            self.pace(writes)
+        } else {
+            writes
+        };
+        if writes.is_empty() {
+            return;
+        }
         let writes = self.apply_region_limits(writes, origin);
         if writes.is_empty() {
             return;
@@ -236,6 +254,41 @@ impl RegionWorkerLoop {
             .stage("memtable", self.shared.clock.elapsed(started));
         self.shared.metrics.add_rows("put", puts);
         self.shared.metrics.add_rows("delete", deletes);
+    }
+
+    /// The slowdown: between the slowdown threshold and the budget, each write gets a
+    /// time (engine-wide pace at [`WriteDelay::rate`](crate::delay::WriteDelay::rate))
+    /// and waits in the delayed queue until then, without holding up the worker. Writes
+    /// arriving while others of this worker wait queue behind them, so a region's writes
+    /// keep their order. Returns the writes that go now.
+    fn pace(&mut self, writes: Vec<SenderWriteRequest>) -> Vec<SenderWriteRequest> {
+        let budget = self.shared.config.global_write_buffer_size;
+        let soft = self.shared.config.write_slowdown_threshold;
+        let usage = self.shared.write_buffer.memory_usage();
+        let rate = self.shared.delay.rate(usage, soft, budget);
+        if rate.is_none() && self.delayed.is_empty() {
+            return writes;
+        }
+        let now = self.shared.clock.now();
+        let mut go = Vec::with_capacity(writes.len());
+        for write in writes {
+            let release = match rate {
+                Some(rate) => self.shared.delay.release_at(write.size, rate, now),
+                None => now,
+            };
+            if release <= now && self.delayed.is_empty() {
+                go.push(write);
+            } else {
+                let delay = release.saturating_duration_since(now);
+                self.shared.metrics.delayed(delay);
+                self.shared.listener.on_write_delay(delay);
+                self.delayed.push(release, write);
+            }
+        }
+        if !self.delayed.is_empty() {
+            self.update_gauges();
+        }
+        go
     }
 
     /// Appends every queued mutation as an entry of its own, one append each, after the
@@ -355,7 +408,7 @@ impl RegionWorkerLoop {
                     };
                     rejected.push((write, error));
                 }
-                RegionPressure::Stall if origin == WriteOrigin::Incoming => {
+                RegionPressure::Stall if origin.may_stall() => {
                     self.stalled.push(write);
                     stalled += 1;
                 }

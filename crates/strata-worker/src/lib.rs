@@ -30,6 +30,7 @@
 //! flush); only `strata-engine` and the tools above depend on it.
 
 mod config;
+mod delay;
 mod error;
 mod group;
 mod handle_alter;

@@ -20,6 +20,12 @@ pub trait EventListener: Send + Sync + fmt::Debug + 'static {
     /// Writes were stalled (memory over budget).
     fn on_write_stall(&self) {}
 
+    /// A write was paced by the slowdown (memory over the slowdown threshold): it waits
+    /// `delay` on the engine clock, without holding up its worker.
+    fn on_write_delay(&self, delay: std::time::Duration) {
+        let _ = delay;
+    }
+
     /// A flush job of `region_id` starts; the job waits until this returns.
     async fn on_flush_begin(&self, region_id: RegionId) {
         let _ = region_id;

@@ -15,6 +15,8 @@ pub(crate) struct WorkerMetrics {
     stall_total: IntCounter,
     stalling: IntGaugeVec,
     reject_total: IntCounter,
+    delay_total: IntCounter,
+    delay_seconds: prometheus::Counter,
     stage: HistogramVec,
     wait: Histogram,
     regions: IntGaugeVec,
@@ -41,6 +43,14 @@ impl WorkerMetrics {
             "strata_write_reject_total",
             "Write requests rejected because memory was over the reject limit.",
         )?;
+        let delay_total = IntCounter::new(
+            "strata_write_delay_total",
+            "Write requests paced (delayed) because memory was over the slowdown threshold.",
+        )?;
+        let delay_seconds = prometheus::Counter::new(
+            "strata_write_delay_seconds_total",
+            "Seconds write requests were delayed by the slowdown, summed.",
+        )?;
         let stage = HistogramVec::new(
             HistogramOpts::new(
                 "strata_write_stage_seconds",
@@ -64,6 +74,8 @@ impl WorkerMetrics {
         registry.register(Box::new(stall_total.clone()))?;
         registry.register(Box::new(stalling.clone()))?;
         registry.register(Box::new(reject_total.clone()))?;
+        registry.register(Box::new(delay_total.clone()))?;
+        registry.register(Box::new(delay_seconds.clone()))?;
         registry.register(Box::new(stage.clone()))?;
         registry.register(Box::new(wait.clone()))?;
         registry.register(Box::new(regions.clone()))?;
@@ -72,6 +84,8 @@ impl WorkerMetrics {
             stall_total,
             stalling,
             reject_total,
+            delay_total,
+            delay_seconds,
             stage,
             wait,
             regions,
@@ -94,6 +108,11 @@ impl WorkerMetrics {
 
     pub(crate) fn rejected(&self, requests: usize) {
         self.reject_total.inc_by(requests as u64);
+    }
+
+    pub(crate) fn delayed(&self, delay: Duration) {
+        self.delay_total.inc();
+        self.delay_seconds.inc_by(delay.as_secs_f64());
     }
 
     pub(crate) fn stage(&self, stage: &str, elapsed: Duration) {

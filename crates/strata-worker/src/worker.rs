@@ -45,6 +45,8 @@ pub(crate) struct Shared {
     pub(crate) write_buffer: WriteBufferManagerRef,
     /// The flush jobs' context, also used by replays that flush midway.
     pub(crate) flush_context: Arc<strata_flush::FlushContext>,
+    /// Engine-wide pacing of writes between the slowdown threshold and the budget.
+    pub(crate) delay: crate::delay::WriteDelay,
     pub(crate) listener: Arc<dyn EventListener>,
     pub(crate) metrics: WorkerMetrics,
     pub(crate) compaction_metrics: strata_compaction::CompactionMetrics,
@@ -72,6 +74,8 @@ pub(crate) struct RegionWorkerLoop {
     pub(crate) flush: FlushState,
     pub(crate) compaction: CompactionState,
     pub(crate) stalled: StalledRequests,
+    /// Writes paced by the slowdown, waiting for their time.
+    pub(crate) delayed: crate::delay::DelayedRequests,
     receiver: mpsc::Receiver<WorkerRequest>,
     released: watch::Receiver<u64>,
     next_periodic_check: i64,
@@ -128,6 +132,7 @@ impl RegionWorkerLoop {
             flush: FlushState { scheduler, results },
             compaction,
             stalled: StalledRequests::default(),
+            delayed: crate::delay::DelayedRequests::default(),
             receiver,
             released,
             next_periodic_check,
@@ -142,9 +147,15 @@ impl RegionWorkerLoop {
             let wait = {
                 let now = self.shared.clock.now_millis();
                 let millis = self.next_periodic_check.saturating_sub(now).max(0);
-                self.shared
-                    .clock
-                    .sleep(Duration::from_millis(u64::try_from(millis).unwrap_or(0)))
+                let periodic = self.shared.clock.now()
+                    + Duration::from_millis(u64::try_from(millis).unwrap_or(0));
+                // Or until the first paced write is due: a deadline, so a clock that moves
+                // on meanwhile cannot push the wake-up later.
+                let deadline = self
+                    .delayed
+                    .next_release()
+                    .map_or(periodic, |release| release.min(periodic));
+                self.shared.clock.sleep_until(deadline)
             };
             tokio::select! {
                 biased;
@@ -170,6 +181,7 @@ impl RegionWorkerLoop {
                 }
                 () = wait => {
                     self.handle_periodical_tasks();
+                    self.release_delayed().await;
                     continue;
                 }
             }
@@ -232,6 +244,9 @@ impl RegionWorkerLoop {
             }
         }
         for write in self.stalled.take_all() {
+            write.fail(WorkerError::WorkerStopped);
+        }
+        for write in self.delayed.take_all() {
             write.fail(WorkerError::WorkerStopped);
         }
         for (region_id, region) in self.regions.drain() {
@@ -452,6 +467,15 @@ impl RegionWorkerLoop {
         self.update_gauges();
         self.handle_write_requests(retry, WriteOrigin::Retried)
             .await;
+    }
+
+    /// Hands the paced writes that are due to the write path (they may still stall, but
+    /// are not paced again).
+    pub(crate) async fn release_delayed(&mut self) {
+        let due = self.delayed.take_due(self.shared.clock.now());
+        if !due.is_empty() {
+            self.handle_write_requests(due, WriteOrigin::Delayed).await;
+        }
     }
 
     /// Wakes every worker: memory is being released.

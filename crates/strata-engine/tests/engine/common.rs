@@ -40,6 +40,9 @@ pub struct TestListener {
     pub flush_success: AtomicUsize,
     pub flush_failed: AtomicUsize,
     pub stalls: AtomicUsize,
+    pub delays: AtomicUsize,
+    /// The longest delay the slowdown gave a write so far, in microseconds.
+    pub longest_delay_micros: AtomicUsize,
     pub later_drops: AtomicUsize,
     pub flush_begun: AtomicUsize,
     pub compactions_applied: AtomicUsize,
@@ -59,6 +62,8 @@ impl Default for TestListener {
             flush_success: AtomicUsize::new(0),
             flush_failed: AtomicUsize::new(0),
             stalls: AtomicUsize::new(0),
+            delays: AtomicUsize::new(0),
+            longest_delay_micros: AtomicUsize::new(0),
             later_drops: AtomicUsize::new(0),
             flush_begun: AtomicUsize::new(0),
             compactions_applied: AtomicUsize::new(0),
@@ -150,6 +155,14 @@ pub fn count(counter: &AtomicUsize) -> usize {
 impl EventListener for Installed {
     fn on_write_stall(&self) {
         self.0.bump(&self.0.stalls);
+    }
+
+    fn on_write_delay(&self, delay: std::time::Duration) {
+        self.0.longest_delay_micros.fetch_max(
+            usize::try_from(delay.as_micros()).unwrap_or(usize::MAX),
+            Ordering::SeqCst,
+        );
+        self.0.bump(&self.0.delays);
     }
 
     async fn on_flush_begin(&self, _region_id: RegionId) {

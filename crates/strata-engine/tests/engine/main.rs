@@ -20,5 +20,6 @@ mod read_only;
 mod regressions;
 mod replay;
 mod scan;
+mod slowdown;
 mod ttl;
 mod write_path;

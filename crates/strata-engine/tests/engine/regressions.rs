@@ -324,6 +324,9 @@ async fn under_overload_memory_stays_bounded_and_every_write_is_answered() {
     let config = EngineConfig {
         global_write_buffer_size: bytesize::ByteSize::mib(1),
         global_write_buffer_reject_size: Some(bytesize::ByteSize::mib(2)),
+        // The stall and reject limits alone (the engine clock stands still here, so
+        // paced writes would wait forever; `slowdown.rs` runs this with the slowdown).
+        write_slowdown_percent: 100,
         ..env.config()
     };
     let engine = Arc::new(
