@@ -141,8 +141,9 @@ impl EngineBuilder {
         self
     }
 
-    /// Run flush jobs on this pool instead of one of `max_background_flushes` workers
-    /// (engines that share a pool, tests that control one).
+    /// Run flush jobs on this pool instead of one of 2 × `max_background_flushes` workers
+    /// (engines that share a pool, tests that control one); SST writes stay bounded by
+    /// `max_background_flushes` either way.
     pub fn flush_pool(mut self, pool: SchedulerRef) -> Self {
         self.flush_pool = Some(pool);
         self

@@ -81,7 +81,8 @@ pub struct FlushContext {
     pub store: Operator,
     /// How they are written.
     pub sst_options: SstWriteOptions,
-    /// Bounds concurrent SST writes across all flush jobs.
+    /// Bounds concurrent SST writes across all flush jobs: a job holds one permit from
+    /// its start until its files are written (not through its commit).
     pub write_limit: Arc<Semaphore>,
     /// Metrics, if registered.
     pub metrics: Option<FlushMetrics>,
@@ -95,7 +96,8 @@ pub struct FlushContext {
 /// flush in progress). Production engines install none.
 #[async_trait]
 pub trait FlushListener: Send + Sync + std::fmt::Debug + 'static {
-    /// Called when the job for `region_id` starts; the job waits until it returns.
+    /// Called when the job for `region_id` starts writing (it holds its write permit);
+    /// the job waits until it returns.
     async fn on_flush_begin(&self, region_id: RegionId);
 }
 
@@ -148,19 +150,28 @@ impl<E: From<FlushError> + Send + 'static> RegionFlushTask<E> {
     ) -> Job {
         Box::pin(async move {
             let region_id = self.region_id();
+            // The write permit first: jobs waiting for one have not begun.
+            let permit = context.write_limit.clone().acquire_owned().await;
             if let Some(listener) = &context.listener {
                 listener.on_flush_begin(region_id).await;
             }
             let inflight = context.metrics.as_ref().map(|m| m.inflight_guard());
             let started = context.clock.now();
-            let result = flush_snapshot(
-                &context,
-                region_id,
-                self.reason(),
-                &snapshot,
-                committer.as_ref(),
-            )
-            .await;
+            let result = match permit {
+                Ok(permit) => {
+                    write_and_commit(
+                        &context,
+                        region_id,
+                        self.reason(),
+                        &snapshot,
+                        committer.as_ref(),
+                        permit,
+                    )
+                    .await
+                }
+                // A closed semaphore means the engine is stopping: fail like a dropped job.
+                Err(_) => Err(FlushError::Dropped { region_id }),
+            };
             drop(inflight);
             if let Some(m) = &context.metrics {
                 m.observe_stage("total", context.clock.elapsed(started));
@@ -203,6 +214,24 @@ pub async fn flush_snapshot(
     snapshot: &VersionControlData,
     committer: &dyn FlushCommitter,
 ) -> Result<(RegionEdit, Vec<MemtableId>), FlushError> {
+    // A closed semaphore means the engine is stopping: fail like a dropped job.
+    let Ok(permit) = context.write_limit.clone().acquire_owned().await else {
+        return Err(FlushError::Dropped { region_id });
+    };
+    write_and_commit(context, region_id, reason, snapshot, committer, permit).await
+}
+
+/// The SSTs, written under `permit` (one of [`FlushContext::write_limit`]), which is let go
+/// before the commit: a commit waiting on the manifest store (a round trip on S3, a
+/// directory sync on a busy disk) does not hold back the next flush's writes.
+async fn write_and_commit(
+    context: &FlushContext,
+    region_id: RegionId,
+    reason: FlushReason,
+    snapshot: &VersionControlData,
+    committer: &dyn FlushCommitter,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> Result<(RegionEdit, Vec<MemtableId>), FlushError> {
     let started = context.clock.now();
     let mut files: Vec<FileMeta> = Vec::new();
     let mut flushed = Vec::new();
@@ -213,11 +242,6 @@ pub async fn flush_snapshot(
         if memtable.is_empty() {
             continue;
         }
-        // A closed semaphore means the engine is stopping: fail like a dropped job.
-        let Ok(_permit) = context.write_limit.acquire().await else {
-            delete_files(context, region_id, &files).await;
-            return Err(FlushError::Dropped { region_id });
-        };
         let merge = MergeOptions::flush_of(snapshot.version().options());
         match flush_memtable_windowed(
             &context.store,
@@ -238,6 +262,7 @@ pub async fn flush_snapshot(
             }
         }
     }
+    drop(permit);
     if let Some(m) = &context.metrics {
         m.observe_stage("write_sst", context.clock.elapsed(started));
         m.add_bytes(files.iter().map(|f| f.file_size).sum());

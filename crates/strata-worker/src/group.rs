@@ -42,7 +42,8 @@ pub struct WorkerGroupParts {
     /// A write-buffer manager to use instead of the default one built from the config
     /// (tests use it to force flushes and stalls); it carries its release notifier.
     pub write_buffer: Option<WriteBufferManagerRef>,
-    /// The pool flush jobs run on, instead of one sized `max_background_flushes`.
+    /// The pool flush jobs run on, instead of one sized 2 × `max_background_flushes`
+    /// (their SST writes are bounded by `max_background_flushes` either way).
     pub flush_pool: Option<SchedulerRef>,
     /// The pool file deletions run on, instead of one sized `max_background_purges`.
     pub purge_pool: Option<SchedulerRef>,
@@ -130,7 +131,9 @@ impl WorkerGroup {
         let flush_pool: SchedulerRef = match parts.flush_pool {
             Some(pool) => pool,
             None => Arc::new(
-                LocalScheduler::new("strata-flush", config.max_background_flushes.max(1))
+                // Twice the writers: a job committing (manifest I/O) lets the next one
+                // write; `FlushContext::write_limit` bounds the writes themselves.
+                LocalScheduler::new("strata-flush", 2 * config.max_background_flushes.max(1))
                     .map_err(start_error)?,
             ),
         };

@@ -26,7 +26,8 @@ pub trait EventListener: Send + Sync + fmt::Debug + 'static {
         let _ = delay;
     }
 
-    /// A flush job of `region_id` starts; the job waits until this returns.
+    /// A flush job of `region_id` starts writing (holding one of the
+    /// `max_background_flushes` write permits); the job waits until this returns.
     async fn on_flush_begin(&self, region_id: RegionId) {
         let _ = region_id;
     }

@@ -205,8 +205,9 @@ async fn a_hot_region_over_its_own_limit_stalls_and_rejects_only_its_own_writes(
     engine.stop().await.unwrap();
 }
 
-/// #4128 (background jobs starving the runtime): flush jobs are bounded by
-/// `max_background_flushes` — with 1, a second job never starts while one runs.
+/// #4128 (background jobs starving the runtime): flush jobs writing SSTs are bounded by
+/// `max_background_flushes` — with 1, a second job never starts writing while one does
+/// (a job committing its edit no longer holds the next one back).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flush_jobs_never_exceed_max_background_flushes() {
     let env = TestEnv::new();

@@ -298,32 +298,51 @@ pub async fn flush_memtable_windowed(
     }
     let metadata = memtable.metadata().clone();
     let dir = region_data_dir(metadata.region_id());
+    // Windows are written a few at once: on an object store each file costs round trips
+    // of its own, so a flush across a window boundary would otherwise take twice as long.
+    let written: Vec<Result<Option<FileMeta>, StorageError>> = futures::stream::iter(0..windows)
+        .map(|k| {
+            let start = first + k * window;
+            let (metadata, dir) = (&metadata, &dir);
+            async move {
+                let rows = memtable.iter(IterOptions {
+                    batch_rows: 8192,
+                    time_range: Some(TimeRange {
+                        start,
+                        end: start.saturating_add(window - 1),
+                    }),
+                    ..IterOptions::default()
+                })?;
+                let source: BatchStream = Box::pin(futures::stream::iter(rows));
+                let merged = merge(memtable.codec().clone(), vec![source], merge_options);
+                write_sst(store, dir, metadata, merged, options).await
+            }
+        })
+        .buffered(CONCURRENT_WINDOW_WRITES)
+        .collect()
+        .await;
     let mut files = Vec::new();
-    for k in 0..windows {
-        let start = first + k * window;
-        let rows = memtable.iter(IterOptions {
-            batch_rows: 8192,
-            time_range: Some(TimeRange {
-                start,
-                end: start.saturating_add(window - 1),
-            }),
-            ..IterOptions::default()
-        })?;
-        let source: BatchStream = Box::pin(futures::stream::iter(rows));
-        let merged = merge(memtable.codec().clone(), vec![source], merge_options);
-        match write_sst(store, &dir, &metadata, merged, options).await {
+    let mut failure = None;
+    for result in written {
+        match result {
             Ok(Some(file)) => files.push(file),
             Ok(None) => {}
             Err(error) => {
-                for file in &files {
-                    let path = file.path(&dir);
-                    if let Err(cleanup) = store.delete(&path).await {
-                        tracing::warn!(path, %cleanup, "cannot delete an SST of a failed flush");
-                    }
-                }
-                return Err(error);
+                failure.get_or_insert(error);
             }
         }
     }
+    if let Some(error) = failure {
+        for file in &files {
+            let path = file.path(&dir);
+            if let Err(cleanup) = store.delete(&path).await {
+                tracing::warn!(path, %cleanup, "cannot delete an SST of a failed flush");
+            }
+        }
+        return Err(error);
+    }
     Ok(files)
 }
+
+/// SSTs of one windowed flush written at once.
+const CONCURRENT_WINDOW_WRITES: usize = 4;
