@@ -58,18 +58,30 @@ fn progress_rows(mount: &Path) -> u64 {
     }
 }
 
+/// A temporary directory with the small-budget config and the power-off file system
+/// mounted at `mnt` below it (kept alive by the returned directory).
+fn mounted() -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    PowerFs,
+) {
+    let root = tempfile::tempdir().unwrap();
+    let config = config(root.path());
+    let mount = root.path().join("mnt");
+    std::fs::create_dir(&mount).unwrap();
+    let fs = PowerFs::mount(&mount).unwrap_or_else(|e| {
+        panic!("cannot mount the power-off file system (this suite needs FUSE): {e}")
+    });
+    (root, config, mount, fs)
+}
+
 #[test]
 fn ingest_runs_lose_power_finished_or_midway_and_the_series_always_goes_on() {
     let seed = seed();
     eprintln!("ingest power-off test: SEED={seed}");
     let mut rng = Pcg64Mcg::seed_from_u64(seed);
-    let root = tempfile::tempdir().unwrap();
-    let config = config(root.path());
-    let mount = root.path().join("mnt");
-    std::fs::create_dir(&mount).unwrap();
-    let mut fs = PowerFs::mount(&mount).unwrap_or_else(|e| {
-        panic!("cannot mount the power-off file system (this suite needs FUSE): {e}")
-    });
+    let (_root, config, mount, mut fs) = mounted();
     let (mut finished, mut cut) = (0, 0);
     // The highest row count any run could have reached: a cut run leaves acknowledged rows
     // beyond what the progress file counts (the next run rewrites from the progress on).
@@ -156,13 +168,7 @@ fn ingest_runs_lose_power_finished_or_midway_and_the_series_always_goes_on() {
 /// works again the next run finds every acknowledged row.
 #[test]
 fn an_ingest_whose_disk_fails_reports_the_first_error_and_the_acknowledged_rows() {
-    let root = tempfile::tempdir().unwrap();
-    let config = config(root.path());
-    let mount = root.path().join("mnt");
-    std::fs::create_dir(&mount).unwrap();
-    let mut fs = PowerFs::mount(&mount).unwrap_or_else(|e| {
-        panic!("cannot mount the power-off file system (this suite needs FUSE): {e}")
-    });
+    let (_root, config, mount, mut fs) = mounted();
     let child = Command::new(env!("CARGO_BIN_EXE_strata"))
         .args(ingest_args(&config, 5_000))
         .current_dir(&mount)

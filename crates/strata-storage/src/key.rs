@@ -168,8 +168,8 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn keys_sort_like_tag_tuples_and_decode_back() {
+    /// A codec for tags `a` and `b`.
+    fn codec() -> KeyCodec {
         let metadata = Arc::new(
             RegionMetadataBuilder::new(RegionId::new(1, 1))
                 .column(ColumnSchema::tag("a"))
@@ -181,7 +181,12 @@ mod tests {
                 .build()
                 .unwrap(),
         );
-        let codec = KeyCodec::new(metadata).unwrap();
+        KeyCodec::new(metadata).unwrap()
+    }
+
+    #[test]
+    fn keys_sort_like_tag_tuples_and_decode_back() {
+        let codec = codec();
         let a: ArrayRef = Arc::new(StringArray::from(vec![
             Some("x"),
             Some("x"),
@@ -209,18 +214,7 @@ mod tests {
 
     #[test]
     fn sorted_runs_and_dictionary_tags_encode_to_the_same_keys_as_plain_rows() {
-        let metadata = Arc::new(
-            RegionMetadataBuilder::new(RegionId::new(1, 1))
-                .column(ColumnSchema::tag("a"))
-                .column(ColumnSchema::tag("b"))
-                .column(ColumnSchema::timestamp(
-                    "ts",
-                    ColumnDataType::TimestampMillisecond,
-                ))
-                .build()
-                .unwrap(),
-        );
-        let codec = KeyCodec::new(metadata).unwrap();
+        let codec = codec();
         let a = vec![None, Some("w"), Some("w"), Some("w"), Some("x"), Some("x")];
         let b = vec![Some("1"), None, None, None, Some("2"), Some("2")];
         let plain_a: ArrayRef = Arc::new(StringArray::from(a.clone()));

@@ -466,3 +466,34 @@ pub fn sst_files(env: &TestEnv, region: RegionId) -> Vec<PathBuf> {
         Err(_) => Vec::new(),
     }
 }
+
+/// Four writers of 40 writes of 500 new rows each into `region`, as fast as the engine
+/// takes them: each returns the rows acknowledged and the most memtable memory it saw.
+/// A write may only fail as rejected (retryable).
+pub fn spawn_overload_writers(
+    engine: &Arc<Engine>,
+    region: RegionId,
+) -> Vec<tokio::task::JoinHandle<(usize, usize)>> {
+    (0..4)
+        .map(|w| {
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                let (mut acked, mut peak) = (0, 0);
+                for i in 0..40 {
+                    let hosts = (w * 100_000 + i * 500)..(w * 100_000 + i * 500 + 500);
+                    match engine
+                        .write(WriteRequest::put(region, rows(hosts, 1000, 1.0)))
+                        .await
+                    {
+                        Ok(n) => acked += n,
+                        Err(e) => {
+                            assert_eq!(e.kind(), strata_engine::ErrorKind::WriteRejected, "{e}")
+                        }
+                    }
+                    peak = peak.max(engine.memory_usage());
+                }
+                (acked, peak)
+            })
+        })
+        .collect()
+}

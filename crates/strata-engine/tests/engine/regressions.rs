@@ -339,30 +339,10 @@ async fn under_overload_memory_stays_bounded_and_every_write_is_answered() {
     );
     let region = RegionId::new(1, 0);
     create(&engine, region).await;
-    let mut writers = Vec::new();
-    for w in 0..4 {
-        let engine = engine.clone();
-        writers.push(tokio::spawn(async move {
-            let mut acked = Vec::new();
-            let mut peak = 0;
-            for i in 0..40 {
-                let hosts = (w * 100_000 + i * 500)..(w * 100_000 + i * 500 + 500);
-                match engine
-                    .write(WriteRequest::put(region, rows(hosts.clone(), 1000, 1.0)))
-                    .await
-                {
-                    Ok(n) => acked.push((hosts, n)),
-                    Err(e) => assert_eq!(e.kind(), ErrorKind::WriteRejected, "{e}"),
-                }
-                peak = peak.max(engine.memory_usage());
-            }
-            (acked, peak)
-        }));
-    }
     let mut acked_rows = 0;
-    for writer in writers {
+    for writer in spawn_overload_writers(&engine, region) {
         let (acked, peak) = within("writer", writer).await.unwrap();
-        acked_rows += acked.iter().map(|(_, n)| n).sum::<usize>();
+        acked_rows += acked;
         assert!(peak < 3 << 20, "memtables reached {peak} bytes");
     }
     assert!(acked_rows > 0);

@@ -174,25 +174,7 @@ async fn under_overload_with_the_slowdown_every_write_is_answered_and_memory_sta
     );
     let region = RegionId::new(1, 42);
     create(&engine, region).await;
-    let mut writers = Vec::new();
-    for w in 0..4 {
-        let engine = engine.clone();
-        writers.push(tokio::spawn(async move {
-            let (mut acked, mut peak) = (0, 0);
-            for i in 0..40 {
-                let hosts = (w * 100_000 + i * 500)..(w * 100_000 + i * 500 + 500);
-                match engine
-                    .write(WriteRequest::put(region, rows(hosts, 1000, 1.0)))
-                    .await
-                {
-                    Ok(n) => acked += n,
-                    Err(e) => assert_eq!(e.kind(), strata_engine::ErrorKind::WriteRejected, "{e}"),
-                }
-                peak = peak.max(engine.memory_usage());
-            }
-            (acked, peak)
-        }));
-    }
+    let writers = spawn_overload_writers(&engine, region);
     // The engine clock moves on while anyone writes (paced writes wait on it).
     let driver = {
         let clock = env.clock.clone();
