@@ -184,8 +184,8 @@ impl Reporter {
                 self.last_line = SystemClock.now();
                 let secs = SystemClock.elapsed(self.started).as_secs_f64().max(1e-9);
                 eprintln!(
-                    "ingest: {rows}/{total} rows ({:.0} rows/s)",
-                    rows as f64 / secs
+                    "ingest: {rows}/{total} rows ({})",
+                    readable_rate(rows as f64 / secs)
                 );
             }
             None => {}
