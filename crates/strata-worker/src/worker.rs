@@ -202,6 +202,9 @@ impl RegionWorkerLoop {
             while let Ok(result) = self.compaction.results.try_recv() {
                 self.handle_compaction_result(result).await;
             }
+            // Paced writes that are due go first (a worker busy with requests may not get
+            // to its timer), then the new ones (behind any still waiting).
+            self.release_delayed().await;
             self.handle_write_requests(std::mem::take(&mut batch.writes), WriteOrigin::Incoming)
                 .await;
             for ddl in std::mem::take(&mut batch.ddls) {
