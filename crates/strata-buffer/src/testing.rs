@@ -2,7 +2,7 @@
 //! whose flush, stall and reject decisions a test can force on, so the write path's
 //! reactions to memory pressure are tested without filling memory.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::{ReleaseNotifier, WriteBufferManager, WriteBufferManagerImpl};
 
@@ -17,6 +17,8 @@ pub struct ForcedWriteBuffer {
     pub force_stall: AtomicBool,
     /// `should_reject` answers yes while set.
     pub force_reject: AtomicBool,
+    /// The most memtable memory ever charged.
+    peak: AtomicUsize,
 }
 
 impl ForcedWriteBuffer {
@@ -27,7 +29,13 @@ impl ForcedWriteBuffer {
             force_flush: AtomicBool::new(false),
             force_stall: AtomicBool::new(false),
             force_reject: AtomicBool::new(false),
+            peak: AtomicUsize::new(0),
         }
+    }
+
+    /// The most memtable memory (`memory_usage`) ever charged.
+    pub fn peak(&self) -> usize {
+        self.peak.load(Ordering::SeqCst)
     }
 }
 
@@ -43,6 +51,8 @@ impl WriteBufferManager for ForcedWriteBuffer {
     }
     fn reserve_mem(&self, bytes: usize) {
         self.inner.reserve_mem(bytes);
+        self.peak
+            .fetch_max(self.inner.memory_usage(), Ordering::SeqCst);
     }
     fn schedule_free_mem(&self, bytes: usize) {
         self.inner.schedule_free_mem(bytes);
@@ -78,6 +88,7 @@ mod tests {
         buffer.force_reject.store(true, Ordering::SeqCst);
         assert!(buffer.should_stall() && buffer.should_reject(0));
         buffer.reserve_mem(100);
+        assert_eq!(buffer.peak(), 100);
         assert_eq!(buffer.memory_usage(), 100);
         buffer.force_stall.store(false, Ordering::SeqCst);
         assert!(!buffer.should_stall());

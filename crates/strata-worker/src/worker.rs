@@ -475,6 +475,9 @@ impl RegionWorkerLoop {
     /// Hands the paced writes that are due to the write path (they may still stall, but
     /// are not paced again).
     pub(crate) async fn release_delayed(&mut self) {
+        if self.delayed.is_empty() {
+            return;
+        }
         let due = self.delayed.take_due(self.shared.clock.now());
         if !due.is_empty() {
             self.handle_write_requests(due, WriteOrigin::Delayed).await;

@@ -2,53 +2,11 @@
 //! midway and the open stays within the budget.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use strata_engine::{RegionId, ReleaseNotifier, WriteBufferManager, WriteBufferManagerImpl};
+use strata_buffer::testing::ForcedWriteBuffer;
+use strata_engine::{RegionId, ReleaseNotifier, WriteBufferManagerImpl};
 
 use crate::common::*;
-
-/// The engine's write buffer, remembering the most memtable memory it ever charged.
-#[derive(Debug)]
-struct PeakTracking {
-    inner: WriteBufferManagerImpl,
-    peak: AtomicUsize,
-}
-
-impl WriteBufferManager for PeakTracking {
-    fn should_flush_engine(&self) -> bool {
-        self.inner.should_flush_engine()
-    }
-    fn should_stall(&self) -> bool {
-        self.inner.should_stall()
-    }
-    fn should_reject(&self, stalled_bytes: usize) -> bool {
-        self.inner.should_reject(stalled_bytes)
-    }
-    fn reserve_mem(&self, bytes: usize) {
-        self.inner.reserve_mem(bytes);
-        self.peak
-            .fetch_max(self.inner.memory_usage(), Ordering::SeqCst);
-    }
-    fn schedule_free_mem(&self, bytes: usize) {
-        self.inner.schedule_free_mem(bytes);
-    }
-    fn free_mem(&self, bytes: usize) {
-        self.inner.free_mem(bytes);
-    }
-    fn memory_usage(&self) -> usize {
-        self.inner.memory_usage()
-    }
-    fn mutable_usage(&self) -> usize {
-        self.inner.mutable_usage()
-    }
-    fn flush_limit(&self) -> usize {
-        self.inner.flush_limit()
-    }
-    fn notifier(&self) -> &ReleaseNotifier {
-        self.inner.notifier()
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wal_larger_than_the_budget_replays_within_it_by_flushing_midway() {
@@ -72,10 +30,9 @@ async fn a_wal_larger_than_the_budget_replays_within_it_by_flushing_midway() {
     let budget = in_memtables / 4;
     let mut small = large.clone();
     small.global_write_buffer_size = bytesize::ByteSize(budget as u64);
-    let tracking = Arc::new(PeakTracking {
-        inner: WriteBufferManagerImpl::new(budget, budget * 2, ReleaseNotifier::new()).unwrap(),
-        peak: AtomicUsize::new(0),
-    });
+    let tracking = Arc::new(ForcedWriteBuffer::new(
+        WriteBufferManagerImpl::new(budget, budget * 2, ReleaseNotifier::new()).unwrap(),
+    ));
     let engine = env
         .builder(small.clone())
         .write_buffer_manager(tracking.clone())
@@ -83,7 +40,7 @@ async fn a_wal_larger_than_the_budget_replays_within_it_by_flushing_midway() {
         .await
         .unwrap();
     engine.open(region).await.unwrap();
-    let peak = tracking.peak.load(Ordering::SeqCst);
+    let peak = tracking.peak();
     assert!(
         peak <= budget,
         "replay charged {peak} bytes, the budget is {budget} (the WAL held {in_memtables})"

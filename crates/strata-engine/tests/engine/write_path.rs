@@ -2,7 +2,7 @@
 //! invalid writes touch nothing, metrics count what happened.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use arrow_array::cast::AsArray;
 use strata_engine::{EngineBuilder, ErrorKind, RegionId, WriteRequest};
@@ -10,25 +10,59 @@ use strata_wal::{AppendResponse, Entry, EntryStream, LogStore, MemoryLogStore, W
 
 use crate::common::*;
 
-/// A memory log store whose appends fail while `fail` is set, and which — with
-/// `ignore_start` — misbehaves by reading every entry, whatever the start id. `stop` leaves
-/// it usable, so several engine incarnations can share it.
-#[derive(Debug, Default)]
+/// A memory log store whose appends fail while `fail` is set, refuse as `RecordTooLarge`
+/// (as the file WAL does) what carries more than `max` bytes when it is set, and wait,
+/// after `hold` is set, at the next append until `release` has a permit; with
+/// `ignore_start` it misbehaves by reading every entry, whatever the start id. `stop`
+/// leaves it usable, so several engine incarnations can share it.
+#[derive(Debug)]
 struct FailingLogStore {
     inner: MemoryLogStore,
     fail: AtomicBool,
     ignore_start: AtomicBool,
+    /// Most bytes of entry data an append may carry (0: no limit).
+    max: AtomicUsize,
+    hold: AtomicBool,
+    held: tokio::sync::Notify,
+    release: tokio::sync::Semaphore,
+    /// Sizes of the appends refused as too large, in order.
+    refused: std::sync::Mutex<Vec<usize>>,
+}
+
+impl Default for FailingLogStore {
+    fn default() -> Self {
+        Self {
+            inner: MemoryLogStore::default(),
+            fail: AtomicBool::new(false),
+            ignore_start: AtomicBool::new(false),
+            max: AtomicUsize::new(0),
+            hold: AtomicBool::new(false),
+            held: tokio::sync::Notify::new(),
+            release: tokio::sync::Semaphore::new(0),
+            refused: std::sync::Mutex::new(Vec::new()),
+        }
+    }
 }
 
 #[strata_engine::async_trait]
 impl LogStore for FailingLogStore {
     async fn append_batch(&self, entries: Vec<Entry>) -> Result<AppendResponse, WalError> {
+        if self.hold.swap(false, Ordering::SeqCst) {
+            self.held.notify_one();
+            drop(self.release.acquire().await);
+        }
         if self.fail.load(Ordering::SeqCst) {
             return Err(WalError::Io {
                 operation: "append (injected)",
                 path: "memory".into(),
                 source: Arc::new(std::io::Error::other("injected")),
             });
+        }
+        let max = self.max.load(Ordering::SeqCst);
+        let size = entries.iter().map(|e| e.data.len()).sum();
+        if max > 0 && size > max {
+            self.refused.lock().unwrap().push(size);
+            return Err(WalError::RecordTooLarge { size, max });
         }
         self.inner.append_batch(entries).await
     }
@@ -336,65 +370,11 @@ async fn rows_of(engine: &strata_engine::Engine, region: RegionId) -> usize {
         .sum()
 }
 
-/// A memory log store with a record limit (an append whose entries carry more than `max`
-/// bytes fails with `RecordTooLarge`, as the file WAL's does), which can hold appends until
-/// released. `stop` leaves it usable for a reopen.
-#[derive(Debug)]
-struct LimitedLogStore {
-    inner: MemoryLogStore,
-    max: usize,
-    hold: AtomicBool,
-    held: tokio::sync::Notify,
-    release: tokio::sync::Semaphore,
-    /// Sizes of the appends refused as too large, in order.
-    refused: std::sync::Mutex<Vec<usize>>,
-}
-
-#[strata_engine::async_trait]
-impl LogStore for LimitedLogStore {
-    async fn append_batch(&self, entries: Vec<Entry>) -> Result<AppendResponse, WalError> {
-        if self.hold.swap(false, Ordering::SeqCst) {
-            self.held.notify_one();
-            drop(self.release.acquire().await);
-        }
-        let size = entries.iter().map(|e| e.data.len()).sum();
-        if size > self.max {
-            self.refused.lock().unwrap().push(size);
-            return Err(WalError::RecordTooLarge {
-                size,
-                max: self.max,
-            });
-        }
-        self.inner.append_batch(entries).await
-    }
-    fn read(&self, region_id: u64, start_entry_id: u64) -> Result<EntryStream, WalError> {
-        self.inner.read(region_id, start_entry_id)
-    }
-    async fn obsolete(&self, region_id: u64, entry_id: u64) -> Result<(), WalError> {
-        self.inner.obsolete(region_id, entry_id).await
-    }
-    async fn drop_region(&self, region_id: u64) -> Result<(), WalError> {
-        self.inner.drop_region(region_id).await
-    }
-    fn last_entry_id(&self, region_id: u64) -> Option<u64> {
-        self.inner.last_entry_id(region_id)
-    }
-    async fn stop(&self) -> Result<(), WalError> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_too_large_for_the_wal_fails_alone_and_the_rest_of_its_batch_goes_on() {
     let env = TestEnv::new();
-    let wal = Arc::new(LimitedLogStore {
-        inner: MemoryLogStore::default(),
-        max: 64 << 10,
-        hold: AtomicBool::new(false),
-        held: tokio::sync::Notify::new(),
-        release: tokio::sync::Semaphore::new(0),
-        refused: std::sync::Mutex::new(Vec::new()),
-    });
+    let wal = Arc::new(FailingLogStore::default());
+    wal.max.store(64 << 10, Ordering::SeqCst);
     let open = || {
         EngineBuilder::new(env.config())
             .log_store(wal.clone())

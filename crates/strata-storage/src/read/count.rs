@@ -4,8 +4,8 @@
 use futures::{StreamExt, TryStreamExt};
 use opendal::Operator;
 
-use super::merge::{MergeOptions, drop_deletes, merge};
-use super::scan::{Part, ScanRequest, on_multi_thread_runtime, open_parts, parts};
+use super::merge::MergeOptions;
+use super::scan::{Part, ScanRequest, merge_parts, on_multi_thread_runtime, parts};
 use crate::error::StorageError;
 use crate::sst::FileMeta;
 use crate::version::VersionControlData;
@@ -38,10 +38,7 @@ pub async fn count(
     request: ScanRequest,
 ) -> Result<RowCount, StorageError> {
     let version = &snapshot.version;
-    let options = MergeOptions {
-        batch_rows: request.batch_rows,
-        ..MergeOptions::scan_of(&version.options)
-    };
+    let options = MergeOptions::scan_of(&version.options);
     let files = version.all_file_handles().count();
     let mut result = RowCount::default();
     let mut to_read: Vec<Vec<Part>> = Vec::new();
@@ -71,7 +68,6 @@ pub async fn count(
             snapshot.clone(),
             group,
             request.clone(),
-            options,
             files,
         );
         async move {
@@ -152,17 +148,9 @@ async fn count_group(
     snapshot: VersionControlData,
     group: Vec<Part>,
     request: ScanRequest,
-    options: MergeOptions,
     files: usize,
 ) -> Result<u64, StorageError> {
-    let single_file = matches!(group.as_slice(), [Part::File(_)]);
-    let (sources, _held) = open_parts(&store, &snapshot, group, &request, &[], files).await?;
-    let codec = snapshot.version.codec.clone();
-    let mut merged = if single_file && options.dedup {
-        drop_deletes(codec, sources, options)
-    } else {
-        merge(codec, sources, options)
-    };
+    let (mut merged, _held) = merge_parts(&store, &snapshot, group, &request, &[], files).await?;
     let mut rows = 0u64;
     while let Some(batch) = merged.next().await {
         rows += batch?.num_rows() as u64;

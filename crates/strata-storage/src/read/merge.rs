@@ -137,14 +137,12 @@ pub fn merge(
 /// when `filter_deleted` is set. More than one source is merged as usual.
 pub(crate) fn drop_deletes(
     codec: Arc<KeyCodec>,
-    mut sources: Vec<BatchStream>,
+    sources: Vec<BatchStream>,
     options: MergeOptions,
 ) -> BatchStream {
-    if sources.len() != 1 {
-        return merge(codec, sources, options);
-    }
-    let Some(source) = sources.pop() else {
-        return merge(codec, sources, options);
+    let [source] = match <[BatchStream; 1]>::try_from(sources) {
+        Ok(one) => one,
+        Err(sources) => return merge(codec, sources, options),
     };
     if !options.filter_deleted {
         return source;

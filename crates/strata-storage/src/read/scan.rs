@@ -98,21 +98,18 @@ pub async fn scan(
         .projection
         .clone()
         .unwrap_or_else(|| (0..metadata.columns().len()).collect());
-    let parts = parts(snapshot, &request);
-    let single_file = matches!(parts.as_slice(), [Part::File(_)]);
     let files = version.all_file_handles().count();
     // The stream holds the handles of the files it reads, so none is deleted (by a
     // truncate, a compaction or a drop) before the scan is done with it.
-    let (sources, held) = open_parts(store, snapshot, parts, &request, &projection, files).await?;
-    let options = MergeOptions {
-        batch_rows: request.batch_rows,
-        ..MergeOptions::scan_of(&version.options)
-    };
-    let merged = if single_file && options.dedup {
-        drop_deletes(version.codec.clone(), sources, options)
-    } else {
-        merge(version.codec.clone(), sources, options)
-    };
+    let (merged, held) = merge_parts(
+        store,
+        snapshot,
+        parts(snapshot, &request),
+        &request,
+        &projection,
+        files,
+    )
+    .await?;
     let schema = output_schema(&metadata, &projection, false);
     Ok(Box::pin(merged.map(move |batch| {
         let _held = &held;
@@ -156,11 +153,38 @@ pub(crate) fn parts(snapshot: &VersionControlData, request: &ScanRequest) -> Vec
         .collect()
 }
 
+/// `parts` opened with `projection` and merged as a scan of `snapshot`'s region does
+/// (deduplicated, deletes dropped; every row in append mode) — one SST alone without
+/// comparing rows ([`drop_deletes`]). Returns the stream and the handles of the files it
+/// reads, which the caller holds for as long as it reads them.
+pub(crate) async fn merge_parts(
+    store: &Operator,
+    snapshot: &VersionControlData,
+    parts: Vec<Part>,
+    request: &ScanRequest,
+    projection: &[usize],
+    files: usize,
+) -> Result<(BatchStream, Vec<FileHandle>), StorageError> {
+    let version = &snapshot.version;
+    let single_file = matches!(parts.as_slice(), [Part::File(_)]);
+    let (sources, held) = open_parts(store, snapshot, parts, request, projection, files).await?;
+    let options = MergeOptions {
+        batch_rows: request.batch_rows,
+        ..MergeOptions::scan_of(&version.options)
+    };
+    let merged = if single_file {
+        drop_deletes(version.codec.clone(), sources, options)
+    } else {
+        merge(version.codec.clone(), sources, options)
+    };
+    Ok((merged, held))
+}
+
 /// Opens `parts` as sorted sources with `projection`, each file decoded ahead on its own
 /// task as `request` says (one batch ahead when the region has more than 32 `files`).
 /// Returns the sources and the handles of the files they read, which the caller holds for
 /// as long as it reads them.
-pub(crate) async fn open_parts(
+async fn open_parts(
     store: &Operator,
     snapshot: &VersionControlData,
     parts: Vec<Part>,

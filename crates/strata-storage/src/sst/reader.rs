@@ -96,7 +96,7 @@ pub async fn read_sst(
         ArrowReaderOptions::new().with_schema(dictionary_schema),
     )
     .context(ParquetSnafu { path })?;
-    let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(input, reader_metadata);
+    let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(input, reader_metadata);
     let layout = Layout::new(
         &metadata,
         builder.schema(),
@@ -105,7 +105,6 @@ pub async fn read_sst(
     )?;
     let row_groups = select_row_groups(builder.metadata(), layout.file_ts, options.time_range);
     let mask = ProjectionMask::roots(builder.parquet_schema(), layout.file_columns.clone());
-    let mut builder = builder;
     // A time range that cuts into the kept row groups goes down to pages (those whose
     // timestamps miss it are not read) and rows (the timestamps are decoded first and
     // the other columns only for rows in range).
