@@ -31,6 +31,12 @@ pub enum ErrorKind {
     /// The data directory is held by another read-write engine (the error names its pid);
     /// stop that one first, or open read-only.
     Locked,
+    /// This engine does not lead the region (it is a follower, is handing it over, or its
+    /// lease lapsed); retry on the region's leader (or here once the lease is renewed).
+    NotLeader,
+    /// Another engine took the region over: this engine's manifest commit lost the race
+    /// for its version and the region turned follower here. Retry on the new leader.
+    Fenced,
     /// A bug: an invariant did not hold.
     Internal,
 }
@@ -40,7 +46,12 @@ impl ErrorKind {
     pub fn is_retryable(self) -> bool {
         matches!(
             self,
-            ErrorKind::RegionState | ErrorKind::WriteRejected | ErrorKind::Storage | ErrorKind::Wal
+            ErrorKind::RegionState
+                | ErrorKind::WriteRejected
+                | ErrorKind::Storage
+                | ErrorKind::Wal
+                | ErrorKind::NotLeader
+                | ErrorKind::Fenced
         )
     }
 }
@@ -56,6 +67,8 @@ mod tests {
             ErrorKind::WriteRejected,
             ErrorKind::Storage,
             ErrorKind::Wal,
+            ErrorKind::NotLeader,
+            ErrorKind::Fenced,
         ] {
             assert!(kind.is_retryable(), "{kind:?}");
         }

@@ -13,6 +13,14 @@
 //! - after deletes complete, the directories that held the deleted objects are synced;
 //!   a deleted directory is forgotten as known durable, so a new one of the same name is
 //!   synced again.
+//!
+//! It also makes a conditional create (`write_with(..).if_not_exists(true)`, what fenced
+//! manifest commits use) atomic: OpenDAL's fs service checks for the target and then
+//! renames over it — two writers can both pass the check. Here the bytes go to a synced
+//! temporary file that is then hard-linked to the target name: `link` fails if the name
+//! exists, atomically, so exactly one of two racing creates wins (the loser gets
+//! [`ErrorKind::ConditionNotMatch`], like S3's `If-None-Match: *` answering 412). Such
+//! writes are buffered in memory until closed (manifest files are small).
 
 use std::collections::HashSet;
 use std::fmt;
@@ -188,6 +196,13 @@ impl Service for DurableService {
     }
 
     fn write(&self, ctx: &OperationContext, path: &str, args: OpWrite) -> Result<Self::Writer> {
+        if args.if_not_exists() {
+            return Ok(Box::new(CreateNewWriter {
+                bytes: Vec::new(),
+                path: self.dirs.local(path),
+                dirs: self.dirs.clone(),
+            }));
+        }
         let inner = self.inner.write(ctx, path, args)?;
         Ok(Box::new(DurableWriter {
             inner,
@@ -281,6 +296,72 @@ impl oio::Write for DurableWriter {
     }
 }
 
+/// A conditional create: buffered, then made visible with `link` (see the module docs).
+struct CreateNewWriter {
+    bytes: Vec<u8>,
+    path: PathBuf,
+    dirs: Arc<DurableDirs>,
+}
+
+impl DurableDirs {
+    /// Writes `bytes` to a synced temporary file beside the store's other temporaries and
+    /// links it to `target` unless `target` exists; the new name is made durable.
+    fn create_new(&self, target: &Path, bytes: &[u8]) -> Result<()> {
+        use std::io::Write as _;
+        let io = |operation, error: std::io::Error| io_error(operation, target, &error);
+        let parent = target.parent().unwrap_or(&self.root);
+        std::fs::create_dir_all(parent).map_err(|e| io("create parent directory", e))?;
+        let staging_dir = self.root.join(".tmp");
+        std::fs::create_dir_all(&staging_dir).map_err(|e| io("create staging directory", e))?;
+        let staging = staging_dir.join(format!("create-{}", uuid::Uuid::new_v4()));
+        let written = std::fs::File::create_new(&staging).and_then(|mut file| {
+            file.write_all(bytes)?;
+            file.sync_all()
+        });
+        let linked = written.and_then(|()| std::fs::hard_link(&staging, target));
+        // The staging name goes either way; a leftover is only garbage under `.tmp`.
+        let _ = std::fs::remove_file(&staging);
+        match linked {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::new(
+                    ErrorKind::ConditionNotMatch,
+                    "the object already exists (if_not_exists)",
+                )
+                .with_operation("write")
+                .with_context("path", target.display().to_string()));
+            }
+            Err(error) => return Err(io("write", error)),
+        }
+        self.make_name_durable(target)
+            .map_err(|e| io("make the new object durable", e))
+    }
+}
+
+impl oio::Write for CreateNewWriter {
+    async fn write(&mut self, bs: Buffer) -> Result<()> {
+        for chunk in bs {
+            self.bytes.extend_from_slice(&chunk);
+        }
+        Ok(())
+    }
+
+    async fn close(&mut self) -> Result<Metadata> {
+        let (dirs, path) = (self.dirs.clone(), self.path.clone());
+        let bytes = std::mem::take(&mut self.bytes);
+        let len = bytes.len() as u64;
+        tokio::task::spawn_blocking(move || dirs.create_new(&path, &bytes))
+            .await
+            .map_err(|e| io_error("write", &self.path, &std::io::Error::other(e)))??;
+        Ok(MetadataBuilder::file(len).build())
+    }
+
+    async fn abort(&mut self) -> Result<()> {
+        self.bytes.clear();
+        Ok(())
+    }
+}
+
 /// A deleter whose close returns once the deletions are durable.
 struct DurableDeleter {
     inner: oio::Deleter,
@@ -304,5 +385,68 @@ impl oio::Delete for DurableDeleter {
             .await
             .map_err(|e| io_error("delete", &first, &std::io::Error::other(e)))?
             .map_err(|e| io_error("delete", &first, &e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(root: &Path) -> Operator {
+        let builder = opendal::services::Fs::default()
+            .root(&root.to_string_lossy())
+            .atomic_write_dir(&root.join(".tmp").to_string_lossy());
+        Operator::new(builder)
+            .expect("fs operator")
+            .layer(DurableFsLayer::new(root))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn racing_conditional_creates_have_exactly_one_winner_whose_bytes_stay() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store(dir.path());
+        for round in 0..20 {
+            let path = format!("a/b/{round}.json");
+            let tasks: Vec<_> = (0..4u8)
+                .map(|writer| {
+                    let (store, path) = (store.clone(), path.clone());
+                    tokio::spawn(async move {
+                        let result = store
+                            .write_with(&path, vec![writer; 64])
+                            .if_not_exists(true)
+                            .await;
+                        (writer, result)
+                    })
+                })
+                .collect();
+            let mut winners = Vec::new();
+            for task in tasks {
+                let (writer, result) = task.await.expect("task");
+                match result {
+                    Ok(_) => winners.push(writer),
+                    Err(e) => assert_eq!(e.kind(), ErrorKind::ConditionNotMatch, "{e}"),
+                }
+            }
+            assert_eq!(winners.len(), 1, "round {round}: winners {winners:?}");
+            let bytes = store.read(&path).await.expect("read").to_vec();
+            assert_eq!(bytes, vec![winners[0]; 64], "round {round}");
+        }
+        // No staging file is left behind.
+        let staging = std::fs::read_dir(dir.path().join(".tmp")).expect("staging dir");
+        assert_eq!(staging.count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_conditional_create_over_an_existing_object_fails_and_keeps_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store(dir.path());
+        store.write("x", vec![1u8; 3]).await.expect("plain write");
+        let error = store
+            .write_with("x", vec![2u8; 3])
+            .if_not_exists(true)
+            .await
+            .expect_err("the object exists");
+        assert_eq!(error.kind(), ErrorKind::ConditionNotMatch);
+        assert_eq!(store.read("x").await.expect("read").to_vec(), vec![1u8; 3]);
     }
 }

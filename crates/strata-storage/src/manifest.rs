@@ -38,6 +38,16 @@ pub enum RegionMetaAction {
     },
     /// The region is being dropped (recorded for the log; ignored when replaying).
     Remove,
+    /// A new leader took the region over (`Engine::set_role(.., Leader)`), committed before
+    /// its first write. Its commit of this version is what fences the previous leader out:
+    /// that one's next commit finds the version taken.
+    Leader {
+        /// The new leader's epoch: one more than the manifest's.
+        epoch: u64,
+        /// WAL entries up to this id — of any engine — are flushed or void; the new
+        /// leader's own entries come after it, so no engine ever replays another's.
+        last_entry_id: u64,
+    },
 }
 
 /// One line for tools (`strata inspect manifest`).
@@ -72,6 +82,10 @@ impl fmt::Display for RegionMetaAction {
                 "truncate (entry id {truncated_entry_id}, sequence {truncated_sequence})"
             ),
             Self::Remove => f.write_str("remove"),
+            Self::Leader {
+                epoch,
+                last_entry_id,
+            } => write!(f, "leader (epoch {epoch}, entries after {last_entry_id})"),
         }
     }
 }
@@ -200,6 +214,10 @@ pub struct RegionManifest {
     pub(crate) compaction_window_secs: Option<u64>,
     /// The version that produced this state.
     pub(crate) manifest_version: u64,
+    /// The epoch of the region's current leader: 0 until a leader took it over by a
+    /// `Leader` action.
+    #[serde(default)]
+    pub(crate) leader_epoch: u64,
 }
 
 /// Read access; only this crate changes a `RegionManifest`.
@@ -253,6 +271,11 @@ impl RegionManifest {
     pub fn manifest_version(&self) -> u64 {
         self.manifest_version
     }
+
+    /// The epoch of the region's current leader (0: never taken over).
+    pub fn leader_epoch(&self) -> u64 {
+        self.leader_epoch
+    }
 }
 
 impl RegionManifest {
@@ -269,6 +292,7 @@ impl RegionManifest {
             truncated_entry_id: None,
             compaction_window_secs: None,
             manifest_version: version,
+            leader_epoch: 0,
         }
     }
 
@@ -314,6 +338,13 @@ impl RegionManifest {
                     self.removed_files.extend(files.into_values());
                 }
                 RegionMetaAction::Remove => {}
+                RegionMetaAction::Leader {
+                    epoch,
+                    last_entry_id,
+                } => {
+                    self.leader_epoch = self.leader_epoch.max(*epoch);
+                    self.flushed_entry_id = self.flushed_entry_id.max(*last_entry_id);
+                }
             }
         }
         self.manifest_version = version;

@@ -129,6 +129,72 @@ async fn ssts_and_manifests_round_trip_through_s3_with_multipart_uploads() {
     assert_eq!(reopened.manifest().files().len(), 1);
 }
 
+/// The server enforces `If-None-Match: *` (412): two engines that both believe they lead
+/// a region cannot both commit a manifest version on S3.
+#[tokio::test]
+async fn a_second_manifest_writer_is_fenced_by_the_s3_server() {
+    let Some((endpoint, bucket)) = s3_server("the S3 fencing test") else {
+        return;
+    };
+    let store = ObjectStoreConfig::S3(S3Config {
+        bucket,
+        root: format!("it-{}", uuid_like()),
+        endpoint: Some(endpoint),
+        region: Some("us-east-1".into()),
+        access_key_id: Some("test".into()),
+        secret_access_key: Some(Secret::new("test")),
+    })
+    .build()
+    .unwrap();
+    // The server itself answers a conditional create of an existing key with 412.
+    store.write("probe", vec![1u8]).await.unwrap();
+    let error = store
+        .write_with("probe", vec![2u8])
+        .if_not_exists(true)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.kind(),
+        opendal::ErrorKind::ConditionNotMatch,
+        "{error}"
+    );
+
+    let workload = CpuWorkload::new(4, 1);
+    let region = RegionId::new(78, 1);
+    let config = ManifestConfig {
+        checkpoint_distance: 0,
+    };
+    let mut zombie = ManifestManager::create(
+        store.clone(),
+        workload.region_metadata(region),
+        RegionOptions::default(),
+        config.clone(),
+    )
+    .await
+    .unwrap();
+    let mut successor = ManifestManager::open(store.clone(), region, config.clone())
+        .await
+        .unwrap()
+        .unwrap();
+    let takeover = RegionMetaActionList::one(RegionMetaAction::Leader {
+        epoch: 1,
+        last_entry_id: 0,
+    });
+    assert_eq!(successor.update(takeover).await.unwrap(), 1);
+    let edit = RegionMetaActionList::one(RegionMetaAction::Edit(RegionEdit {
+        flushed_entry_id: Some(9),
+        ..Default::default()
+    }));
+    let error = zombie.update(edit).await.unwrap_err();
+    assert_eq!(error.kind(), strata_base::ErrorKind::Fenced, "{error}");
+    let reader = ManifestManager::open(store, region, config)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reader.manifest().leader_epoch(), 1);
+    assert_eq!(reader.manifest().flushed_entry_id(), 0);
+}
+
 /// A unique-enough prefix per run, so reruns against one server do not collide.
 fn uuid_like() -> String {
     strata_storage::FileId::random().to_string()

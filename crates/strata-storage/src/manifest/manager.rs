@@ -16,6 +16,18 @@
 //! unreadable delta or a bad checkpoint is [`ManifestError::Corrupted`] naming the file.
 //! Objects are written whole or not at all (object stores are atomic per object; the `fs`
 //! store writes through a temporary file and renames).
+//!
+//! **Fencing.** Deltas (and checkpoint files) are created only if their name is free —
+//! OpenDAL's `if_not_exists`: `If-None-Match: *` on S3, an atomic `link` on the local
+//! file system ([`DurableFsLayer`](crate::DurableFsLayer)) — so two engines that both
+//! believe they lead a region can never both commit version n+1: the loser gets
+//! [`ManifestError::Fenced`] and must stop writing. A create answered "exists" is read
+//! back first: when the object holds exactly our bytes, it was our own earlier attempt
+//! (a retried request whose first try landed), not a rival's. Before a checkpoint moves
+//! `_last_checkpoint`, the directory is listed: a newer delta or checkpoint means another
+//! writer is ahead, and the pointer is left alone (it only ever moves forward, short of
+//! a writer that stalls between that listing and its write — the window SlateDB's RFC
+//! names too; leases bound it).
 
 use opendal::{ErrorKind, Operator};
 use serde::{Deserialize, Serialize};
@@ -71,6 +83,16 @@ pub enum ManifestError {
         /// What is wrong.
         reason: String,
     },
+    /// Another writer committed this version first: the region has a new leader.
+    #[snafu(display(
+        "region {region_id}: manifest version {version} was committed by another engine; this one is fenced out"
+    ))]
+    Fenced {
+        /// The region.
+        region_id: RegionId,
+        /// The version this engine tried to commit.
+        version: u64,
+    },
     /// `create` found a manifest already there.
     #[snafu(display("region {region_id} already has a manifest"))]
     AlreadyExists {
@@ -87,6 +109,7 @@ impl ManifestError {
             ManifestError::ObjectStore { .. } => ErrorKind::Storage,
             ManifestError::Corrupted { .. } => ErrorKind::Corruption,
             ManifestError::AlreadyExists { .. } => ErrorKind::InvalidRequest,
+            ManifestError::Fenced { .. } => ErrorKind::Fenced,
         }
     }
 
@@ -142,7 +165,9 @@ impl ManifestManager {
             metadata: metadata.clone(),
             options: options.clone(),
         });
-        write_delta(&store, &delta_path(&dir, 0), &actions).await?;
+        if !create_delta(&store, &delta_path(&dir, 0), &actions).await? {
+            return AlreadyExistsSnafu { region_id }.fail();
+        }
         let mut manifest = RegionManifest::new(metadata, options, 0);
         manifest.apply(0, &actions);
         Ok(Self {
@@ -250,12 +275,51 @@ impl ManifestManager {
         &self.manifest
     }
 
+    /// Reads versions committed since this state by another engine (a follower's sync);
+    /// returns whether the state moved on. One listing when nothing is new.
+    pub async fn sync(&mut self) -> Result<bool, ManifestError> {
+        let listing = list(&self.store, &self.dir).await?;
+        let newest = listing
+            .deltas
+            .iter()
+            .chain(&listing.checkpoints)
+            .copied()
+            .max()
+            .unwrap_or(0);
+        if newest <= self.manifest.manifest_version {
+            return Ok(false);
+        }
+        let region_id = self.manifest.metadata.region_id();
+        let Some(fresh) = Self::open(self.store.clone(), region_id, self.config.clone()).await?
+        else {
+            return CorruptedSnafu {
+                path: self.dir.clone(),
+                reason: "the manifest vanished (the region was dropped?)",
+            }
+            .fail();
+        };
+        if fresh.manifest.manifest_version <= self.manifest.manifest_version {
+            return Ok(false);
+        }
+        self.manifest = fresh.manifest;
+        self.last_checkpoint = fresh.last_checkpoint;
+        Ok(true)
+    }
+
     /// Persists `actions` as the next version and applies them; returns the version.
     /// A checkpoint is written when due; a failed checkpoint is logged, not returned (the
-    /// update itself is durable).
+    /// update itself is durable). [`ManifestError::Fenced`] when another engine committed
+    /// that version first: nothing was written, and this manager must not be used to
+    /// write again (its state is behind the store's).
     pub async fn update(&mut self, actions: RegionMetaActionList) -> Result<u64, ManifestError> {
         let version = self.manifest.manifest_version + 1;
-        write_delta(&self.store, &delta_path(&self.dir, version), &actions).await?;
+        if !create_delta(&self.store, &delta_path(&self.dir, version), &actions).await? {
+            return FencedSnafu {
+                region_id: self.manifest.metadata.region_id(),
+                version,
+            }
+            .fail();
+        }
         self.manifest.apply(version, &actions);
         let due = self.config.checkpoint_distance > 0
             && version - self.last_checkpoint.unwrap_or(0) >= self.config.checkpoint_distance;
@@ -285,13 +349,27 @@ impl ManifestManager {
             size: bytes.len() as u64,
             checksum: crc32c::crc32c(&bytes),
         };
-        self.store
-            .write(&path, bytes)
-            .await
-            .context(ObjectStoreSnafu {
-                operation: "write checkpoint",
-                path: &path,
-            })?;
+        if !create_bytes(&self.store, &path, bytes).await? {
+            tracing::warn!(
+                path,
+                "another engine wrote this checkpoint; leaving the pointer alone"
+            );
+            return Ok(());
+        }
+        let listing = list(&self.store, &self.dir).await?;
+        let ahead = listing
+            .deltas
+            .iter()
+            .chain(&listing.checkpoints)
+            .any(|&v| v > version);
+        if ahead {
+            tracing::warn!(
+                dir = self.dir,
+                version,
+                "another engine committed past this checkpoint; leaving the pointer alone"
+            );
+            return Ok(());
+        }
         write_json(
             &self.store,
             &format!("{}/{LAST_CHECKPOINT}", self.dir),
@@ -299,7 +377,6 @@ impl ManifestManager {
         )
         .await?;
         // Everything the checkpoint covers can go; failures only leave garbage behind.
-        let listing = list(&self.store, &self.dir).await?;
         let stale = listing
             .deltas
             .iter()
@@ -423,13 +500,44 @@ async fn read_json<T: for<'de> Deserialize<'de>>(
     })
 }
 
-/// Writes a delta in its checksummed format.
-async fn write_delta(
+/// Creates a delta in its checksummed format unless its version exists; `false` when
+/// another writer's delta holds the name.
+async fn create_delta(
     store: &Operator,
     path: &str,
     actions: &RegionMetaActionList,
-) -> Result<(), ManifestError> {
-    write_bytes(store, path, actions.encode()).await
+) -> Result<bool, ManifestError> {
+    let bytes = actions
+        .encode()
+        .map_err(|reason| ManifestError::Corrupted {
+            path: path.to_string(),
+            reason: format!("cannot serialize: {reason}"),
+        })?;
+    create_bytes(store, path, bytes).await
+}
+
+/// Creates the object unless it exists; `false` when it exists with other bytes (another
+/// writer's). An object holding exactly `bytes` is our own earlier attempt: `true`.
+async fn create_bytes(store: &Operator, path: &str, bytes: Vec<u8>) -> Result<bool, ManifestError> {
+    match store
+        .write_with(path, bytes.clone())
+        .if_not_exists(true)
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(error) if error.kind() == ErrorKind::ConditionNotMatch => {
+            let existing = store.read(path).await.context(ObjectStoreSnafu {
+                operation: "read back after a conditional create",
+                path,
+            })?;
+            Ok(existing.to_vec() == bytes)
+        }
+        Err(source) => Err(ManifestError::ObjectStore {
+            operation: "create",
+            path: path.to_string(),
+            source: Box::new(source),
+        }),
+    }
 }
 
 /// Reads a delta and checks its checksum.

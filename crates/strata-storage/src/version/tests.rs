@@ -29,6 +29,7 @@ fn manifest() -> RegionManifest {
         truncated_entry_id: None,
         compaction_window_secs: None,
         manifest_version: 5,
+        leader_epoch: 0,
     }
 }
 

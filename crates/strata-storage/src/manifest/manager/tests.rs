@@ -372,3 +372,124 @@ fn deltas_carry_a_checksum_and_legacy_deltas_still_read() {
     let renamed = text.replacen("\"crc32c\"", "\"crc32d\"", 1);
     assert!(RegionMetaActionList::decode(renamed.as_bytes()).is_err());
 }
+
+/// Two managers of one region that both believe they may write (a zombie leader and its
+/// successor): exactly one commits each version, the other is fenced and writes nothing.
+async fn two_writers_never_both_commit_a_version(store: Operator) {
+    let mut first = ManifestManager::create(
+        store.clone(),
+        metadata(),
+        RegionOptions::default(),
+        config(3),
+    )
+    .await
+    .unwrap();
+    let mut second = ManifestManager::open(store.clone(), region(), config(3))
+        .await
+        .unwrap()
+        .unwrap();
+    // The successor takes over: version 1.
+    let takeover = RegionMetaActionList::one(RegionMetaAction::Leader {
+        epoch: 1,
+        last_entry_id: 7,
+    });
+    assert_eq!(second.update(takeover).await.unwrap(), 1);
+    // The zombie's flush commit wants version 1 too: fenced, state unchanged.
+    let lost = file(5);
+    let error = first
+        .update(edit(vec![lost.clone()], vec![], 3, 3))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ManifestError::Fenced { version: 1, .. }),
+        "{error}"
+    );
+    assert_eq!(error.kind(), strata_base::ErrorKind::Fenced);
+    assert!(!error.may_have_persisted());
+    assert_eq!(first.manifest().manifest_version(), 0);
+    // The successor goes on, checkpointing on the way; a reader sees only its history.
+    for i in 2..=7 {
+        second
+            .update(edit(vec![file(i)], vec![], 7 + i, i))
+            .await
+            .unwrap();
+    }
+    let reader = ManifestManager::open(store.clone(), region(), config(3))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reader.manifest(), second.manifest());
+    assert_eq!(reader.manifest().leader_epoch(), 1);
+    assert_eq!(reader.manifest().flushed_entry_id(), 14);
+    assert!(!reader.manifest().files().contains_key(&lost.file_id));
+    // The zombie syncs and catches up to the successor's state.
+    assert!(first.sync().await.unwrap());
+    assert_eq!(first.manifest(), second.manifest());
+    assert!(!first.sync().await.unwrap(), "nothing new: no change");
+}
+
+#[tokio::test]
+async fn a_second_writer_is_fenced_on_the_memory_store() {
+    two_writers_never_both_commit_a_version(store()).await;
+}
+
+#[tokio::test]
+async fn a_second_writer_is_fenced_on_the_fs_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::ObjectStoreConfig::Fs {
+        root: dir.path().to_path_buf(),
+    }
+    .build()
+    .unwrap();
+    two_writers_never_both_commit_a_version(store).await;
+}
+
+#[tokio::test]
+async fn a_create_answered_exists_with_our_own_bytes_is_our_earlier_attempt() {
+    let store = store();
+    let actions = edit(vec![file(1)], vec![], 1, 1);
+    let path = delta_path("d", 1);
+    assert!(create_delta(&store, &path, &actions).await.unwrap());
+    // A retry of the same request (its first try landed) is not a rival's commit ...
+    assert!(create_delta(&store, &path, &actions).await.unwrap());
+    // ... different bytes are.
+    let other = edit(vec![file(1)], vec![], 1, 1);
+    assert!(!create_delta(&store, &path, &other).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_checkpoint_never_moves_the_pointer_behind_a_newer_writer() {
+    let store = store();
+    let mut first = ManifestManager::create(
+        store.clone(),
+        metadata(),
+        RegionOptions::default(),
+        config(0),
+    )
+    .await
+    .unwrap();
+    first
+        .update(edit(vec![file(1)], vec![], 1, 1))
+        .await
+        .unwrap();
+    // Another writer commits past version 1 (and checkpoints there) ...
+    let mut second = ManifestManager::open(store.clone(), region(), config(2))
+        .await
+        .unwrap()
+        .unwrap();
+    second
+        .update(edit(vec![file(2)], vec![], 2, 2))
+        .await
+        .unwrap();
+    second
+        .update(edit(vec![file(3)], vec![], 3, 3))
+        .await
+        .unwrap();
+    // ... while the first, stalled, now writes its checkpoint of version 1.
+    first.checkpoint(1).await.unwrap();
+    let reader = ManifestManager::open(store, region(), config(2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reader.manifest(), second.manifest());
+}
