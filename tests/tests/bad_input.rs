@@ -327,9 +327,9 @@ fn bad_writes() -> Vec<(&'static str, WriteRequest, ErrorKind)> {
             RegionNotFound,
         ),
         (
-            "write to a read-only region",
+            "write to a read-only region (a follower: NotLeader, retry on the leader)",
             WriteRequest::put(READ_ONLY, good(n)),
-            RegionState,
+            NotLeader,
         ),
         (
             "request larger than the WAL record limit",
@@ -559,6 +559,7 @@ fn bad_ddls() -> Vec<(&'static str, DdlRequest, ErrorKind)> {
             DdlRequest::Open(strata_engine::OpenRequest {
                 region_id: UNKNOWN,
                 skip_wal_replay: false,
+                role: strata_engine::RegionRole::Leader,
             }),
             RegionNotFound,
         ),
@@ -567,6 +568,7 @@ fn bad_ddls() -> Vec<(&'static str, DdlRequest, ErrorKind)> {
             DdlRequest::Open(strata_engine::OpenRequest {
                 region_id: DROPPED,
                 skip_wal_replay: false,
+                role: strata_engine::RegionRole::Leader,
             }),
             RegionNotFound,
         ),
@@ -582,6 +584,40 @@ fn bad_ddls() -> Vec<(&'static str, DdlRequest, ErrorKind)> {
                 writable: true,
             }),
             RegionNotFound,
+        ),
+        (
+            "change the role of an unknown region",
+            DdlRequest::SetRole(strata_engine::SetRoleRequest {
+                region_id: UNKNOWN,
+                role: strata_engine::RegionRole::Leader,
+                last_entry_id: None,
+            }),
+            RegionNotFound,
+        ),
+        (
+            "downgrade a follower",
+            DdlRequest::SetRole(strata_engine::SetRoleRequest {
+                region_id: READ_ONLY,
+                role: strata_engine::RegionRole::Downgrading,
+                last_entry_id: None,
+            }),
+            RegionState,
+        ),
+        (
+            "sync an unknown region",
+            DdlRequest::Sync(strata_engine::SyncRequest {
+                region_id: UNKNOWN,
+                at_least_version: 0,
+            }),
+            RegionNotFound,
+        ),
+        (
+            "sync a region to a manifest version nobody committed",
+            DdlRequest::Sync(strata_engine::SyncRequest {
+                region_id: READ_ONLY,
+                at_least_version: 1_000,
+            }),
+            RegionState,
         ),
     ]
 }

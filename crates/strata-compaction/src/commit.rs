@@ -20,6 +20,7 @@ pub type StateCheck = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
 pub struct ManifestCompactionCommitter {
     manifest: Arc<tokio::sync::Mutex<ManifestManager>>,
     check: StateCheck,
+    on_fenced: Option<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl std::fmt::Debug for ManifestCompactionCommitter {
@@ -38,7 +39,15 @@ impl ManifestCompactionCommitter {
         Self {
             manifest,
             check: Box::new(check),
+            on_fenced: None,
         }
+    }
+
+    /// Runs `hook` when a commit is fenced out (another engine took the version), still
+    /// under the manifest lock and before anyone hears of the failure.
+    pub fn with_on_fenced(mut self, hook: impl Fn() + Send + Sync + 'static) -> Self {
+        self.on_fenced = Some(Box::new(hook));
+        self
     }
 
     /// Commits to `manifest` whenever the inputs are live (tools and tests without region
@@ -75,9 +84,20 @@ impl CompactionCommitter for ManifestCompactionCommitter {
             .map(|_| ())
             .map_err(|e| CommitError {
                 maybe_persisted: e.may_have_persisted(),
-                error: CompactionError::Commit {
-                    region_id,
-                    reason: e.to_string(),
+                error: match e {
+                    strata_storage::ManifestError::Fenced { .. } => {
+                        if let Some(hook) = &self.on_fenced {
+                            hook();
+                        }
+                        CompactionError::Fenced {
+                            region_id,
+                            reason: e.to_string(),
+                        }
+                    }
+                    _ => CompactionError::Commit {
+                        region_id,
+                        reason: e.to_string(),
+                    },
                 },
             })
     }

@@ -31,6 +31,15 @@ pub enum CompactionError {
         /// What went wrong.
         reason: String,
     },
+    /// Another engine committed the manifest version this compaction wanted (the region
+    /// has a new leader): the outputs were deleted.
+    #[snafu(display("region {region_id}: compaction commit fenced out: {reason}"))]
+    Fenced {
+        /// The region.
+        region_id: RegionId,
+        /// The manifest's error.
+        reason: String,
+    },
     /// The region changed under the compaction (its inputs are no longer all live, or it
     /// left the writable state): the result was discarded and its outputs deleted.
     #[snafu(display("region {region_id}: compaction result discarded: {reason}"))]
@@ -63,6 +72,7 @@ impl CompactionError {
         match self {
             CompactionError::Sst { source, .. } => source.kind(),
             CompactionError::Commit { .. } => ErrorKind::Storage,
+            CompactionError::Fenced { .. } => ErrorKind::Fenced,
             CompactionError::Stale { .. } | CompactionError::Cancelled { .. } => {
                 ErrorKind::RegionState
             }

@@ -69,6 +69,13 @@ pub struct EngineConfig {
     /// A scan that takes longer than this can still find a file gone.
     #[serde(with = "humantime_serde")]
     pub removed_file_lingering: Duration,
+    /// How often regions this engine follows (opened as followers, or fenced out) install
+    /// the manifest versions their leader committed: one listing per region when nothing
+    /// is new. `0s`: only on [`Engine::sync`](crate::Engine::sync). Keep it at most half of
+    /// the leader's `removed_file_lingering` (the defaults: 1 s and 5 min), so a
+    /// follower's scan never finds a file deleted that its manifest version still names.
+    #[serde(with = "humantime_serde")]
+    pub follower_sync_interval: Duration,
     /// Where SST files and manifests live; default: the `data_home` directory.
     pub object_store: Option<ObjectStoreConfig>,
 }
@@ -239,6 +246,7 @@ impl Default for EngineConfig {
             wal: WalConfig::default(),
             compaction: CompactionConfig::default(),
             removed_file_lingering: Duration::from_secs(5 * 60),
+            follower_sync_interval: Duration::from_secs(1),
             object_store: None,
         }
     }

@@ -247,8 +247,18 @@ impl EngineBuilder {
             purge_pool: self.purge_pool,
             compaction_pool: self.compaction_pool,
         })?;
+        let group = Arc::new(group);
+        let follower_poll = (!read_only && !config.follower_sync_interval.is_zero()).then(|| {
+            crate::roles::spawn_follower_poll(
+                group.clone(),
+                group.regions().clone(),
+                clock.clone(),
+                config.follower_sync_interval,
+            )
+        });
         Ok(Engine {
             group,
+            follower_poll,
             clock,
             log_store,
             config,
@@ -265,6 +275,8 @@ pub struct RegionStats {
     pub region_id: RegionId,
     /// Its state.
     pub state: RegionState,
+    /// Its role on this engine (from its state).
+    pub role: strata_request::RegionRole,
     /// Schema version.
     pub schema_version: u64,
     /// Estimated bytes of all its memtables.
@@ -294,11 +306,21 @@ pub struct RegionStats {
 /// an error of kind [`Stopped`](crate::ErrorKind::Stopped)).
 #[derive(Debug)]
 pub struct Engine {
-    group: WorkerGroup,
+    group: Arc<WorkerGroup>,
+    /// The background follower poll (read-write engines with a poll interval).
+    follower_poll: Option<tokio::task::JoinHandle<()>>,
     clock: ClockRef,
     log_store: LogStoreRef,
     config: EngineConfig,
     wal_report: Option<RecoveryReport>,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if let Some(poll) = &self.follower_poll {
+            poll.abort();
+        }
+    }
 }
 
 impl Engine {
@@ -329,6 +351,7 @@ impl Engine {
         self.open_with(OpenRequest {
             region_id,
             skip_wal_replay: false,
+            role: strata_request::RegionRole::Leader,
         })
         .await
     }
@@ -460,6 +483,7 @@ impl Engine {
         Ok(RegionStats {
             region_id,
             state: region.state(),
+            role: region.state().role(),
             schema_version: version.metadata().schema_version(),
             memtable_bytes: version.memtables().total_usage(),
             immutable_memtables: version.memtables().immutables().len(),
@@ -495,6 +519,11 @@ impl Engine {
     pub fn region_metadata(&self, region_id: RegionId) -> Result<Arc<RegionMetadata>> {
         let region = self.open_region(region_id)?;
         Ok(region.snapshot().version().metadata().clone())
+    }
+
+    /// The worker group.
+    pub(crate) fn group(&self) -> &WorkerGroup {
+        &self.group
     }
 
     /// The open region `region_id`, or `RegionNotFound`.
@@ -534,6 +563,9 @@ impl Engine {
     /// `Stopped` error, the WAL is stopped, and the data directory is unlocked. Unflushed
     /// rows stay in the WAL for the next open. Idempotent.
     pub async fn stop(&self) -> Result<()> {
+        if let Some(poll) = &self.follower_poll {
+            poll.abort();
+        }
         self.group.stop().await?;
         if let Err(error) = self.log_store.stop().await {
             tracing::debug!(%error, "WAL stop");

@@ -76,6 +76,7 @@ mod config;
 mod engine;
 mod error;
 mod lock;
+mod roles;
 
 pub use config::{
     CompactionConfig, EXAMPLE_CONFIG, EngineConfig, SstConfig, WalCompression, WalConfig,
@@ -84,13 +85,15 @@ pub use config::{
 pub use engine::{Engine, EngineBuilder, RegionStats};
 pub use error::{Error, ErrorKind, Result};
 pub use lock::{DataDirLock, LockError};
+pub use roles::Downgraded;
 
 // Requests and the region vocabulary.
 pub use strata_request::{
     AlterKind, AlterRequest, CloseRequest, ColumnDataType, ColumnSchema, CompactRequest,
     CreateRequest, DdlRequest, DropRequest, FlushRequest, OpType, OpenRequest, RegionId,
-    RegionMetadata, RegionMetadataBuilder, RegionOptionChange, RegionOptions, SemanticType,
-    SetWritableRequest, TruncateRequest, Value, WriteRequest,
+    RegionMetadata, RegionMetadataBuilder, RegionOptionChange, RegionOptions, RegionRole,
+    SemanticType, SetRoleRequest, SetWritableRequest, SyncRequest, TruncateRequest, Value,
+    WriteRequest,
 };
 pub use strata_storage::{FileId, FileMeta, RecordBatchStream, RowCount, ScanRequest, TimeRange};
 pub use strata_worker::{RegionState, WorkerError};

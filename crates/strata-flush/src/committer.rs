@@ -20,6 +20,7 @@ pub type CommitCheck = Box<dyn Fn(FlushReason) -> Result<(), String> + Send + Sy
 pub struct ManifestCommitter {
     manifest: Arc<tokio::sync::Mutex<ManifestManager>>,
     check: CommitCheck,
+    on_fenced: Option<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl std::fmt::Debug for ManifestCommitter {
@@ -37,7 +38,16 @@ impl ManifestCommitter {
         Self {
             manifest,
             check: Box::new(check),
+            on_fenced: None,
         }
+    }
+
+    /// Runs `hook` when a commit is fenced out (another engine took the version), still
+    /// under the manifest lock and before the flush's waiters hear of it — the region's
+    /// owner turns it follower there, so nobody sees it lead after the error.
+    pub fn with_on_fenced(mut self, hook: impl Fn() + Send + Sync + 'static) -> Self {
+        self.on_fenced = Some(Box::new(hook));
+        self
     }
 
     /// Commits to `manifest` unconditionally (for tools and benchmarks without region state).
@@ -70,9 +80,20 @@ impl FlushCommitter for ManifestCommitter {
             .map(|_| ())
             .map_err(|e| CommitError {
                 maybe_persisted: e.may_have_persisted(),
-                error: FlushError::Commit {
-                    region_id,
-                    reason: e.to_string(),
+                error: match e {
+                    strata_storage::ManifestError::Fenced { .. } => {
+                        if let Some(hook) = &self.on_fenced {
+                            hook();
+                        }
+                        FlushError::Fenced {
+                            region_id,
+                            reason: e.to_string(),
+                        }
+                    }
+                    _ => FlushError::Commit {
+                        region_id,
+                        reason: e.to_string(),
+                    },
                 },
             })
     }

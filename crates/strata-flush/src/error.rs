@@ -29,6 +29,16 @@ pub enum FlushError {
         /// What went wrong.
         reason: String,
     },
+    /// Another engine committed the manifest version this flush wanted: the region has a
+    /// new leader, and this engine's copy must stop writing (the flush's files are
+    /// deleted; its rows stay in this engine's WAL).
+    #[snafu(display("region {region_id}: flush commit fenced out: {reason}"))]
+    Fenced {
+        /// The region.
+        region_id: RegionId,
+        /// The manifest's error.
+        reason: String,
+    },
     /// The region left the state in which a flush may commit.
     #[snafu(display("region {region_id}: flush cannot commit: {reason}"))]
     RegionState {
@@ -85,6 +95,7 @@ impl FlushError {
         match self {
             FlushError::WriteSst { source, .. } => source.kind(),
             FlushError::Commit { .. } => ErrorKind::Storage,
+            FlushError::Fenced { .. } => ErrorKind::Fenced,
             FlushError::FlushFailed { cause, .. } => match cause.kind() {
                 // Fenced work failed because its flush did; the flush is retried, so is
                 // the work.
@@ -104,6 +115,7 @@ impl FlushError {
         match self {
             FlushError::WriteSst { region_id, .. }
             | FlushError::Commit { region_id, .. }
+            | FlushError::Fenced { region_id, .. }
             | FlushError::RegionState { region_id, .. }
             | FlushError::FlushFailed { region_id, .. }
             | FlushError::RegionDropped { region_id }

@@ -92,6 +92,70 @@ pub struct OpenRequest {
     pub region_id: RegionId,
     /// Do not replay the WAL (the caller will catch up later).
     pub skip_wal_replay: bool,
+    /// Open as the region's leader (the default: WAL replayed, writable) or as a
+    /// follower (read-only from the shared object store: no WAL, nothing deleted or
+    /// written; see [`RegionRole`]).
+    pub role: RegionRole,
+}
+
+/// What a region is to an engine that has it open. Several engines may open one region on
+/// a shared object store; at most one leads it at a time (manifest commits are fenced, see
+/// `docs/distributed.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum RegionRole {
+    /// Takes writes, flushes, compacts and commits to the manifest.
+    #[default]
+    Leader,
+    /// Handing the region over: rejects new writes (`NotLeader`) but still flushes and
+    /// commits what it holds.
+    Downgrading,
+    /// Read-only: serves scans of the manifest's files, installs newer manifest versions
+    /// (sync), never writes, deletes or replays a WAL.
+    Follower,
+}
+
+impl RegionRole {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RegionRole::Leader => "leader",
+            RegionRole::Downgrading => "downgrading",
+            RegionRole::Follower => "follower",
+        }
+    }
+}
+
+impl fmt::Display for RegionRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Change a region's role (see [`RegionRole`]).
+///
+/// To `Leader` from `Follower` (an upgrade): the newest manifest is read, checked to
+/// cover `last_entry_id` when given (the old leader's, from its downgrade), and a new
+/// leader epoch is committed before the first write — which fences the old leader out.
+/// From `Downgrading` back to `Leader`: writes resume (a hand-off rolled back). To
+/// `Downgrading` or `Follower`: writes are refused at once; queued ones fail `NotLeader`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetRoleRequest {
+    /// The region.
+    pub region_id: RegionId,
+    /// Its new role.
+    pub role: RegionRole,
+    /// For an upgrade: the last WAL entry id the old leader reported; the manifest must
+    /// have flushed up to it.
+    pub last_entry_id: Option<u64>,
+}
+
+/// Install manifest versions another engine committed (followers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncRequest {
+    /// The region.
+    pub region_id: RegionId,
+    /// Fail (retryably) unless the manifest has reached at least this version.
+    pub at_least_version: u64,
 }
 
 /// Close a region: memtables are dropped (the WAL keeps their rows).
@@ -206,6 +270,10 @@ pub enum DdlRequest {
     Truncate(TruncateRequest),
     /// See [`SetWritableRequest`].
     SetWritable(SetWritableRequest),
+    /// See [`SetRoleRequest`].
+    SetRole(SetRoleRequest),
+    /// See [`SyncRequest`].
+    Sync(SyncRequest),
 }
 
 impl DdlRequest {
@@ -221,6 +289,8 @@ impl DdlRequest {
             DdlRequest::Compact(r) => r.region_id,
             DdlRequest::Truncate(r) => r.region_id,
             DdlRequest::SetWritable(r) => r.region_id,
+            DdlRequest::SetRole(r) => r.region_id,
+            DdlRequest::Sync(r) => r.region_id,
         }
     }
 
@@ -236,6 +306,8 @@ impl DdlRequest {
             DdlRequest::Compact(_) => "compact",
             DdlRequest::Truncate(_) => "truncate",
             DdlRequest::SetWritable(_) => "set_writable",
+            DdlRequest::SetRole(_) => "set_role",
+            DdlRequest::Sync(_) => "sync",
         }
     }
 }
@@ -306,6 +378,7 @@ mod tests {
             DdlRequest::Open(OpenRequest {
                 region_id: id,
                 skip_wal_replay: false,
+                role: RegionRole::Leader,
             }),
             DdlRequest::Close(CloseRequest { region_id: id }),
             DdlRequest::Drop(DropRequest { region_id: id }),

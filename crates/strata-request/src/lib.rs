@@ -24,8 +24,8 @@ mod write;
 
 pub use ddl::{
     AlterKind, AlterRequest, CloseRequest, CompactRequest, CreateRequest, DdlRequest, DropRequest,
-    FlushRequest, OpenRequest, RegionOptionChange, RegionOptions, SetWritableRequest,
-    TruncateRequest,
+    FlushRequest, OpenRequest, RegionOptionChange, RegionOptions, RegionRole, SetRoleRequest,
+    SetWritableRequest, SyncRequest, TruncateRequest,
 };
 pub use metadata::{
     MAX_COLUMN_NAME_LEN, MetadataError, RESERVED_COLUMN_PREFIX, RegionMetadata,

@@ -17,8 +17,9 @@
 //! It also makes a conditional create (`write_with(..).if_not_exists(true)`, what fenced
 //! manifest commits use) atomic: OpenDAL's fs service checks for the target and then
 //! renames over it — two writers can both pass the check. Here the bytes go to a synced
-//! temporary file that is then hard-linked to the target name: `link` fails if the name
-//! exists, atomically, so exactly one of two racing creates wins (the loser gets
+//! temporary file that is then renamed to the target name with `RENAME_NOREPLACE` (a hard
+//! link where the file system lacks that flag): either fails if the name exists,
+//! atomically, so exactly one of two racing creates wins (the loser gets
 //! [`ErrorKind::ConditionNotMatch`], like S3's `If-None-Match: *` answering 412). Such
 //! writes are buffered in memory until closed (manifest files are small).
 
@@ -318,10 +319,11 @@ impl DurableDirs {
             file.write_all(bytes)?;
             file.sync_all()
         });
-        let linked = written.and_then(|()| std::fs::hard_link(&staging, target));
-        // The staging name goes either way; a leftover is only garbage under `.tmp`.
+        let placed = written.and_then(|()| place_new(&staging, target));
+        // Gone after a rename; a leftover (failure, or the link fallback) is only garbage
+        // under `.tmp`.
         let _ = std::fs::remove_file(&staging);
-        match linked {
+        match placed {
             Ok(()) => {}
             Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
                 return Err(Error::new(
@@ -336,6 +338,23 @@ impl DurableDirs {
         self.make_name_durable(target)
             .map_err(|e| io("make the new object durable", e))
     }
+}
+
+/// Moves `from` to `to` unless `to` exists (`AlreadyExists` then), atomically: Linux's
+/// `renameat2(RENAME_NOREPLACE)`, or a hard link where the file system does not support
+/// that flag (and on other systems).
+fn place_new(from: &Path, to: &Path) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use nix::errno::Errno;
+        use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+        match renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
+            Ok(()) => return Ok(()),
+            Err(Errno::EINVAL | Errno::ENOSYS | Errno::ENOTSUP) => {}
+            Err(errno) => return Err(std::io::Error::from(errno)),
+        }
+    }
+    std::fs::hard_link(from, to)
 }
 
 impl oio::Write for CreateNewWriter {

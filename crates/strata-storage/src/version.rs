@@ -419,6 +419,24 @@ impl VersionControl {
         Self::check(&data);
     }
 
+    /// Replaces the version with one built from a newer manifest (a follower's sync, a
+    /// leader taking over): memtables and files are the new version's; counters move to
+    /// at least `committed_sequence` and `last_entry_id`. Files of the old version are
+    /// not marked removed: readers let go of them, nothing deletes them here.
+    pub fn install(&self, version: Version, committed_sequence: u64, last_entry_id: u64) {
+        let mut data = self.write();
+        data.committed_sequence = data
+            .committed_sequence
+            .max(committed_sequence)
+            .max(version.flushed_sequence);
+        data.last_entry_id = data
+            .last_entry_id
+            .max(last_entry_id)
+            .max(version.flushed_entry_id);
+        data.version = Arc::new(version);
+        Self::check(&data);
+    }
+
     /// Marks the region dropped and empties the version.
     pub fn mark_dropped(&self) {
         let mut data = self.write();

@@ -36,6 +36,40 @@ pub enum WorkerError {
         /// What was asked.
         operation: &'static str,
     },
+    /// This engine does not lead the region: it follows it, is handing it over, or its
+    /// lease lapsed. Retry on the leader (or here after `renew_lease`).
+    #[snafu(display(
+        "region {region_id}: this engine is not its leader ({why}); retry on the leader"
+    ))]
+    NotLeader {
+        /// The region.
+        region_id: RegionId,
+        /// Why not (its role, or the lapsed lease).
+        why: String,
+    },
+    /// An upgrade found the manifest short of the old leader's last entry id: the old
+    /// leader has not flushed everything it acknowledged (downgrade it first).
+    #[snafu(display(
+        "region {region_id}: the manifest covers WAL entries up to {flushed_entry_id}, not yet the old leader's {last_entry_id}; downgrade the old leader (it flushes) and retry"
+    ))]
+    NotCaughtUp {
+        /// The region.
+        region_id: RegionId,
+        /// What the manifest covers.
+        flushed_entry_id: u64,
+        /// What the caller asked for.
+        last_entry_id: u64,
+    },
+    /// A sync found the manifest older than asked.
+    #[snafu(display("region {region_id}: the manifest is at version {version}, not yet {wanted}"))]
+    ManifestBehind {
+        /// The region.
+        region_id: RegionId,
+        /// The newest version found.
+        version: u64,
+        /// The version asked for.
+        wanted: u64,
+    },
     /// A write failed validation against the region schema.
     #[snafu(display("invalid write: {source}"))]
     InvalidWrite {
@@ -164,9 +198,11 @@ impl WorkerError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             WorkerError::RegionNotFound { .. } => ErrorKind::RegionNotFound,
-            WorkerError::RegionState { .. } | WorkerError::RegionClosed { .. } => {
-                ErrorKind::RegionState
-            }
+            WorkerError::RegionState { .. }
+            | WorkerError::RegionClosed { .. }
+            | WorkerError::NotCaughtUp { .. }
+            | WorkerError::ManifestBehind { .. } => ErrorKind::RegionState,
+            WorkerError::NotLeader { .. } => ErrorKind::NotLeader,
             WorkerError::InvalidWrite { .. }
             | WorkerError::InvalidRequest { .. }
             | WorkerError::StaleEntry { .. } => ErrorKind::InvalidRequest,

@@ -271,7 +271,8 @@ impl WorkerGroup {
     pub async fn ddl(&self, request: DdlRequest) -> Result<AffectedRows> {
         if self.shared.config.read_only {
             let operation = match &request {
-                DdlRequest::Open(_) | DdlRequest::Close(_) => None,
+                DdlRequest::Open(_) | DdlRequest::Close(_) | DdlRequest::Sync(_) => None,
+                DdlRequest::SetRole(_) => Some("change a region's role"),
                 DdlRequest::Create(_) => Some("create a region"),
                 DdlRequest::Drop(_) => Some("drop a region"),
                 DdlRequest::Alter(_) => Some("alter a region"),

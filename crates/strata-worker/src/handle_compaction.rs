@@ -181,6 +181,9 @@ impl RegionWorkerLoop {
                 }
             }
             Err(error) => {
+                if error.kind() == strata_base::ErrorKind::Fenced {
+                    self.on_fenced(region_id, &error.to_string()).await;
+                }
                 for waiter in ended.waiters {
                     waiter.send(Err(WorkerError::from(error.clone())));
                 }

@@ -35,7 +35,10 @@ impl RegionWorkerLoop {
                 // A drop that did not finish: finish it, then create afresh.
                 shared.purge_region_files(region_id).await?;
             }
-            match shared.open_region(region_id, false).await? {
+            match shared
+                .open_region(region_id, false, strata_request::RegionRole::Leader)
+                .await?
+            {
                 Some(region) => {
                     let existing = region
                         .version_control

@@ -27,7 +27,8 @@ impl RegionWorkerLoop {
             return;
         }
         let state = region.state();
-        if state != RegionState::Writable {
+        // A downgrading leader still flushes: that is how it hands its rows over.
+        if !matches!(state, RegionState::Writable | RegionState::Downgrading) {
             sender.send(Err(WorkerError::RegionState {
                 region_id,
                 state,
@@ -126,6 +127,9 @@ impl RegionWorkerLoop {
         tracing::warn!(%region_id, %error, "flush failed");
         if let Some(region) = self.regions.get(&region_id) {
             region.set_flush_failed_millis(self.shared.clock.now_millis());
+        }
+        if error.kind() == strata_base::ErrorKind::Fenced {
+            self.on_fenced(region_id, &error.to_string()).await;
         }
         let survivors = self.flush.scheduler.on_flush_failed(region_id, error);
         self.shared.listener.on_flush_failed(region_id);

@@ -31,7 +31,7 @@ impl RegionWorkerLoop {
                 return Err(WorkerError::RegionNotFound { region_id });
             }
             shared
-                .open_region(region_id, request.skip_wal_replay)
+                .open_region(region_id, request.skip_wal_replay, request.role)
                 .await?
                 .ok_or(WorkerError::RegionNotFound { region_id })
         }

@@ -548,6 +548,13 @@ impl RegionWorkerLoop {
                             self.stalled.push(write);
                             continue;
                         }
+                        state @ (RegionState::ReadOnly | RegionState::Downgrading) => {
+                            write.fail(WorkerError::NotLeader {
+                                region_id,
+                                why: format!("the region is {state} here"),
+                            });
+                            continue;
+                        }
                         state => {
                             write.fail(WorkerError::RegionState {
                                 region_id,
@@ -556,6 +563,15 @@ impl RegionWorkerLoop {
                             });
                             continue;
                         }
+                    }
+                    if let Some(until) = region.lease_until_millis()
+                        && self.shared.clock.now_millis() >= until
+                    {
+                        write.fail(WorkerError::NotLeader {
+                            region_id,
+                            why: format!("its leader lease lapsed at {until} ms"),
+                        });
+                        continue;
                     }
                     ctxs.push(RegionWriteCtx::new(region.clone()));
                     index.insert(region_id, ctxs.len() - 1);

@@ -40,6 +40,7 @@ mod handle_create;
 mod handle_drop;
 mod handle_flush;
 mod handle_open;
+mod handle_role;
 mod handle_set_writable;
 mod handle_truncate;
 mod handle_write;

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
-use strata_request::{RegionId, RegionMetadata, RegionOptions};
+use strata_request::{RegionId, RegionMetadata, RegionOptions, RegionRole};
 use strata_storage::{ManifestManager, Version, VersionControl, region_data_dir, region_dir};
 
 use crate::error::{Result, WorkerError};
@@ -109,7 +109,8 @@ impl Shared {
         )
         .await
         .map_err(manifest_error(region_id))?;
-        self.region_from_manifest(manifest, false).await
+        self.region_from_manifest(manifest, false, RegionRole::Leader)
+            .await
     }
 
     /// Opens the region from its manifest and WAL; `None` if it has no manifest.
@@ -122,11 +123,15 @@ impl Shared {
         &self,
         region_id: RegionId,
         skip_wal_replay: bool,
+        role: RegionRole,
     ) -> Result<Option<Arc<Region>>> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.open_region_once(region_id, skip_wal_replay).await {
+            match self
+                .open_region_once(region_id, skip_wal_replay, role)
+                .await
+            {
                 Err(WorkerError::Wal { source })
                     if self.config.read_only
                         && attempt < READ_ONLY_OPEN_ATTEMPTS
@@ -143,6 +148,7 @@ impl Shared {
         &self,
         region_id: RegionId,
         skip_wal_replay: bool,
+        role: RegionRole,
     ) -> Result<Option<Arc<Region>>> {
         let manifest =
             ManifestManager::open(self.store.clone(), region_id, self.config.manifest.clone())
@@ -150,35 +156,68 @@ impl Shared {
                 .map_err(manifest_error(region_id))?;
         match manifest {
             Some(manifest) => Ok(Some(
-                self.region_from_manifest(manifest, skip_wal_replay).await?,
+                self.region_from_manifest(manifest, skip_wal_replay, role)
+                    .await?,
             )),
             None => Ok(None),
         }
     }
 
-    async fn region_from_manifest(
+    /// A version with empty memtables from `manifest`; a leader's (`purge`) deletes the
+    /// files it removes once no reader holds them, a follower's never deletes anything.
+    pub(crate) fn version_from_manifest(
         &self,
-        manifest: ManifestManager,
-        skip_wal_replay: bool,
-    ) -> Result<Arc<Region>> {
-        let region_id = manifest.manifest().metadata().region_id();
-        let version = Version::from_manifest(manifest.manifest(), Some(self.write_buffer.clone()))
-            .map_err(|source| WorkerError::Storage {
+        manifest: &strata_storage::RegionManifest,
+        purge: bool,
+    ) -> Result<Version> {
+        let region_id = manifest.metadata().region_id();
+        let version = Version::from_manifest(manifest, Some(self.write_buffer.clone())).map_err(
+            |source| WorkerError::Storage {
                 region_id,
                 source: Arc::new(source),
-            })?;
-        let flushed_entry_id = version.flushed_entry_id();
-        // Removed files are deleted on the purge pool once no reader holds them.
+            },
+        )?;
+        if purge {
+            self.attach_purger(&version);
+        }
+        Ok(version)
+    }
+
+    /// Files `version` removes are deleted on the purge pool once no reader holds them
+    /// (and the lingering time passed).
+    pub(crate) fn attach_purger(&self, version: &Version) {
         version.file_tracker().set_purger(Arc::new(PoolFilePurger {
             store: self.store.clone(),
             pool: self.purge_pool.clone(),
             clock: self.clock.clone(),
             lingering: self.config.removed_file_lingering,
         }));
+    }
+
+    async fn region_from_manifest(
+        &self,
+        manifest: ManifestManager,
+        skip_wal_replay: bool,
+        role: RegionRole,
+    ) -> Result<Arc<Region>> {
+        let region_id = manifest.manifest().metadata().region_id();
+        let follower = role == RegionRole::Follower;
+        let version = self.version_from_manifest(manifest.manifest(), !follower)?;
+        let flushed_entry_id = version.flushed_entry_id();
         let version_control = Arc::new(VersionControl::new(version));
         // Replay may flush midway (read-write opens only): through this manifest, which
         // the region then owns.
         let manifest = Arc::new(tokio::sync::Mutex::new(manifest));
+        if follower {
+            // A follower reads the shared store only: the WAL is the leader's business,
+            // and nothing is swept, obsoleted or deleted.
+            return Ok(Arc::new(Region::new(
+                version_control,
+                manifest,
+                RegionState::ReadOnly,
+                self.clock.now_millis(),
+            )));
+        }
         if skip_wal_replay {
             // Later appends must still get ids above whatever the log holds.
             if let Some(last) = self.log_store.last_entry_id(region_id.as_u64()) {

@@ -8,7 +8,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use strata_compaction::{CompactionCommitter, ManifestCompactionCommitter};
 use strata_flush::{FlushCommitter, FlushReason, ManifestCommitter};
-use strata_request::RegionId;
+use strata_request::{RegionId, RegionRole};
 use strata_storage::{ManifestManager, VersionControl, VersionControlData};
 
 /// What a region currently accepts.
@@ -17,8 +17,12 @@ use strata_storage::{ManifestManager, VersionControl, VersionControlData};
 pub enum RegionState {
     /// Accepts writes, flushes and DDLs.
     Writable,
-    /// Open for reads only (set by the embedder, e.g. while another node owns the region).
+    /// Open for reads only: a follower ([`RegionRole::Follower`]), a region of a
+    /// read-only engine, or one the embedder made read-only.
     ReadOnly,
+    /// Handing the region over ([`RegionRole::Downgrading`]): new writes are refused,
+    /// flushes still run and commit.
+    Downgrading,
     /// A schema change is being persisted.
     Altering,
     /// Being dropped.
@@ -37,6 +41,7 @@ impl RegionState {
             2 => RegionState::Altering,
             3 => RegionState::Dropping,
             4 => RegionState::Truncating,
+            6 => RegionState::Downgrading,
             _ => RegionState::Closed,
         }
     }
@@ -49,6 +54,7 @@ impl RegionState {
             RegionState::Dropping => 3,
             RegionState::Truncating => 4,
             RegionState::Closed => 5,
+            RegionState::Downgrading => 6,
         }
     }
 
@@ -61,6 +67,16 @@ impl RegionState {
             RegionState::Dropping => "dropping",
             RegionState::Truncating => "truncating",
             RegionState::Closed => "closed",
+            RegionState::Downgrading => "downgrading",
+        }
+    }
+
+    /// The role a region in this state plays: the writable and transient states lead.
+    pub fn role(self) -> RegionRole {
+        match self {
+            RegionState::ReadOnly | RegionState::Closed => RegionRole::Follower,
+            RegionState::Downgrading => RegionRole::Downgrading,
+            _ => RegionRole::Leader,
         }
     }
 }
@@ -91,6 +107,11 @@ impl StateCell {
     }
 }
 
+/// What a fenced-out commit does to the region, under the manifest lock: it follows.
+fn fence(state: Arc<StateCell>) -> impl Fn() + Send + Sync + 'static {
+    move || state.set(RegionState::ReadOnly)
+}
+
 /// One open region.
 pub struct Region {
     region_id: RegionId,
@@ -100,6 +121,8 @@ pub struct Region {
     pub(crate) committer: Arc<dyn FlushCommitter>,
     pub(crate) compaction_committer: Arc<dyn CompactionCommitter>,
     last_flush_millis: AtomicI64,
+    /// The leader lease's end in clock milliseconds (`i64::MAX`: no lease).
+    lease_until_millis: AtomicI64,
     /// When its last flush failed (`i64::MIN`: never), to back off automatic retries.
     flush_failed_millis: AtomicI64,
 }
@@ -131,17 +154,21 @@ impl Region {
             ManifestCommitter::new(
                 manifest.clone(),
                 move |reason: FlushReason| match check_state.get() {
-                    RegionState::Writable | RegionState::Altering => Ok(()),
+                    RegionState::Writable | RegionState::Altering | RegionState::Downgrading => {
+                        Ok(())
+                    }
                     other => Err(format!("region is {other} ({reason} flush)")),
                 },
-            );
+            )
+            .with_on_fenced(fence(state.clone()));
         let check_state = state.clone();
         // A compaction may commit only while the region is writable.
         let compaction_committer =
             ManifestCompactionCommitter::new(manifest.clone(), move || match check_state.get() {
                 RegionState::Writable => Ok(()),
                 other => Err(format!("region is {other}")),
-            });
+            })
+            .with_on_fenced(fence(state.clone()));
         Self {
             region_id,
             version_control,
@@ -150,6 +177,7 @@ impl Region {
             committer: Arc::new(committer),
             compaction_committer: Arc::new(compaction_committer),
             last_flush_millis: AtomicI64::new(now_millis),
+            lease_until_millis: AtomicI64::new(i64::MAX),
             flush_failed_millis: AtomicI64::new(i64::MIN),
         }
     }
@@ -177,6 +205,28 @@ impl Region {
     pub(crate) fn set_last_flush_millis(&self, millis: i64) {
         self.last_flush_millis.store(millis, Ordering::Relaxed);
         self.flush_failed_millis.store(i64::MIN, Ordering::Relaxed);
+    }
+
+    /// Sets the leader lease's end (clock milliseconds; `i64::MAX` for none): from then
+    /// on, writes fail `NotLeader` until the lease is renewed.
+    pub fn set_lease_until_millis(&self, millis: i64) {
+        self.lease_until_millis.store(millis, Ordering::Release);
+    }
+
+    /// When the leader lease ends, if one is set.
+    pub fn lease_until_millis(&self) -> Option<i64> {
+        let millis = self.lease_until_millis.load(Ordering::Acquire);
+        (millis != i64::MAX).then_some(millis)
+    }
+
+    /// The manifest version its state is at (waits for a running manifest commit).
+    pub async fn manifest_version(&self) -> u64 {
+        self.manifest.lock().await.manifest().manifest_version()
+    }
+
+    /// The epoch of the region's leader as this engine's manifest state knows it.
+    pub async fn leader_epoch(&self) -> u64 {
+        self.manifest.lock().await.manifest().leader_epoch()
     }
 
     /// When its last flush failed, if it failed after the last success.

@@ -275,6 +275,8 @@ impl RegionWorkerLoop {
             DdlRequest::Truncate(request) => self.handle_truncate(request, sender).await,
             DdlRequest::SetWritable(request) => self.handle_set_writable(request, sender).await,
             DdlRequest::Compact(request) => self.handle_compact_request(request, sender),
+            DdlRequest::SetRole(request) => self.handle_set_role(request, sender).await,
+            DdlRequest::Sync(request) => self.handle_sync(request, sender).await,
         }
     }
 

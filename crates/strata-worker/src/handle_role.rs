@@ -1,0 +1,205 @@
+//! Region roles: leader, downgrading, follower; upgrades, follower syncs and fencing.
+//!
+//! A role is a [`RegionState`]: `Writable` (and the transient DDL states) lead,
+//! `Downgrading` hands over, `ReadOnly` follows. Every change is made under the region's
+//! manifest lock, under which flush and compaction commits check the state, so no commit
+//! interleaves with a change of role.
+
+use std::sync::Arc;
+
+use strata_request::{RegionId, RegionRole, SetRoleRequest, SyncRequest};
+use strata_storage::{RegionMetaAction, RegionMetaActionList};
+
+use crate::error::{Result, WorkerError};
+use crate::region::{Region, RegionState};
+use crate::request::ReplyTx;
+use crate::worker::RegionWorkerLoop;
+
+impl RegionWorkerLoop {
+    /// Changes the region's role (see [`SetRoleRequest`]).
+    pub(crate) async fn handle_set_role(&mut self, request: SetRoleRequest, sender: ReplyTx) {
+        let region_id = request.region_id;
+        let Some((region, sender)) = self.region_in_state(
+            region_id,
+            &[
+                RegionState::Writable,
+                RegionState::Downgrading,
+                RegionState::ReadOnly,
+            ],
+            "change its role",
+            sender,
+        ) else {
+            return;
+        };
+        let from = region.state();
+        let result = match (from, request.role) {
+            (RegionState::Writable, RegionRole::Leader)
+            | (RegionState::Downgrading, RegionRole::Downgrading)
+            | (RegionState::ReadOnly, RegionRole::Follower) => Ok(()),
+            // A follower taking over, or a hand-off rolled back (another engine may have
+            // led meanwhile: the same checks and a new epoch either way).
+            (RegionState::ReadOnly | RegionState::Downgrading, RegionRole::Leader) => {
+                self.upgrade(&region, request.last_entry_id).await
+            }
+            (RegionState::ReadOnly, RegionRole::Downgrading) => Err(WorkerError::RegionState {
+                region_id,
+                state: from,
+                operation: "downgrade (a follower leads nothing)",
+            }),
+            (_, role) => {
+                let target = match role {
+                    RegionRole::Downgrading => RegionState::Downgrading,
+                    _ => RegionState::ReadOnly,
+                };
+                region.set_state_locked(target).await;
+                self.fail_stalled_not_leader(region_id, target);
+                Ok(())
+            }
+        };
+        if result.is_ok() {
+            tracing::info!(%region_id, from = %from.role(), to = %request.role, "region role changed");
+        }
+        sender.send(result.map(|()| 0));
+    }
+
+    /// A flush or compaction commit of `region_id` lost its manifest version to another
+    /// engine: the region follows from now on. Its memtables stay (scans still see them
+    /// here until a sync installs the new leader's state) and its rows stay in this
+    /// engine's WAL; writes fail `NotLeader`.
+    pub(crate) async fn on_fenced(&mut self, region_id: RegionId, why: &str) {
+        let Some(region) = self.regions.get(&region_id).cloned() else {
+            return;
+        };
+        // The committer already made it follow, under the manifest lock.
+        region.set_state_locked(RegionState::ReadOnly).await;
+        tracing::warn!(%region_id, why, "fenced out by another engine; the region follows from now on");
+        self.fail_stalled_not_leader(region_id, RegionState::ReadOnly);
+    }
+
+    fn fail_stalled_not_leader(&mut self, region_id: RegionId, state: RegionState) {
+        self.stalled.fail_region(
+            region_id,
+            &WorkerError::NotLeader {
+                region_id,
+                why: format!("the region is {state} here"),
+            },
+        );
+        self.update_gauges();
+    }
+
+    /// Follower → leader: the newest manifest, the catch-up check, a new leader epoch
+    /// committed (fencing the previous leader out), then writable.
+    ///
+    /// When no other engine committed since this one last held the manifest and its
+    /// memtables hold rows (a leadership paused by `set_role`), memtables and counters
+    /// stay. Otherwise the version is rebuilt from the manifest (with a purger: a leader
+    /// deletes what it removes): rows this engine held in memory from an earlier, fenced
+    /// leadership are dropped — they stay in its WAL under entry ids the new epoch
+    /// declares void.
+    async fn upgrade(&mut self, region: &Arc<Region>, last_entry_id: Option<u64>) -> Result<()> {
+        let region_id = region.region_id();
+        let manifest_error = |source| WorkerError::Manifest {
+            region_id,
+            source: Arc::new(source),
+        };
+        let mut manifest = region.manifest.lock().await;
+        let changed = manifest.sync().await.map_err(manifest_error)?;
+        let flushed = manifest.manifest().flushed_entry_id();
+        if let Some(last_entry_id) = last_entry_id
+            && flushed < last_entry_id
+        {
+            return Err(WorkerError::NotCaughtUp {
+                region_id,
+                flushed_entry_id: flushed,
+                last_entry_id,
+            });
+        }
+        let current = region.version_control.current();
+        // Unflushed rows of this engine's own, unbroken leadership stay replayable: their
+        // entries are above `flushed`. Otherwise every entry id this engine's WAL or any
+        // leader used so far is declared void, and new entries go after them.
+        let keep = !changed && !current.version().memtables().is_empty();
+        let local = self.shared.log_store.last_entry_id(region_id.as_u64());
+        let base = if keep {
+            flushed
+        } else {
+            flushed.max(local.unwrap_or(0)).max(current.last_entry_id())
+        };
+        let epoch = manifest.manifest().leader_epoch() + 1;
+        manifest
+            .update(RegionMetaActionList::one(RegionMetaAction::Leader {
+                epoch,
+                last_entry_id: base,
+            }))
+            .await
+            .map_err(manifest_error)?;
+        if !keep {
+            let dropped = current.version().memtables().total_usage();
+            if dropped > 0 {
+                tracing::warn!(%region_id, bytes = dropped, "dropping rows of an earlier, fenced leadership from memory (they stay in this engine's WAL)");
+            }
+            let version = self
+                .shared
+                .version_from_manifest(manifest.manifest(), true)?;
+            region
+                .version_control
+                .install(version, manifest.manifest().committed_sequence(), base);
+        } else {
+            self.shared
+                .attach_purger(region.version_control.current().version());
+        }
+        region.state.set(RegionState::Writable);
+        drop(manifest);
+        tracing::info!(%region_id, epoch, base, "took the region over as its leader");
+        Ok(())
+    }
+
+    /// Installs newer manifest versions on a follower (a leader's manifest is already the
+    /// newest, or it would have been fenced).
+    pub(crate) async fn handle_sync(&mut self, request: SyncRequest, sender: ReplyTx) {
+        let region_id = request.region_id;
+        let Some(region) = self.regions.get(&region_id).cloned() else {
+            sender.send(Err(WorkerError::RegionNotFound { region_id }));
+            return;
+        };
+        let result = self.sync_region(&region).await.and_then(|version| {
+            if version < request.at_least_version {
+                Err(WorkerError::ManifestBehind {
+                    region_id,
+                    version,
+                    wanted: request.at_least_version,
+                })
+            } else {
+                Ok(0)
+            }
+        });
+        sender.send(result);
+    }
+
+    /// Brings a follower's version up to the newest manifest; returns the manifest version.
+    pub(crate) async fn sync_region(&mut self, region: &Arc<Region>) -> Result<u64> {
+        let region_id = region.region_id();
+        let mut manifest = region.manifest.lock().await;
+        if region.state() == RegionState::ReadOnly {
+            let changed = manifest
+                .sync()
+                .await
+                .map_err(|source| WorkerError::Manifest {
+                    region_id,
+                    source: Arc::new(source),
+                })?;
+            if changed {
+                let version = self
+                    .shared
+                    .version_from_manifest(manifest.manifest(), false)?;
+                region.version_control.install(
+                    version,
+                    manifest.manifest().committed_sequence(),
+                    0,
+                );
+                self.update_file_gauges();
+            }
+        }
+        Ok(manifest.manifest().manifest_version())
+    }
+}
