@@ -73,22 +73,43 @@ async fn manifest(args: &RegionArgs) -> Result<(), String> {
     let mut entries = store.list(&dir).await.map_err(|e| e.to_string())?;
     entries.sort_by(|a, b| a.path().cmp(b.path()));
     println!("manifest of region {region} ({dir})");
+    // Each delta's line, with its leader epoch: read the deltas first, then walk back from
+    // the state's epoch (a `leader` action of epoch e was committed under epoch e - 1).
+    let mut deltas: Vec<(String, Result<RegionMetaActionList, String>)> = Vec::new();
     for entry in entries.iter().filter(|e| e.path().ends_with(".json")) {
-        let name = entry.name();
-        let bytes = match store.read(entry.path()).await {
-            Ok(bytes) => bytes,
+        let name = entry.name().to_string();
+        match store.read(entry.path()).await {
+            Ok(bytes) => deltas.push((name, RegionMetaActionList::decode(&bytes.to_vec()))),
             // A writer's checkpoint covered and deleted it after the listing.
-            Err(e) if e.kind() == opendal::ErrorKind::NotFound => {
-                println!("  {name}: covered by a newer checkpoint (deleted while listing)");
-                continue;
-            }
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => deltas.push((
+                name,
+                Err("covered by a newer checkpoint (deleted while listing)".into()),
+            )),
             Err(e) => return Err(e.to_string()),
-        };
-        match RegionMetaActionList::decode(&bytes.to_vec()) {
+        }
+    }
+    let manager = open_manifest(&store, region).await?;
+    let mut epoch = manager.manifest().leader_epoch();
+    let mut epochs = vec![0; deltas.len()];
+    for (i, (_, list)) in deltas.iter().enumerate().rev() {
+        epochs[i] = epoch;
+        let took_over = list.as_ref().ok().and_then(|list| {
+            list.actions.iter().find_map(|action| match action {
+                strata_storage::RegionMetaAction::Leader { epoch, .. } => Some(*epoch),
+                _ => None,
+            })
+        });
+        if let Some(new) = took_over {
+            epoch = new.saturating_sub(1);
+        }
+    }
+    for ((name, list), epoch) in deltas.iter().zip(epochs) {
+        match list {
             Ok(list) => {
                 let actions: Vec<String> = list.actions.iter().map(ToString::to_string).collect();
-                println!("  {name}: {}", actions.join("; "));
+                println!("  {name} [epoch {epoch}]: {}", actions.join("; "));
             }
+            Err(e) if e.starts_with("covered") => println!("  {name}: {e}"),
             Err(e) => println!("  {name}: unreadable: {e}"),
         }
     }
@@ -102,9 +123,12 @@ async fn manifest(args: &RegionArgs) -> Result<(), String> {
             entry.metadata().content_length()
         );
     }
-    let manager = open_manifest(&store, region).await?;
     let m = manager.manifest();
-    println!("state at version {}:", m.manifest_version());
+    println!(
+        "state at version {} (leader epoch {}):",
+        m.manifest_version(),
+        m.leader_epoch()
+    );
     println!(
         "  schema version {}: {}",
         m.metadata().schema_version(),

@@ -50,6 +50,12 @@ pub(crate) struct ScanArgs {
     /// scanning task; with more, each file is decoded ahead on the other threads.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: Option<u16>,
+    /// Read the region as a follower: only what its leader — another process, perhaps on
+    /// another machine sharing the S3 bucket — has flushed and committed to the manifest;
+    /// the local WAL is not read (nor needed). Without it, rows an ingest on this
+    /// machine has not flushed yet are read from its WAL too.
+    #[arg(long)]
+    follower: bool,
     #[command(flatten)]
     engine: EngineArgs,
 }
@@ -64,7 +70,10 @@ impl ScanArgs {
 /// Opens the engine read-only: a scan works while an ingest writes the same directory,
 /// sees a consistent prefix of what it committed, and changes nothing.
 pub(crate) async fn run(args: ScanArgs) -> Result<(), String> {
-    let config = args.engine.engine_config()?;
+    let mut config = args.engine.engine_config()?;
+    if args.follower {
+        config.wal.provider = strata_engine::WalProvider::Noop;
+    }
     let engine = EngineBuilder::new(config.clone())
         .read_only()
         .build()
@@ -77,8 +86,13 @@ pub(crate) async fn run(args: ScanArgs) -> Result<(), String> {
 
 async fn scan(engine: &strata_engine::Engine, args: &ScanArgs) -> Result<(), String> {
     let region = args.region;
+    let role = if args.follower {
+        strata_engine::RegionRole::Follower
+    } else {
+        strata_engine::RegionRole::Leader
+    };
     engine
-        .open(region)
+        .open_as(region, role)
         .await
         .map_err(|e| crate::open_error(&e, engine.config()))?;
     let metadata = engine.region_metadata(region).map_err(|e| e.to_string())?;

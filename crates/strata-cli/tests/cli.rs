@@ -283,6 +283,10 @@ fn inspect_dumps_and_check_finds_a_damaged_or_missing_sst() {
     ));
     assert!(manifest.contains("change (schema version 0"), "{manifest}");
     assert!(
+        manifest.contains("[epoch 0]: change") && manifest.contains("(leader epoch 0)"),
+        "{manifest}"
+    );
+    assert!(
         manifest.contains("check: ok (1 files present"),
         "{manifest}"
     );
@@ -394,6 +398,20 @@ fn ingest_and_scan_with_sst_files_on_s3() {
     let count = stdout(&run(&["scan", "--region", "1024.0", "--count"]));
     assert_eq!(count.trim(), "10");
     stdout(&run(&["inspect", "sst", "--region", "1024.0", "--check"]));
+    // Another machine, sharing only the bucket: a follower scan needs no local data
+    // directory or WAL, and creates none.
+    let elsewhere = "elsewhere/strata-data";
+    let count = stdout(&run(&[
+        "scan",
+        "--follower",
+        "--data-dir",
+        elsewhere,
+        "--region",
+        "1024.0",
+        "--count",
+    ]));
+    assert_eq!(count.trim(), "10");
+    assert!(!dir.path().join(elsewhere).exists());
 }
 
 /// `GET path` over plain HTTP/1.1: the status line and the body.

@@ -19,6 +19,7 @@ mod lifecycle;
 mod read_only;
 mod regressions;
 mod replay;
+mod roles;
 mod scan;
 mod slowdown;
 mod ttl;
