@@ -8,7 +8,11 @@
 use std::sync::Arc;
 
 use strata_request::{RegionId, RegionRole, SetRoleRequest, SyncRequest};
-use strata_storage::{RegionMetaAction, RegionMetaActionList};
+use strata_storage::{ManifestError, RegionMetaAction, RegionMetaActionList};
+
+/// Most times an upgrade re-reads the manifest and tries again when the current leader
+/// commits a version first.
+const UPGRADE_ATTEMPTS: usize = 8;
 
 use crate::error::{Result, WorkerError};
 use crate::region::{Region, RegionState};
@@ -103,36 +107,49 @@ impl RegionWorkerLoop {
             source: Arc::new(source),
         };
         let mut manifest = region.manifest.lock().await;
-        let changed = manifest.sync().await.map_err(manifest_error)?;
-        let flushed = manifest.manifest().flushed_entry_id();
-        if let Some(last_entry_id) = last_entry_id
-            && flushed < last_entry_id
-        {
-            return Err(WorkerError::NotCaughtUp {
-                region_id,
-                flushed_entry_id: flushed,
-                last_entry_id,
-            });
-        }
         let current = region.version_control.current();
-        // Unflushed rows of this engine's own, unbroken leadership stay replayable: their
-        // entries are above `flushed`. Otherwise every entry id this engine's WAL or any
-        // leader used so far is declared void, and new entries go after them.
-        let keep = !changed && !current.version().memtables().is_empty();
-        let local = self.shared.log_store.last_entry_id(region_id.as_u64());
-        let base = if keep {
-            flushed
-        } else {
-            flushed.max(local.unwrap_or(0)).max(current.last_entry_id())
+        let mut changed = false;
+        let mut attempt = 0;
+        let (epoch, base, keep) = loop {
+            attempt += 1;
+            changed |= manifest.sync().await.map_err(manifest_error)?;
+            let flushed = manifest.manifest().flushed_entry_id();
+            if let Some(last_entry_id) = last_entry_id
+                && flushed < last_entry_id
+            {
+                return Err(WorkerError::NotCaughtUp {
+                    region_id,
+                    flushed_entry_id: flushed,
+                    last_entry_id,
+                });
+            }
+            // Unflushed rows of this engine's own, unbroken leadership stay replayable:
+            // their entries are above `flushed`. Otherwise every entry id this engine's WAL
+            // or any leader used so far is declared void, and new entries go after them.
+            let keep = !changed && !current.version().memtables().is_empty();
+            let local = self.shared.log_store.last_entry_id(region_id.as_u64());
+            let base = if keep {
+                flushed
+            } else {
+                flushed.max(local.unwrap_or(0)).max(current.last_entry_id())
+            };
+            let epoch = manifest.manifest().leader_epoch() + 1;
+            let took_over = manifest
+                .update(RegionMetaActionList::one(RegionMetaAction::Leader {
+                    epoch,
+                    last_entry_id: base,
+                }))
+                .await;
+            match took_over {
+                Ok(_) => break (epoch, base, keep),
+                // The current leader committed meanwhile (a flush or compaction of its
+                // own): read that too and try again; it cannot win forever.
+                Err(ManifestError::Fenced { .. }) if attempt < UPGRADE_ATTEMPTS => {
+                    tracing::debug!(%region_id, attempt, "an upgrade lost a manifest version to the current leader; retrying");
+                }
+                Err(error) => return Err(manifest_error(error)),
+            }
         };
-        let epoch = manifest.manifest().leader_epoch() + 1;
-        manifest
-            .update(RegionMetaActionList::one(RegionMetaAction::Leader {
-                epoch,
-                last_entry_id: base,
-            }))
-            .await
-            .map_err(manifest_error)?;
         if !keep {
             let dropped = current.version().memtables().total_usage();
             if dropped > 0 {

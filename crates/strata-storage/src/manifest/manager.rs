@@ -27,7 +27,10 @@
 //! `_last_checkpoint`, the directory is listed: a newer delta or checkpoint means another
 //! writer is ahead, and the pointer is left alone (it only ever moves forward, short of
 //! a writer that stalls between that listing and its write — the window SlateDB's RFC
-//! names too; leases bound it).
+//! names too; leases bound it). A checkpoint deletes the deltas it covers, which frees
+//! their names: a stalled writer's create of such a version would succeed. So after each
+//! create, `_last_checkpoint` is read: naming this version or a later one, it means the
+//! delta is covered — invisible — and the commit is fenced too (its delta deleted).
 
 use opendal::{ErrorKind, Operator};
 use serde::{Deserialize, Serialize};
@@ -313,12 +316,21 @@ impl ManifestManager {
     /// write again (its state is behind the store's).
     pub async fn update(&mut self, actions: RegionMetaActionList) -> Result<u64, ManifestError> {
         let version = self.manifest.manifest_version + 1;
-        if !create_delta(&self.store, &delta_path(&self.dir, version), &actions).await? {
-            return FencedSnafu {
-                region_id: self.manifest.metadata.region_id(),
-                version,
+        let path = delta_path(&self.dir, version);
+        let fenced = FencedSnafu {
+            region_id: self.manifest.metadata.region_id(),
+            version,
+        };
+        if !create_delta(&self.store, &path, &actions).await? {
+            return fenced.fail();
+        }
+        // The name was free — but a rival's checkpoint may have covered this version and
+        // deleted its delta: then ours is invisible (opens start after the checkpoint).
+        if self.checkpointed_at_or_after(version).await? {
+            if let Err(error) = self.store.delete(&path).await {
+                tracing::warn!(path, %error, "cannot delete a delta a newer checkpoint covers");
             }
-            .fail();
+            return fenced.fail();
         }
         self.manifest.apply(version, &actions);
         let due = self.config.checkpoint_distance > 0
@@ -332,6 +344,31 @@ impl ManifestManager {
             }
         }
         Ok(version)
+    }
+
+    /// Whether `_last_checkpoint` names `version` or a later one. The pointer is written
+    /// before the deltas a checkpoint covers are deleted, so a delta created after such a
+    /// deletion always finds it here.
+    async fn checkpointed_at_or_after(&self, version: u64) -> Result<bool, ManifestError> {
+        let path = format!("{}/{LAST_CHECKPOINT}", self.dir);
+        match self.store.read(&path).await {
+            Ok(bytes) => {
+                let pointer: LastCheckpoint =
+                    serde_json::from_slice(&bytes.to_vec()).map_err(|e| {
+                        ManifestError::Corrupted {
+                            path: path.clone(),
+                            reason: e.to_string(),
+                        }
+                    })?;
+                Ok(pointer.version >= version)
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(source) => Err(ManifestError::ObjectStore {
+                operation: "read",
+                path,
+                source: Box::new(source),
+            }),
+        }
     }
 
     async fn checkpoint(&self, version: u64) -> Result<(), ManifestError> {

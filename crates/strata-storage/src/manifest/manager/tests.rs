@@ -493,3 +493,47 @@ async fn a_checkpoint_never_moves_the_pointer_behind_a_newer_writer() {
         .unwrap();
     assert_eq!(reader.manifest(), second.manifest());
 }
+
+/// SlateDB's subtlety: a checkpoint deletes the deltas it covers, freeing their names; a
+/// stalled writer's create of such a version succeeds but is invisible — it must be fenced.
+#[tokio::test]
+async fn a_stalled_writer_whose_version_a_checkpoint_covered_is_fenced() {
+    let store = store();
+    let mut zombie = ManifestManager::create(
+        store.clone(),
+        metadata(),
+        RegionOptions::default(),
+        config(0),
+    )
+    .await
+    .unwrap();
+    let mut successor = ManifestManager::open(store.clone(), region(), config(2))
+        .await
+        .unwrap()
+        .unwrap();
+    for i in 1..=2 {
+        successor
+            .update(edit(vec![file(i)], vec![], i, i))
+            .await
+            .unwrap();
+    }
+    // Version 1's delta is gone (covered by the checkpoint at 2): its name is free again.
+    assert!(!names(&store).await.iter().any(|n| n.ends_with("1.json")));
+    let error = zombie
+        .update(edit(vec![file(9)], vec![], 9, 9))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ManifestError::Fenced { version: 1, .. }),
+        "{error}"
+    );
+    assert!(
+        !names(&store).await.iter().any(|n| n.ends_with("1.json")),
+        "the invisible delta is deleted"
+    );
+    let reader = ManifestManager::open(store, region(), config(2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reader.manifest(), successor.manifest());
+}
