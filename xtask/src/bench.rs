@@ -17,6 +17,7 @@ const BENCHES: &[(&str, &str)] = &[
     ("strata-bench", "w3"),
     ("strata-bench", "compaction"),
     ("strata-bench", "scan"),
+    ("strata-bench", "handoff"),
 ];
 
 /// DuckDB for the scan benchmark, pinned.
@@ -30,6 +31,22 @@ pub(crate) fn bench(root: &Path) -> Result<(), String> {
         println!("cannot install {DUCKDB}: DuckDB will be reported as missing ({reason})");
         String::new()
     });
+    // The hand-off benchmark also runs on the loopback S3 server; without one it reports
+    // S3 as not measured.
+    let moto = crate::s3::start(root)
+        .map_err(|reason| {
+            println!("cannot start moto: S3 hand-offs will not be measured ({reason})")
+        })
+        .ok();
+    let s3_env: Vec<(&str, String)> = moto
+        .as_ref()
+        .map(|server| {
+            vec![
+                ("STRATA_S3_ENDPOINT", server.endpoint.clone()),
+                ("STRATA_S3_BUCKET", crate::s3::BUCKET.to_string()),
+            ]
+        })
+        .unwrap_or_default();
     let mut sections = Vec::new();
     for (package, target) in BENCHES {
         let command = format!("cargo bench --locked -p {package} --bench {target}");
@@ -38,6 +55,7 @@ pub(crate) fn bench(root: &Path) -> Result<(), String> {
         let output = Command::new("cargo")
             .args(["bench", "--locked", "-p", package, "--bench", target])
             .env("STRATA_BENCH_PYTHON", &python)
+            .envs(s3_env.iter().cloned())
             .current_dir(root)
             .stderr(Stdio::inherit())
             .output()

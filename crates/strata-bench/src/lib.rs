@@ -16,6 +16,9 @@
 //! - `scan`: merge/dedup counts against DuckDB (one thread, same files), full scans against
 //!   the raw parquet-rs reader, a 1 % time-range scan, and decoding ahead on two threads,
 //!   on a 6-flush and a 300-flush layout.
+//! - `handoff`: two engines on one store (local fs, and the loopback S3 server when one is
+//!   named) hand a region back and forth 20 times under two writers; the write
+//!   unavailability window of each hand-off (p50, max), the downgrade and upgrade times.
 
 use std::path::{Path, PathBuf};
 
