@@ -208,8 +208,12 @@ proptest! {
                     done.fetch_add(1, Ordering::SeqCst);
                 })).unwrap();
             }
-            // Wait until the pool is saturated before opening the gate.
-            while scheduler.running_jobs() < jobs.min(concurrency) {
+            // Wait until the pool is saturated before opening the gate: every job it runs
+            // has entered its body (a job counted running may not have been polled yet,
+            // and would then enter only after others left: flaky under load).
+            while scheduler.running_jobs() < jobs.min(concurrency)
+                || in_flight.load(Ordering::SeqCst) < jobs.min(concurrency)
+            {
                 tokio::task::yield_now().await;
             }
             gate.add_permits(jobs);

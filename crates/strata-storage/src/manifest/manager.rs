@@ -147,6 +147,9 @@ pub struct ManifestManager {
     config: ManifestConfig,
     manifest: RegionManifest,
     last_checkpoint: Option<u64>,
+    /// A delta whose create failed with a store error — it may have landed anyway:
+    /// `(version, bytes, actions)`. The next update settles it first.
+    uncertain: Option<(u64, Vec<u8>, RegionMetaActionList)>,
 }
 
 impl ManifestManager {
@@ -179,6 +182,7 @@ impl ManifestManager {
             config,
             manifest,
             last_checkpoint: None,
+            uncertain: None,
         })
     }
 
@@ -270,6 +274,7 @@ impl ManifestManager {
             config,
             manifest,
             last_checkpoint,
+            uncertain: None,
         }))
     }
 
@@ -315,18 +320,40 @@ impl ManifestManager {
     /// that version first: nothing was written, and this manager must not be used to
     /// write again (its state is behind the store's).
     pub async fn update(&mut self, actions: RegionMetaActionList) -> Result<u64, ManifestError> {
+        self.settle_uncertain().await?;
         let version = self.manifest.manifest_version + 1;
         let path = delta_path(&self.dir, version);
         let fenced = FencedSnafu {
             region_id: self.manifest.metadata.region_id(),
             version,
         };
-        if !create_delta(&self.store, &path, &actions).await? {
-            return fenced.fail();
+        let bytes = actions
+            .encode()
+            .map_err(|reason| ManifestError::Corrupted {
+                path: path.clone(),
+                reason: format!("cannot serialize: {reason}"),
+            })?;
+        match create_bytes(&self.store, &path, bytes.clone()).await {
+            Ok(true) => {}
+            Ok(false) => return fenced.fail(),
+            Err(error) => {
+                if error.may_have_persisted() {
+                    self.uncertain = Some((version, bytes, actions));
+                }
+                return Err(error);
+            }
         }
         // The name was free — but a rival's checkpoint may have covered this version and
         // deleted its delta: then ours is invisible (opens start after the checkpoint).
-        if self.checkpointed_at_or_after(version).await? {
+        let covered = match self.checkpointed_at_or_after(version).await {
+            Ok(covered) => covered,
+            Err(error) => {
+                // The delta is there; whether it counts is settled by the next update.
+                self.uncertain = Some((version, bytes, actions));
+                return Err(error);
+            }
+        };
+        if covered {
             if let Err(error) = self.store.delete(&path).await {
                 tracing::warn!(path, %error, "cannot delete a delta a newer checkpoint covers");
             }
@@ -344,6 +371,55 @@ impl ManifestManager {
             }
         }
         Ok(version)
+    }
+
+    /// Settles a delta whose create reported a store error (or whose coverage check
+    /// failed): if it landed (the object holds exactly its bytes) it is deleted — its
+    /// caller was told the update failed — and the next version takes its place, as an
+    /// overwrite did before commits were conditional; if another engine's delta holds the
+    /// name, this engine is fenced; if nothing is there, it never happened.
+    async fn settle_uncertain(&mut self) -> Result<(), ManifestError> {
+        let Some((version, bytes, actions)) = self.uncertain.take() else {
+            return Ok(());
+        };
+        if version != self.manifest.manifest_version + 1 {
+            return Ok(());
+        }
+        let path = delta_path(&self.dir, version);
+        match self.store.read(&path).await {
+            Ok(found) if found.to_vec() == bytes => {
+                // It landed, but its caller was told it failed (and acted so: a flush kept
+                // its memtables, a compaction its inputs). Take it back, so the manifest
+                // says what the engine believes; the next version goes in its place.
+                if let Err(source) = self.store.delete(&path).await {
+                    self.uncertain = Some((version, bytes, actions));
+                    return Err(ManifestError::ObjectStore {
+                        operation: "delete a delta whose write was reported failed",
+                        path,
+                        source: Box::new(source),
+                    });
+                }
+                tracing::info!(
+                    path,
+                    "a manifest delta reported as failed had landed; taken back"
+                );
+                Ok(())
+            }
+            Ok(_) => FencedSnafu {
+                region_id: self.manifest.metadata.region_id(),
+                version,
+            }
+            .fail(),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(source) => {
+                self.uncertain = Some((version, bytes, actions));
+                Err(ManifestError::ObjectStore {
+                    operation: "read back a delta whose write failed",
+                    path,
+                    source: Box::new(source),
+                })
+            }
+        }
     }
 
     /// Whether `_last_checkpoint` names `version` or a later one. The pointer is written

@@ -537,3 +537,51 @@ async fn a_stalled_writer_whose_version_a_checkpoint_covered_is_fenced() {
         .unwrap();
     assert_eq!(reader.manifest(), successor.manifest());
 }
+
+/// A delta whose write was reported failed but landed is taken back by the next update
+/// (its caller acted as if it failed); a rival's delta in its place fences.
+#[tokio::test]
+async fn a_delta_reported_failed_that_landed_is_taken_back_by_the_next_update() {
+    let store = store();
+    let mut m = ManifestManager::create(
+        store.clone(),
+        metadata(),
+        RegionOptions::default(),
+        config(0),
+    )
+    .await
+    .unwrap();
+    // The write of version 1 "failed" (as far as the caller knows) but landed.
+    let lost = edit(vec![file(1)], vec![], 1, 1);
+    let bytes = lost.encode().unwrap();
+    store
+        .write(&delta_path(&m.dir, 1), bytes.clone())
+        .await
+        .unwrap();
+    m.uncertain = Some((1, bytes, lost));
+    let next = edit(vec![file(2)], vec![], 2, 2);
+    assert_eq!(m.update(next.clone()).await.unwrap(), 1);
+    let reader = ManifestManager::open(store.clone(), region(), config(0))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reader.manifest(), m.manifest());
+    assert_eq!(
+        reader.manifest().files().len(),
+        1,
+        "only the second edit's file"
+    );
+    // Had a rival's delta been there instead, the update would be fenced.
+    let rival = edit(vec![file(3)], vec![], 3, 3);
+    store
+        .write(&delta_path(&m.dir, 2), rival.encode().unwrap())
+        .await
+        .unwrap();
+    let mine = edit(vec![file(4)], vec![], 4, 4);
+    m.uncertain = Some((2, mine.encode().unwrap(), mine.clone()));
+    let error = m.update(mine).await.unwrap_err();
+    assert!(
+        matches!(error, ManifestError::Fenced { version: 2, .. }),
+        "{error}"
+    );
+}
