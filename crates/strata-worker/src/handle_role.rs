@@ -74,10 +74,13 @@ impl RegionWorkerLoop {
         let Some(region) = self.regions.get(&region_id).cloned() else {
             return;
         };
-        // The committer already made it follow, under the manifest lock.
-        region.set_state_locked(RegionState::ReadOnly).await;
-        tracing::warn!(%region_id, why, "fenced out by another engine; the region follows from now on");
-        self.fail_stalled_not_leader(region_id, RegionState::ReadOnly);
+        // The committer already made it follow, under the manifest lock, before anyone
+        // heard of the failure; the region may even lead again by now (an upgrade the
+        // caller sent on hearing it, handled before this notification): leave the state.
+        tracing::warn!(%region_id, why, "fenced out by another engine");
+        if region.state() == RegionState::ReadOnly {
+            self.fail_stalled_not_leader(region_id, RegionState::ReadOnly);
+        }
     }
 
     fn fail_stalled_not_leader(&mut self, region_id: RegionId, state: RegionState) {
