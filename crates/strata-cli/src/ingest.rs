@@ -123,28 +123,29 @@ async fn write_retrying(
     }
 }
 
-/// Opens the cpu regions that exist, creates the others.
+/// Opens the cpu regions that exist, creates the others — all at once (the engine replays
+/// up to `max_background_opens` WALs in parallel, off its workers).
 async fn open_or_create(engine: &Engine, workload: &CpuWorkload) -> Result<(), String> {
-    for number in 0..workload.regions() {
-        let region_id = RegionId::new(CPU_TABLE, u32::try_from(number).unwrap_or(u32::MAX));
+    let regions = (0..workload.regions())
+        .map(|number| RegionId::new(CPU_TABLE, u32::try_from(number).unwrap_or(u32::MAX)));
+    let opened = futures::future::join_all(regions.map(|region_id| async move {
         match engine.open(region_id).await {
-            Ok(()) => {}
+            Ok(()) => Ok(()),
             Err(e) if e.kind() == ErrorKind::RegionNotFound => engine
                 .create(CreateRequest {
                     metadata: workload.region_metadata(region_id),
                     options: RegionOptions::default(),
                 })
                 .await
-                .map_err(|e| format!("cannot create region {region_id}: {e}"))?,
-            Err(e) => {
-                return Err(format!(
-                    "cannot open region {region_id}: {}",
-                    crate::open_error(&e, engine.config())
-                ));
-            }
+                .map_err(|e| format!("cannot create region {region_id}: {e}")),
+            Err(e) => Err(format!(
+                "cannot open region {region_id}: {}",
+                crate::open_error(&e, engine.config())
+            )),
         }
-    }
-    Ok(())
+    }))
+    .await;
+    opened.into_iter().collect()
 }
 
 /// Progress output: a bar on a terminal, plain lines every 5 s otherwise.

@@ -50,6 +50,10 @@ pub struct EngineConfig {
     pub max_background_flushes: usize,
     /// Background file deletions at once.
     pub max_background_purges: usize,
+    /// Region opens and creates (manifest read, WAL replay) at once, each off its worker
+    /// so the worker's other regions keep being served; at engine start, open regions
+    /// concurrently (`Engine::open_regions`) to use them.
+    pub max_background_opens: usize,
     /// Flush a region that has not flushed for this long.
     #[serde(with = "humantime_serde")]
     pub auto_flush_interval: Duration,
@@ -239,6 +243,7 @@ impl Default for EngineConfig {
             default_region_write_buffer_size: ByteSize(0),
             max_background_flushes: cpus.div_ceil(2),
             max_background_purges: cpus,
+            max_background_opens: 4,
             auto_flush_interval: Duration::from_secs(30 * 60),
             allow_stale_entries: false,
             manifest_checkpoint_distance: 10,
@@ -365,6 +370,9 @@ impl EngineConfig {
         if self.max_background_purges == 0 {
             return bad("max_background_purges", "must be at least 1".into());
         }
+        if self.max_background_opens == 0 {
+            return bad("max_background_opens", "must be at least 1".into());
+        }
         if self.auto_flush_interval < Duration::from_secs(1) {
             return bad("auto_flush_interval", "must be at least 1s".into());
         }
@@ -430,6 +438,7 @@ impl EngineConfig {
             delayed_write_rate: self.delayed_write_rate.as_u64(),
             max_background_flushes: self.max_background_flushes,
             max_background_purges: self.max_background_purges,
+            max_background_opens: self.max_background_opens,
             auto_flush_interval: self.auto_flush_interval,
             allow_stale_entries: self.allow_stale_entries,
             manifest: ManifestConfig {

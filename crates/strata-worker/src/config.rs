@@ -31,6 +31,9 @@ pub struct WorkerConfig {
     pub max_background_flushes: usize,
     /// Background file deletions (dropped regions) running at once.
     pub max_background_purges: usize,
+    /// Region opens and creates (manifest, WAL replay) running at once across the engine,
+    /// off the workers.
+    pub max_background_opens: usize,
     /// Flush a region that has not flushed for this long.
     pub auto_flush_interval: Duration,
     /// How often each worker checks for regions due a periodic flush.
@@ -88,6 +91,7 @@ impl Default for WorkerConfig {
             delayed_write_rate: 16 << 20,
             max_background_flushes: 1,
             max_background_purges: 1,
+            max_background_opens: 4,
             auto_flush_interval: Duration::from_secs(30 * 60),
             periodic_check_interval: Duration::from_secs(60),
             max_initial_check_delay: Duration::from_secs(180),

@@ -112,6 +112,7 @@ impl WorkerGroup {
     /// Starts the pools and `config.num_workers` workers. Needs a tokio runtime.
     pub fn start(parts: WorkerGroupParts) -> Result<Self> {
         let config = parts.config;
+        let open_permits = config.max_background_opens.max(1);
         let registry = parts.registry.unwrap_or_default();
         let write_buffer = match parts.write_buffer {
             Some(custom) => custom,
@@ -192,6 +193,7 @@ impl WorkerGroup {
             regions: RegionMap::default(),
             purge_pool,
             purges: crate::purges::Purges::default(),
+            open_permits: Arc::new(tokio::sync::Semaphore::new(open_permits)),
         });
         let workers = (0..num_workers)
             .map(|id| {

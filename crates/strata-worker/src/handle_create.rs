@@ -9,9 +9,9 @@ use crate::worker::RegionWorkerLoop;
 impl RegionWorkerLoop {
     /// Creates the region (writing manifest version 0), or — when a region with this id
     /// already exists with the same schema, open here or only on storage — keeps it.
-    pub(crate) async fn handle_create(&mut self, request: CreateRequest, sender: ReplyTx) {
+    pub(crate) fn handle_create(&mut self, request: CreateRequest, sender: ReplyTx) {
         let region_id = request.metadata.region_id();
-        let different_schema = || WorkerError::InvalidRequest {
+        let different_schema = move || WorkerError::InvalidRequest {
             region_id,
             reason: "the region already exists with a different schema".into(),
         };
@@ -26,11 +26,8 @@ impl RegionWorkerLoop {
             sender.send(if same { Ok(0) } else { Err(different_schema()) });
             return;
         }
-        // A drop's background purge of this id must finish first, or it would delete the
-        // files of the region created or opened now.
-        self.shared.purges.wait(region_id).await;
         let shared = self.shared.clone();
-        let created = async {
+        self.start_opening(region_id, "create", sender, async move {
             if shared.is_dropping(region_id).await? {
                 // A drop that did not finish: finish it, then create afresh.
                 shared.purge_region_files(region_id).await?;
@@ -57,15 +54,6 @@ impl RegionWorkerLoop {
                         .await
                 }
             }
-        }
-        .await;
-        match created {
-            Ok(region) => {
-                tracing::info!(%region_id, "region created");
-                self.insert_region(region);
-                sender.send(Ok(0));
-            }
-            Err(error) => sender.send(Err(error)),
-        }
+        });
     }
 }

@@ -1,26 +1,101 @@
-//! Open: manifest, then WAL replay from the flushed entry id.
+//! Open and create in the background: the manifest read or write, the WAL replay (with
+//! its midway flushes) and a drop's leftover purge run on a task of their own, so the
+//! worker keeps serving its other regions; the result comes back to the worker like a
+//! flush result. While a region opens, its writes and DDLs wait in its [`Opening`] and are
+//! handled when the open ends — answered with the open's error if it fails; opens of one
+//! region coalesce. At most `max_background_opens` opens do their work at once.
 
-use strata_request::OpenRequest;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
 
-use crate::error::WorkerError;
-use crate::request::ReplyTx;
+use strata_request::{OpenRequest, RegionId};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::error::{Result, WorkerError};
+use crate::handle_write::WriteOrigin;
+use crate::region::Region;
+use crate::request::{ReplyTx, SenderDdlRequest, SenderWriteRequest};
 use crate::worker::RegionWorkerLoop;
 
+/// A region being opened (or created) in the background, and what waits for it.
+pub(crate) struct Opening {
+    /// Callers of the open (and of opens that coalesced into it).
+    waiters: Vec<ReplyTx>,
+    /// Writes for the region that arrived meanwhile, in order.
+    pub(crate) writes: Vec<SenderWriteRequest>,
+    /// DDLs for the region that arrived meanwhile, in order.
+    pub(crate) ddls: Vec<SenderDdlRequest>,
+    task: JoinHandle<()>,
+    /// "open" or "create", for logs.
+    kind: &'static str,
+}
+
+/// What a background open reports.
+pub(crate) struct OpenResult {
+    region_id: RegionId,
+    result: Result<Arc<Region>>,
+}
+
+/// The regions a worker is opening, and the channel their tasks report on.
+pub(crate) struct OpeningRegions {
+    map: HashMap<RegionId, Opening>,
+    tx: mpsc::UnboundedSender<OpenResult>,
+    pub(crate) results: mpsc::UnboundedReceiver<OpenResult>,
+}
+
+impl Default for OpeningRegions {
+    fn default() -> Self {
+        let (tx, results) = mpsc::unbounded_channel();
+        Self {
+            map: HashMap::new(),
+            tx,
+            results,
+        }
+    }
+}
+
+impl OpeningRegions {
+    /// The region's open in progress, if any.
+    pub(crate) fn get_mut(&mut self, region_id: RegionId) -> Option<&mut Opening> {
+        self.map.get_mut(&region_id)
+    }
+
+    /// Stops every open (the engine stops): tasks aborted, everyone waiting answered.
+    pub(crate) fn abort_all(&mut self) {
+        for (_, opening) in self.map.drain() {
+            opening.task.abort();
+            for waiter in opening.waiters {
+                waiter.send(Err(WorkerError::WorkerStopped));
+            }
+            for write in opening.writes {
+                write.fail(WorkerError::WorkerStopped);
+            }
+            for ddl in opening.ddls {
+                ddl.sender.send(Err(WorkerError::WorkerStopped));
+            }
+        }
+    }
+}
+
 impl RegionWorkerLoop {
-    /// Opens the region (writable, or read-only in a read-only group). Already open: `Ok`.
-    /// A region whose drop began (its marker exists) is reported not found and — unless
-    /// the group is read-only — its files are removed.
-    pub(crate) async fn handle_open(&mut self, request: OpenRequest, sender: ReplyTx) {
+    /// Opens the region in the background (writable, or read-only in a read-only group;
+    /// as a follower when asked). Already open: `Ok` at once; already opening: answered
+    /// with that open. A region whose drop began (its marker exists) is reported not found
+    /// and — unless the group is read-only — its files are removed.
+    pub(crate) fn handle_open(&mut self, request: OpenRequest, sender: ReplyTx) {
         let region_id = request.region_id;
         if self.regions.contains_key(&region_id) {
             sender.send(Ok(0));
             return;
         }
-        // A drop's background purge of this id must finish first, or it would delete the
-        // files of the region created or opened now.
-        self.shared.purges.wait(region_id).await;
+        if let Some(opening) = self.opening.get_mut(region_id) {
+            opening.waiters.push(sender);
+            return;
+        }
         let shared = self.shared.clone();
-        let opened = async {
+        self.start_opening(region_id, "open", sender, async move {
             if shared.is_dropping(region_id).await? {
                 if shared.config.read_only {
                     return Err(WorkerError::RegionNotFound { region_id });
@@ -34,19 +109,82 @@ impl RegionWorkerLoop {
                 .open_region(region_id, request.skip_wal_replay, request.role)
                 .await?
                 .ok_or(WorkerError::RegionNotFound { region_id })
-        }
-        .await;
-        match opened {
+        });
+    }
+
+    /// Runs `work` (an open or create of `region_id`) on a task: after a permit of the
+    /// group's open limit, and after any running purge of the id (a drop's background
+    /// purge must never delete the files of the region opened now).
+    pub(crate) fn start_opening(
+        &mut self,
+        region_id: RegionId,
+        kind: &'static str,
+        sender: ReplyTx,
+        work: impl Future<Output = Result<Arc<Region>>> + Send + 'static,
+    ) {
+        let shared = self.shared.clone();
+        let tx = self.opening.tx.clone();
+        let task = tokio::spawn(async move {
+            let permit = shared.open_permits.clone().acquire_owned().await;
+            shared.listener.on_open_begin(region_id).await;
+            shared.purges.wait(region_id).await;
+            let result = match permit {
+                Ok(_permit) => work.await,
+                Err(_) => Err(WorkerError::WorkerStopped),
+            };
+            // The worker is gone when this fails (stopped): the region is dropped here.
+            let _ = tx.send(OpenResult { region_id, result });
+        });
+        self.opening.map.insert(
+            region_id,
+            Opening {
+                waiters: vec![sender],
+                writes: Vec::new(),
+                ddls: Vec::new(),
+                task,
+                kind,
+            },
+        );
+    }
+
+    /// A background open ended: the region joins the worker (or the open failed), its
+    /// callers are answered, then what waited for it is handled — or, if it failed,
+    /// answered with its error.
+    pub(crate) async fn handle_open_result(&mut self, result: OpenResult) {
+        let OpenResult { region_id, result } = result;
+        let Some(opening) = self.opening.map.remove(&region_id) else {
+            return;
+        };
+        match result {
             Ok(region) => {
-                tracing::info!(%region_id, "region opened");
+                tracing::info!(%region_id, kind = opening.kind, "region opened");
                 self.insert_region(region);
-                sender.send(Ok(0));
+                for waiter in opening.waiters {
+                    waiter.send(Ok(0));
+                }
                 // A replay can fill memtables past the flush threshold (a WAL bigger than
                 // the budget after crashes, or a smaller budget than the last run's):
                 // start flushing now, not only when the next write finds memory full.
                 self.maybe_flush_worker();
+                if !opening.writes.is_empty() {
+                    self.handle_write_requests(opening.writes, WriteOrigin::Incoming)
+                        .await;
+                }
             }
-            Err(error) => sender.send(Err(error)),
+            Err(error) => {
+                tracing::warn!(%region_id, kind = opening.kind, %error, "region open failed");
+                for waiter in opening.waiters {
+                    waiter.send(Err(error.clone()));
+                }
+                for write in opening.writes {
+                    write.fail(error.clone());
+                }
+            }
+        }
+        // DDLs get their own answer from the state the open left (a close of a region
+        // that failed to open is `Ok`, a flush of it `RegionNotFound`, a create tries).
+        for ddl in opening.ddls {
+            self.handle_ddl(ddl).await;
         }
     }
 }

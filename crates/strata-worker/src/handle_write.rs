@@ -538,7 +538,11 @@ impl RegionWorkerLoop {
                 Some(&slot) => slot,
                 None => {
                     let Some(region) = self.regions.get(&region_id) else {
-                        write.fail(WorkerError::RegionNotFound { region_id });
+                        match self.opening.get_mut(region_id) {
+                            // Handled once the region is open (or failed with the open).
+                            Some(opening) => opening.writes.push(write),
+                            None => write.fail(WorkerError::RegionNotFound { region_id }),
+                        }
                         continue;
                     };
                     match region.state() {

@@ -32,6 +32,12 @@ pub trait EventListener: Send + Sync + fmt::Debug + 'static {
         let _ = region_id;
     }
 
+    /// A background open (or create) of `region_id` starts its work — manifest, WAL
+    /// replay — off the worker; it waits until this returns.
+    async fn on_open_begin(&self, region_id: RegionId) {
+        let _ = region_id;
+    }
+
     /// A flush of `region_id` was applied by its worker.
     fn on_flush_success(&self, region_id: RegionId) {
         let _ = region_id;

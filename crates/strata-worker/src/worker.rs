@@ -55,6 +55,8 @@ pub(crate) struct Shared {
     /// Running purges of dropped regions' files, which a create or open of the same id
     /// waits for.
     pub(crate) purges: Purges,
+    /// Background opens and creates doing their work at once, across the group.
+    pub(crate) open_permits: Arc<tokio::sync::Semaphore>,
 }
 
 pub(crate) type Scheduler = FlushScheduler<WorkerError, SenderDdlRequest, SenderWriteRequest>;
@@ -76,6 +78,8 @@ pub(crate) struct RegionWorkerLoop {
     pub(crate) stalled: StalledRequests,
     /// Writes paced by the slowdown, waiting for their time.
     pub(crate) delayed: crate::delay::DelayedRequests,
+    /// Regions being opened or created in the background, and what waits for them.
+    pub(crate) opening: crate::handle_open::OpeningRegions,
     receiver: mpsc::Receiver<WorkerRequest>,
     released: watch::Receiver<u64>,
     next_periodic_check: i64,
@@ -133,6 +137,7 @@ impl RegionWorkerLoop {
             compaction,
             stalled: StalledRequests::default(),
             delayed: crate::delay::DelayedRequests::default(),
+            opening: crate::handle_open::OpeningRegions::default(),
             receiver,
             released,
             next_periodic_check,
@@ -165,6 +170,10 @@ impl RegionWorkerLoop {
                 }
                 Some(result) = self.compaction.results.recv() => {
                     self.handle_compaction_result(result).await;
+                    continue;
+                }
+                Some(result) = self.opening.results.recv() => {
+                    self.handle_open_result(result).await;
                     continue;
                 }
                 request = self.receiver.recv() => match request {
@@ -252,6 +261,9 @@ impl RegionWorkerLoop {
         for write in self.delayed.take_all() {
             write.fail(WorkerError::WorkerStopped);
         }
+        // Opens still running are abandoned (an open commits nothing half-way: its
+        // midway flushes are whole manifest versions); everyone waiting is answered.
+        self.opening.abort_all();
         for (region_id, region) in self.regions.drain() {
             region.state.set(RegionState::Closed);
             self.shared.regions.remove(region_id);
@@ -261,10 +273,17 @@ impl RegionWorkerLoop {
     }
 
     pub(crate) async fn handle_ddl(&mut self, ddl: SenderDdlRequest) {
+        // A region being opened: its DDLs (other than more opens, which coalesce) wait.
+        if !matches!(ddl.request, DdlRequest::Open(_))
+            && let Some(opening) = self.opening.get_mut(ddl.request.region_id())
+        {
+            opening.ddls.push(ddl);
+            return;
+        }
         let SenderDdlRequest { request, sender } = ddl;
         match request {
-            DdlRequest::Create(request) => self.handle_create(request, sender).await,
-            DdlRequest::Open(request) => self.handle_open(request, sender).await,
+            DdlRequest::Create(request) => self.handle_create(request, sender),
+            DdlRequest::Open(request) => self.handle_open(request, sender),
             DdlRequest::Close(request) => {
                 self.handle_close(request, sender, FlushBeforeClose::NotWaited)
                     .await;

@@ -49,11 +49,14 @@ pub struct TestListener {
     pub compactions_failed: AtomicUsize,
     pub compactions_written: AtomicUsize,
     pub compactions_cancelled: AtomicUsize,
+    pub opens_begun: AtomicUsize,
     events: Notify,
     hold_flushes: AtomicBool,
     gate: Semaphore,
     hold_compactions: AtomicBool,
     compaction_gate: Semaphore,
+    hold_opens: AtomicBool,
+    open_gate: Semaphore,
 }
 
 impl Default for TestListener {
@@ -70,11 +73,14 @@ impl Default for TestListener {
             compactions_failed: AtomicUsize::new(0),
             compactions_written: AtomicUsize::new(0),
             compactions_cancelled: AtomicUsize::new(0),
+            opens_begun: AtomicUsize::new(0),
             events: Notify::new(),
             hold_flushes: AtomicBool::new(false),
             gate: Semaphore::new(0),
             hold_compactions: AtomicBool::new(false),
             compaction_gate: Semaphore::new(0),
+            hold_opens: AtomicBool::new(false),
+            open_gate: Semaphore::new(0),
         }
     }
 }
@@ -110,6 +116,18 @@ impl TestListener {
     pub fn release_compactions(&self) {
         self.hold_compactions.store(false, Ordering::SeqCst);
         self.compaction_gate.add_permits(1 << 20);
+    }
+
+    /// Background opens and creates wait at their start until
+    /// [`release_opens`](Self::release_opens).
+    pub fn hold_opens(&self) {
+        self.hold_opens.store(true, Ordering::SeqCst);
+    }
+
+    /// Lets held opens (and later ones) run.
+    pub fn release_opens(&self) {
+        self.hold_opens.store(false, Ordering::SeqCst);
+        self.open_gate.add_permits(1 << 20);
     }
 
     /// Waits until `counter(self) >= n`.
@@ -188,6 +206,15 @@ impl EventListener for Installed {
         self.0.bump(&self.0.compactions_written);
         if self.0.hold_compactions.load(Ordering::SeqCst)
             && let Ok(permit) = self.0.compaction_gate.acquire().await
+        {
+            permit.forget();
+        }
+    }
+
+    async fn on_open_begin(&self, _region_id: RegionId) {
+        self.0.bump(&self.0.opens_begun);
+        if self.0.hold_opens.load(Ordering::SeqCst)
+            && let Ok(permit) = self.0.open_gate.acquire().await
         {
             permit.forget();
         }
