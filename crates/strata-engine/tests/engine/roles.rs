@@ -110,7 +110,11 @@ async fn a_pause_and_resume_keeps_unflushed_rows_in_memory_and_in_the_wal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_installs_what_its_leader_commits_on_sync_and_on_the_poll() {
     let env = TestEnv::new();
-    let leader = env.engine().await;
+    // Files the leader's compactions remove linger (as by default): the follower may
+    // still read them until it syncs.
+    let mut config = env.config();
+    config.removed_file_lingering = Duration::from_secs(3600);
+    let leader = env.engine_with(config).await;
     create(&leader, REGION).await;
     let follower = second_engine(&env).await;
     follower
@@ -147,13 +151,25 @@ async fn a_follower_installs_what_its_leader_commits_on_sync_and_on_the_poll() {
     put(&leader, REGION, 0..4, 2, 2.0).await;
     leader.flush(REGION).await.unwrap();
     let wanted = leader.region_stats(REGION).unwrap().file_rows;
-    within("the follower poll", async {
-        while follower.region_stats(REGION).unwrap().file_rows != wanted {
+    // One poll interval at a time, each given time to run (many steps would also age the
+    // leader's lingering deletions past the follower's version: not what this tests).
+    let synced = within("the follower poll", async {
+        for _ in 0..30 {
             env.clock.advance(Duration::from_secs(1));
-            tokio::task::yield_now().await;
+            for _ in 0..2_000 {
+                if follower.region_stats(REGION).unwrap().file_rows == wanted {
+                    return true;
+                }
+                tokio::task::yield_now().await;
+            }
         }
+        false
     })
     .await;
+    assert!(
+        synced,
+        "the poll installed the leader's flush within 30 intervals"
+    );
     assert_eq!(scan(&follower, REGION).await.len(), 8);
     follower.stop().await.unwrap();
     leader.stop().await.unwrap();
