@@ -521,13 +521,8 @@ impl Engine {
         Ok(region.snapshot().version().metadata().clone())
     }
 
-    /// The worker group.
-    pub(crate) fn group(&self) -> &WorkerGroup {
-        &self.group
-    }
-
     /// The open region `region_id`, or `RegionNotFound`.
-    fn open_region(&self, region_id: RegionId) -> Result<Arc<strata_worker::Region>> {
+    pub(crate) fn open_region(&self, region_id: RegionId) -> Result<Arc<strata_worker::Region>> {
         Ok(self
             .group
             .regions()

@@ -78,11 +78,7 @@ impl Engine {
     pub async fn downgrade(&self, region_id: RegionId) -> Result<Downgraded> {
         self.set_role(region_id, RegionRole::Downgrading).await?;
         self.flush(region_id).await?;
-        let region = self
-            .group()
-            .regions()
-            .get(region_id)
-            .ok_or(strata_worker::WorkerError::RegionNotFound { region_id })?;
+        let region = self.open_region(region_id)?;
         Ok(Downgraded {
             last_entry_id: region.snapshot().last_entry_id(),
             manifest_version: region.manifest_version().await,
@@ -98,11 +94,7 @@ impl Engine {
             at_least_version,
         }))
         .await?;
-        let region = self
-            .group()
-            .regions()
-            .get(region_id)
-            .ok_or(strata_worker::WorkerError::RegionNotFound { region_id })?;
+        let region = self.open_region(region_id)?;
         Ok(region.manifest_version().await)
     }
 
@@ -111,32 +103,20 @@ impl Engine {
     /// (the default) leadership does not lapse. An embedder's metadata service renews it
     /// and takes the region over elsewhere only after the lease plus a margin passed.
     pub fn renew_lease(&self, region_id: RegionId, until_millis: i64) -> Result<()> {
-        let region = self
-            .group()
-            .regions()
-            .get(region_id)
-            .ok_or(strata_worker::WorkerError::RegionNotFound { region_id })?;
+        let region = self.open_region(region_id)?;
         region.set_lease_until_millis(until_millis);
         Ok(())
     }
 
     /// The region's role on this engine.
     pub fn region_role(&self, region_id: RegionId) -> Result<RegionRole> {
-        let region = self
-            .group()
-            .regions()
-            .get(region_id)
-            .ok_or(strata_worker::WorkerError::RegionNotFound { region_id })?;
+        let region = self.open_region(region_id)?;
         Ok(region.state().role())
     }
 
     /// The leader epoch of the region as this engine's manifest state records it.
     pub async fn leader_epoch(&self, region_id: RegionId) -> Result<u64> {
-        let region = self
-            .group()
-            .regions()
-            .get(region_id)
-            .ok_or(strata_worker::WorkerError::RegionNotFound { region_id })?;
+        let region = self.open_region(region_id)?;
         Ok(region.leader_epoch().await)
     }
 }

@@ -44,17 +44,7 @@ async fn ssts_and_manifests_round_trip_through_s3_with_multipart_uploads() {
     let Some((endpoint, bucket)) = s3_server("the S3 storage test") else {
         return;
     };
-    let root = format!("it-{}", uuid_like());
-    let store = ObjectStoreConfig::S3(S3Config {
-        bucket,
-        root,
-        endpoint: Some(endpoint),
-        region: Some("us-east-1".into()),
-        access_key_id: Some("test".into()),
-        secret_access_key: Some(Secret::new("test")),
-    })
-    .build()
-    .unwrap();
+    let store = store(endpoint, bucket);
 
     // ~12 MB of f64 TSBS rows in 5 MiB parts: a multipart upload.
     let workload = CpuWorkload::new(2_000, 100).with_float_fields(true);
@@ -136,16 +126,7 @@ async fn a_second_manifest_writer_is_fenced_by_the_s3_server() {
     let Some((endpoint, bucket)) = s3_server("the S3 fencing test") else {
         return;
     };
-    let store = ObjectStoreConfig::S3(S3Config {
-        bucket,
-        root: format!("it-{}", uuid_like()),
-        endpoint: Some(endpoint),
-        region: Some("us-east-1".into()),
-        access_key_id: Some("test".into()),
-        secret_access_key: Some(Secret::new("test")),
-    })
-    .build()
-    .unwrap();
+    let store = store(endpoint, bucket);
     // The server itself answers a conditional create of an existing key with 412.
     store.write("probe", vec![1u8]).await.unwrap();
     let error = store
@@ -193,6 +174,20 @@ async fn a_second_manifest_writer_is_fenced_by_the_s3_server() {
         .unwrap();
     assert_eq!(reader.manifest().leader_epoch(), 1);
     assert_eq!(reader.manifest().flushed_entry_id(), 0);
+}
+
+/// The server's bucket under a prefix of its own.
+fn store(endpoint: String, bucket: String) -> opendal::Operator {
+    ObjectStoreConfig::S3(S3Config {
+        bucket,
+        root: format!("it-{}", uuid_like()),
+        endpoint: Some(endpoint),
+        region: Some("us-east-1".into()),
+        access_key_id: Some("test".into()),
+        secret_access_key: Some(Secret::new("test")),
+    })
+    .build()
+    .unwrap()
 }
 
 /// A unique-enough prefix per run, so reruns against one server do not collide.

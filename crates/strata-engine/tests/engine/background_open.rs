@@ -2,7 +2,9 @@
 //! other regions of its worker; requests for the opening region wait for it, and an open
 //! that fails answers every one of them.
 
-use strata_engine::{ErrorKind, RegionId, WriteRequest};
+use std::sync::Arc;
+
+use strata_engine::{Engine, ErrorKind, RegionId, WriteRequest};
 
 use crate::common::{TestEnv, count, create, put, rows, scan, within};
 
@@ -10,7 +12,7 @@ const A: RegionId = RegionId::new(5, 1);
 const B: RegionId = RegionId::new(5, 2);
 
 /// An engine of one worker (every region shares it) with rows of `A` left in the WAL.
-async fn reopened_with_unflushed_a(env: &TestEnv) -> strata_engine::Engine {
+async fn reopened_with_unflushed_a(env: &TestEnv) -> Engine {
     let mut config = env.config();
     config.num_workers = 1;
     let engine = env.engine_with(config.clone()).await;
@@ -24,10 +26,12 @@ async fn reopened_with_unflushed_a(env: &TestEnv) -> strata_engine::Engine {
     engine
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_opening_region_does_not_hold_up_its_workers_other_regions_and_its_requests_wait() {
-    let env = TestEnv::new();
-    let engine = std::sync::Arc::new(reopened_with_unflushed_a(&env).await);
+/// Starts an open of `A` and returns once it is held at its start (opens stay held until
+/// `release_opens`).
+async fn held_open_of_a(
+    env: &TestEnv,
+    engine: &Arc<Engine>,
+) -> tokio::task::JoinHandle<strata_engine::Result<()>> {
     let begun = count(&env.listener.opens_begun);
     env.listener.hold_opens();
     let open = tokio::spawn({
@@ -37,6 +41,14 @@ async fn an_opening_region_does_not_hold_up_its_workers_other_regions_and_its_re
     env.listener
         .wait_for("A's open to start", begun + 1, |l| count(&l.opens_begun))
         .await;
+    open
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opening_region_does_not_hold_up_its_workers_other_regions_and_its_requests_wait() {
+    let env = TestEnv::new();
+    let engine = Arc::new(reopened_with_unflushed_a(&env).await);
+    let open = held_open_of_a(&env, &engine).await;
     // The worker serves B while A's open is held mid-way.
     within("a write to B", put(&engine, B, 0..2, 1, 1.0)).await;
     assert_eq!(scan(&engine, B).await.len(), 2);
@@ -72,16 +84,8 @@ async fn an_opening_region_does_not_hold_up_its_workers_other_regions_and_its_re
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_that_fails_answers_every_request_that_waited_for_it() {
     let env = TestEnv::new();
-    let engine = std::sync::Arc::new(reopened_with_unflushed_a(&env).await);
-    let begun = count(&env.listener.opens_begun);
-    env.listener.hold_opens();
-    let open = tokio::spawn({
-        let engine = engine.clone();
-        async move { engine.open(A).await }
-    });
-    env.listener
-        .wait_for("A's open to start", begun + 1, |l| count(&l.opens_begun))
-        .await;
+    let engine = Arc::new(reopened_with_unflushed_a(&env).await);
+    let open = held_open_of_a(&env, &engine).await;
     let second_open = tokio::spawn({
         let engine = engine.clone();
         async move { engine.open(A).await }
@@ -124,16 +128,8 @@ async fn an_open_that_fails_answers_every_request_that_waited_for_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_answers_an_open_still_running() {
     let env = TestEnv::new();
-    let engine = std::sync::Arc::new(reopened_with_unflushed_a(&env).await);
-    let begun = count(&env.listener.opens_begun);
-    env.listener.hold_opens();
-    let open = tokio::spawn({
-        let engine = engine.clone();
-        async move { engine.open(A).await }
-    });
-    env.listener
-        .wait_for("A's open to start", begun + 1, |l| count(&l.opens_begun))
-        .await;
+    let engine = Arc::new(reopened_with_unflushed_a(&env).await);
+    let open = held_open_of_a(&env, &engine).await;
     engine.stop().await.unwrap();
     let error = within("A's open", open).await.unwrap().unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Stopped, "{error}");

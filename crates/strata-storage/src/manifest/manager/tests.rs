@@ -373,21 +373,32 @@ fn deltas_carry_a_checksum_and_legacy_deltas_still_read() {
     assert!(RegionMetaActionList::decode(renamed.as_bytes()).is_err());
 }
 
-/// Two managers of one region that both believe they may write (a zombie leader and its
-/// successor): exactly one commits each version, the other is fenced and writes nothing.
-async fn two_writers_never_both_commit_a_version(store: Operator) {
-    let mut first = ManifestManager::create(
+/// A new region's manifest (checkpoints every `first` versions) and a second manager of it
+/// opened right after (every `second`): two writers that both believe they may write.
+async fn two_writers(
+    store: &Operator,
+    first: u64,
+    second: u64,
+) -> (ManifestManager, ManifestManager) {
+    let created = ManifestManager::create(
         store.clone(),
         metadata(),
         RegionOptions::default(),
-        config(3),
+        config(first),
     )
     .await
     .unwrap();
-    let mut second = ManifestManager::open(store.clone(), region(), config(3))
+    let opened = ManifestManager::open(store.clone(), region(), config(second))
         .await
         .unwrap()
         .unwrap();
+    (created, opened)
+}
+
+/// Two managers of one region that both believe they may write (a zombie leader and its
+/// successor): exactly one commits each version, the other is fenced and writes nothing.
+async fn two_writers_never_both_commit_a_version(store: Operator) {
+    let (mut first, mut second) = two_writers(&store, 3, 3).await;
     // The successor takes over: version 1.
     let takeover = RegionMetaActionList::one(RegionMetaAction::Leader {
         epoch: 1,
@@ -499,18 +510,7 @@ async fn a_checkpoint_never_moves_the_pointer_behind_a_newer_writer() {
 #[tokio::test]
 async fn a_stalled_writer_whose_version_a_checkpoint_covered_is_fenced() {
     let store = store();
-    let mut zombie = ManifestManager::create(
-        store.clone(),
-        metadata(),
-        RegionOptions::default(),
-        config(0),
-    )
-    .await
-    .unwrap();
-    let mut successor = ManifestManager::open(store.clone(), region(), config(2))
-        .await
-        .unwrap()
-        .unwrap();
+    let (mut zombie, mut successor) = two_writers(&store, 0, 2).await;
     for i in 1..=2 {
         successor
             .update(edit(vec![file(i)], vec![], i, i))
