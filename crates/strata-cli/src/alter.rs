@@ -73,7 +73,7 @@ async fn alter(engine: &strata_engine::Engine, args: &AlterArgs) -> Result<(), S
         })
         .await
         .map_err(|e| e.to_string())?;
-    println!(
+    outln!(
         "region {region}: ttl {} (was {})",
         show(args.ttl.0),
         show(before)

@@ -45,7 +45,7 @@ async fn compact(engine: &Engine, region: RegionId) -> Result<(), String> {
         .await
         .map_err(|e| crate::open_error(&e, engine.config()))?;
     let (files, bytes, rows) = size(engine, region)?;
-    println!(
+    outln!(
         "region {region}: {}, {bytes} bytes, {rows} rows before",
         plural(files)
     );
@@ -53,7 +53,7 @@ async fn compact(engine: &Engine, region: RegionId) -> Result<(), String> {
     let started = clock.now();
     engine.compact(region).await.map_err(|e| e.to_string())?;
     let (after_files, after_bytes, after_rows) = size(engine, region)?;
-    println!(
+    outln!(
         "region {region}: {}, {after_bytes} bytes, {after_rows} rows after ({:.1} s)",
         plural(after_files),
         clock.elapsed(started).as_secs_f64()
@@ -65,7 +65,7 @@ async fn compact(engine: &Engine, region: RegionId) -> Result<(), String> {
             || "none yet".to_string(),
             |w| humantime::format_duration(w).to_string(),
         );
-    println!(
+    outln!(
         "compaction window {window}; removed files are deleted after removed_file_lingering ({})",
         humantime::format_duration(engine.config().removed_file_lingering)
     );

@@ -466,47 +466,47 @@ pub(crate) async fn run(args: IngestArgs) -> Result<(), String> {
     }
 
     let per_row = |bytes: u64, rows: u64| bytes as f64 / rows.max(1) as f64;
-    println!(
+    outln!(
         "strata ingest: done{}",
         if interrupted { " (interrupted)" } else { "" }
     );
-    println!("  rows acknowledged   {rows}");
-    println!(
+    outln!("  rows acknowledged   {rows}");
+    outln!(
         "  ingest rate         {:.0} rows/s over {:.1}s",
         rows as f64 / elapsed.as_secs_f64().max(1e-9),
         elapsed.as_secs_f64()
     );
-    println!("  final flush         {:.2}s", flush_time.as_secs_f64());
-    println!(
+    outln!("  final flush         {:.2}s", flush_time.as_secs_f64());
+    outln!(
         "  WAL                 {} written ({:.1} B/row); {} on disk (segments the flushes made obsolete are deleted or kept for reuse)",
         bytesize::ByteSize(wal_written),
         per_row(wal_written, rows),
         bytesize::ByteSize(wal_on_disk)
     );
-    println!(
+    outln!(
         "  SST files           {files} files, {} ({:.1} B/row over {sst_rows} rows)",
         bytesize::ByteSize(sst_bytes),
         per_row(sst_bytes, sst_rows)
     );
-    println!(
+    outln!(
         "  stalls              {stalls:.0} stalled requests; longest write {:.1} ms",
         longest_write.load(Ordering::Relaxed) as f64 / 1000.0
     );
-    println!("  flushes requested   {flushes:.0}");
+    outln!("  flushes requested   {flushes:.0}");
     let retried = retried.load(Ordering::Relaxed);
     if retried > 0 {
-        println!("  rejected, retried   {retried} writes (memory was over the reject limit)");
+        outln!("  rejected, retried   {retried} writes (memory was over the reject limit)");
     }
-    println!(
+    outln!(
         "  peak memtables      {} (budget {})",
         bytesize::ByteSize(peak_memtables.load(Ordering::Relaxed) as u64),
         config.global_write_buffer_size
     );
-    println!(
+    outln!(
         "  next run continues  at epoch {}",
         start_epoch + done_epochs
     );
-    println!(
+    outln!(
         "look at the data:    strata scan --data-dir {}{} --region {CPU_TABLE}.0 --limit 10",
         data_dir.display(),
         args.engine.repeated_flags()

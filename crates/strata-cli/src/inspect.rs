@@ -72,7 +72,7 @@ async fn manifest(args: &RegionArgs) -> Result<(), String> {
     let dir = format!("{}/", region_manifest_dir(region));
     let mut entries = store.list(&dir).await.map_err(|e| e.to_string())?;
     entries.sort_by(|a, b| a.path().cmp(b.path()));
-    println!("manifest of region {region} ({dir})");
+    outln!("manifest of region {region} ({dir})");
     // Each delta's line, with its leader epoch: read the deltas first, then walk back from
     // the state's epoch (a `leader` action of epoch e was committed under epoch e - 1).
     let mut deltas: Vec<(String, Result<RegionMetaActionList, String>)> = Vec::new();
@@ -107,29 +107,29 @@ async fn manifest(args: &RegionArgs) -> Result<(), String> {
         match list {
             Ok(list) => {
                 let actions: Vec<String> = list.actions.iter().map(ToString::to_string).collect();
-                println!("  {name} [epoch {epoch}]: {}", actions.join("; "));
+                outln!("  {name} [epoch {epoch}]: {}", actions.join("; "));
             }
-            Err(e) if e.starts_with("covered") => println!("  {name}: {e}"),
-            Err(e) => println!("  {name}: unreadable: {e}"),
+            Err(e) if e.starts_with("covered") => outln!("  {name}: {e}"),
+            Err(e) => outln!("  {name}: unreadable: {e}"),
         }
     }
     for entry in entries
         .iter()
         .filter(|e| !e.path().ends_with(".json") && !e.path().ends_with('/'))
     {
-        println!(
+        outln!(
             "  {}: {} bytes",
             entry.name(),
             entry.metadata().content_length()
         );
     }
     let m = manager.manifest();
-    println!(
+    outln!(
         "state at version {} (leader epoch {}):",
         m.manifest_version(),
         m.leader_epoch()
     );
-    println!(
+    outln!(
         "  schema version {}: {}",
         m.metadata().schema_version(),
         m.metadata()
@@ -139,22 +139,22 @@ async fn manifest(args: &RegionArgs) -> Result<(), String> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    println!("  options: {}", describe_options(m.options()));
-    println!(
+    outln!("  options: {}", describe_options(m.options()));
+    outln!(
         "  flushed entry id {}, flushed sequence {}, committed sequence {}, truncated entry id {:?}",
         m.flushed_entry_id(),
         m.flushed_sequence(),
         m.committed_sequence(),
         m.truncated_entry_id()
     );
-    println!(
+    outln!(
         "  compaction window {}",
         m.compaction_window_secs().map_or_else(
             || "not chosen yet (the first flush records it)".to_string(),
             |secs| humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
         )
     );
-    println!(
+    outln!(
         "  {} files, {} removed files recorded",
         m.files().len(),
         m.removed_files().len()
@@ -170,12 +170,12 @@ async fn sst(args: &RegionArgs) -> Result<(), String> {
     let store = store(&config)?;
     let manager = open_manifest(&store, args.region).await?;
     let dir = region_data_dir(args.region);
-    println!("SST files of region {} ({dir}/)", args.region);
+    outln!("SST files of region {} ({dir}/)", args.region);
     let window = manager
         .manifest()
         .compaction_window_secs()
         .map(|secs| strata_storage::window_width(manager.manifest().metadata(), secs));
-    println!(
+    outln!(
         "  file                                  level  window start  rows     groups  bytes      time range"
     );
     let (mut rows, mut bytes) = (0, 0);
@@ -193,7 +193,7 @@ async fn sst(args: &RegionArgs) -> Result<(), String> {
             || "-".to_string(),
             |w| strata_storage::window_start(file.time_range.1, w).to_string(),
         );
-        println!(
+        outln!(
             "  {:<36}  {:<5}  {:<12}  {:<8} {:<7} {:<10} {}..={}",
             file.file_id.to_string(),
             file.level,
@@ -207,7 +207,7 @@ async fn sst(args: &RegionArgs) -> Result<(), String> {
         rows += file.num_rows;
         bytes += file.file_size;
     }
-    println!(
+    outln!(
         "  total: {} files, {rows} rows, {bytes} bytes",
         manager.manifest().files().len()
     );
@@ -229,14 +229,14 @@ async fn check(store: &Operator, manager: &ManifestManager) -> Result<(), String
         }
     }
     if problems.is_empty() {
-        println!(
+        outln!(
             "check: ok ({} files present, checksums match)",
             manifest.files().len()
         );
         Ok(())
     } else {
         for problem in &problems {
-            println!("check: {problem}");
+            outln!("check: {problem}");
         }
         Err(format!("check failed: {} problem(s)", problems.len()))
     }
@@ -250,13 +250,15 @@ async fn wal(config: &EngineConfig) -> Result<(), String> {
     let store = FileLogStore::open_read_only(&dir, config.wal.file_config())
         .map_err(|e| format!("{e} (run `strata repair` to see what can be salvaged)"))?;
     let report = store.recovery_report();
-    println!("WAL at {} (read-only)", dir.display());
-    println!(
+    outln!("WAL at {} (read-only)", dir.display());
+    outln!(
         "  {} segments, {} records, {} entries",
-        report.segments, report.records, report.entries
+        report.segments,
+        report.records,
+        report.entries
     );
     if let Some(tail) = &report.truncated {
-        println!(
+        outln!(
             "  unfinished group: {} bytes after offset {} of {} ({}; a writer may be writing it)",
             tail.dropped_bytes,
             tail.offset,
@@ -272,7 +274,7 @@ async fn wal(config: &EngineConfig) -> Result<(), String> {
         .collect();
     segments.sort();
     for (name, len) in segments {
-        println!("  {name}: {len} bytes");
+        outln!("  {name}: {len} bytes");
     }
     for region in &report.regions {
         let Some(last) = region.last_entry_id else {
@@ -289,10 +291,10 @@ async fn wal(config: &EngineConfig) -> Result<(), String> {
         }
         let region_id = RegionId::from_u64(region.region_id);
         match first {
-            Some(first) => println!(
+            Some(first) => outln!(
                 "  region {region_id}: {entries} live entries ({bytes} bytes), ids {first}..={last}"
             ),
-            None => println!("  region {region_id}: no live entries (all flushed, up to {last})"),
+            None => outln!("  region {region_id}: no live entries (all flushed, up to {last})"),
         }
     }
     Ok(())

@@ -19,6 +19,9 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+#[macro_use]
+mod stdout;
+
 mod alter;
 mod compact;
 mod ingest;
@@ -186,12 +189,12 @@ fn main() -> ExitCode {
 fn config(command: ConfigCommand) -> Result<(), String> {
     match command {
         ConfigCommand::Default => {
-            print!("{EXAMPLE_CONFIG}");
+            crate::stdout::line(format_args!("{}", EXAMPLE_CONFIG.trim_end()));
             Ok(())
         }
         ConfigCommand::Check { file } => {
             EngineConfig::from_file(&file).map_err(|e| e.to_string())?;
-            println!("{}: ok", file.display());
+            outln!("{}: ok", file.display());
             Ok(())
         }
     }

@@ -53,26 +53,26 @@ async fn dry_run(config: &EngineConfig) -> Result<(), String> {
     let wal =
         FileLogStore::open_read_only(&dir, config.wal.file_config()).map_err(|e| e.to_string())?;
     let report = wal.recovery_report();
-    println!(
+    outln!(
         "strata repair: WAL at {} (read-only look; nothing is changed)",
         dir.display()
     );
     print_report(report);
     if report.is_clean() {
-        println!("the WAL is intact: nothing to repair");
+        outln!("the WAL is intact: nothing to repair");
         return Ok(());
     }
     let with_manifest = regions_with_manifest(config).await?;
     for region in live_regions(report) {
         if with_manifest.contains(&region) {
-            println!("  would replay region {region} and flush it");
+            outln!("  would replay region {region} and flush it");
         } else {
-            println!(
+            outln!(
                 "  would discard region {region}'s WAL entries: it has no manifest, so no engine can replay them"
             );
         }
     }
-    println!(
+    outln!(
         "run again with --yes to salvage: every record that verifies is kept, the damaged ranges above are lost, and the WAL is left so that it opens cleanly"
     );
     Ok(())
@@ -91,7 +91,7 @@ async fn repair(config: EngineConfig) -> Result<(), String> {
             .map_err(|e| e.to_string())?
     };
     let report = wal.recovery_report().clone();
-    println!("strata repair: WAL at {}", dir.display());
+    outln!("strata repair: WAL at {}", dir.display());
     print_report(&report);
     let with_manifest = regions_with_manifest(&config).await?;
     let (mut replay, mut discarded) = (Vec::new(), 0);
@@ -103,7 +103,7 @@ async fn repair(config: EngineConfig) -> Result<(), String> {
         wal.drop_region(region.as_u64())
             .await
             .map_err(|e| format!("discard region {region}'s WAL entries: {e}"))?;
-        println!(
+        outln!(
             "  region {region}: no manifest, so no engine can replay its WAL entries; discarded"
         );
         discarded += 1;
@@ -123,12 +123,13 @@ async fn repair(config: EngineConfig) -> Result<(), String> {
         }
         .await;
         match result {
-            Ok(stats) => println!(
+            Ok(stats) => outln!(
                 "  region {region}: replayed and flushed ({} SST files, {} rows in files)",
-                stats.num_files, stats.file_rows
+                stats.num_files,
+                stats.file_rows
             ),
             Err(e) => {
-                println!("  region {region}: {e}");
+                outln!("  region {region}: {e}");
                 failed.push(*region);
             }
         }
@@ -145,7 +146,7 @@ async fn repair(config: EngineConfig) -> Result<(), String> {
     strict.recovery = RecoveryMode::Strict;
     let check = FileLogStore::open_read_only(&dir, strict)
         .map_err(|e| format!("the repaired WAL still does not open under strict recovery: {e}"))?;
-    println!(
+    outln!(
         "strata repair: done — {} region(s) replayed and flushed, {discarded} discarded, {} damaged range(s) lost; the WAL opens under strict recovery ({} segment(s))",
         replay.len(),
         report.lost.len(),
@@ -178,13 +179,15 @@ fn live_regions(report: &RecoveryReport) -> Vec<RegionId> {
 }
 
 fn print_report(report: &RecoveryReport) {
-    println!(
+    outln!(
         "  read {} segments, {} records, {} entries",
-        report.segments, report.records, report.entries
+        report.segments,
+        report.records,
+        report.entries
     );
     print_lost(&report.lost);
     if let Some(tail) = &report.truncated {
-        println!(
+        outln!(
             "  torn tail: {} bytes after offset {} of {} ({}){}",
             tail.dropped_bytes,
             tail.offset,
@@ -197,7 +200,7 @@ fn print_report(report: &RecoveryReport) {
         if region.live_records == 0 {
             continue;
         }
-        println!(
+        outln!(
             "  kept: region {}: entries up to {} ({} records{})",
             RegionId::from_u64(region.region_id),
             region.last_entry_id.map_or("-".into(), |id| id.to_string()),
@@ -212,7 +215,7 @@ fn print_report(report: &RecoveryReport) {
 /// Prints each damaged range and the entries it may have held.
 pub(crate) fn print_lost(lost: &[LostRange]) {
     for range in lost {
-        println!(
+        outln!(
             "  lost: {} bytes {}..{} ({})",
             range.path.display(),
             range.start,
@@ -225,7 +228,7 @@ pub(crate) fn print_lost(lost: &[LostRange]) {
             .map(|e| format!("region {} {e}", RegionId::from_u64(e.region_id)))
             .collect();
         if !held.is_empty() {
-            println!("        may have held: {}", held.join(", "));
+            outln!("        may have held: {}", held.join(", "));
         }
     }
 }

@@ -125,8 +125,7 @@ async fn scan(engine: &strata_engine::Engine, args: &ScanArgs) -> Result<(), Str
         prefetch_batches: if args.threads() == Some(1) { 0 } else { 2 },
         ..ScanRequest::default()
     };
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, crate::stdout::QuietStdout);
     if args.count {
         // From the manifest where files do not overlap, else from what deduplication
         // needs (keys, timestamps, sequences, op types), never the fields.

@@ -497,3 +497,30 @@ fn ingest_serves_its_metrics_over_http_while_it_runs() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// `strata scan … | head`: when the reader of its output goes away, the scan ends quietly
+/// with status 0 — no panic, no "Broken pipe" error — as Unix tools do.
+#[test]
+fn a_scan_whose_reader_goes_away_ends_quietly() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    stdout(&strata(
+        dir.path(),
+        &["ingest", "--hosts", "100", "--epochs", "100"],
+    ));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["scan", "--region", "1024.0"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read the header line's first bytes, then go away (far less than the output).
+    let mut first = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    assert!(first.starts_with(b"hostname"));
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{:?}: {stderr}", output.status);
+    assert!(stderr.is_empty(), "{stderr}");
+}
