@@ -67,7 +67,8 @@ pub struct EngineConfig {
     pub wal: WalConfig,
     /// Compaction.
     pub compaction: CompactionConfig,
-    /// How long an SST file that compaction or a truncate removed stays on storage after
+    /// How long an SST file that compaction or a truncate removed (or a dropped region's
+    /// files; a create or open of the same id cuts that short) stays on storage after
     /// this engine's last reader let go of it: a reader in another process (`strata scan`
     /// beside an ingest) that read the manifest before the removal needs it that long.
     /// A scan that takes longer than this can still find a file gone.

@@ -57,7 +57,7 @@ impl RegionWorkerLoop {
         sender.send(Ok(0));
 
         let shared = self.shared.clone();
-        let done = self.shared.purges.start(region_id);
+        let crate::purges::PurgeHandle { done, hurry } = self.shared.purges.start(region_id);
         let job = Box::pin(async move {
             let removed = match shared.purge_region_files(region_id).await {
                 Ok(()) => true,
@@ -70,27 +70,37 @@ impl RegionWorkerLoop {
             // Also when nobody waits: the value stays for a later create or open.
             let _ = done.send(true);
         });
-        // The files go once no scan holds any of them: at once if none does, else after
-        // a wait off the pool, so a long scan occupies no purge slot (and an engine stop
-        // does not wait for it; the marker then makes the next open or create finish the
-        // removal).
+        // The files go once no scan holds any of them and `removed_file_lingering` has
+        // passed (followers in other engines may still read them): at once if neither
+        // applies, else after a wait off the pool, so a long scan occupies no purge slot
+        // (and an engine stop does not wait for it; the marker then makes the next open
+        // or create finish the removal). A create or open of the id cuts the lingering
+        // short: the new region needs the old files gone.
         let tracker = region
             .version_control
             .current()
             .version()
             .file_tracker()
             .clone();
+        let lingering = self.shared.config.removed_file_lingering;
+        let clock = self.shared.clock.clone();
         let pool = self.shared.purge_pool.clone();
         let schedule = move |job| {
             if let Err(error) = pool.schedule(job) {
                 tracing::warn!(%region_id, %error, "cannot schedule removal of a dropped region's files");
             }
         };
-        if tracker.live() == 0 {
+        if tracker.live() == 0 && lingering.is_zero() {
             schedule(job);
         } else {
             tokio::spawn(async move {
                 tracker.released().await;
+                if !lingering.is_zero() {
+                    tokio::select! {
+                        () = clock.sleep(lingering) => {}
+                        () = hurry.notified() => {}
+                    }
+                }
                 schedule(job);
             });
         }

@@ -6,7 +6,7 @@
 //! engine's life.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use opendal::Operator;
 use strata_request::RegionId;
 use strata_scheduler::{ClockRef, Job, SchedulerRef};
 use strata_storage::{FileMeta, FilePurger, region_data_dir};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 /// Deletes removed SST files on the purge pool, once their last reader in this engine is
 /// done and `lingering` has passed on the engine clock (so a reader in another process —
@@ -63,10 +63,23 @@ impl FilePurger for PoolFilePurger {
     }
 }
 
-/// The running purges, by region.
+/// The running purges, by region: whether each is over, and how to hurry it (a purge
+/// that waits out the lingering time for followers stops waiting when a create or open of
+/// its id needs it done).
 #[derive(Debug, Default)]
 pub(crate) struct Purges {
-    running: Mutex<HashMap<RegionId, watch::Receiver<bool>>>,
+    running: Mutex<HashMap<RegionId, Running>>,
+}
+
+/// A running purge as the waiters see it: whether it is over, and how to hurry it.
+type Running = (watch::Receiver<bool>, Arc<Notify>);
+
+/// A running purge's side: mark it finished (send `true`, or drop it); `hurry` is notified
+/// when someone waits for it.
+#[derive(Debug)]
+pub(crate) struct PurgeHandle {
+    pub(crate) done: watch::Sender<bool>,
+    pub(crate) hurry: Arc<Notify>,
 }
 
 /// Whether a purge is over: it said so, or its job was dropped (unrun or finished).
@@ -77,12 +90,13 @@ fn finished(done: &watch::Receiver<bool>) -> bool {
 impl Purges {
     /// Registers a purge of `region_id`; the returned sender marks it finished (sending
     /// `true`, or being dropped). Forgets every purge that is over.
-    pub(crate) fn start(&self, region_id: RegionId) -> watch::Sender<bool> {
+    pub(crate) fn start(&self, region_id: RegionId) -> PurgeHandle {
         let (done, pending) = watch::channel(false);
+        let hurry = Arc::new(Notify::new());
         let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
-        running.retain(|_, done| !finished(done));
-        running.insert(region_id, pending);
-        done
+        running.retain(|_, (done, _)| !finished(done));
+        running.insert(region_id, (pending, hurry.clone()));
+        PurgeHandle { done, hurry }
     }
 
     /// Waits until no purge of `region_id`'s files is running, then forgets it.
@@ -93,15 +107,17 @@ impl Purges {
             .unwrap_or_else(PoisonError::into_inner)
             .get(&region_id)
             .cloned();
-        let Some(mut done) = pending else {
+        let Some((mut done, hurry)) = pending else {
             return;
         };
+        // Stored if the purge does not wait yet: it will not wait at all.
+        hurry.notify_one();
         // An error means the job was dropped unrun (pool stopping): nothing runs.
         let _ = done.wait_for(|finished| *finished).await;
         let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
         if running
             .get(&region_id)
-            .is_some_and(|current| current.same_channel(&done))
+            .is_some_and(|(current, _)| current.same_channel(&done))
         {
             running.remove(&region_id);
         }
@@ -125,9 +141,9 @@ mod tests {
     async fn only_running_purges_are_remembered() {
         let purges = Purges::default();
         for n in 0..100 {
-            let done = purges.start(RegionId::new(1, n));
+            let handle = purges.start(RegionId::new(1, n));
             if n % 2 == 0 {
-                done.send_replace(true);
+                handle.done.send_replace(true);
             }
             // Odd ones: the job dropped its sender (finished or never ran).
         }
@@ -135,7 +151,7 @@ mod tests {
         assert!(purges.len() <= 1, "{} purges remembered", purges.len());
         let running = purges.start(RegionId::new(2, 0));
         assert_eq!(purges.len(), 1);
-        running.send_replace(true);
+        running.done.send_replace(true);
         purges.wait(RegionId::new(2, 0)).await;
         assert_eq!(purges.len(), 0, "a waited-for purge is forgotten");
     }
@@ -144,7 +160,7 @@ mod tests {
     async fn a_wait_returns_only_once_the_purge_is_over() {
         let purges = std::sync::Arc::new(Purges::default());
         let region = RegionId::new(3, 1);
-        let done = purges.start(region);
+        let handle = purges.start(region);
         let waiter = tokio::spawn({
             let purges = purges.clone();
             async move { purges.wait(region).await }
@@ -153,7 +169,7 @@ mod tests {
             tokio::task::yield_now().await;
         }
         assert!(!waiter.is_finished());
-        done.send_replace(true);
+        handle.done.send_replace(true);
         waiter.await.unwrap();
         purges.wait(RegionId::new(3, 2)).await; // no purge: returns at once
     }

@@ -115,3 +115,65 @@ async fn a_scan_paused_during_a_drop_reads_every_row_and_the_region_is_purged_af
     );
     engine.stop().await.unwrap();
 }
+
+/// A dropped region's files linger like removed files do (followers in other engines may
+/// still read them), and a create of the same id cuts the lingering short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_regions_files_linger_for_followers_and_a_recreate_cuts_that_short() {
+    let env = TestEnv::new();
+    let mut config = env.config();
+    config.removed_file_lingering = std::time::Duration::from_secs(60);
+    let pool = Arc::new(QueuedPool::default());
+    let engine = env
+        .builder(config)
+        .purge_pool(pool.clone() as SchedulerRef)
+        .build()
+        .await
+        .unwrap();
+    let region = RegionId::new(8, 1);
+    create(&engine, region).await;
+    put(&engine, region, 0..3, 1, 1.0).await;
+    engine.flush(region).await.unwrap();
+    assert_eq!(sst_files(&env, region).len(), 1);
+    engine.drop_region(region).await.unwrap();
+    for _ in 0..1_000 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        pool.run_all().await,
+        0,
+        "no purge before the lingering time"
+    );
+    assert_eq!(
+        sst_files(&env, region).len(),
+        1,
+        "the file stays for followers"
+    );
+    env.clock.advance(std::time::Duration::from_secs(60));
+    pool.wait_for_jobs(1).await;
+    assert_eq!(pool.run_all().await, 1);
+    assert!(sst_files(&env, region).is_empty());
+    // Dropped again, then created at once: the create does not wait out the lingering.
+    create(&engine, region).await;
+    put(&engine, region, 0..3, 1, 1.0).await;
+    engine.flush(region).await.unwrap();
+    engine.drop_region(region).await.unwrap();
+    let recreate = tokio::spawn({
+        let engine = Arc::new(engine);
+        let again = engine.clone();
+        async move {
+            create(&again, region).await;
+            again
+        }
+    });
+    pool.wait_for_jobs(1).await;
+    assert_eq!(pool.run_all().await, 1, "the purge went at once");
+    let engine = within("a create right after the drop", recreate)
+        .await
+        .unwrap();
+    assert!(
+        scan(&engine, region).await.is_empty(),
+        "a new, empty region"
+    );
+    engine.stop().await.unwrap();
+}
