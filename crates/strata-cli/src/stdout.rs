@@ -1,7 +1,7 @@
 //! Standard output that behaves like a Unix tool's: when its reader goes away
 //! (`strata scan … | head`, `strata inspect manifest | head`), the process ends quietly
 //! with status 0 — not with a panic (`println!`) or an error message. Every command prints
-//! through [`outln!`] or [`QuietStdout`].
+//! through `outln!` or [`QuietStdout`].
 
 use std::io::Write;
 
@@ -41,7 +41,7 @@ pub(crate) fn line(args: std::fmt::Arguments<'_>) {
     }
 }
 
-/// `println!` through [`line`]: quiet when the reader of standard output has gone.
+/// `println!` through [`line()`]: quiet when the reader of standard output has gone.
 macro_rules! outln {
     () => {
         $crate::stdout::line(format_args!(""))
