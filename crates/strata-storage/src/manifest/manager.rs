@@ -46,6 +46,12 @@ const LAST_CHECKPOINT: &str = "_last_checkpoint";
 /// in another process deletes the deltas a checkpoint covers).
 const OPEN_ATTEMPTS: usize = 10;
 
+/// The end of a gap's `Corrupted` reason. A directory listing is no snapshot: beside a
+/// writer's first checkpoint it can miss the `_last_checkpoint` just renamed into place
+/// and the covered deltas just deleted, and so show a gap that is not there. An open
+/// lists again on a gap; one still there after [`OPEN_ATTEMPTS`] listings is real.
+const GAP: &str = "is missing before it";
+
 /// Manifest settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -209,6 +215,15 @@ impl ManifestManager {
                         "a manifest file vanished while opening; listing again"
                     );
                 }
+                Err(ManifestError::Corrupted { path, reason })
+                    if reason.ends_with(GAP) && attempt < OPEN_ATTEMPTS =>
+                {
+                    tracing::debug!(
+                        path,
+                        attempt,
+                        "a gap in the manifest listing (a checkpoint beside it?); listing again"
+                    );
+                }
                 result => return result,
             }
         }
@@ -235,7 +250,7 @@ impl ManifestManager {
                 version == expected,
                 CorruptedSnafu {
                     path: &path,
-                    reason: format!("version {expected} is missing before it"),
+                    reason: format!("version {expected} {GAP}"),
                 }
             );
             let actions = read_delta(&store, &path).await?;
