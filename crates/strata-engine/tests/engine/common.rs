@@ -453,6 +453,11 @@ impl QueuedPool {
         n
     }
 
+    /// Jobs queued now.
+    pub fn queued(&self) -> usize {
+        self.jobs.lock().unwrap().len()
+    }
+
     /// Waits until `n` jobs are queued.
     pub async fn wait_for_jobs(&self, n: usize) {
         within("purge jobs", async {
