@@ -251,7 +251,6 @@ impl EngineBuilder {
         let follower_poll = (!read_only && !config.follower_sync_interval.is_zero()).then(|| {
             crate::roles::spawn_follower_poll(
                 group.clone(),
-                group.regions().clone(),
                 clock.clone(),
                 config.follower_sync_interval,
             )

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use strata_request::{DdlRequest, OpenRequest, RegionId, RegionRole, SetRoleRequest, SyncRequest};
 use strata_scheduler::ClockRef;
-use strata_worker::{RegionMap, RegionState, WorkerGroup};
+use strata_worker::{RegionState, WorkerGroup};
 
 use crate::engine::Engine;
 use crate::error::Result;
@@ -125,14 +125,13 @@ impl Engine {
 /// region of the engine syncs its manifest (one listing when nothing is new).
 pub(crate) fn spawn_follower_poll(
     group: Arc<WorkerGroup>,
-    regions: RegionMap,
     clock: ClockRef,
     interval: Duration,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             clock.sleep_until(clock.now() + interval).await;
-            for region in regions.list() {
+            for region in group.regions().list() {
                 if region.state() != RegionState::ReadOnly {
                     continue;
                 }

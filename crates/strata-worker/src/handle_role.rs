@@ -197,7 +197,7 @@ impl RegionWorkerLoop {
     }
 
     /// Brings a follower's version up to the newest manifest; returns the manifest version.
-    pub(crate) async fn sync_region(&mut self, region: &Arc<Region>) -> Result<u64> {
+    async fn sync_region(&mut self, region: &Arc<Region>) -> Result<u64> {
         let region_id = region.region_id();
         let mut manifest = region.manifest.lock().await;
         if region.state() == RegionState::ReadOnly {
