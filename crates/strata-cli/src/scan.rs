@@ -4,7 +4,7 @@ use std::io::Write;
 
 use arrow_array::RecordBatch;
 use futures::StreamExt;
-use strata_engine::{EngineBuilder, RegionId, ScanRequest, TimeRange};
+use strata_engine::{EngineBuilder, RegionId, ScanOrder, ScanRequest, TimeRange};
 
 use crate::EngineArgs;
 
@@ -15,6 +15,17 @@ pub(crate) enum Format {
     Csv,
     /// One JSON object per row (numbers and booleans typed, timestamps as RFC 3339 text).
     Json,
+}
+
+/// The order rows are printed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Order {
+    /// Time group by time group (files and memtables whose time ranges overlap), oldest
+    /// first, and by series and timestamp within each: no merge across groups, so many
+    /// small files that do not overlap in time read as fast as one.
+    Time,
+    /// The whole region by series and timestamp (every file merged with every other).
+    Key,
 }
 
 /// Arguments of `strata scan`.
@@ -41,6 +52,9 @@ pub(crate) struct ScanArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Csv)]
     format: Format,
+    /// Row order. Both print the same rows.
+    #[arg(long, value_enum, default_value_t = Order::Time)]
+    order: Order,
     /// Check every SST's size and crc32c against the manifest before reading it (a
     /// second read of each file): a damaged file that still decodes is an error instead
     /// of possibly wrong rows.
@@ -123,6 +137,10 @@ async fn scan(engine: &strata_engine::Engine, args: &ScanArgs) -> Result<(), Str
         batch_rows: 8192,
         verify_checksums: args.verify_checksums,
         prefetch_batches: if args.threads() == Some(1) { 0 } else { 2 },
+        order: match args.order {
+            Order::Time => ScanOrder::TimeGroups,
+            Order::Key => ScanOrder::Key,
+        },
         ..ScanRequest::default()
     };
     let mut out = std::io::BufWriter::with_capacity(1 << 20, crate::stdout::QuietStdout);

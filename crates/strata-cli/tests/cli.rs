@@ -80,6 +80,27 @@ fn ingest_then_rerun_continues_the_series_and_scan_sees_every_row() {
     ));
     assert_eq!(csv.lines().count(), 3, "{csv}");
     assert!(csv.starts_with("hostname,ts\nhost_1,"), "{csv}");
+    // Time-group order (the default) and key order print the same rows.
+    let lines = |order: &str| {
+        let csv = stdout(&strata(
+            dir.path(),
+            &[
+                "scan",
+                "--region",
+                "1024.1",
+                "--columns",
+                "hostname,ts",
+                "--order",
+                order,
+            ],
+        ));
+        let mut lines: Vec<String> = csv.lines().map(str::to_string).collect();
+        lines.sort();
+        lines
+    };
+    let by_key = lines("key");
+    assert_eq!(by_key.len(), 601, "a header and 10 hosts × 60 epochs");
+    assert_eq!(lines("time"), by_key);
     let json = stdout(&strata(
         dir.path(),
         &[

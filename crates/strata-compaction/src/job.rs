@@ -425,6 +425,7 @@ async fn merge_group(
                 projection: None,
                 time_range: Some(range),
                 batch_rows: BATCH_ROWS,
+                row_group_slice: None,
             };
             let source = read_sst(
                 &context.store,

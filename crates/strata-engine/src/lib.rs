@@ -95,7 +95,9 @@ pub use strata_request::{
     SemanticType, SetRoleRequest, SetWritableRequest, SyncRequest, TruncateRequest, Value,
     WriteRequest,
 };
-pub use strata_storage::{FileId, FileMeta, RecordBatchStream, RowCount, ScanRequest, TimeRange};
+pub use strata_storage::{
+    FileId, FileMeta, RecordBatchStream, RowCount, ScanOrder, ScanRequest, TimeRange,
+};
 pub use strata_worker::{RegionState, WorkerError};
 
 // Components an embedder can give the builder instead of the configured ones.

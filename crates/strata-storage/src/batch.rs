@@ -144,6 +144,13 @@ impl<'a> KeysBuilder<'a> {
         }
     }
 
+    /// Appends a row with the same key as the previous row's (the caller knows they are
+    /// equal). The first row's key must be [`push`](Self::push)ed.
+    pub(crate) fn repeat_last(&mut self) {
+        let last = self.keys.num_rows().saturating_sub(1);
+        self.index.push(last as u32);
+    }
+
     /// The distinct keys and the per-row index.
     pub(crate) fn finish(self) -> (Arc<Rows>, Option<Arc<[u32]>>) {
         (Arc::new(self.keys), Some(self.index.into()))

@@ -59,8 +59,8 @@ pub use object_store::{
     region_dir, region_manifest_dir,
 };
 pub use read::{
-    BatchStream, MergeOptions, RecordBatchStream, RowCount, ScanRequest, count, flush_memtable,
-    flush_memtable_windowed, merge, scan,
+    BatchStream, MergeOptions, RecordBatchStream, RowCount, ScanOrder, ScanRequest, count,
+    flush_memtable, flush_memtable_windowed, merge, scan,
 };
 pub use sst::{
     FileHandle, FileId, FileMeta, FilePurger, FilePurgerRef, FileTracker, REGION_METADATA_KEY,

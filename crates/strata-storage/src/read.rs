@@ -1,9 +1,12 @@
 //! The read path: merging sorted sources, deduplicating them, and scanning snapshots.
 
 mod count;
+mod gather;
 mod merge;
 mod scan;
 
 pub use count::{RowCount, count};
 pub use merge::{BatchStream, MergeOptions, merge};
-pub use scan::{RecordBatchStream, ScanRequest, flush_memtable, flush_memtable_windowed, scan};
+pub use scan::{
+    RecordBatchStream, ScanOrder, ScanRequest, flush_memtable, flush_memtable_windowed, scan,
+};

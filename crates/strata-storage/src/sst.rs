@@ -16,7 +16,7 @@ use strata_request::RegionId;
 
 use crate::memtable::TimeRange;
 pub use handle::{FileHandle, FilePurger, FilePurgerRef, FileTracker};
-pub(crate) use reader::plain;
+pub(crate) use reader::{SharedOpen, plain, read_sst_shared};
 pub use reader::{SstReadOptions, read_sst, verify_sst};
 pub use writer::{SstWriteOptions, write_sst, write_ssts, writer_properties};
 

@@ -1,6 +1,6 @@
 //! Scan options: checksum verification, decoding files ahead on other tasks; counts.
 
-use strata_engine::{ErrorKind, RegionId, ScanRequest, TimeRange};
+use strata_engine::{ErrorKind, RegionId, ScanOrder, ScanRequest, TimeRange};
 
 use crate::common::*;
 
@@ -112,6 +112,149 @@ async fn a_scan_decoding_files_ahead_returns_exactly_what_the_sequential_one_doe
         let sequential = rows_of(&sequential);
         assert_eq!(sequential, rows_of(&ahead), "batch_rows {batch_rows}");
         assert!(sequential.len() > 200);
+    }
+    engine.stop().await.unwrap();
+}
+
+/// `(host, ts, cpu)` of every row, in output order.
+fn rows_in_order(batches: &[strata_engine::arrow_array::RecordBatch]) -> Vec<(String, i64, f64)> {
+    use strata_engine::arrow_array::cast::AsArray;
+    use strata_engine::arrow_array::types::{Float64Type, TimestampMillisecondType};
+    let mut out = Vec::new();
+    for b in batches {
+        let host = b.column(0).as_string::<i32>();
+        let ts = b.column(1).as_primitive::<TimestampMillisecondType>();
+        let cpu = b.column(2).as_primitive::<Float64Type>();
+        for i in 0..b.num_rows() {
+            out.push((host.value(i).to_string(), ts.value(i), cpu.value(i)));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_time_group_scan_returns_the_key_order_rows_group_by_group_oldest_first() {
+    let env = TestEnv::new();
+    let mut config = env.config();
+    config.compaction.enabled = false;
+    let engine = env.engine_with(config).await;
+    let region = RegionId::new(1, 16);
+    create(&engine, region).await;
+    // Group 0: one file (ts 1000 and 1500).
+    put(&engine, region, 0..50, 1_000, 1.0).await;
+    put(&engine, region, 0..50, 1_500, 1.5).await;
+    engine.flush(region).await.unwrap();
+    // Group 1: two files at ts 2000, the second overwriting and deleting some hosts.
+    put(&engine, region, 0..50, 2_000, 2.0).await;
+    engine.flush(region).await.unwrap();
+    put(&engine, region, 20..40, 2_000, 20.0).await;
+    engine
+        .write(strata_engine::WriteRequest::delete(
+            region,
+            rows(45..50, 2_000, 0.0),
+        ))
+        .await
+        .unwrap();
+    engine.flush(region).await.unwrap();
+    // Group 2: a file at ts 3000 and the memtable (3000 and 4000) overlapping it.
+    put(&engine, region, 0..30, 3_000, 3.0).await;
+    engine.flush(region).await.unwrap();
+    put(&engine, region, 10..20, 3_000, 30.0).await;
+    put(&engine, region, 0..5, 4_000, 4.0).await;
+    let group_of = |ts: i64| match ts {
+        ..2_000 => 0,
+        2_000..3_000 => 1,
+        _ => 2,
+    };
+    let scan = |order, batch_rows, prefetch_batches| {
+        engine.scan_to_vec(
+            region,
+            ScanRequest {
+                order,
+                batch_rows,
+                prefetch_batches,
+                ..ScanRequest::default()
+            },
+        )
+    };
+    let by_key = rows_in_order(&scan(ScanOrder::Key, 4096, 0).await.unwrap());
+    assert_eq!(by_key.len(), 100 + 45 + 30 + 5, "rows: {by_key:?}");
+    // Key order sorted (stably) by group: (group, host, ts).
+    let mut expected = by_key.clone();
+    expected.sort_by_key(|row| group_of(row.1));
+    assert_ne!(expected, by_key, "the layout must tell the orders apart");
+    for batch_rows in [1, 7, 4096] {
+        for prefetch_batches in [0, 3] {
+            let by_group = rows_in_order(
+                &scan(ScanOrder::TimeGroups, batch_rows, prefetch_batches)
+                    .await
+                    .unwrap(),
+            );
+            assert_eq!(
+                by_group, expected,
+                "batch_rows {batch_rows}, prefetch {prefetch_batches}"
+            );
+        }
+    }
+    // A time range cutting into the groups: the same rows as in key order.
+    let range = ScanRequest {
+        time_range: Some(TimeRange {
+            start: 1_500,
+            end: 3_000,
+        }),
+        order: ScanOrder::TimeGroups,
+        ..ScanRequest::default()
+    };
+    let mut in_range = by_key.clone();
+    in_range.retain(|row| (1_500..=3_000).contains(&row.1));
+    in_range.sort_by_key(|row| group_of(row.1));
+    assert_eq!(
+        rows_in_order(&engine.scan_to_vec(region, range).await.unwrap()),
+        in_range
+    );
+    engine.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parallel_time_group_scan_reads_a_large_file_in_pieces_in_order() {
+    let env = TestEnv::new();
+    let mut config = env.config();
+    config.compaction.enabled = false;
+    let engine = env.engine_with(config).await;
+    let region = RegionId::new(1, 17);
+    create(&engine, region).await;
+    // One file of 120,000 rows (two row groups of at most 102,400 rows: two pieces), then
+    // a small file after it in time.
+    for ts in 0..100 {
+        put(&engine, region, 0..1_200, 1_000 + ts, ts as f64).await;
+    }
+    engine.flush(region).await.unwrap();
+    put(&engine, region, 0..10, 5_000, 5.0).await;
+    engine.flush(region).await.unwrap();
+    let files = engine.region_files(region).unwrap();
+    assert!(files.iter().any(|f| f.num_rows == 120_000), "{files:?}");
+    let scan = |order, prefetch_batches| {
+        engine.scan_to_vec(
+            region,
+            ScanRequest {
+                order,
+                batch_rows: 4096,
+                prefetch_batches,
+                ..ScanRequest::default()
+            },
+        )
+    };
+    let sequential = rows_in_order(&scan(ScanOrder::TimeGroups, 0).await.unwrap());
+    assert_eq!(sequential.len(), 120_010);
+    // The big file first (its rows in key order), then the small one.
+    assert_eq!(sequential[119_999].1, 1_099);
+    assert_eq!(sequential[120_000].1, 5_000);
+    for prefetch_batches in [1, 2] {
+        let parallel = rows_in_order(&scan(ScanOrder::TimeGroups, prefetch_batches).await.unwrap());
+        assert!(
+            parallel == sequential,
+            "prefetch {prefetch_batches}: rows differ"
+        );
     }
     engine.stop().await.unwrap();
 }

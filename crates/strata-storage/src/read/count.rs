@@ -5,7 +5,9 @@ use futures::{StreamExt, TryStreamExt};
 use opendal::Operator;
 
 use super::merge::MergeOptions;
-use super::scan::{Part, ScanRequest, merge_parts, on_multi_thread_runtime, parts};
+use super::scan::{
+    Part, ScanRequest, merge_parts, on_multi_thread_runtime, overlapping_groups, parts,
+};
 use crate::error::StorageError;
 use crate::sst::FileMeta;
 use crate::version::VersionControlData;
@@ -90,31 +92,6 @@ pub async fn count(
     Ok(result)
 }
 
-/// `parts` in groups whose time ranges overlap, directly or through other members; the
-/// groups' spans are disjoint. Parts without a time range (empty memtables) are left out.
-pub(crate) fn overlapping_groups(parts: Vec<Part>) -> Vec<Vec<Part>> {
-    let mut ranged: Vec<_> = parts
-        .into_iter()
-        .filter_map(|part| part.time_range().map(|range| (range, part)))
-        .collect();
-    ranged.sort_by_key(|(range, _)| range.start);
-    let mut groups: Vec<Vec<Part>> = Vec::new();
-    let mut end = i64::MIN;
-    for (range, part) in ranged {
-        match groups.last_mut() {
-            Some(group) if range.start <= end => {
-                group.push(part);
-                end = end.max(range.end);
-            }
-            _ => {
-                groups.push(vec![part]);
-                end = range.end;
-            }
-        }
-    }
-    groups
-}
-
 /// The rows a scan returns of `file` alone, if its manifest entry says so: the file lies
 /// wholly in the requested range and the entry records its delete markers.
 fn rows_from_metadata(
@@ -150,7 +127,8 @@ async fn count_group(
     request: ScanRequest,
     files: usize,
 ) -> Result<u64, StorageError> {
-    let (mut merged, _held) = merge_parts(&store, &snapshot, group, &request, &[], files).await?;
+    let (mut merged, _held) =
+        merge_parts(&store, &snapshot, group, &request, &[], files, None).await?;
     let mut rows = 0u64;
     while let Some(batch) = merged.next().await {
         rows += batch?.num_rows() as u64;

@@ -7,16 +7,18 @@
 //! deletes; flushes keep them, so a tombstone in a new file still hides older files' rows.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 use std::pin::Pin;
 use std::sync::Arc;
 
 use arrow_array::{Array, ArrayRef};
 use arrow_buffer::ScalarBuffer;
+use arrow_row::Rows;
 use futures::{Stream, StreamExt};
 use snafu::ResultExt;
 use strata_request::{OpType, RegionOptions};
 
+use super::gather::{gather, runs_of};
 use crate::batch::{KeysBuilder, SortedBatch};
 use crate::error::{ArrowSnafu, StorageError};
 use crate::key::KeyCodec;
@@ -85,8 +87,19 @@ impl MergeOptions {
 /// deduplication drops rows.
 pub fn merge(
     codec: Arc<KeyCodec>,
+    sources: Vec<BatchStream>,
+    options: MergeOptions,
+) -> BatchStream {
+    merge_remembering(codec, sources, options, KeyIds::MAX)
+}
+
+/// [`merge`], remembering at most `keys` keys at once for cheap key equality (tests use
+/// tiny limits to exercise forgetting).
+pub(crate) fn merge_remembering(
+    codec: Arc<KeyCodec>,
     mut sources: Vec<BatchStream>,
     options: MergeOptions,
+    keys: usize,
 ) -> BatchStream {
     if sources.len() == 1
         && let Some(source) = sources.pop()
@@ -116,6 +129,7 @@ pub fn merge(
         heap: BinaryHeap::new(),
         started: false,
         pending: None,
+        key_ids: KeyIds::remembering(keys),
     };
     Box::pin(futures::stream::unfold(merger, |mut merger| async move {
         match merger.next_batch().await {
@@ -241,16 +255,97 @@ fn filter_batch(
 
 struct Source {
     stream: BatchStream,
-    current: Option<Arc<SortedBatch>>,
+    current: Option<Arc<Fed>>,
     row: usize,
     /// Position of `current` in the output's held batches, once a row of it is picked.
     held_slot: Option<usize>,
 }
 
+/// A source batch in the merge, with a merge-wide id for each of its distinct keys.
+struct Fed {
+    batch: SortedBatch,
+    /// The [`KeyIds`] id of each of `batch.keys`, in order.
+    ids: Vec<u64>,
+}
+
+impl Fed {
+    /// The merge-wide id of row `row`'s key.
+    fn id(&self, row: usize) -> u64 {
+        let position = self.batch.key_id(row).map_or(row, |id| id as usize);
+        self.ids[position]
+    }
+
+    /// The order of row `ar`'s key here and row `br`'s in `b`: equal ids are equal keys
+    /// (no byte comparison), other ids are compared by their bytes.
+    fn key_cmp(&self, ar: usize, b: &Fed, br: usize) -> Ordering {
+        if self.id(ar) == b.id(br) {
+            Ordering::Equal
+        } else {
+            self.batch.key(ar).cmp(&b.batch.key(br))
+        }
+    }
+}
+
+/// Ids for the keys a merge has seen: the same key gets the same id while it is
+/// remembered, so heads of many sources at one key (the common case: every source holds
+/// the same series) compare as equal without comparing key bytes. Equal ids always mean
+/// equal keys; keys with different ids may still be equal (after the table is cleared at
+/// its limit of keys), which a byte comparison then finds.
+struct KeyIds {
+    ids: HashMap<Box<[u8]>, u64, ahash::RandomState>,
+    next: u64,
+    /// Keys remembered before the table starts over (bounds its memory).
+    limit: usize,
+}
+
+impl KeyIds {
+    /// The default limit of keys remembered.
+    const MAX: usize = 1 << 18;
+
+    fn remembering(limit: usize) -> Self {
+        Self {
+            ids: HashMap::default(),
+            next: 0,
+            limit: limit.max(1),
+        }
+    }
+
+    /// The ids of `keys`, in order.
+    fn of(&mut self, keys: &Rows) -> Vec<u64> {
+        let mut out: Vec<u64> = Vec::with_capacity(keys.num_rows());
+        let mut previous: Option<&[u8]> = None;
+        for key in keys.iter() {
+            let data = key.data();
+            // One key per row: neighbours often repeat it.
+            if let (Some(prev), Some(&id)) = (previous, out.last())
+                && prev == data
+            {
+                out.push(id);
+                continue;
+            }
+            let id = match self.ids.get(data) {
+                Some(&id) => id,
+                None => {
+                    if self.ids.len() >= self.limit {
+                        self.ids.clear();
+                    }
+                    let id = self.next;
+                    self.next += 1;
+                    self.ids.insert(data.into(), id);
+                    id
+                }
+            };
+            out.push(id);
+            previous = Some(data);
+        }
+        out
+    }
+}
+
 /// A source's current row in the merge order, with the source's index: the heap holds
 /// one per source that has rows left. It shares the source's batch (no copy of the key).
 struct Head {
-    batch: Arc<SortedBatch>,
+    fed: Arc<Fed>,
     row: usize,
     ts: i64,
     sequence: Reverse<u64>,
@@ -259,26 +354,24 @@ struct Head {
 
 impl Head {
     fn of(source: &Source, index: usize) -> Option<Head> {
-        let batch = source.current.as_ref()?;
-        (source.row < batch.num_rows()).then(|| Head {
-            batch: batch.clone(),
+        let fed = source.current.as_ref()?;
+        (source.row < fed.batch.num_rows()).then(|| Head {
+            fed: fed.clone(),
             row: source.row,
-            ts: batch.timestamp(source.row),
-            sequence: Reverse(batch.sequence(source.row)),
+            ts: fed.batch.timestamp(source.row),
+            sequence: Reverse(fed.batch.sequence(source.row)),
             source: index,
         })
-    }
-
-    fn key(&self) -> arrow_row::Row<'_> {
-        self.batch.key(self.row)
     }
 }
 
 impl Ord for Head {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.key().cmp(&other.key()).then_with(|| {
-            (self.ts, self.sequence, self.source).cmp(&(other.ts, other.sequence, other.source))
-        })
+        self.fed
+            .key_cmp(self.row, &other.fed, other.row)
+            .then_with(|| {
+                (self.ts, self.sequence, self.source).cmp(&(other.ts, other.sequence, other.source))
+            })
     }
 }
 
@@ -302,7 +395,7 @@ struct Merger {
     sources: Vec<Source>,
     /// The last row taken (emitted or skipped), for deduplication of the next run's
     /// first row (set once per run).
-    last: Option<(Arc<SortedBatch>, usize)>,
+    last: Option<(Arc<Fed>, usize)>,
     /// The head of every source with rows left, smallest on top: a run costs one pop and
     /// one push (O(log sources)), not a scan of every source.
     heap: BinaryHeap<Reverse<Head>>,
@@ -310,28 +403,21 @@ struct Merger {
     started: bool,
     /// A long run found while filling a batch, output after it.
     pending: Option<SortedBatch>,
+    /// Ids of the keys seen, for cheap equality of keys across sources.
+    key_ids: KeyIds,
 }
 
 /// Runs of at least this many rows (or `batch_rows`, if smaller) that are output whole
 /// leave the merge as slices of their source batch instead of being copied.
 const LONG_RUN: usize = 256;
 
-/// Whether row `ar` of `a` and row `br` of `b` have the same key: by key id within one
-/// batch, else by bytes.
-fn same_key(a: &Arc<SortedBatch>, ar: usize, b: &Arc<SortedBatch>, br: usize) -> bool {
-    if Arc::ptr_eq(a, b)
-        && let (Some(x), Some(y)) = (a.key_id(ar), b.key_id(br))
-        && x == y
-    {
-        return true;
-    }
-    a.key(ar) == b.key(br)
-}
-
 impl Merger {
     /// Gives source `index` its next non-empty batch (row 0), or none when it is done.
     async fn advance(&mut self, index: usize) -> Result<(), StorageError> {
-        let source = &mut self.sources[index];
+        let Self {
+            sources, key_ids, ..
+        } = self;
+        let source = &mut sources[index];
         source.current = None;
         source.row = 0;
         source.held_slot = None;
@@ -339,7 +425,8 @@ impl Merger {
             match source.stream.next().await {
                 Some(Ok(batch)) if batch.is_empty() => {}
                 Some(Ok(batch)) => {
-                    source.current = Some(Arc::new(batch));
+                    let ids = key_ids.of(&batch.keys);
+                    source.current = Some(Arc::new(Fed { batch, ids }));
                     return Ok(());
                 }
                 Some(Err(e)) => return Err(e),
@@ -366,7 +453,7 @@ impl Merger {
                 self.push_head(index);
             }
         }
-        let mut held: Vec<Arc<SortedBatch>> = Vec::new();
+        let mut held: Vec<Arc<Fed>> = Vec::new();
         let mut picked: Vec<(usize, usize)> = Vec::with_capacity(self.options.batch_rows);
         for s in &mut self.sources {
             s.held_slot = None;
@@ -381,16 +468,17 @@ impl Merger {
             // one comparison each against the next head on the heap.
             let bound = self.heap.peek().map(|Reverse(next)| next);
             let source = &mut self.sources[i];
-            let Some(batch) = &source.current else {
+            let Some(fed) = &source.current else {
                 continue;
             };
+            let batch = &fed.batch;
             let first = source.row;
             let picked_before = picked.len();
             // Whether every row of the run is output (nothing deduplicated or deleted).
             let mut whole = true;
             // How the key of the last compared row (by key id) compares with the bound's:
             // rows of one key compare alike, so each key is compared once, not each row.
-            let mut key_order: Option<(u32, Ordering)> = None;
+            let mut key_order: Option<(u64, Ordering)> = None;
             while picked.len() < self.options.batch_rows && source.row < batch.num_rows() {
                 let row = source.row;
                 // The first row is the smallest (or ties with another head, say after a
@@ -398,12 +486,12 @@ impl Merger {
                 if row > first
                     && let Some(next) = bound
                 {
-                    let id = batch.key_id(row);
-                    let keys = match (key_order, id) {
-                        (Some((known, order)), Some(id)) if known == id => order,
+                    let id = fed.id(row);
+                    let keys = match key_order {
+                        Some((known, order)) if known == id => order,
                         _ => {
-                            let order = batch.key(row).cmp(&next.key());
-                            key_order = id.map(|id| (id, order));
+                            let order = fed.key_cmp(row, &next.fed, next.row);
+                            key_order = Some((id, order));
                             order
                         }
                     };
@@ -421,11 +509,11 @@ impl Merger {
                     // row the merge took.
                     let duplicate = if row > first {
                         batch.timestamp(row - 1) == batch.timestamp(row)
-                            && same_key(batch, row - 1, batch, row)
+                            && fed.key_cmp(row - 1, fed, row) == Ordering::Equal
                     } else {
-                        self.last.as_ref().is_some_and(|(lb, lr)| {
-                            lb.timestamp(*lr) == batch.timestamp(row)
-                                && same_key(lb, *lr, batch, row)
+                        self.last.as_ref().is_some_and(|(lf, lr)| {
+                            lf.batch.timestamp(*lr) == batch.timestamp(row)
+                                && lf.key_cmp(*lr, fed, row) == Ordering::Equal
                         })
                     };
                     if duplicate
@@ -438,7 +526,7 @@ impl Merger {
                 let slot = match source.held_slot {
                     Some(slot) => slot,
                     None => {
-                        held.push(batch.clone());
+                        held.push(fed.clone());
                         source.held_slot = Some(held.len() - 1);
                         held.len() - 1
                     }
@@ -447,11 +535,12 @@ impl Merger {
             }
             let taken = source.row - first;
             if taken > 0 && self.options.dedup {
-                self.last = Some((batch.clone(), source.row - 1));
+                self.last = Some((fed.clone(), source.row - 1));
             }
             // A long run that is output whole goes out as a slice of its batch (no copy).
             let run = (whole && taken >= long_run).then(|| batch.slice(first, taken));
-            if source.row >= batch.num_rows() {
+            let exhausted = source.row >= batch.num_rows();
+            if exhausted {
                 self.advance(i).await?;
             }
             self.push_head(i);
@@ -473,45 +562,42 @@ impl Merger {
     /// Builds the output batch from `picked` rows of `held` batches.
     fn assemble(
         &self,
-        held: &[Arc<SortedBatch>],
+        held: &[Arc<Fed>],
         picked: &[(usize, usize)],
     ) -> Result<SortedBatch, StorageError> {
         let region_id = self.codec.metadata().region_id();
+        let batches: Vec<&SortedBatch> = held.iter().map(|fed| &fed.batch).collect();
+        // Rows with the key id of the previous row share its key: no byte comparison.
         let mut keys = KeysBuilder::new(&self.codec, picked.len());
+        let mut previous: Option<u64> = None;
         for &(b, r) in picked {
-            keys.push(held[b].key(r).data());
-        }
-        let (keys, key_index) = keys.finish();
-        let timestamps: ScalarBuffer<i64> =
-            picked.iter().map(|&(b, r)| held[b].timestamp(r)).collect();
-        let sequences: ScalarBuffer<u64> =
-            picked.iter().map(|&(b, r)| held[b].sequence(r)).collect();
-        let op_types: ScalarBuffer<u8> = picked.iter().map(|&(b, r)| held[b].op_types[r]).collect();
-        let width = held.first().map_or(0, |b| b.columns.len());
-        // Consecutive rows of one batch form a run; long runs are copied as slices
-        // (`concat`), short ones gathered row by row (`interleave`).
-        let mut runs: Vec<(usize, usize, usize)> = Vec::new();
-        for &(b, r) in picked {
-            match runs.last_mut() {
-                Some((lb, start, len)) if *lb == b && *start + *len == r => *len += 1,
-                _ => runs.push((b, r, 1)),
+            let id = held[b].id(r);
+            if previous == Some(id) {
+                keys.repeat_last();
+            } else {
+                keys.push(batches[b].key(r).data());
+                previous = Some(id);
             }
         }
-        let by_runs = runs.len().saturating_mul(16) <= picked.len();
+        let (keys, key_index) = keys.finish();
+        let timestamps: ScalarBuffer<i64> = picked
+            .iter()
+            .map(|&(b, r)| batches[b].timestamp(r))
+            .collect();
+        let sequences: ScalarBuffer<u64> = picked
+            .iter()
+            .map(|&(b, r)| batches[b].sequence(r))
+            .collect();
+        let op_types: ScalarBuffer<u8> = picked
+            .iter()
+            .map(|&(b, r)| batches[b].op_types[r])
+            .collect();
+        let width = batches.first().map_or(0, |b| b.columns.len());
+        let runs = runs_of(picked);
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(width);
         for c in 0..width {
-            let column = if by_runs {
-                let slices: Vec<ArrayRef> = runs
-                    .iter()
-                    .map(|&(b, start, len)| held[b].columns[c].slice(start, len))
-                    .collect();
-                let slices: Vec<&dyn Array> = slices.iter().map(AsRef::as_ref).collect();
-                arrow_select::concat::concat(&slices)
-            } else {
-                let values: Vec<&dyn Array> = held.iter().map(|b| b.columns[c].as_ref()).collect();
-                arrow_select::interleave::interleave(&values, picked)
-            };
-            columns.push(column.context(ArrowSnafu {
+            let values: Vec<&dyn Array> = batches.iter().map(|b| b.columns[c].as_ref()).collect();
+            columns.push(gather(&values, picked, &runs).context(ArrowSnafu {
                 region_id,
                 operation: "merge rows",
             })?);

@@ -1,5 +1,6 @@
 //! [`scan`]: a region snapshot's rows, merged and deduplicated, as Arrow record batches.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -9,12 +10,13 @@ use opendal::Operator;
 use snafu::ResultExt;
 
 use super::merge::{BatchStream, MergeOptions, drop_deletes, merge};
-use crate::batch::output_schema;
+use crate::batch::{SortedBatch, output_schema};
 use crate::error::{ArrowSnafu, StorageError};
 use crate::memtable::{IterOptions, TimeRange, TimeSeriesMemtable};
 use crate::object_store::region_data_dir;
 use crate::sst::{
-    FileHandle, FileMeta, SstReadOptions, SstWriteOptions, read_sst, verify_sst, write_sst,
+    FileHandle, FileMeta, SharedOpen, SstReadOptions, SstWriteOptions, read_sst_shared, verify_sst,
+    write_sst,
 };
 use crate::version::VersionControlData;
 
@@ -45,6 +47,31 @@ pub struct ScanRequest {
     /// multi-thread tokio runtime (on a current-thread runtime or none, files are decoded
     /// on the scanning task).
     pub prefetch_batches: usize,
+    /// The order rows come out in; [`ScanOrder::Key`] by default.
+    pub order: ScanOrder,
+}
+
+/// The order of a scan's rows.
+///
+/// Every order returns the same rows (each key and timestamp once, newest row, deletes
+/// dropped); only their order differs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ScanOrder {
+    /// The whole region in (primary key, timestamp) order: every memtable and file is
+    /// merged with every other.
+    #[default]
+    Key,
+    /// Time group by time group, oldest first, and (primary key, timestamp) order within
+    /// each group. A group is a set of memtables and files whose time ranges overlap
+    /// (directly or through other members); groups never share a (key, timestamp), so
+    /// each is merged on its own, a group of one file passes through without any merge,
+    /// and a group's files are opened only when the scan reaches it (or a few groups
+    /// ahead, with `prefetch_batches` > 0). This is mito2's `SeqScan` order (partition
+    /// ranges); it is much faster than [`ScanOrder::Key`] over many files that do not
+    /// overlap in time (hundreds of small flushes before compaction, say). A region whose
+    /// memtables and files all overlap is one group, in key order.
+    TimeGroups,
 }
 
 impl ScanRequest {
@@ -75,6 +102,7 @@ impl Default for ScanRequest {
             batch_rows: 4096,
             verify_checksums: false,
             prefetch_batches: 2,
+            order: ScanOrder::Key,
         }
     }
 }
@@ -99,25 +127,203 @@ pub async fn scan(
         .clone()
         .unwrap_or_else(|| (0..metadata.columns().len()).collect());
     let files = version.all_file_handles().count();
-    // The stream holds the handles of the files it reads, so none is deleted (by a
-    // truncate, a compaction or a drop) before the scan is done with it.
-    let (merged, held) = merge_parts(
-        store,
-        snapshot,
-        parts(snapshot, &request),
-        &request,
-        &projection,
-        files,
-    )
-    .await?;
     let schema = output_schema(&metadata, &projection, false);
+    let merged = match request.order {
+        ScanOrder::Key => {
+            // The stream holds the handles of the files it reads, so none is deleted (by
+            // a truncate, a compaction or a drop) before the scan is done with it.
+            let (merged, held) = merge_parts(
+                store,
+                snapshot,
+                parts(snapshot, &request),
+                &request,
+                &projection,
+                files,
+                None,
+            )
+            .await?;
+            hold(merged, held)
+        }
+        ScanOrder::TimeGroups => scan_time_groups(store, snapshot, request, projection, files),
+    };
     Ok(Box::pin(merged.map(move |batch| {
-        let _held = &held;
         batch?.to_record_batch(&schema).context(ArrowSnafu {
             region_id,
             operation: "build scan output",
         })
     })))
+}
+
+/// `stream`, holding `held` (the handles of the files it reads) until it is dropped.
+fn hold(stream: BatchStream, held: Vec<FileHandle>) -> BatchStream {
+    Box::pin(stream.map(move |batch| {
+        let _held = &held;
+        batch
+    }))
+}
+
+/// [`ScanOrder::TimeGroups`]: each group of overlapping parts merged on its own, oldest
+/// group first. A group's files are opened when the scan reaches it; with
+/// `prefetch_batches` > 0 on a multi-thread runtime, one more piece than the runtime has
+/// threads is opened, merged and decoded at once, each on its own task, ahead of the
+/// caller — a piece being a group, or a slice of the row groups of a group's one large
+/// file (decoded whole ahead).
+fn scan_time_groups(
+    store: &Operator,
+    snapshot: &VersionControlData,
+    request: ScanRequest,
+    projection: Vec<usize>,
+    files: usize,
+) -> BatchStream {
+    let groups = overlapping_groups(parts(snapshot, &request));
+    let parallel = request.prefetch_batches > 0 && on_multi_thread_runtime();
+    // One more piece than threads: each thread keeps decoding while the caller drains a
+    // piece that is already done.
+    let ahead = if parallel {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_workers()
+            .max(1)
+            + 1
+    } else {
+        1
+    };
+    // In parallel, a group of one large SST is read as pieces of its row groups (key
+    // ranges of the file, in order), each decoded whole ahead on its own task.
+    let mut pieces: Vec<Piece> = Vec::with_capacity(groups.len());
+    for group in groups {
+        let rows = match group.as_slice() {
+            [Part::File(handle)] if parallel => handle.meta().num_rows,
+            _ => 0,
+        };
+        let n = rows.div_ceil(PIECE_ROWS).clamp(1, MAX_PIECES) as usize;
+        if n == 1 {
+            pieces.push(Piece {
+                group,
+                slice: None,
+                depth: request.prefetch_batches,
+            });
+            continue;
+        }
+        // A piece's batches all fit in its channel: it decodes while earlier pieces are
+        // read, not just a few batches ahead.
+        let depth = (rows / n as u64) as usize / request.batch_rows.max(1) + 2;
+        let opened = SharedOpen::default();
+        for i in 0..n {
+            pieces.push(Piece {
+                group: group.clone(),
+                slice: Some(FileSlice {
+                    of: (i, n),
+                    opened: opened.clone(),
+                }),
+                depth: depth.max(request.prefetch_batches),
+            });
+        }
+    }
+    let (store, snapshot) = (store.clone(), snapshot.clone());
+    let open = move |piece: Piece| -> BatchStream {
+        let (store, snapshot, projection) = (store.clone(), snapshot.clone(), projection.clone());
+        let mut request = request.clone();
+        if parallel && piece.group.len() == 1 {
+            // The piece's own task decodes its one file.
+            request.prefetch_batches = 0;
+        }
+        let Piece {
+            group,
+            slice,
+            depth,
+        } = piece;
+        let rows: BatchStream = Box::pin(
+            futures::stream::once(async move {
+                let opened = merge_parts(
+                    &store,
+                    &snapshot,
+                    group,
+                    &request,
+                    &projection,
+                    files,
+                    slice,
+                )
+                .await;
+                match opened {
+                    Ok((merged, held)) => hold(merged, held),
+                    Err(error) => Box::pin(futures::stream::once(std::future::ready(Err(error)))),
+                }
+            })
+            .flatten(),
+        );
+        if parallel {
+            prefetch(rows, depth)
+        } else {
+            rows
+        }
+    };
+    let state = GroupsAhead {
+        waiting: pieces.into_iter(),
+        running: VecDeque::new(),
+        ahead,
+        open,
+    };
+    let rows = futures::stream::unfold(state, |mut state| async move {
+        state.next().await.map(|item| (item, state))
+    });
+    // A failed group ends the scan: no later group's rows after an error.
+    Box::pin(rows.scan(false, |failed, item| {
+        if *failed {
+            return std::future::ready(None);
+        }
+        *failed = item.is_err();
+        std::future::ready(Some(item))
+    }))
+}
+
+/// Rows of a large SST per piece of a parallel time-group scan.
+const PIECE_ROWS: u64 = 100_000;
+/// Most pieces one SST is read in.
+const MAX_PIECES: u64 = 16;
+
+/// What one task of a time-group scan reads: a group, or a slice of the row groups of a
+/// group's one file; `depth` batches ahead.
+struct Piece {
+    group: Vec<Part>,
+    slice: Option<FileSlice>,
+    depth: usize,
+}
+
+/// The `of.0`-th of `of.1` slices of the row groups of a group's one file, and what
+/// opening the file read (shared by its slices: read once).
+#[derive(Clone)]
+pub(crate) struct FileSlice {
+    of: (usize, usize),
+    opened: SharedOpen,
+}
+
+/// Pieces of a time-group scan, at most `ahead` of them opened (and, when `open` spawns
+/// them, running) at once, read in order.
+struct GroupsAhead<F> {
+    waiting: std::vec::IntoIter<Piece>,
+    running: VecDeque<BatchStream>,
+    ahead: usize,
+    open: F,
+}
+
+impl<F: Fn(Piece) -> BatchStream> GroupsAhead<F> {
+    async fn next(&mut self) -> Option<Result<SortedBatch, StorageError>> {
+        loop {
+            while self.running.len() < self.ahead
+                && let Some(piece) = self.waiting.next()
+            {
+                self.running.push_back((self.open)(piece));
+            }
+            let oldest = self.running.front_mut()?;
+            match oldest.next().await {
+                Some(item) => return Some(item),
+                None => {
+                    self.running.pop_front();
+                }
+            }
+        }
+    }
 }
 
 /// A source of a scan: a memtable or an SST.
@@ -153,6 +359,31 @@ pub(crate) fn parts(snapshot: &VersionControlData, request: &ScanRequest) -> Vec
         .collect()
 }
 
+/// `parts` in groups whose time ranges overlap, directly or through other members; the
+/// groups' spans are disjoint. Parts without a time range (empty memtables) are left out.
+pub(crate) fn overlapping_groups(parts: Vec<Part>) -> Vec<Vec<Part>> {
+    let mut ranged: Vec<_> = parts
+        .into_iter()
+        .filter_map(|part| part.time_range().map(|range| (range, part)))
+        .collect();
+    ranged.sort_by_key(|(range, _)| range.start);
+    let mut groups: Vec<Vec<Part>> = Vec::new();
+    let mut end = i64::MIN;
+    for (range, part) in ranged {
+        match groups.last_mut() {
+            Some(group) if range.start <= end => {
+                group.push(part);
+                end = end.max(range.end);
+            }
+            _ => {
+                groups.push(vec![part]);
+                end = range.end;
+            }
+        }
+    }
+    groups
+}
+
 /// `parts` opened with `projection` and merged as a scan of `snapshot`'s region does
 /// (deduplicated, deletes dropped; every row in append mode) — one SST alone without
 /// comparing rows ([`drop_deletes`]). Returns the stream and the handles of the files it
@@ -164,10 +395,12 @@ pub(crate) async fn merge_parts(
     request: &ScanRequest,
     projection: &[usize],
     files: usize,
+    slice: Option<FileSlice>,
 ) -> Result<(BatchStream, Vec<FileHandle>), StorageError> {
     let version = &snapshot.version;
     let single_file = matches!(parts.as_slice(), [Part::File(_)]);
-    let (sources, held) = open_parts(store, snapshot, parts, request, projection, files).await?;
+    let (sources, held) =
+        open_parts(store, snapshot, parts, request, projection, files, slice).await?;
     let options = MergeOptions {
         batch_rows: request.batch_rows,
         ..MergeOptions::scan_of(&version.options)
@@ -191,6 +424,7 @@ async fn open_parts(
     request: &ScanRequest,
     projection: &[usize],
     files: usize,
+    slice: Option<FileSlice>,
 ) -> Result<(Vec<BatchStream>, Vec<FileHandle>), StorageError> {
     let version = &snapshot.version;
     let max_sequence = request.max_sequence.unwrap_or(snapshot.committed_sequence);
@@ -218,8 +452,16 @@ async fn open_parts(
                     projection: Some(projection.to_vec()),
                     time_range: request.time_range,
                     batch_rows: request.batch_rows,
+                    row_group_slice: slice.as_ref().map(|s| s.of),
                 };
-                let source = read_sst(store, &path, version.codec.clone(), options).await?;
+                let source = read_sst_shared(
+                    store,
+                    &path,
+                    version.codec.clone(),
+                    options,
+                    slice.as_ref().map(|s| &s.opened),
+                )
+                .await?;
                 held.push(handle);
                 // Many small files: one batch ahead each, so memory stays near one batch
                 // a file.

@@ -37,6 +37,11 @@ pub struct SstReadOptions {
     pub time_range: Option<TimeRange>,
     /// Most rows per batch.
     pub batch_rows: usize,
+    /// `Some((i, n))`: only the `i`-th of `n` contiguous, nearly equal slices of the
+    /// file's row groups (before time pruning), so `n` readers can decode one file in
+    /// parallel, each a key range of it in order. A slice can be empty (more slices than
+    /// row groups); `i` must be below `n`. `None`: every row group.
+    pub row_group_slice: Option<(usize, usize)>,
 }
 
 impl Default for SstReadOptions {
@@ -45,6 +50,7 @@ impl Default for SstReadOptions {
             projection: None,
             time_range: None,
             batch_rows: 4096,
+            row_group_slice: None,
         }
     }
 }
@@ -57,45 +63,34 @@ pub async fn read_sst(
     codec: Arc<KeyCodec>,
     options: SstReadOptions,
 ) -> Result<BatchStream, StorageError> {
+    read_sst_shared(store, path, codec, options, None).await
+}
+
+/// What opening an SST reads before decoding (its size and Parquet metadata), read once
+/// and shared by the readers of slices of one file.
+#[derive(Clone, Default)]
+pub(crate) struct SharedOpen(Arc<tokio::sync::OnceCell<(u64, ArrowReaderMetadata)>>);
+
+/// [`read_sst`], with the file's size and metadata from `shared` when another reader of
+/// the same file (and the same time range, or none) already read them.
+pub(crate) async fn read_sst_shared(
+    store: &Operator,
+    path: &str,
+    codec: Arc<KeyCodec>,
+    options: SstReadOptions,
+    shared: Option<&SharedOpen>,
+) -> Result<BatchStream, StorageError> {
     let metadata = codec.metadata().clone();
-    let size = store
-        .stat(path)
-        .await
-        .context(ObjectStoreSnafu {
-            operation: "stat SST",
-            path,
-        })?
-        .content_length();
+    let load = || load_metadata(store, path, &metadata, options.time_range.is_some());
+    let (size, reader_metadata) = match shared {
+        Some(shared) => shared.0.get_or_try_init(load).await?.clone(),
+        None => load().await?,
+    };
     let reader = store.reader(path).await.context(ObjectStoreSnafu {
         operation: "open SST",
         path,
     })?;
-    // The Parquet decoder is not panic-free on damaged input (seen: an out-of-bounds index
-    // in its byte-stream-split decoder), so a panic while opening or decoding is contained
-    // here and reported as corruption of this file.
-    let mut input = OpendalReader { reader, size };
-    // The page index (for time pruning within row groups) only when a range is asked for.
-    let policy = if options.time_range.is_some() {
-        PageIndexPolicy::Optional
-    } else {
-        PageIndexPolicy::Skip
-    };
-    let plain = AssertUnwindSafe(ArrowReaderMetadata::load_async(
-        &mut input,
-        ArrowReaderOptions::new().with_page_index_policy(policy),
-    ))
-    .catch_unwind()
-    .await
-    .map_err(|panic| decoder_panic(path, panic.as_ref()))?
-    .context(ParquetSnafu { path })?;
-    // String tags are read as dictionaries: keys are built from each run's first row and
-    // the strings are materialized only when a tag is projected.
-    let dictionary_schema = dictionary_tags(plain.schema(), &metadata);
-    let reader_metadata = ArrowReaderMetadata::try_new(
-        plain.metadata().clone(),
-        ArrowReaderOptions::new().with_schema(dictionary_schema),
-    )
-    .context(ParquetSnafu { path })?;
+    let input = OpendalReader { reader, size };
     let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(input, reader_metadata);
     let layout = Layout::new(
         &metadata,
@@ -103,7 +98,13 @@ pub async fn read_sst(
         options.projection.as_deref(),
         path,
     )?;
-    let row_groups = select_row_groups(builder.metadata(), layout.file_ts, options.time_range);
+    let mut row_groups = select_row_groups(builder.metadata(), layout.file_ts, options.time_range);
+    if let Some((i, n)) = options.row_group_slice {
+        let all = builder.metadata().num_row_groups();
+        let n = n.max(1);
+        let slice = (i * all / n)..((i + 1) * all / n).min(all);
+        row_groups.retain(|g| slice.contains(g));
+    }
     let mask = ProjectionMask::roots(builder.parquet_schema(), layout.file_columns.clone());
     // A time range that cuts into the kept row groups goes down to pages (those whose
     // timestamps miss it are not read) and rows (the timestamps are decoded first and
@@ -145,6 +146,54 @@ pub async fn read_sst(
             layout.convert(&codec, batch, &path)
         },
     )))
+}
+
+/// The size and Parquet metadata of the SST at `path` of a region with `metadata` (with
+/// the page index if `ranged`: it prunes pages by time), string tags as dictionaries.
+async fn load_metadata(
+    store: &Operator,
+    path: &str,
+    metadata: &RegionMetadata,
+    ranged: bool,
+) -> Result<(u64, ArrowReaderMetadata), StorageError> {
+    let size = store
+        .stat(path)
+        .await
+        .context(ObjectStoreSnafu {
+            operation: "stat SST",
+            path,
+        })?
+        .content_length();
+    let reader = store.reader(path).await.context(ObjectStoreSnafu {
+        operation: "open SST",
+        path,
+    })?;
+    let mut input = OpendalReader { reader, size };
+    let policy = if ranged {
+        PageIndexPolicy::Optional
+    } else {
+        PageIndexPolicy::Skip
+    };
+    // The Parquet decoder is not panic-free on damaged input (seen: an out-of-bounds index
+    // in its byte-stream-split decoder), so a panic while opening or decoding is contained
+    // and reported as corruption of this file.
+    let plain = AssertUnwindSafe(ArrowReaderMetadata::load_async(
+        &mut input,
+        ArrowReaderOptions::new().with_page_index_policy(policy),
+    ))
+    .catch_unwind()
+    .await
+    .map_err(|panic| decoder_panic(path, panic.as_ref()))?
+    .context(ParquetSnafu { path })?;
+    // String tags are read as dictionaries: keys are built from each run's first row and
+    // the strings are materialized only when a tag is projected.
+    let dictionary_schema = dictionary_tags(plain.schema(), metadata);
+    let reader_metadata = ArrowReaderMetadata::try_new(
+        plain.metadata().clone(),
+        ArrowReaderOptions::new().with_schema(dictionary_schema),
+    )
+    .context(ParquetSnafu { path })?;
+    Ok((size, reader_metadata))
 }
 
 /// `array` with dictionary encoding undone (as the region's schema has it).

@@ -154,6 +154,50 @@ async fn an_sst_reads_back_exactly_what_the_flush_merge_wrote() {
 }
 
 #[tokio::test]
+async fn row_group_slices_read_in_order_give_the_whole_file_once() {
+    let codec = Arc::new(KeyCodec::new(metadata()).unwrap());
+    let m = memtable(&codec, 3, 100);
+    let store = memory_store();
+    // 300 rows in 30-row groups: 10 row groups.
+    let meta = write(&store, &codec, &m, 30).await;
+    assert_eq!(meta.num_row_groups, 10);
+    let path = meta.path("region/data");
+    let whole = rows(
+        read_sst(&store, &path, codec.clone(), SstReadOptions::default())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(whole.len(), 300);
+    for n in [1, 3, 4, 10, 16] {
+        let mut pieces = Vec::new();
+        let mut empty = 0;
+        for i in 0..n {
+            let options = SstReadOptions {
+                row_group_slice: Some((i, n)),
+                ..Default::default()
+            };
+            let piece = rows(
+                read_sst(&store, &path, codec.clone(), options)
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            if piece.is_empty() {
+                empty += 1;
+            }
+            pieces.extend(piece);
+        }
+        assert_eq!(pieces, whole, "{n} slices");
+        assert_eq!(
+            empty,
+            n.saturating_sub(10),
+            "{n} slices: empty ones only past 10"
+        );
+    }
+}
+
+#[tokio::test]
 async fn time_ranges_prune_row_groups_and_filter_rows_and_projection_narrows_columns() {
     let codec = Arc::new(KeyCodec::new(metadata()).unwrap());
     let m = memtable(&codec, 3, 100);

@@ -48,8 +48,18 @@ fn run(
     sources: Vec<BatchStream>,
     options: MergeOptions,
 ) -> Vec<(String, i64, i64, u64, OpType)> {
+    run_remembering(codec, sources, options, KeyIds::MAX)
+}
+
+/// [`run`] with a merge that remembers at most `keys` keys at once.
+fn run_remembering(
+    codec: &Arc<KeyCodec>,
+    sources: Vec<BatchStream>,
+    options: MergeOptions,
+    keys: usize,
+) -> Vec<(String, i64, i64, u64, OpType)> {
     futures::executor::block_on(async {
-        let mut merged = merge(codec.clone(), sources, options);
+        let mut merged = merge_remembering(codec.clone(), sources, options, keys);
         let mut out = Vec::new();
         while let Some(b) = merged.next().await {
             let b = b.unwrap();
@@ -262,7 +272,9 @@ proptest! {
     /// The run-taking merge equals the simplest reference: every row of every source,
     /// sorted by (key, timestamp, sequence descending) — and, deduplicated with deletes
     /// kept (what flushes and compactions write), the first row of each (key, timestamp).
-    /// Long runs per source (many timestamps per key) and colliding keys across sources.
+    /// Long runs per source (many timestamps per key) and colliding keys across sources;
+    /// with a merge that remembers every key, or forgets them after one or two (equal keys
+    /// with different ids must still compare equal).
     #[test]
     fn the_merge_equals_a_sort_of_every_row(
         sources in proptest::collection::vec(
@@ -270,6 +282,7 @@ proptest! {
             1..6,
         ),
         batch_rows in 1usize..50,
+        keys in prop_oneof![Just(KeyIds::MAX), 1usize..3],
     ) {
         let codec = codec();
         let mut sequence = 1;
@@ -291,14 +304,14 @@ proptest! {
         let options = IterOptions { batch_rows, ..Default::default() };
         all.sort_by(|a, b| (&a.0, a.1, std::cmp::Reverse(a.3)).cmp(&(&b.0, b.1, std::cmp::Reverse(b.3))));
         let every = MergeOptions { dedup: false, filter_deleted: false, batch_rows };
-        let got = run(&codec, memtables.iter().map(|m| stream(m, options.clone())).collect(), every);
+        let got = run_remembering(&codec, memtables.iter().map(|m| stream(m, options.clone())).collect(), every, keys);
         let got: Vec<_> = got.into_iter().map(|r| (r.0, r.1, if r.4 == OpType::Delete { 0 } else { r.2 }, r.3, r.4)).collect();
         prop_assert_eq!(&got, &all);
 
         let mut deduped = all.clone();
         deduped.dedup_by(|b, a| a.0 == b.0 && a.1 == b.1);
         let flush = MergeOptions { batch_rows, ..MergeOptions::flush() };
-        let got = run(&codec, memtables.iter().map(|m| stream(m, options.clone())).collect(), flush);
+        let got = run_remembering(&codec, memtables.iter().map(|m| stream(m, options.clone())).collect(), flush, keys);
         let got: Vec<_> = got.into_iter().map(|r| (r.0, r.1, if r.4 == OpType::Delete { 0 } else { r.2 }, r.3, r.4)).collect();
         prop_assert_eq!(got, deduped);
     }
