@@ -38,7 +38,7 @@ mod memtable;
 mod object_store;
 mod read;
 mod sst;
-#[cfg(feature = "testing")]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod version;
 mod window;

@@ -58,7 +58,12 @@ impl RegionWorkerLoop {
 
         let shared = self.shared.clone();
         let crate::purges::PurgeHandle { done, hurry } = self.shared.purges.start(region_id);
+        let manifest = region.manifest.clone();
         let job = Box::pin(async move {
+            // A checkpoint's background deletion of old manifest files ends first: it must
+            // not delete a file of a region re-created under the same id (a create waits
+            // for this job).
+            manifest.lock().await.wait_for_cleanup().await;
             let removed = match shared.purge_region_files(region_id).await {
                 Ok(()) => true,
                 Err(error) => {

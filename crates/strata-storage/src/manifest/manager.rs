@@ -156,6 +156,9 @@ pub struct ManifestManager {
     /// A delta whose create failed with a store error — it may have landed anyway:
     /// `(version, bytes, actions)`. The next update settles it first.
     uncertain: Option<(u64, Vec<u8>, RegionMetaActionList)>,
+    /// The deletion of the files the last checkpoint covers, running in the background:
+    /// a commit does not wait for it (on an object store each delete is a round trip).
+    cleanup: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl ManifestManager {
@@ -189,6 +192,7 @@ impl ManifestManager {
             manifest,
             last_checkpoint: None,
             uncertain: None,
+            cleanup: None,
         })
     }
 
@@ -290,6 +294,7 @@ impl ManifestManager {
             manifest,
             last_checkpoint,
             uncertain: None,
+            cleanup: None,
         }))
     }
 
@@ -462,7 +467,7 @@ impl ManifestManager {
         }
     }
 
-    async fn checkpoint(&self, version: u64) -> Result<(), ManifestError> {
+    async fn checkpoint(&mut self, version: u64) -> Result<(), ManifestError> {
         let path = checkpoint_path(&self.dir, version);
         let bytes = serde_json::to_vec(&Checkpoint {
             last_version: version,
@@ -504,8 +509,9 @@ impl ManifestManager {
             &pointer,
         )
         .await?;
-        // Everything the checkpoint covers can go; failures only leave garbage behind.
-        let stale = listing
+        // Everything the checkpoint covers can go, in the background; failures (or a stop
+        // before it is done) only leave garbage behind, which the next checkpoint deletes.
+        let stale: Vec<String> = listing
             .deltas
             .iter()
             .filter(|&&v| v <= version)
@@ -516,13 +522,33 @@ impl ManifestManager {
                     .iter()
                     .filter(|&&v| v < version)
                     .map(|&v| checkpoint_path(&self.dir, v)),
-            );
-        for path in stale {
-            if let Err(error) = self.store.delete(&path).await {
-                tracing::warn!(path, %error, "cannot delete a manifest file covered by a checkpoint");
+            )
+            .collect();
+        self.wait_for_cleanup().await;
+        let store = self.store.clone();
+        let delete = async move {
+            for path in stale {
+                if let Err(error) = store.delete(&path).await {
+                    tracing::warn!(path, %error, "cannot delete a manifest file covered by a checkpoint");
+                }
             }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => self.cleanup = Some(runtime.spawn(delete)),
+            Err(_) => delete.await,
         }
         Ok(())
+    }
+
+    /// Waits until the files the last checkpoint covers are deleted. Commits do not wait
+    /// for that (it runs in the background); tests and tools that look at the manifest
+    /// directory can.
+    pub async fn wait_for_cleanup(&mut self) {
+        if let Some(cleanup) = self.cleanup.take()
+            && let Err(error) = cleanup.await
+        {
+            tracing::warn!(dir = self.dir, %error, "the deletion of checkpointed manifest files stopped");
+        }
     }
 }
 

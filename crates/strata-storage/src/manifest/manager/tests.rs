@@ -1,3 +1,6 @@
+use std::sync::Arc;
+use std::time::Duration;
+
 use opendal::Operator;
 use strata_request::{ColumnDataType, ColumnSchema, RegionMetadataBuilder};
 
@@ -165,6 +168,7 @@ async fn checkpoints_replace_old_deltas_and_open_from_checkpoint_plus_later_delt
             .await
             .unwrap();
     }
+    m.wait_for_cleanup().await;
     assert_eq!(
         names(&store).await,
         [
@@ -505,6 +509,48 @@ async fn a_checkpoint_never_moves_the_pointer_behind_a_newer_writer() {
     assert_eq!(reader.manifest(), second.manifest());
 }
 
+/// Deleting the files a checkpoint covers is not part of the commit: on a store where
+/// every delete takes a second, a checkpointing update returns at once and the deletion
+/// finishes in the background.
+#[tokio::test(start_paused = true)]
+async fn a_checkpoint_deletes_the_files_it_covers_in_the_background() {
+    let plan = Arc::new(crate::testing::FaultPlan::default());
+    let store = store().layer(crate::testing::FaultLayer::new(plan.clone()));
+    let mut m = ManifestManager::create(
+        store.clone(),
+        metadata(),
+        RegionOptions::default(),
+        config(3),
+    )
+    .await
+    .unwrap();
+    // Deletes (of any path) wait a second each; nothing else does.
+    plan.delay_containing("no such path", Duration::from_secs(1));
+    let started = tokio::time::Instant::now();
+    for i in 1..=3 {
+        m.update(edit(vec![file(i)], vec![], i, i)).await.unwrap();
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "the commit waited for deletes: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        names(&store).await.iter().any(|n| n.ends_with("1.json")),
+        "nothing is deleted yet"
+    );
+    m.wait_for_cleanup().await;
+    assert_eq!(
+        names(&store).await,
+        ["00000000000000000003.checkpoint", "_last_checkpoint"]
+    );
+    let reopened = ManifestManager::open(store, region(), config(3))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reopened.manifest(), m.manifest());
+}
+
 /// SlateDB's subtlety: a checkpoint deletes the deltas it covers, freeing their names; a
 /// stalled writer's create of such a version succeeds but is invisible — it must be fenced.
 #[tokio::test]
@@ -517,6 +563,7 @@ async fn a_stalled_writer_whose_version_a_checkpoint_covered_is_fenced() {
             .await
             .unwrap();
     }
+    successor.wait_for_cleanup().await;
     // Version 1's delta is gone (covered by the checkpoint at 2): its name is free again.
     assert!(!names(&store).await.iter().any(|n| n.ends_with("1.json")));
     let error = zombie
