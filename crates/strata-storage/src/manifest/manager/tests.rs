@@ -513,6 +513,8 @@ async fn a_checkpoint_never_moves_the_pointer_behind_a_newer_writer() {
 /// every delete takes a second, a checkpointing update returns at once and the deletion
 /// finishes in the background.
 #[tokio::test(start_paused = true)]
+// The paused runtime's clock: virtual time that only the injected delays advance.
+#[allow(clippy::disallowed_methods)]
 async fn a_checkpoint_deletes_the_files_it_covers_in_the_background() {
     let plan = Arc::new(crate::testing::FaultPlan::default());
     let store = store().layer(crate::testing::FaultLayer::new(plan.clone()));
