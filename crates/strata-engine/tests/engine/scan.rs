@@ -92,25 +92,9 @@ async fn a_scan_decoding_files_ahead_returns_exactly_what_the_sequential_one_doe
                 },
             )
         };
-        let sequential = scan(0).await.unwrap();
-        let ahead = scan(3).await.unwrap();
-        // Every row, in output order.
-        let rows_of = |batches: &[strata_engine::arrow_array::RecordBatch]| {
-            use strata_engine::arrow_array::cast::AsArray;
-            use strata_engine::arrow_array::types::{Float64Type, TimestampMillisecondType};
-            let mut out = Vec::new();
-            for b in batches {
-                let host = b.column(0).as_string::<i32>();
-                let ts = b.column(1).as_primitive::<TimestampMillisecondType>();
-                let cpu = b.column(2).as_primitive::<Float64Type>();
-                for i in 0..b.num_rows() {
-                    out.push((host.value(i).to_string(), ts.value(i), cpu.value(i)));
-                }
-            }
-            out
-        };
-        let sequential = rows_of(&sequential);
-        assert_eq!(sequential, rows_of(&ahead), "batch_rows {batch_rows}");
+        let sequential = rows_in_order(&scan(0).await.unwrap());
+        let ahead = rows_in_order(&scan(3).await.unwrap());
+        assert_eq!(sequential, ahead, "batch_rows {batch_rows}");
         assert!(sequential.len() > 200);
     }
     engine.stop().await.unwrap();

@@ -7,6 +7,7 @@ use opendal::Operator;
 use super::merge::MergeOptions;
 use super::scan::{
     Part, ScanRequest, merge_parts, on_multi_thread_runtime, overlapping_groups, parts,
+    runtime_workers,
 };
 use crate::error::StorageError;
 use crate::sst::FileMeta;
@@ -56,14 +57,7 @@ pub async fn count(
         }
     }
     let parallel = request.prefetch_batches > 0 && on_multi_thread_runtime();
-    let width = if parallel {
-        tokio::runtime::Handle::current()
-            .metrics()
-            .num_workers()
-            .max(1)
-    } else {
-        1
-    };
+    let width = if parallel { runtime_workers() } else { 1 };
     let counts = to_read.into_iter().map(|group| {
         let counting = count_group(
             store.clone(),

@@ -179,15 +179,7 @@ fn scan_time_groups(
     let parallel = request.prefetch_batches > 0 && on_multi_thread_runtime();
     // One more piece than threads: each thread keeps decoding while the caller drains a
     // piece that is already done.
-    let ahead = if parallel {
-        tokio::runtime::Handle::current()
-            .metrics()
-            .num_workers()
-            .max(1)
-            + 1
-    } else {
-        1
-    };
+    let ahead = if parallel { runtime_workers() + 1 } else { 1 };
     // In parallel, a group of one large SST is read as pieces of its row groups (key
     // ranges of the file, in order), each decoded whole ahead on its own task.
     let mut pieces: Vec<Piece> = Vec::with_capacity(groups.len());
@@ -499,6 +491,12 @@ fn prefetch(source: BatchStream, depth: usize) -> BatchStream {
     Box::pin(futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     }))
+}
+
+/// The worker threads of the caller's tokio runtime (at least 1; 1 outside a runtime).
+pub(crate) fn runtime_workers() -> usize {
+    tokio::runtime::Handle::try_current()
+        .map_or(1, |runtime| runtime.metrics().num_workers().max(1))
 }
 
 /// Whether the caller runs on a multi-thread tokio runtime, where spawned tasks run on
