@@ -19,7 +19,8 @@
 //!   `_last_checkpoint` with a checksum written last).
 //!
 //! - [`VersionControl`]: immutable [`Version`] snapshots swapped atomically; [`scan`] reads
-//!   a snapshot; [`flush_memtable`] writes a memtable as an SST.
+//!   a snapshot (in key order, or time group by time group: [`ScanOrder`]);
+//!   [`flush_memtable`] writes a memtable as an SST.
 //!
 //! With the `testing` feature, `testing::FaultLayer` injects object-store faults for other
 //! crates' tests.
