@@ -539,8 +539,7 @@ impl Merger {
             }
             // A long run that is output whole goes out as a slice of its batch (no copy).
             let run = (whole && taken >= long_run).then(|| batch.slice(first, taken));
-            let exhausted = source.row >= batch.num_rows();
-            if exhausted {
+            if source.row >= batch.num_rows() {
                 self.advance(i).await?;
             }
             self.push_head(i);

@@ -189,26 +189,23 @@ fn scan_time_groups(
             _ => 0,
         };
         let n = rows.div_ceil(PIECE_ROWS).clamp(1, MAX_PIECES) as usize;
-        if n == 1 {
-            pieces.push(Piece {
-                group,
-                slice: None,
-                depth: request.prefetch_batches,
-            });
-            continue;
-        }
-        // A piece's batches all fit in its channel: it decodes while earlier pieces are
+        // A slice's batches all fit in its channel: it decodes while earlier pieces are
         // read, not just a few batches ahead.
-        let depth = (rows / n as u64) as usize / request.batch_rows.max(1) + 2;
+        let depth = if n > 1 {
+            ((rows / n as u64) as usize / request.batch_rows.max(1) + 2)
+                .max(request.prefetch_batches)
+        } else {
+            request.prefetch_batches
+        };
         let opened = SharedOpen::default();
         for i in 0..n {
             pieces.push(Piece {
                 group: group.clone(),
-                slice: Some(FileSlice {
+                slice: (n > 1).then(|| FileSlice {
                     of: (i, n),
                     opened: opened.clone(),
                 }),
-                depth: depth.max(request.prefetch_batches),
+                depth,
             });
         }
     }

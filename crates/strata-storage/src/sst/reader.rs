@@ -81,15 +81,23 @@ pub(crate) async fn read_sst_shared(
     shared: Option<&SharedOpen>,
 ) -> Result<BatchStream, StorageError> {
     let metadata = codec.metadata().clone();
-    let load = || load_metadata(store, path, &metadata, options.time_range.is_some());
-    let (size, reader_metadata) = match shared {
-        Some(shared) => shared.0.get_or_try_init(load).await?.clone(),
-        None => load().await?,
-    };
     let reader = store.reader(path).await.context(ObjectStoreSnafu {
         operation: "open SST",
         path,
     })?;
+    let load = || {
+        load_metadata(
+            store,
+            reader.clone(),
+            path,
+            &metadata,
+            options.time_range.is_some(),
+        )
+    };
+    let (size, reader_metadata) = match shared {
+        Some(shared) => shared.0.get_or_try_init(load).await?.clone(),
+        None => load().await?,
+    };
     let input = OpendalReader { reader, size };
     let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(input, reader_metadata);
     let layout = Layout::new(
@@ -148,10 +156,12 @@ pub(crate) async fn read_sst_shared(
     )))
 }
 
-/// The size and Parquet metadata of the SST at `path` of a region with `metadata` (with
-/// the page index if `ranged`: it prunes pages by time), string tags as dictionaries.
+/// The size and Parquet metadata of the SST at `path` (read through `reader`) of a region
+/// with `metadata` (with the page index if `ranged`: it prunes pages by time), string tags
+/// as dictionaries.
 async fn load_metadata(
     store: &Operator,
+    reader: opendal::Reader,
     path: &str,
     metadata: &RegionMetadata,
     ranged: bool,
@@ -164,10 +174,6 @@ async fn load_metadata(
             path,
         })?
         .content_length();
-    let reader = store.reader(path).await.context(ObjectStoreSnafu {
-        operation: "open SST",
-        path,
-    })?;
     let mut input = OpendalReader { reader, size };
     let policy = if ranged {
         PageIndexPolicy::Optional
