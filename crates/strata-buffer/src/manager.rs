@@ -47,8 +47,14 @@ pub enum BufferError {
 /// The limits are soft: a write is admitted on the usage seen before it, so one batch can
 /// overshoot the budget; the next one stalls.
 pub trait WriteBufferManager: Send + Sync + fmt::Debug {
-    /// Whether workers should flush regions: mutable memory ≥ half the budget, or all
-    /// memtable memory ≥ the budget.
+    /// Whether workers should flush more regions: mutable memory ≥ half the budget.
+    ///
+    /// Frozen memory is not counted: it is already being flushed, and a flush in flight
+    /// frees it. A budget full of frozen memory stalls writes (see
+    /// [`should_stall`](Self::should_stall)) without asking for more flushes — otherwise
+    /// one long flush would make every following write batch flush the next small region.
+    /// Frozen memtables that no flush is writing (their flush failed) are the workers' to
+    /// flush again: only they know which flushes are in flight.
     fn should_flush_engine(&self) -> bool;
 
     /// Whether new writes must wait: all memtable memory ≥ the budget.
@@ -88,12 +94,13 @@ pub type WriteBufferManagerRef = Arc<dyn WriteBufferManager>;
 ///
 /// | condition | threshold |
 /// |---|---|
-/// | flush | mutable ≥ budget / 2, or used ≥ budget |
+/// | flush | mutable ≥ budget / 2 |
 /// | stall | used ≥ budget |
 /// | reject | used + stalled ≥ reject size (default 2 × budget) |
 ///
-/// Flushing whenever `used ≥ budget` (not only when mutable memory is high) avoids the
-/// deadlock where frozen memtables fill the budget and nothing triggers a flush.
+/// Memory already being flushed (frozen) does not ask for more flushes; the deadlock where
+/// frozen memtables whose flush failed fill the budget is the workers' to break (they
+/// flush frozen memtables no flush is writing whenever writes stall).
 #[derive(Debug)]
 pub struct WriteBufferManagerImpl {
     global_size: usize,
@@ -212,7 +219,7 @@ fn saturating_i64(v: usize) -> i64 {
 
 impl WriteBufferManager for WriteBufferManagerImpl {
     fn should_flush_engine(&self) -> bool {
-        self.mutable_usage() >= self.mutable_limit || self.memory_usage() >= self.global_size
+        self.mutable_usage() >= self.mutable_limit
     }
 
     fn should_stall(&self) -> bool {
@@ -282,13 +289,14 @@ mod tests {
     }
 
     #[test]
-    fn flushes_and_stalls_when_frozen_memtables_fill_the_budget() {
-        // The classic deadlock: all memory frozen, mutable below half. Must still flush.
+    fn frozen_memory_filling_the_budget_stalls_without_asking_for_more_flushes() {
+        // All memory frozen (being flushed), mutable below half: writes stall, and the
+        // flushes in flight, not new ones, free the memory.
         let m = manager(1000);
         m.reserve_mem(1000);
         m.schedule_free_mem(1000);
         assert_eq!(m.mutable_usage(), 0);
-        assert!(m.should_flush_engine());
+        assert!(!m.should_flush_engine());
         assert!(m.should_stall());
         m.free_mem(600);
         assert!(!m.should_flush_engine());

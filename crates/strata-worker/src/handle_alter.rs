@@ -6,8 +6,8 @@ use strata_flush::FlushReason;
 use strata_request::{AlterKind, AlterRequest, DdlRequest, RegionMetadata};
 use strata_storage::{RegionMetaAction, RegionMetaActionList};
 
+use crate::changes::Change;
 use crate::error::WorkerError;
-use crate::handle_write::WriteOrigin;
 use crate::region::RegionState;
 use crate::request::{ReplyTx, SenderDdlRequest};
 use crate::worker::RegionWorkerLoop;
@@ -15,8 +15,9 @@ use crate::worker::RegionWorkerLoop;
 impl RegionWorkerLoop {
     /// Applies an alter. Schema changes need empty memtables: with rows in memory the region
     /// is flushed first and the alter waits behind the flush (new writes wait behind the
-    /// alter). The new schema is persisted in the manifest before it is used.
-    pub(crate) async fn handle_alter(&mut self, request: AlterRequest, sender: ReplyTx) {
+    /// alter). The new schema is persisted in the manifest, in the background, before the
+    /// worker uses it; writes that arrive meanwhile wait and are checked against it.
+    pub(crate) fn handle_alter(&mut self, request: AlterRequest, sender: ReplyTx) {
         let region_id = request.region_id;
         let Some((region, sender)) =
             self.region_in_state(region_id, &[RegionState::Writable], "alter", sender)
@@ -62,42 +63,28 @@ impl RegionWorkerLoop {
             }
             return;
         }
-        let persisted = {
+        self.start_change(region_id, "alter", sender, async move {
             let mut manifest = region.manifest.lock().await;
             region.state.set(RegionState::Altering);
-            manifest
+            let persisted = manifest
                 .update(RegionMetaActionList::one(RegionMetaAction::Change {
                     metadata: metadata.clone(),
                     options: options.clone(),
                 }))
-                .await
-        };
-        let applied = match persisted {
-            Ok(_) if schema_change => region
-                .version_control
-                .alter_schema(metadata, options)
-                .map_err(|source| WorkerError::Storage {
-                    region_id,
-                    source: Arc::new(source),
-                }),
-            Ok(_) => {
-                region.version_control.set_options(options);
-                Ok(())
-            }
-            Err(source) => Err(WorkerError::Manifest {
+                .await;
+            // Nothing reaches the region before the worker applied the change: its
+            // writes wait for it.
+            region.state.set(RegionState::Writable);
+            persisted.map_err(|source| WorkerError::Manifest {
                 region_id,
                 source: Arc::new(source),
-            }),
-        };
-        region.state.set(RegionState::Writable);
-        tracing::info!(%region_id, ok = applied.is_ok(), "region altered");
-        sender.send(applied.map(|()| 0));
-        // Writes that arrived while the schema changed were stalled; they go now and are
-        // validated against the new schema.
-        let stalled = self.stalled.take_region(region_id);
-        self.update_gauges();
-        self.handle_write_requests(stalled, WriteOrigin::Incoming)
-            .await;
+            })?;
+            Ok(Change::Altered {
+                metadata,
+                options,
+                schema_change,
+            })
+        });
     }
 }
 

@@ -100,10 +100,13 @@ impl RegionWorkerLoop {
     /// An automatic compaction of `region` after a flush or on the periodic check, unless
     /// automatic compaction is off, the region is not writable, or it is backing off.
     pub(crate) fn maybe_compact(&mut self, region: &Arc<Region>, mode: PickMode) {
-        if !self.shared.config.compaction_enabled || region.state() != RegionState::Writable {
+        let region_id = region.region_id();
+        if !self.shared.config.compaction_enabled
+            || region.state() != RegionState::Writable
+            || self.changing.contains(region_id)
+        {
             return;
         }
-        let region_id = region.region_id();
         if let Some(&failed) = self.compaction.failed_millis.get(&region_id)
             && self.shared.clock.elapsed_since(failed) < COMPACTION_RETRY_BACKOFF
         {

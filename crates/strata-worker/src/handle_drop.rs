@@ -4,18 +4,19 @@ use std::sync::Arc;
 
 use strata_request::{DdlRequest, DropRequest};
 
+use crate::changes::Change;
 use crate::error::WorkerError;
 use crate::opener::dropping_marker;
-use crate::region::RegionState;
+use crate::region::{Region, RegionState};
 use crate::request::ReplyTx;
 use crate::worker::RegionWorkerLoop;
 
 impl RegionWorkerLoop {
-    /// Drops the region once no flush of it runs: state → dropping and the `.dropping`
-    /// marker written (so a crash after this point never brings the region back), then the
-    /// region leaves the worker, its WAL namespace is dropped, and the reply is sent; the
-    /// files are removed by a background job.
-    pub(crate) async fn handle_drop(&mut self, request: DropRequest, sender: ReplyTx) {
+    /// Drops the region once no flush of it runs. In the background: state → dropping and
+    /// the `.dropping` marker written (so a crash after this point never brings the region
+    /// back), then the WAL namespace dropped; then the worker lets the region go and
+    /// replies; the files are removed by a background job.
+    pub(crate) fn handle_drop(&mut self, request: DropRequest, sender: ReplyTx) {
         let region_id = request.region_id;
         let Some((region, sender)) = self.region_in_state(
             region_id,
@@ -31,30 +32,39 @@ impl RegionWorkerLoop {
         else {
             return;
         };
-        region.set_state_locked(RegionState::Dropping).await;
-        let marker = dropping_marker(region_id);
-        if let Err(source) = self.shared.store.write(&marker, Vec::<u8>::new()).await {
-            region.set_state_locked(state).await;
-            sender.send(Err(WorkerError::ObjectStore {
-                operation: "write drop marker",
-                path: marker,
-                source: Arc::new(source),
-            }));
-            return;
-        }
+        let store = self.shared.store.clone();
+        let log_store = self.shared.log_store.clone();
+        self.start_change(region_id, "drop", sender, async move {
+            region.set_state_locked(RegionState::Dropping).await;
+            let marker = dropping_marker(region_id);
+            if let Err(source) = store.write(&marker, Vec::<u8>::new()).await {
+                region.set_state_locked(state).await;
+                return Err(WorkerError::ObjectStore {
+                    operation: "write drop marker",
+                    path: marker,
+                    source: Arc::new(source),
+                });
+            }
+            if let Err(error) = log_store.drop_region(region_id.as_u64()).await {
+                // The marker already makes the drop final; a later create drops the
+                // namespace.
+                tracing::warn!(%region_id, %error, "cannot drop the region's WAL namespace");
+            }
+            Ok(Change::Dropped)
+        });
+    }
+
+    /// The drop is final (its marker written): the region leaves the worker, and its
+    /// files are removed in the background.
+    pub(crate) fn finish_drop(&mut self, region: &Arc<Region>) {
+        let region_id = region.region_id();
         self.remove_region(region_id);
         self.stalled
             .fail_region(region_id, &WorkerError::RegionNotFound { region_id });
         self.flush.scheduler.on_region_dropped(region_id);
         self.forget_compaction(region_id);
         region.version_control.mark_dropped();
-        if let Err(error) = self.shared.log_store.drop_region(region_id.as_u64()).await {
-            // The marker already makes the drop final; a later create drops the namespace.
-            tracing::warn!(%region_id, %error, "cannot drop the region's WAL namespace");
-        }
         self.update_gauges();
-        tracing::info!(%region_id, "region dropped");
-        sender.send(Ok(0));
 
         let shared = self.shared.clone();
         let crate::purges::PurgeHandle { done, hurry } = self.shared.purges.start(region_id);

@@ -3,7 +3,8 @@
 //! A role is a [`RegionState`]: `Writable` (and the transient DDL states) lead,
 //! `Downgrading` hands over, `ReadOnly` follows. Every change is made under the region's
 //! manifest lock, under which flush and compaction commits check the state, so no commit
-//! interleaves with a change of role.
+//! interleaves with a change of role; the lock and the manifest I/O are taken on a task
+//! (see `changes.rs`), never on the worker.
 
 use std::sync::Arc;
 
@@ -14,14 +15,15 @@ use strata_storage::{ManifestError, RegionMetaAction, RegionMetaActionList};
 /// commits a version first.
 const UPGRADE_ATTEMPTS: usize = 8;
 
+use crate::changes::Change;
 use crate::error::{Result, WorkerError};
 use crate::region::{Region, RegionState};
 use crate::request::ReplyTx;
-use crate::worker::RegionWorkerLoop;
+use crate::worker::{RegionWorkerLoop, Shared};
 
 impl RegionWorkerLoop {
     /// Changes the region's role (see [`SetRoleRequest`]).
-    pub(crate) async fn handle_set_role(&mut self, request: SetRoleRequest, sender: ReplyTx) {
+    pub(crate) fn handle_set_role(&mut self, request: SetRoleRequest, sender: ReplyTx) {
         let region_id = request.region_id;
         let Some((region, sender)) = self.region_in_state(
             region_id,
@@ -36,34 +38,44 @@ impl RegionWorkerLoop {
             return;
         };
         let from = region.state();
-        let result = match (from, request.role) {
+        let to = request.role;
+        match (from, to) {
             (RegionState::Writable, RegionRole::Leader)
             | (RegionState::Downgrading, RegionRole::Downgrading)
-            | (RegionState::ReadOnly, RegionRole::Follower) => Ok(()),
+            | (RegionState::ReadOnly, RegionRole::Follower) => sender.send(Ok(0)),
             // A follower taking over, or a hand-off rolled back (another engine may have
             // led meanwhile: the same checks and a new epoch either way).
             (RegionState::ReadOnly | RegionState::Downgrading, RegionRole::Leader) => {
-                self.upgrade(&region, request.last_entry_id).await
+                let shared = self.shared.clone();
+                self.start_change(region_id, "upgrade", sender, async move {
+                    shared.upgrade(&region, request.last_entry_id).await?;
+                    tracing::info!(%region_id, from = %from.role(), %to, "region role changed");
+                    Ok(Change::Upgraded)
+                });
             }
-            (RegionState::ReadOnly, RegionRole::Downgrading) => Err(WorkerError::RegionState {
-                region_id,
-                state: from,
-                operation: "downgrade (a follower leads nothing)",
-            }),
+            (RegionState::ReadOnly, RegionRole::Downgrading) => {
+                sender.send(Err(WorkerError::RegionState {
+                    region_id,
+                    state: from,
+                    operation: "downgrade (a follower leads nothing)",
+                }));
+            }
             (_, role) => {
                 let target = match role {
                     RegionRole::Downgrading => RegionState::Downgrading,
                     _ => RegionState::ReadOnly,
                 };
-                region.set_state_locked(target).await;
-                self.fail_stalled_not_leader(region_id, target);
-                Ok(())
+                // Under the manifest lock, which a running flush commit may hold a while.
+                self.start_change(region_id, "downgrade", sender, async move {
+                    region.set_state_locked(target).await;
+                    tracing::info!(%region_id, from = %from.role(), %to, "region role changed");
+                    Ok(Change::StateSet {
+                        target,
+                        not_leader: true,
+                    })
+                });
             }
-        };
-        if result.is_ok() {
-            tracing::info!(%region_id, from = %from.role(), to = %request.role, "region role changed");
         }
-        sender.send(result.map(|()| 0));
     }
 
     /// A flush or compaction commit of `region_id` lost its manifest version to another
@@ -83,7 +95,7 @@ impl RegionWorkerLoop {
         }
     }
 
-    fn fail_stalled_not_leader(&mut self, region_id: RegionId, state: RegionState) {
+    pub(crate) fn fail_stalled_not_leader(&mut self, region_id: RegionId, state: RegionState) {
         self.stalled.fail_region(
             region_id,
             &WorkerError::NotLeader {
@@ -94,6 +106,30 @@ impl RegionWorkerLoop {
         self.update_gauges();
     }
 
+    /// Installs newer manifest versions on a follower (a leader's manifest is already the
+    /// newest, or it would have been fenced), in the background.
+    pub(crate) fn handle_sync(&mut self, request: SyncRequest, sender: ReplyTx) {
+        let region_id = request.region_id;
+        let Some(region) = self.regions.get(&region_id).cloned() else {
+            sender.send(Err(WorkerError::RegionNotFound { region_id }));
+            return;
+        };
+        let shared = self.shared.clone();
+        self.start_change(region_id, "sync", sender, async move {
+            let (version, changed) = shared.sync_region(&region).await?;
+            if version < request.at_least_version {
+                return Err(WorkerError::ManifestBehind {
+                    region_id,
+                    version,
+                    wanted: request.at_least_version,
+                });
+            }
+            Ok(Change::Synced { changed })
+        });
+    }
+}
+
+impl Shared {
     /// Follower → leader: the newest manifest, the catch-up check, a new leader epoch
     /// committed (fencing the previous leader out), then writable.
     ///
@@ -103,7 +139,11 @@ impl RegionWorkerLoop {
     /// deletes what it removes): rows this engine held in memory from an earlier, fenced
     /// leadership are dropped — they stay in its WAL under entry ids the new epoch
     /// declares void.
-    async fn upgrade(&mut self, region: &Arc<Region>, last_entry_id: Option<u64>) -> Result<()> {
+    pub(crate) async fn upgrade(
+        &self,
+        region: &Arc<Region>,
+        last_entry_id: Option<u64>,
+    ) -> Result<()> {
         let region_id = region.region_id();
         let manifest_error = |source| WorkerError::Manifest {
             region_id,
@@ -130,7 +170,7 @@ impl RegionWorkerLoop {
             // their entries are above `flushed`. Otherwise every entry id this engine's WAL
             // or any leader used so far is declared void, and new entries go after them.
             let keep = !changed && !current.version().memtables().is_empty();
-            let local = self.shared.log_store.last_entry_id(region_id.as_u64());
+            let local = self.log_store.last_entry_id(region_id.as_u64());
             let base = if keep {
                 flushed
             } else {
@@ -158,15 +198,12 @@ impl RegionWorkerLoop {
             if dropped > 0 {
                 tracing::warn!(%region_id, bytes = dropped, "dropping rows of an earlier, fenced leadership from memory (they stay in this engine's WAL)");
             }
-            let version = self
-                .shared
-                .version_from_manifest(manifest.manifest(), true)?;
+            let version = self.version_from_manifest(manifest.manifest(), true)?;
             region
                 .version_control
                 .install(version, manifest.manifest().committed_sequence(), base);
         } else {
-            self.shared
-                .attach_purger(region.version_control.current().version());
+            self.attach_purger(region.version_control.current().version());
         }
         region.state.set(RegionState::Writable);
         drop(manifest);
@@ -174,34 +211,14 @@ impl RegionWorkerLoop {
         Ok(())
     }
 
-    /// Installs newer manifest versions on a follower (a leader's manifest is already the
-    /// newest, or it would have been fenced).
-    pub(crate) async fn handle_sync(&mut self, request: SyncRequest, sender: ReplyTx) {
-        let region_id = request.region_id;
-        let Some(region) = self.regions.get(&region_id).cloned() else {
-            sender.send(Err(WorkerError::RegionNotFound { region_id }));
-            return;
-        };
-        let result = self.sync_region(&region).await.and_then(|version| {
-            if version < request.at_least_version {
-                Err(WorkerError::ManifestBehind {
-                    region_id,
-                    version,
-                    wanted: request.at_least_version,
-                })
-            } else {
-                Ok(0)
-            }
-        });
-        sender.send(result);
-    }
-
-    /// Brings a follower's version up to the newest manifest; returns the manifest version.
-    async fn sync_region(&mut self, region: &Arc<Region>) -> Result<u64> {
+    /// Brings a follower's version up to the newest manifest; returns the manifest version
+    /// and whether a new version was installed.
+    async fn sync_region(&self, region: &Arc<Region>) -> Result<(u64, bool)> {
         let region_id = region.region_id();
         let mut manifest = region.manifest.lock().await;
+        let mut changed = false;
         if region.state() == RegionState::ReadOnly {
-            let changed = manifest
+            changed = manifest
                 .sync()
                 .await
                 .map_err(|source| WorkerError::Manifest {
@@ -209,17 +226,14 @@ impl RegionWorkerLoop {
                     source: Arc::new(source),
                 })?;
             if changed {
-                let version = self
-                    .shared
-                    .version_from_manifest(manifest.manifest(), false)?;
+                let version = self.version_from_manifest(manifest.manifest(), false)?;
                 region.version_control.install(
                     version,
                     manifest.manifest().committed_sequence(),
                     0,
                 );
-                self.update_file_gauges();
             }
         }
-        Ok(manifest.manifest().manifest_version())
+        Ok((manifest.manifest().manifest_version(), changed))
     }
 }

@@ -2,7 +2,7 @@
 
 use strata_request::SetWritableRequest;
 
-use crate::error::WorkerError;
+use crate::changes::Change;
 use crate::region::RegionState;
 use crate::request::ReplyTx;
 use crate::worker::RegionWorkerLoop;
@@ -10,11 +10,7 @@ use crate::worker::RegionWorkerLoop;
 impl RegionWorkerLoop {
     /// Switches between writable and read-only. Read-only regions refuse writes, flushes
     /// and flush commits (a flush running at the switch fails and keeps its memtables).
-    pub(crate) async fn handle_set_writable(
-        &mut self,
-        request: SetWritableRequest,
-        sender: ReplyTx,
-    ) {
+    pub(crate) fn handle_set_writable(&mut self, request: SetWritableRequest, sender: ReplyTx) {
         let region_id = request.region_id;
         let Some((region, sender)) = self.region_in_state(
             region_id,
@@ -29,18 +25,13 @@ impl RegionWorkerLoop {
         } else {
             RegionState::ReadOnly
         };
-        region.set_state_locked(target).await;
-        if target == RegionState::ReadOnly {
-            self.stalled.fail_region(
-                region_id,
-                &WorkerError::RegionState {
-                    region_id,
-                    state: target,
-                    operation: "write",
-                },
-            );
-            self.update_gauges();
-        }
-        sender.send(Ok(0));
+        // Under the manifest lock, which a running flush commit may hold for a while.
+        self.start_change(region_id, "set writable", sender, async move {
+            region.set_state_locked(target).await;
+            Ok(Change::StateSet {
+                target,
+                not_leader: false,
+            })
+        });
     }
 }

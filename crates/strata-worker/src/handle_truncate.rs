@@ -5,16 +5,19 @@ use std::sync::Arc;
 use strata_request::{DdlRequest, TruncateRequest};
 use strata_storage::{RegionMetaAction, RegionMetaActionList};
 
+use crate::changes::Change;
 use crate::error::WorkerError;
 use crate::region::RegionState;
 use crate::request::ReplyTx;
 use crate::worker::RegionWorkerLoop;
 
 impl RegionWorkerLoop {
-    /// Truncates the region once no flush of it runs: persists the truncation point in the
-    /// manifest (so a reopen replays nothing before it and names no old file), empties the
-    /// version, obsoletes the WAL, and removes the old files in the background.
-    pub(crate) async fn handle_truncate(&mut self, request: TruncateRequest, sender: ReplyTx) {
+    /// Truncates the region once no flush of it runs. In the background: persists the
+    /// truncation point in the manifest (so a reopen replays nothing before it and names
+    /// no old file) and obsoletes the WAL up to it; then the worker empties the version
+    /// (the old files are removed on the purge pool once no scan holds them). Writes that
+    /// arrive meanwhile land after the truncation.
+    pub(crate) fn handle_truncate(&mut self, request: TruncateRequest, sender: ReplyTx) {
         let region_id = request.region_id;
         let Some((region, sender)) =
             self.region_in_state(region_id, &[RegionState::Writable], "truncate", sender)
@@ -26,47 +29,34 @@ impl RegionWorkerLoop {
         else {
             return;
         };
-        let (truncated_entry_id, truncated_sequence) = {
+        let (entry_id, sequence) = {
             // Not kept: a snapshot held here would keep the old files alive past the reply.
             let data = region.version_control.current();
             (data.last_entry_id(), data.committed_sequence())
         };
-        let persisted = {
-            let mut manifest = region.manifest.lock().await;
-            region.state.set(RegionState::Truncating);
-            let result = manifest
-                .update(RegionMetaActionList::one(RegionMetaAction::Truncate {
-                    truncated_entry_id,
-                    truncated_sequence,
-                }))
-                .await;
-            region.state.set(RegionState::Writable);
-            result
-        };
-        if let Err(source) = persisted {
-            sender.send(Err(WorkerError::Manifest {
-                region_id,
-                source: Arc::new(source),
-            }));
-            return;
-        }
-        // The old files are deleted on the purge pool once no scan holds them.
-        region
-            .version_control
-            .truncate(truncated_entry_id, truncated_sequence);
-        self.flush.scheduler.on_region_truncated(region_id);
-        self.notify_group();
-        self.update_file_gauges();
-        if let Err(error) = self
-            .shared
-            .log_store
-            .obsolete(region_id.as_u64(), truncated_entry_id)
-            .await
-        {
-            // The manifest's truncation point already keeps replay from resurrecting rows.
-            tracing::warn!(%region_id, %error, "cannot obsolete truncated WAL entries");
-        }
-        tracing::info!(%region_id, truncated_entry_id, truncated_sequence, "region truncated");
-        sender.send(Ok(0));
+        let log_store = self.shared.log_store.clone();
+        self.start_change(region_id, "truncate", sender, async move {
+            {
+                let mut manifest = region.manifest.lock().await;
+                region.state.set(RegionState::Truncating);
+                let persisted = manifest
+                    .update(RegionMetaActionList::one(RegionMetaAction::Truncate {
+                        truncated_entry_id: entry_id,
+                        truncated_sequence: sequence,
+                    }))
+                    .await;
+                region.state.set(RegionState::Writable);
+                persisted.map_err(|source| WorkerError::Manifest {
+                    region_id,
+                    source: Arc::new(source),
+                })?;
+            }
+            if let Err(error) = log_store.obsolete(region_id.as_u64(), entry_id).await {
+                // The manifest's truncation point already keeps replay from resurrecting
+                // rows.
+                tracing::warn!(%region_id, %error, "cannot obsolete truncated WAL entries");
+            }
+            Ok(Change::Truncated { entry_id, sequence })
+        });
     }
 }

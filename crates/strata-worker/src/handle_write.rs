@@ -534,6 +534,14 @@ impl RegionWorkerLoop {
             } else {
                 write
             };
+            // A change of the region is in flight: the write lands after it.
+            let write = match self.changing.get_mut(region_id) {
+                Some(changing) => {
+                    changing.writes.push(write);
+                    continue;
+                }
+                None => write,
+            };
             let slot = match index.get(&region_id) {
                 Some(&slot) => slot,
                 None => {

@@ -13,8 +13,10 @@
 //!   into memtables, publish sequence and entry id, reply. WAL entries carry op type, first
 //!   sequence and an Arrow IPC batch per mutation.
 //! - DDLs: create, open (WAL replay), close, drop (marker first, files later), alter
-//!   (flush first), flush, truncate, set writable / read-only. Compaction is
-//!   [`WorkerError::Unsupported`].
+//!   (flush first), flush, truncate, set writable / read-only, compact, role changes and
+//!   follower syncs. Opens, creates and every change of an open region do their manifest
+//!   and object-store I/O on tasks of their own; the worker applies the outcome, and the
+//!   region's requests wait for it in order — no other region of the worker waits.
 //! - Read-only groups ([`WorkerConfig::read_only`]): open and close only, regions
 //!   read-only, nothing written; an open that finds the WAL moved on under it (a writer in
 //!   another process) starts over from the manifest.
@@ -29,6 +31,7 @@
 //! Depends on every library crate below it (request, buffer, scheduler, wal, storage,
 //! flush); only `strata-engine` and the tools above depend on it.
 
+mod changes;
 mod config;
 mod delay;
 mod error;

@@ -38,6 +38,19 @@ pub trait EventListener: Send + Sync + fmt::Debug + 'static {
         let _ = region_id;
     }
 
+    /// A background change (`kind`: "alter", "truncate", "drop", "upgrade", "downgrade",
+    /// "set writable", "sync") of `region_id` starts its work — manifest lock and I/O —
+    /// off the worker; it waits until this returns.
+    async fn on_change_begin(&self, region_id: RegionId, kind: &'static str) {
+        let _ = (region_id, kind);
+    }
+
+    /// A background change of `region_id` was applied by its worker (or failed) and its
+    /// caller answered.
+    fn on_change_end(&self, region_id: RegionId, kind: &'static str) {
+        let _ = (region_id, kind);
+    }
+
     /// A flush of `region_id` was applied by its worker.
     fn on_flush_success(&self, region_id: RegionId) {
         let _ = region_id;

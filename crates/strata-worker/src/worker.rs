@@ -80,6 +80,8 @@ pub(crate) struct RegionWorkerLoop {
     pub(crate) delayed: crate::delay::DelayedRequests,
     /// Regions being opened or created in the background, and what waits for them.
     pub(crate) opening: crate::handle_open::OpeningRegions,
+    /// Regions with a change (alter, truncate, drop, role…) in flight, and what waits.
+    pub(crate) changing: crate::changes::ChangingRegions,
     receiver: mpsc::Receiver<WorkerRequest>,
     released: watch::Receiver<u64>,
     next_periodic_check: i64,
@@ -138,6 +140,7 @@ impl RegionWorkerLoop {
             stalled: StalledRequests::default(),
             delayed: crate::delay::DelayedRequests::default(),
             opening: crate::handle_open::OpeningRegions::default(),
+            changing: crate::changes::ChangingRegions::default(),
             receiver,
             released,
             next_periodic_check,
@@ -151,7 +154,12 @@ impl RegionWorkerLoop {
             let mut batch = Batch::default();
             let wait = {
                 let now = self.shared.clock.now_millis();
-                let millis = self.next_periodic_check.saturating_sub(now).max(0);
+                let next = self
+                    .next_flush_retry(now)
+                    .map_or(self.next_periodic_check, |retry| {
+                        retry.min(self.next_periodic_check)
+                    });
+                let millis = next.saturating_sub(now).max(0);
                 let periodic = self.shared.clock.now()
                     + Duration::from_millis(u64::try_from(millis).unwrap_or(0));
                 // Or until the first paced write is due: a deadline, so a clock that moves
@@ -176,6 +184,10 @@ impl RegionWorkerLoop {
                     self.handle_open_result(result).await;
                     continue;
                 }
+                Some(result) = self.changing.results.recv() => {
+                    self.handle_change_result(result).await;
+                    continue;
+                }
                 request = self.receiver.recv() => match request {
                     Some(request) => batch.push(request, &self.shared),
                     None => break,
@@ -189,6 +201,7 @@ impl RegionWorkerLoop {
                     continue;
                 }
                 () = wait => {
+                    self.maybe_flush_worker();
                     self.handle_periodical_tasks();
                     self.release_delayed().await;
                     continue;
@@ -264,6 +277,7 @@ impl RegionWorkerLoop {
         // Opens still running are abandoned (an open commits nothing half-way: its
         // midway flushes are whole manifest versions); everyone waiting is answered.
         self.opening.abort_all();
+        self.changing.abort_all();
         for (region_id, region) in self.regions.drain() {
             region.state.set(RegionState::Closed);
             self.shared.regions.remove(region_id);
@@ -273,6 +287,11 @@ impl RegionWorkerLoop {
     }
 
     pub(crate) async fn handle_ddl(&mut self, ddl: SenderDdlRequest) {
+        // A region with a change in flight: its DDLs wait for it.
+        if let Some(changing) = self.changing.get_mut(ddl.request.region_id()) {
+            changing.ddls.push(ddl);
+            return;
+        }
         // A region being opened: its DDLs (other than more opens, which coalesce) wait.
         if !matches!(ddl.request, DdlRequest::Open(_))
             && let Some(opening) = self.opening.get_mut(ddl.request.region_id())
@@ -288,14 +307,14 @@ impl RegionWorkerLoop {
                 self.handle_close(request, sender, FlushBeforeClose::NotWaited)
                     .await;
             }
-            DdlRequest::Drop(request) => self.handle_drop(request, sender).await,
-            DdlRequest::Alter(request) => self.handle_alter(request, sender).await,
+            DdlRequest::Drop(request) => self.handle_drop(request, sender),
+            DdlRequest::Alter(request) => self.handle_alter(request, sender),
             DdlRequest::Flush(request) => self.handle_flush_request(request, sender),
-            DdlRequest::Truncate(request) => self.handle_truncate(request, sender).await,
-            DdlRequest::SetWritable(request) => self.handle_set_writable(request, sender).await,
+            DdlRequest::Truncate(request) => self.handle_truncate(request, sender),
+            DdlRequest::SetWritable(request) => self.handle_set_writable(request, sender),
             DdlRequest::Compact(request) => self.handle_compact_request(request, sender),
-            DdlRequest::SetRole(request) => self.handle_set_role(request, sender).await,
-            DdlRequest::Sync(request) => self.handle_sync(request, sender).await,
+            DdlRequest::SetRole(request) => self.handle_set_role(request, sender),
+            DdlRequest::Sync(request) => self.handle_sync(request, sender),
         }
     }
 
@@ -365,27 +384,77 @@ impl RegionWorkerLoop {
         reason: FlushReason,
         waiter: Option<ReplyTx>,
     ) {
-        let mut task = RegionFlushTask::new(region.region_id(), reason);
+        let region_id = region.region_id();
+        if self.changing.contains(region_id) {
+            // Nothing starts beside a change (a flush freezing rows a truncate removes
+            // would bring them back); flush requests wait for it as DDLs, and automatic
+            // flushes come again with the next write or check.
+            if let Some(waiter) = waiter {
+                waiter.send(Err(WorkerError::RegionState {
+                    region_id,
+                    state: region.state(),
+                    operation: "flush (a change of the region is in progress)",
+                }));
+            }
+            return;
+        }
+        let mut task = RegionFlushTask::new(region_id, reason);
         task.push_waiter(waiter);
         if let Err(error) =
             self.flush
                 .scheduler
                 .schedule_flush(&region.version_control, &region.committer, task)
         {
-            tracing::warn!(region_id = %region.region_id(), %error, "cannot schedule a flush");
+            tracing::warn!(%region_id, %error, "cannot schedule a flush");
         }
     }
 
-    /// Memory is over the flush threshold: flush this worker's regions that are overdue,
-    /// then the biggest ones until usage would drop below half the budget.
+    /// Mutable memory is over the flush threshold: flush this worker's regions that are
+    /// overdue, then the biggest ones until usage would drop below half the budget. Over
+    /// the budget with little mutable memory (the rest is being flushed), only frozen
+    /// memtables that no flush is writing — left by a failed flush — are flushed again: the
+    /// flushes in flight free the rest, and starting more would flush small regions for
+    /// nothing while one long flush runs.
     pub(crate) fn maybe_flush_worker(&mut self) {
-        if !self.shared.write_buffer.should_flush_engine() {
-            return;
+        if self.shared.write_buffer.should_flush_engine() {
+            self.flush_biggest_regions();
+        } else if self.shared.write_buffer.should_stall() {
+            self.flush_stranded_memtables();
         }
+    }
+
+    /// Flushes again the regions whose frozen memtables no flush is writing, unless they
+    /// are backing off after that failure.
+    fn flush_stranded_memtables(&mut self) {
+        let stranded: Vec<Arc<Region>> = self
+            .regions
+            .values()
+            .filter(|region| {
+                region.state() == RegionState::Writable
+                    && !self.flush.scheduler.is_flush_requested(region.region_id())
+                    && !self.changing.contains(region.region_id())
+                    && !self.backing_off(region)
+                    && !region
+                        .version_control
+                        .current()
+                        .version()
+                        .memtables()
+                        .immutables()
+                        .is_empty()
+            })
+            .cloned()
+            .collect();
+        for region in stranded {
+            self.schedule_flush(&region, FlushReason::EngineFull, None);
+        }
+    }
+
+    fn flush_biggest_regions(&mut self) {
         let mut candidates = Vec::new();
         for region in self.regions.values() {
             if region.state() != RegionState::Writable
                 || self.flush.scheduler.is_flush_requested(region.region_id())
+                || self.changing.contains(region.region_id())
                 || self.backing_off(region)
             {
                 continue;
@@ -429,6 +498,21 @@ impl RegionWorkerLoop {
             .is_some_and(|failed| self.shared.clock.elapsed_since(failed) < FLUSH_RETRY_BACKOFF)
     }
 
+    /// When a region's flush backoff ends, if writes are stalled: the worker wakes then to
+    /// flush it again, as nothing else may wake it (its writers all wait).
+    fn next_flush_retry(&self, now: i64) -> Option<i64> {
+        if self.stalled.is_empty() {
+            return None;
+        }
+        let backoff = i64::try_from(FLUSH_RETRY_BACKOFF.as_millis()).unwrap_or(i64::MAX);
+        self.regions
+            .values()
+            .filter_map(|region| region.flush_failed_millis())
+            .map(|failed| failed.saturating_add(backoff))
+            .filter(|&retry| retry > now)
+            .min()
+    }
+
     /// Periodic flush: regions that have not flushed for their `auto_flush_interval`.
     fn handle_periodical_tasks(&mut self) {
         let now = self.shared.clock.now_millis();
@@ -445,6 +529,7 @@ impl RegionWorkerLoop {
             .filter(|region| {
                 region.state() == RegionState::Writable
                     && !self.flush.scheduler.is_flush_requested(region.region_id())
+                    && !self.changing.contains(region.region_id())
                     && !self.backing_off(region)
             })
             .filter(|region| {

@@ -50,6 +50,8 @@ pub struct TestListener {
     pub compactions_written: AtomicUsize,
     pub compactions_cancelled: AtomicUsize,
     pub opens_begun: AtomicUsize,
+    pub changes_begun: AtomicUsize,
+    pub changes_ended: AtomicUsize,
     events: Notify,
     hold_flushes: AtomicBool,
     gate: Semaphore,
@@ -57,6 +59,8 @@ pub struct TestListener {
     compaction_gate: Semaphore,
     hold_opens: AtomicBool,
     open_gate: Semaphore,
+    hold_changes: AtomicBool,
+    change_gate: Semaphore,
 }
 
 impl Default for TestListener {
@@ -74,6 +78,8 @@ impl Default for TestListener {
             compactions_written: AtomicUsize::new(0),
             compactions_cancelled: AtomicUsize::new(0),
             opens_begun: AtomicUsize::new(0),
+            changes_begun: AtomicUsize::new(0),
+            changes_ended: AtomicUsize::new(0),
             events: Notify::new(),
             hold_flushes: AtomicBool::new(false),
             gate: Semaphore::new(0),
@@ -81,6 +87,8 @@ impl Default for TestListener {
             compaction_gate: Semaphore::new(0),
             hold_opens: AtomicBool::new(false),
             open_gate: Semaphore::new(0),
+            hold_changes: AtomicBool::new(false),
+            change_gate: Semaphore::new(0),
         }
     }
 }
@@ -121,6 +129,7 @@ impl TestListener {
     /// Background opens and creates wait at their start until
     /// [`release_opens`](Self::release_opens).
     pub fn hold_opens(&self) {
+        self.open_gate.forget_permits(usize::MAX);
         self.hold_opens.store(true, Ordering::SeqCst);
     }
 
@@ -128,6 +137,20 @@ impl TestListener {
     pub fn release_opens(&self) {
         self.hold_opens.store(false, Ordering::SeqCst);
         self.open_gate.add_permits(1 << 20);
+    }
+
+    /// Background region changes (alter, truncate, drop, roles…) wait at their start
+    /// until [`release_changes`](Self::release_changes).
+    pub fn hold_changes(&self) {
+        // Permits left by an earlier release must not let the next change through.
+        self.change_gate.forget_permits(usize::MAX);
+        self.hold_changes.store(true, Ordering::SeqCst);
+    }
+
+    /// Lets held changes (and later ones) run.
+    pub fn release_changes(&self) {
+        self.hold_changes.store(false, Ordering::SeqCst);
+        self.change_gate.add_permits(1 << 20);
     }
 
     /// Waits until `counter(self) >= n`.
@@ -218,6 +241,19 @@ impl EventListener for Installed {
         {
             permit.forget();
         }
+    }
+
+    async fn on_change_begin(&self, _region_id: RegionId, _kind: &'static str) {
+        self.0.bump(&self.0.changes_begun);
+        if self.0.hold_changes.load(Ordering::SeqCst)
+            && let Ok(permit) = self.0.change_gate.acquire().await
+        {
+            permit.forget();
+        }
+    }
+
+    fn on_change_end(&self, _region_id: RegionId, _kind: &'static str) {
+        self.0.bump(&self.0.changes_ended);
     }
 
     fn on_compaction_cancel(&self, _region_id: RegionId) {

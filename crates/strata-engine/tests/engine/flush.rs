@@ -166,3 +166,116 @@ async fn reopen_replays_unflushed_rows_with_their_sequences_and_newest_wins() {
     assert_eq!(limited.iter().map(|b| b.num_rows()).sum::<usize>(), 4);
     engine.stop().await.unwrap();
 }
+
+/// Memory already being flushed does not ask for more flushes: with the budget full of
+/// a long flush's frozen memtables, a write to another region stalls until that flush
+/// lands instead of flushing the small region for nothing (the saw W3 used to show).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_full_of_memory_being_flushed_stalls_writes_without_flushing_more_regions() {
+    let env = TestEnv::new();
+    let mut config = env.config();
+    config.num_workers = 1;
+    let engine = std::sync::Arc::new(env.engine_with(config).await);
+    let (big, small) = (RegionId::new(1, 0), RegionId::new(1, 1));
+    create(&engine, big).await;
+    create(&engine, small).await;
+    put(&engine, big, 0..100, 1000, 1.0).await;
+    put(&engine, small, 0..2, 1000, 1.0).await;
+    env.listener.hold_flushes();
+    let long_flush = tokio::spawn({
+        let engine = engine.clone();
+        async move { engine.flush(big).await }
+    });
+    env.listener
+        .wait_for("the long flush to start", 1, |l| count(&l.flush_begun))
+        .await;
+    // The budget is full, nearly all of it frozen (being flushed).
+    env.buffer.force_stall.store(true, Ordering::SeqCst);
+    let writer = tokio::spawn({
+        let engine = engine.clone();
+        async move {
+            engine
+                .write(strata_engine::WriteRequest::put(
+                    small,
+                    rows(2..4, 1000, 2.0),
+                ))
+                .await
+        }
+    });
+    env.listener
+        .wait_for("the write stalls", 1, |l| count(&l.stalls))
+        .await;
+    assert_eq!(
+        env.flush_requests("engine_full"),
+        0,
+        "no flush of the small region"
+    );
+    assert_eq!(
+        engine.region_stats(small).unwrap().immutable_memtables,
+        0,
+        "nothing of the small region frozen"
+    );
+    env.buffer.force_stall.store(false, Ordering::SeqCst);
+    env.listener.release_flushes();
+    within("the long flush", long_flush).await.unwrap().unwrap();
+    assert_eq!(
+        within("the stalled write", writer).await.unwrap().unwrap(),
+        2
+    );
+    assert_eq!(engine.region_stats(small).unwrap().num_files, 0);
+    assert_eq!(scan(&engine, small).await.len(), 4);
+    engine.stop().await.unwrap();
+}
+
+/// The other side of that rule: frozen memtables that no flush is writing (their flush
+/// failed) are flushed again when writes stall — once the failed region's backoff ends,
+/// on the engine clock, even with every writer waiting and nothing else to wake the
+/// worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frozen_memtables_of_a_failed_flush_are_flushed_again_when_writes_stall_after_the_backoff()
+{
+    let env = TestEnv::new();
+    let mut config = env.config();
+    config.num_workers = 1;
+    let engine = std::sync::Arc::new(env.engine_with(config).await);
+    let region = RegionId::new(1, 0);
+    create(&engine, region).await;
+    put(&engine, region, 0..10, 1000, 1.0).await;
+    env.faults.fail_writes_containing("/data/");
+    engine.flush(region).await.unwrap_err();
+    assert_eq!(engine.region_stats(region).unwrap().immutable_memtables, 1);
+    env.faults.clear();
+    // The budget is full of the stranded memtable: writes stall.
+    env.buffer.force_stall.store(true, Ordering::SeqCst);
+    let writer = tokio::spawn({
+        let engine = engine.clone();
+        async move {
+            engine
+                .write(strata_engine::WriteRequest::put(
+                    region,
+                    rows(10..12, 1000, 2.0),
+                ))
+                .await
+        }
+    });
+    env.listener
+        .wait_for("the write stalls", 1, |l| count(&l.stalls))
+        .await;
+    assert_eq!(env.flush_requests("engine_full"), 0, "backing off");
+    env.clock.advance(Duration::from_millis(1_500));
+    env.listener
+        .wait_for("the stranded memtable flushed", 1, |l| {
+            count(&l.flush_success)
+        })
+        .await;
+    assert_eq!(env.flush_requests("engine_full"), 1);
+    env.buffer.force_stall.store(false, Ordering::SeqCst);
+    assert_eq!(
+        within("the stalled write", writer).await.unwrap().unwrap(),
+        2
+    );
+    let stats = engine.region_stats(region).unwrap();
+    assert_eq!((stats.num_files, stats.file_rows), (1, 10));
+    assert_eq!(scan(&engine, region).await.len(), 12);
+    engine.stop().await.unwrap();
+}

@@ -11,6 +11,7 @@
     missing_docs
 )]
 
+mod background_changes;
 mod background_open;
 mod common;
 mod compaction;
