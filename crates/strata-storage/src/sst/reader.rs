@@ -5,6 +5,7 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{UInt8Type, UInt64Type};
 use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use arrow_buffer::BooleanBuffer;
 use arrow_schema::DataType;
 use std::panic::AssertUnwindSafe;
 
@@ -132,8 +133,10 @@ pub(crate) async fn read_sst_shared(
                     "timestamp column has the wrong type".to_string(),
                 )
             })?;
-            Ok(BooleanArray::from_iter(
-                ts.iter().map(|&t| Some(range.contains(t))),
+            // Packed 64 rows at a time, no nulls.
+            Ok(BooleanArray::new(
+                BooleanBuffer::collect_bool(ts.len(), |i| range.contains(ts[i])),
+                None,
             ))
         });
         builder = builder.with_row_filter(RowFilter::new(vec![Box::new(in_range)]));
