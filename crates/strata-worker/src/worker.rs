@@ -155,7 +155,7 @@ impl RegionWorkerLoop {
             let wait = {
                 let now = self.shared.clock.now_millis();
                 let next = self
-                    .next_flush_retry(now)
+                    .next_flush_retry()
                     .map_or(self.next_periodic_check, |retry| {
                         retry.min(self.next_periodic_check)
                     });
@@ -429,24 +429,27 @@ impl RegionWorkerLoop {
         let stranded: Vec<Arc<Region>> = self
             .regions
             .values()
-            .filter(|region| {
-                region.state() == RegionState::Writable
-                    && !self.flush.scheduler.is_flush_requested(region.region_id())
-                    && !self.changing.contains(region.region_id())
-                    && !self.backing_off(region)
-                    && !region
-                        .version_control
-                        .current()
-                        .version()
-                        .memtables()
-                        .immutables()
-                        .is_empty()
-            })
+            .filter(|region| self.is_stranded(region) && !self.backing_off(region))
             .cloned()
             .collect();
         for region in stranded {
             self.schedule_flush(&region, FlushReason::EngineFull, None);
         }
+    }
+
+    /// Whether the region holds frozen memtables that no flush is writing (a flush of them
+    /// failed) and an automatic flush may take them.
+    fn is_stranded(&self, region: &Region) -> bool {
+        region.state() == RegionState::Writable
+            && !self.flush.scheduler.is_flush_requested(region.region_id())
+            && !self.changing.contains(region.region_id())
+            && !region
+                .version_control
+                .current()
+                .version()
+                .memtables()
+                .immutables()
+                .is_empty()
     }
 
     fn flush_biggest_regions(&mut self) {
@@ -498,18 +501,21 @@ impl RegionWorkerLoop {
             .is_some_and(|failed| self.shared.clock.elapsed_since(failed) < FLUSH_RETRY_BACKOFF)
     }
 
-    /// When a region's flush backoff ends, if writes are stalled: the worker wakes then to
-    /// flush it again, as nothing else may wake it (its writers all wait).
-    fn next_flush_retry(&self, now: i64) -> Option<i64> {
-        if self.stalled.is_empty() {
+    /// When the worker must wake to flush stranded memtables again (see
+    /// [`maybe_flush_worker`](Self::maybe_flush_worker)): at the end of their region's
+    /// backoff — possibly already past — while writes stall on a full budget, as nothing
+    /// else may wake it then (its writers all wait). Once that flush is scheduled the
+    /// region no longer counts, so a past deadline wakes the worker once.
+    fn next_flush_retry(&self) -> Option<i64> {
+        if self.stalled.is_empty() || !self.shared.write_buffer.should_stall() {
             return None;
         }
         let backoff = i64::try_from(FLUSH_RETRY_BACKOFF.as_millis()).unwrap_or(i64::MAX);
         self.regions
             .values()
+            .filter(|region| self.is_stranded(region))
             .filter_map(|region| region.flush_failed_millis())
             .map(|failed| failed.saturating_add(backoff))
-            .filter(|&retry| retry > now)
             .min()
     }
 

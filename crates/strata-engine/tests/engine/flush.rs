@@ -243,6 +243,12 @@ async fn frozen_memtables_of_a_failed_flush_are_flushed_again_when_writes_stall_
     put(&engine, region, 0..10, 1000, 1.0).await;
     env.faults.fail_writes_containing("/data/");
     engine.flush(region).await.unwrap_err();
+    // The caller hears of the failure before the worker does.
+    env.listener
+        .wait_for("the worker to see the failure", 1, |l| {
+            count(&l.flush_failed)
+        })
+        .await;
     assert_eq!(engine.region_stats(region).unwrap().immutable_memtables, 1);
     env.faults.clear();
     // The budget is full of the stranded memtable: writes stall.
