@@ -9,18 +9,18 @@
 //! removing would bring them back); they are handled once the change is applied. One
 //! change of a region runs at a time.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
 use strata_request::{RegionId, RegionMetadata, RegionOptions};
-use tokio::sync::mpsc;
+use strata_storage::{RegionMetaAction, RegionMetaActionList};
 use tokio::task::JoinHandle;
 
 use crate::error::{Result, WorkerError};
 use crate::handle_write::WriteOrigin;
+use crate::in_flight::{InFlight, Waiting};
 use crate::region::{Region, RegionState};
-use crate::request::{ReplyTx, SenderDdlRequest, SenderWriteRequest};
+use crate::request::ReplyTx;
 use crate::worker::RegionWorkerLoop;
 
 /// What a change's task did, for the worker to apply.
@@ -52,10 +52,8 @@ pub(crate) enum Change {
 pub(crate) struct Changing {
     /// The change's caller.
     sender: ReplyTx,
-    /// Writes for the region that arrived meanwhile, in order.
-    pub(crate) writes: Vec<SenderWriteRequest>,
-    /// DDLs for the region that arrived meanwhile, in order.
-    pub(crate) ddls: Vec<SenderDdlRequest>,
+    /// Requests for the region that arrived meanwhile.
+    pub(crate) waiting: Waiting,
     task: JoinHandle<()>,
     /// "alter", "truncate", …, for logs.
     kind: &'static str,
@@ -67,48 +65,17 @@ pub(crate) struct ChangeResult {
     result: Result<Change>,
 }
 
-/// The regions of a worker with a change in flight, and the channel their tasks report
-/// on.
-pub(crate) struct ChangingRegions {
-    map: HashMap<RegionId, Changing>,
-    tx: mpsc::UnboundedSender<ChangeResult>,
-    pub(crate) results: mpsc::UnboundedReceiver<ChangeResult>,
-}
-
-impl Default for ChangingRegions {
-    fn default() -> Self {
-        let (tx, results) = mpsc::unbounded_channel();
-        Self {
-            map: HashMap::new(),
-            tx,
-            results,
-        }
-    }
-}
+/// The regions of a worker with a change in flight.
+pub(crate) type ChangingRegions = InFlight<Changing, ChangeResult>;
 
 impl ChangingRegions {
-    /// Whether a change of the region is in flight.
-    pub(crate) fn contains(&self, region_id: RegionId) -> bool {
-        self.map.contains_key(&region_id)
-    }
-
-    /// The region's change in flight, if any.
-    pub(crate) fn get_mut(&mut self, region_id: RegionId) -> Option<&mut Changing> {
-        self.map.get_mut(&region_id)
-    }
-
     /// Stops every change (the engine stops): tasks aborted, everyone waiting answered
     /// `WorkerStopped` — a change may or may not have reached the manifest, as in a crash.
     pub(crate) fn abort_all(&mut self) {
-        for (_, changing) in self.map.drain() {
+        for changing in self.drain() {
             changing.task.abort();
             changing.sender.send(Err(WorkerError::WorkerStopped));
-            for write in changing.writes {
-                write.fail(WorkerError::WorkerStopped);
-            }
-            for ddl in changing.ddls {
-                ddl.sender.send(Err(WorkerError::WorkerStopped));
-            }
+            changing.waiting.fail_all(&WorkerError::WorkerStopped);
         }
     }
 }
@@ -132,12 +99,11 @@ impl RegionWorkerLoop {
             // The worker is gone when this fails (stopped).
             let _ = tx.send(ChangeResult { region_id, result });
         });
-        self.changing.map.insert(
+        self.changing.insert(
             region_id,
             Changing {
                 sender,
-                writes: Vec::new(),
-                ddls: Vec::new(),
+                waiting: Waiting::default(),
                 task,
                 kind,
             },
@@ -148,7 +114,7 @@ impl RegionWorkerLoop {
     /// waited for it is handled (writes first, then DDLs, as within a batch).
     pub(crate) async fn handle_change_result(&mut self, result: ChangeResult) {
         let ChangeResult { region_id, result } = result;
-        let Some(changing) = self.changing.map.remove(&region_id) else {
+        let Some(changing) = self.changing.remove(region_id) else {
             return;
         };
         let answer = match (result, self.regions.get(&region_id).cloned()) {
@@ -165,11 +131,12 @@ impl RegionWorkerLoop {
         }
         changing.sender.send(answer);
         self.shared.listener.on_change_end(region_id, changing.kind);
-        if !changing.writes.is_empty() {
-            self.handle_write_requests(changing.writes, WriteOrigin::Incoming)
+        let Waiting { writes, ddls } = changing.waiting;
+        if !writes.is_empty() {
+            self.handle_write_requests(writes, WriteOrigin::Incoming)
                 .await;
         }
-        for ddl in changing.ddls {
+        for ddl in ddls {
             self.handle_ddl(ddl).await;
         }
     }
@@ -232,4 +199,24 @@ impl RegionWorkerLoop {
         }
         Ok(0)
     }
+}
+
+/// Writes `action` to the region's manifest under its lock, the region in `transient`
+/// state meanwhile and writable again afterwards, whatever the outcome (nothing reaches
+/// the region before the worker applied the change: its requests wait for it).
+pub(crate) async fn persist_in_state(
+    region: &Region,
+    transient: RegionState,
+    action: RegionMetaAction,
+) -> Result<()> {
+    let mut manifest = region.manifest.lock().await;
+    region.state.set(transient);
+    let persisted = manifest.update(RegionMetaActionList::one(action)).await;
+    region.state.set(RegionState::Writable);
+    persisted
+        .map(|_| ())
+        .map_err(|source| WorkerError::Manifest {
+            region_id: region.region_id(),
+            source: Arc::new(source),
+        })
 }

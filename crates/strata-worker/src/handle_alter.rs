@@ -1,12 +1,10 @@
 //! Alter: options at once; schema changes after a flush, with writes fenced meanwhile.
 
-use std::sync::Arc;
-
 use strata_flush::FlushReason;
 use strata_request::{AlterKind, AlterRequest, DdlRequest, RegionMetadata};
-use strata_storage::{RegionMetaAction, RegionMetaActionList};
+use strata_storage::RegionMetaAction;
 
-use crate::changes::Change;
+use crate::changes::{Change, persist_in_state};
 use crate::error::WorkerError;
 use crate::region::RegionState;
 use crate::request::{ReplyTx, SenderDdlRequest};
@@ -64,21 +62,11 @@ impl RegionWorkerLoop {
             return;
         }
         self.start_change(region_id, "alter", sender, async move {
-            let mut manifest = region.manifest.lock().await;
-            region.state.set(RegionState::Altering);
-            let persisted = manifest
-                .update(RegionMetaActionList::one(RegionMetaAction::Change {
-                    metadata: metadata.clone(),
-                    options: options.clone(),
-                }))
-                .await;
-            // Nothing reaches the region before the worker applied the change: its
-            // writes wait for it.
-            region.state.set(RegionState::Writable);
-            persisted.map_err(|source| WorkerError::Manifest {
-                region_id,
-                source: Arc::new(source),
-            })?;
+            let change = RegionMetaAction::Change {
+                metadata: metadata.clone(),
+                options: options.clone(),
+            };
+            persist_in_state(&region, RegionState::Altering, change).await?;
             Ok(Change::Altered {
                 metadata,
                 options,

@@ -31,10 +31,13 @@ impl RegionWorkerLoop {
         let region_id = request.region_id;
         if let Some(changing) = self.changing.get_mut(region_id) {
             // Reached here past `handle_ddl` (a close released by a failed flush).
-            changing.ddls.push(crate::request::SenderDdlRequest {
-                request: DdlRequest::Close(request),
-                sender,
-            });
+            changing
+                .waiting
+                .ddls
+                .push(crate::request::SenderDdlRequest {
+                    request: DdlRequest::Close(request),
+                    sender,
+                });
             return;
         }
         if !self.regions.contains_key(&region_id) {

@@ -5,28 +5,25 @@
 //! handled when the open ends — answered with the open's error if it fails; opens of one
 //! region coalesce. At most `max_background_opens` opens do their work at once.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
 use strata_request::{OpenRequest, RegionId};
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::error::{Result, WorkerError};
 use crate::handle_write::WriteOrigin;
+use crate::in_flight::{InFlight, Waiting};
 use crate::region::Region;
-use crate::request::{ReplyTx, SenderDdlRequest, SenderWriteRequest};
+use crate::request::ReplyTx;
 use crate::worker::RegionWorkerLoop;
 
 /// A region being opened (or created) in the background, and what waits for it.
 pub(crate) struct Opening {
     /// Callers of the open (and of opens that coalesced into it).
     waiters: Vec<ReplyTx>,
-    /// Writes for the region that arrived meanwhile, in order.
-    pub(crate) writes: Vec<SenderWriteRequest>,
-    /// DDLs for the region that arrived meanwhile, in order.
-    pub(crate) ddls: Vec<SenderDdlRequest>,
+    /// Requests for the region that arrived meanwhile.
+    pub(crate) waiting: Waiting,
     task: JoinHandle<()>,
     /// "open" or "create", for logs.
     kind: &'static str,
@@ -38,43 +35,18 @@ pub(crate) struct OpenResult {
     result: Result<Arc<Region>>,
 }
 
-/// The regions a worker is opening, and the channel their tasks report on.
-pub(crate) struct OpeningRegions {
-    map: HashMap<RegionId, Opening>,
-    tx: mpsc::UnboundedSender<OpenResult>,
-    pub(crate) results: mpsc::UnboundedReceiver<OpenResult>,
-}
-
-impl Default for OpeningRegions {
-    fn default() -> Self {
-        let (tx, results) = mpsc::unbounded_channel();
-        Self {
-            map: HashMap::new(),
-            tx,
-            results,
-        }
-    }
-}
+/// The regions a worker is opening.
+pub(crate) type OpeningRegions = InFlight<Opening, OpenResult>;
 
 impl OpeningRegions {
-    /// The region's open in progress, if any.
-    pub(crate) fn get_mut(&mut self, region_id: RegionId) -> Option<&mut Opening> {
-        self.map.get_mut(&region_id)
-    }
-
     /// Stops every open (the engine stops): tasks aborted, everyone waiting answered.
     pub(crate) fn abort_all(&mut self) {
-        for (_, opening) in self.map.drain() {
+        for opening in self.drain() {
             opening.task.abort();
             for waiter in opening.waiters {
                 waiter.send(Err(WorkerError::WorkerStopped));
             }
-            for write in opening.writes {
-                write.fail(WorkerError::WorkerStopped);
-            }
-            for ddl in opening.ddls {
-                ddl.sender.send(Err(WorkerError::WorkerStopped));
-            }
+            opening.waiting.fail_all(&WorkerError::WorkerStopped);
         }
     }
 }
@@ -135,12 +107,11 @@ impl RegionWorkerLoop {
             // The worker is gone when this fails (stopped): the region is dropped here.
             let _ = tx.send(OpenResult { region_id, result });
         });
-        self.opening.map.insert(
+        self.opening.insert(
             region_id,
             Opening {
                 waiters: vec![sender],
-                writes: Vec::new(),
-                ddls: Vec::new(),
+                waiting: Waiting::default(),
                 task,
                 kind,
             },
@@ -152,9 +123,10 @@ impl RegionWorkerLoop {
     /// answered with its error.
     pub(crate) async fn handle_open_result(&mut self, result: OpenResult) {
         let OpenResult { region_id, result } = result;
-        let Some(opening) = self.opening.map.remove(&region_id) else {
+        let Some(opening) = self.opening.remove(region_id) else {
             return;
         };
+        let Waiting { writes, ddls } = opening.waiting;
         match result {
             Ok(region) => {
                 tracing::info!(%region_id, kind = opening.kind, "region opened");
@@ -166,8 +138,8 @@ impl RegionWorkerLoop {
                 // the budget after crashes, or a smaller budget than the last run's):
                 // start flushing now, not only when the next write finds memory full.
                 self.maybe_flush_worker();
-                if !opening.writes.is_empty() {
-                    self.handle_write_requests(opening.writes, WriteOrigin::Incoming)
+                if !writes.is_empty() {
+                    self.handle_write_requests(writes, WriteOrigin::Incoming)
                         .await;
                 }
             }
@@ -176,14 +148,14 @@ impl RegionWorkerLoop {
                 for waiter in opening.waiters {
                     waiter.send(Err(error.clone()));
                 }
-                for write in opening.writes {
+                for write in writes {
                     write.fail(error.clone());
                 }
             }
         }
         // DDLs get their own answer from the state the open left (a close of a region
         // that failed to open is `Ok`, a flush of it `RegionNotFound`, a create tries).
-        for ddl in opening.ddls {
+        for ddl in ddls {
             self.handle_ddl(ddl).await;
         }
     }

@@ -1,12 +1,9 @@
 //! Truncate: every row up to now is gone, also after a reopen.
 
-use std::sync::Arc;
-
 use strata_request::{DdlRequest, TruncateRequest};
-use strata_storage::{RegionMetaAction, RegionMetaActionList};
+use strata_storage::RegionMetaAction;
 
-use crate::changes::Change;
-use crate::error::WorkerError;
+use crate::changes::{Change, persist_in_state};
 use crate::region::RegionState;
 use crate::request::ReplyTx;
 use crate::worker::RegionWorkerLoop;
@@ -36,21 +33,15 @@ impl RegionWorkerLoop {
         };
         let log_store = self.shared.log_store.clone();
         self.start_change(region_id, "truncate", sender, async move {
-            {
-                let mut manifest = region.manifest.lock().await;
-                region.state.set(RegionState::Truncating);
-                let persisted = manifest
-                    .update(RegionMetaActionList::one(RegionMetaAction::Truncate {
-                        truncated_entry_id: entry_id,
-                        truncated_sequence: sequence,
-                    }))
-                    .await;
-                region.state.set(RegionState::Writable);
-                persisted.map_err(|source| WorkerError::Manifest {
-                    region_id,
-                    source: Arc::new(source),
-                })?;
-            }
+            persist_in_state(
+                &region,
+                RegionState::Truncating,
+                RegionMetaAction::Truncate {
+                    truncated_entry_id: entry_id,
+                    truncated_sequence: sequence,
+                },
+            )
+            .await?;
             if let Err(error) = log_store.obsolete(region_id.as_u64(), entry_id).await {
                 // The manifest's truncation point already keeps replay from resurrecting
                 // rows.

@@ -537,7 +537,7 @@ impl RegionWorkerLoop {
             // A change of the region is in flight: the write lands after it.
             let write = match self.changing.get_mut(region_id) {
                 Some(changing) => {
-                    changing.writes.push(write);
+                    changing.waiting.writes.push(write);
                     continue;
                 }
                 None => write,
@@ -548,7 +548,7 @@ impl RegionWorkerLoop {
                     let Some(region) = self.regions.get(&region_id) else {
                         match self.opening.get_mut(region_id) {
                             // Handled once the region is open (or failed with the open).
-                            Some(opening) => opening.writes.push(write),
+                            Some(opening) => opening.waiting.writes.push(write),
                             None => write.fail(WorkerError::RegionNotFound { region_id }),
                         }
                         continue;

@@ -47,6 +47,7 @@ mod handle_role;
 mod handle_set_writable;
 mod handle_truncate;
 mod handle_write;
+mod in_flight;
 mod listener;
 mod metrics;
 mod opener;

@@ -289,14 +289,14 @@ impl RegionWorkerLoop {
     pub(crate) async fn handle_ddl(&mut self, ddl: SenderDdlRequest) {
         // A region with a change in flight: its DDLs wait for it.
         if let Some(changing) = self.changing.get_mut(ddl.request.region_id()) {
-            changing.ddls.push(ddl);
+            changing.waiting.ddls.push(ddl);
             return;
         }
         // A region being opened: its DDLs (other than more opens, which coalesce) wait.
         if !matches!(ddl.request, DdlRequest::Open(_))
             && let Some(opening) = self.opening.get_mut(ddl.request.region_id())
         {
-            opening.ddls.push(ddl);
+            opening.waiting.ddls.push(ddl);
             return;
         }
         let SenderDdlRequest { request, sender } = ddl;

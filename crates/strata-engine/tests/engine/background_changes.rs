@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use strata_engine::{
     AlterKind, AlterRequest, ColumnDataType, ColumnSchema, Engine, ErrorKind, RegionId, RegionRole,
-    Value, WriteRequest,
+    Value,
 };
 
-use crate::common::{TestEnv, count, create, put, rows, scan, within};
+use crate::common::{TestEnv, count, create, put, rows, scan, spawn_write, within};
 
 const A: RegionId = RegionId::new(6, 1);
 const B: RegionId = RegionId::new(6, 2);
@@ -49,12 +49,7 @@ where
 }
 
 fn write_a(engine: &Arc<Engine>) -> tokio::task::JoinHandle<strata_engine::Result<usize>> {
-    let engine = engine.clone();
-    tokio::spawn(async move {
-        engine
-            .write(WriteRequest::put(A, rows(10..13, 2, 2.0)))
-            .await
-    })
+    spawn_write(engine, A, rows(10..13, 2, 2.0))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -439,6 +439,16 @@ pub async fn put(
     assert_eq!(written, n);
 }
 
+/// Writes `batch` to `region_id` on a task of its own (a write the test expects to wait).
+pub fn spawn_write(
+    engine: &Arc<Engine>,
+    region_id: RegionId,
+    batch: RecordBatch,
+) -> tokio::task::JoinHandle<strata_engine::Result<usize>> {
+    let engine = engine.clone();
+    tokio::spawn(async move { engine.write(WriteRequest::put(region_id, batch)).await })
+}
+
 /// The region's rows as `(host, ts) -> cpu`.
 pub async fn scan(engine: &Engine, region_id: RegionId) -> BTreeMap<(String, i64), f64> {
     let mut out = BTreeMap::new();

@@ -191,17 +191,7 @@ async fn a_budget_full_of_memory_being_flushed_stalls_writes_without_flushing_mo
         .await;
     // The budget is full, nearly all of it frozen (being flushed).
     env.buffer.force_stall.store(true, Ordering::SeqCst);
-    let writer = tokio::spawn({
-        let engine = engine.clone();
-        async move {
-            engine
-                .write(strata_engine::WriteRequest::put(
-                    small,
-                    rows(2..4, 1000, 2.0),
-                ))
-                .await
-        }
-    });
+    let writer = spawn_write(&engine, small, rows(2..4, 1000, 2.0));
     env.listener
         .wait_for("the write stalls", 1, |l| count(&l.stalls))
         .await;
@@ -253,17 +243,7 @@ async fn frozen_memtables_of_a_failed_flush_are_flushed_again_when_writes_stall_
     env.faults.clear();
     // The budget is full of the stranded memtable: writes stall.
     env.buffer.force_stall.store(true, Ordering::SeqCst);
-    let writer = tokio::spawn({
-        let engine = engine.clone();
-        async move {
-            engine
-                .write(strata_engine::WriteRequest::put(
-                    region,
-                    rows(10..12, 1000, 2.0),
-                ))
-                .await
-        }
-    });
+    let writer = spawn_write(&engine, region, rows(10..12, 1000, 2.0));
     env.listener
         .wait_for("the write stalls", 1, |l| count(&l.stalls))
         .await;
