@@ -86,6 +86,7 @@ async fn an_open_that_fails_answers_every_request_that_waited_for_it() {
     let env = TestEnv::new();
     let engine = Arc::new(reopened_with_unflushed_a(&env).await);
     let open = held_open_of_a(&env, &engine).await;
+    let received = count(&env.listener.requests_received);
     let second_open = tokio::spawn({
         let engine = engine.clone();
         async move { engine.open(A).await }
@@ -99,6 +100,12 @@ async fn an_open_that_fails_answers_every_request_that_waited_for_it() {
         async move { engine.flush(A).await }
     });
     within("B meanwhile", put(&engine, B, 0..2, 1, 1.0)).await;
+    // The open, write and flush of A wait in the worker (with B's write, four requests).
+    env.listener
+        .wait_for("A's requests to arrive", received + 4, |l| {
+            count(&l.requests_received)
+        })
+        .await;
     // A's manifest cannot be read: the open fails.
     env.faults
         .fail_at_ratio(7, 1.0, &strata_storage::region_manifest_dir(A));

@@ -52,6 +52,8 @@ pub struct TestListener {
     pub opens_begun: AtomicUsize,
     pub changes_begun: AtomicUsize,
     pub changes_ended: AtomicUsize,
+    /// Requests the workers took off their channels.
+    pub requests_received: AtomicUsize,
     events: Notify,
     hold_flushes: AtomicBool,
     gate: Semaphore,
@@ -80,6 +82,7 @@ impl Default for TestListener {
             opens_begun: AtomicUsize::new(0),
             changes_begun: AtomicUsize::new(0),
             changes_ended: AtomicUsize::new(0),
+            requests_received: AtomicUsize::new(0),
             events: Notify::new(),
             hold_flushes: AtomicBool::new(false),
             gate: Semaphore::new(0),
@@ -241,6 +244,13 @@ impl EventListener for Installed {
         {
             permit.forget();
         }
+    }
+
+    fn on_recv_requests(&self, requests: usize) {
+        self.0
+            .requests_received
+            .fetch_add(requests, Ordering::SeqCst);
+        self.0.events.notify_waiters();
     }
 
     async fn on_change_begin(&self, _region_id: RegionId, _kind: &'static str) {

@@ -47,12 +47,21 @@ async fn engine_full_flushes_on_the_next_write() {
     let region = RegionId::new(1, 0);
     create(&engine, region).await;
     put(&engine, region, 0..10, 1000, 1.0).await;
+    // Held, so the engine is no longer full when it lands (a finished flush checks again,
+    // and would flush the second write's rows too).
+    env.listener.hold_flushes();
     env.buffer.force_flush.store(true, Ordering::SeqCst);
     put(&engine, region, 0..10, 2000, 1.0).await;
     env.listener
-        .wait_for("engine-full flush", 1, |l| count(&l.flush_success))
+        .wait_for("the engine-full flush to start", 1, |l| {
+            count(&l.flush_begun)
+        })
         .await;
     env.buffer.force_flush.store(false, Ordering::SeqCst);
+    env.listener.release_flushes();
+    env.listener
+        .wait_for("engine-full flush", 1, |l| count(&l.flush_success))
+        .await;
     let stats = engine.region_stats(region).unwrap();
     assert_eq!(stats.num_files, 1);
     assert_eq!(
