@@ -118,7 +118,7 @@ impl RegionWorkerLoop {
             return;
         };
         let answer = match (result, self.regions.get(&region_id).cloned()) {
-            (Ok(change), Some(region)) => self.apply_change(&region, change).await,
+            (Ok(change), Some(region)) => self.apply_change(&region, change),
             // Nothing removes a region while it changes (its DDLs wait here).
             (Ok(_), None) => Err(WorkerError::RegionNotFound { region_id }),
             (Err(error), _) => Err(error),
@@ -142,7 +142,7 @@ impl RegionWorkerLoop {
     }
 
     /// Applies a change's outcome to the worker's state; the caller's answer.
-    async fn apply_change(&mut self, region: &Arc<Region>, change: Change) -> Result<usize> {
+    fn apply_change(&mut self, region: &Arc<Region>, change: Change) -> Result<usize> {
         let region_id = region.region_id();
         match change {
             Change::Truncated { entry_id, sequence } => {
@@ -168,11 +168,6 @@ impl RegionWorkerLoop {
                 } else {
                     region.version_control.set_options(options);
                 }
-                // Writes stalled while the schema changed go now, validated against it.
-                let stalled = self.stalled.take_region(region_id);
-                self.update_gauges();
-                self.handle_write_requests(stalled, WriteOrigin::Incoming)
-                    .await;
             }
             Change::Dropped => self.finish_drop(region),
             Change::StateSet { target, not_leader } => {

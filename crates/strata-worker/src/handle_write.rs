@@ -555,11 +555,6 @@ impl RegionWorkerLoop {
                     };
                     match region.state() {
                         RegionState::Writable => {}
-                        // Re-handled once the schema change is in place.
-                        RegionState::Altering => {
-                            self.stalled.push(write);
-                            continue;
-                        }
                         state @ (RegionState::ReadOnly | RegionState::Downgrading) => {
                             write.fail(WorkerError::NotLeader {
                                 region_id,

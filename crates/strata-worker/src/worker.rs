@@ -429,7 +429,7 @@ impl RegionWorkerLoop {
         let stranded: Vec<Arc<Region>> = self
             .regions
             .values()
-            .filter(|region| self.is_stranded(region) && !self.backing_off(region))
+            .filter(|region| self.may_flush_automatically(region) && has_frozen(region))
             .cloned()
             .collect();
         for region in stranded {
@@ -437,29 +437,25 @@ impl RegionWorkerLoop {
         }
     }
 
-    /// Whether the region holds frozen memtables that no flush is writing (a flush of them
-    /// failed) and an automatic flush may take them.
-    fn is_stranded(&self, region: &Region) -> bool {
+    /// Whether an automatic flush (engine full, periodic) may start for the region, its
+    /// backoff after a failed flush aside: it is writable, and neither a flush nor a change
+    /// of it is in flight.
+    fn flushable(&self, region: &Region) -> bool {
+        let region_id = region.region_id();
         region.state() == RegionState::Writable
-            && !self.flush.scheduler.is_flush_requested(region.region_id())
-            && !self.changing.contains(region.region_id())
-            && !region
-                .version_control
-                .current()
-                .version()
-                .memtables()
-                .immutables()
-                .is_empty()
+            && !self.flush.scheduler.is_flush_requested(region_id)
+            && !self.changing.contains(region_id)
+    }
+
+    /// [`flushable`](Self::flushable) and not backing off.
+    fn may_flush_automatically(&self, region: &Region) -> bool {
+        self.flushable(region) && !self.backing_off(region)
     }
 
     fn flush_biggest_regions(&mut self) {
         let mut candidates = Vec::new();
         for region in self.regions.values() {
-            if region.state() != RegionState::Writable
-                || self.flush.scheduler.is_flush_requested(region.region_id())
-                || self.changing.contains(region.region_id())
-                || self.backing_off(region)
-            {
+            if !self.may_flush_automatically(region) {
                 continue;
             }
             let version = region.version_control.current().version().clone();
@@ -513,7 +509,7 @@ impl RegionWorkerLoop {
         let backoff = i64::try_from(FLUSH_RETRY_BACKOFF.as_millis()).unwrap_or(i64::MAX);
         self.regions
             .values()
-            .filter(|region| self.is_stranded(region))
+            .filter(|region| self.flushable(region) && has_frozen(region))
             .filter_map(|region| region.flush_failed_millis())
             .map(|failed| failed.saturating_add(backoff))
             .min()
@@ -532,12 +528,7 @@ impl RegionWorkerLoop {
         let due: Vec<Arc<Region>> = self
             .regions
             .values()
-            .filter(|region| {
-                region.state() == RegionState::Writable
-                    && !self.flush.scheduler.is_flush_requested(region.region_id())
-                    && !self.changing.contains(region.region_id())
-                    && !self.backing_off(region)
-            })
+            .filter(|region| self.may_flush_automatically(region))
             .filter(|region| {
                 let version = region.version_control.current().version().clone();
                 let options = version.options();
@@ -644,4 +635,15 @@ impl RegionWorkerLoop {
             );
         }
     }
+}
+
+/// Whether the region holds frozen memtables (being flushed, or left by a failed flush).
+fn has_frozen(region: &Region) -> bool {
+    !region
+        .version_control
+        .current()
+        .version()
+        .memtables()
+        .immutables()
+        .is_empty()
 }
