@@ -426,6 +426,7 @@ async fn merge_group(
                 time_range: Some(range),
                 batch_rows: BATCH_ROWS,
                 row_group_slice: None,
+                rows_only: false,
             };
             let source = read_sst(
                 &context.store,

@@ -19,7 +19,11 @@ pub const OP_TYPE_COLUMN: &str = "__op_type";
 /// Sorted rows with everything the merge needs to order and deduplicate them.
 ///
 /// `columns` are the projected user columns (in region order); `keys`, `timestamps`,
-/// `sequences` and `op_types` are always present whatever the projection.
+/// `sequences` and `op_types` are present whatever the projection — except in batches of
+/// an SST read [rows only](crate::SstReadOptions::rows_only) (rows that pass through a
+/// scan unmerged), which have their timestamps and columns only: `key`, `sequence` and
+/// `op_type` panic on them, and [`to_record_batch`](Self::to_record_batch) with the
+/// internal columns fails.
 #[derive(Debug, Clone)]
 pub struct SortedBatch {
     /// Distinct keys (with `key_index`) or one key per row (without).

@@ -387,13 +387,21 @@ pub(crate) async fn merge_parts(
     slice: Option<FileSlice>,
 ) -> Result<(BatchStream, Vec<FileHandle>), StorageError> {
     let version = &snapshot.version;
-    let single_file = matches!(parts.as_slice(), [Part::File(_)]);
-    let (sources, held) =
-        open_parts(store, snapshot, parts, request, projection, files, slice).await?;
     let options = MergeOptions {
         batch_rows: request.batch_rows,
         ..MergeOptions::scan_of(&version.options)
     };
+    let single_file = matches!(parts.as_slice(), [Part::File(_)]);
+    // Its rows pass through as they are when there are no delete markers to drop: only
+    // the projected columns and timestamps are read.
+    let rows_only = match parts.as_slice() {
+        [Part::File(handle)] => !options.filter_deleted || handle.meta().num_deletes == Some(0),
+        _ => false,
+    };
+    let (sources, held) = open_parts(
+        store, snapshot, parts, request, projection, files, slice, rows_only,
+    )
+    .await?;
     let merged = if single_file {
         drop_deletes(version.codec.clone(), sources, options)
     } else {
@@ -403,9 +411,11 @@ pub(crate) async fn merge_parts(
 }
 
 /// Opens `parts` as sorted sources with `projection`, each file decoded ahead on its own
-/// task as `request` says (one batch ahead when the region has more than 32 `files`).
+/// task as `request` says (one batch ahead when the region has more than 32 `files`);
+/// files are read with [`SstReadOptions::rows_only`] as `rows_only` says.
 /// Returns the sources and the handles of the files they read, which the caller holds for
 /// as long as it reads them.
+#[allow(clippy::too_many_arguments)]
 async fn open_parts(
     store: &Operator,
     snapshot: &VersionControlData,
@@ -414,6 +424,7 @@ async fn open_parts(
     projection: &[usize],
     files: usize,
     slice: Option<FileSlice>,
+    rows_only: bool,
 ) -> Result<(Vec<BatchStream>, Vec<FileHandle>), StorageError> {
     let version = &snapshot.version;
     let max_sequence = request.max_sequence.unwrap_or(snapshot.committed_sequence);
@@ -442,6 +453,7 @@ async fn open_parts(
                     time_range: request.time_range,
                     batch_rows: request.batch_rows,
                     row_group_slice: slice.as_ref().map(|s| s.of),
+                    rows_only,
                 };
                 let source = read_sst_shared(
                     store,

@@ -10,6 +10,7 @@ use strata_request::{
 };
 
 use super::*;
+use crate::batch::SortedBatch;
 use crate::error::StorageError;
 use crate::key::KeyCodec;
 use crate::memtable::{IterOptions, TimeSeriesMemtable};
@@ -308,6 +309,18 @@ async fn the_file_is_plain_parquet_with_named_columns_and_the_schema_in_its_meta
         .map(|f| f.name().clone())
         .collect();
     assert_eq!(names, ["host", "ts", "usage", "__sequence", "__op_type"]);
+    // Sorted, dictionary-encoded tags and op types are left uncompressed (already runs);
+    // the timestamps, fields and sequences are zstd.
+    let codecs: Vec<parquet::basic::Compression> = reader
+        .metadata()
+        .row_group(0)
+        .columns()
+        .iter()
+        .map(|c| c.compression())
+        .collect();
+    let zstd = parquet::basic::Compression::ZSTD(parquet::basic::ZstdLevel::default());
+    let none = parquet::basic::Compression::UNCOMPRESSED;
+    assert_eq!(codecs, [none, zstd, zstd, zstd, none]);
     let kv = reader
         .metadata()
         .file_metadata()
@@ -468,4 +481,88 @@ async fn split_writes_cap_rows_per_file_and_keep_the_sort_order_across_files() {
             "cap {cap}: the files concatenate to the source"
         );
     }
+}
+
+#[tokio::test]
+async fn a_rows_only_read_gives_the_same_rows_without_keys_sequences_or_op_types() {
+    let codec = Arc::new(KeyCodec::new(metadata()).unwrap());
+    let store = memory_store();
+    let meta = write(&store, &codec, &memtable(&codec, 5, 40), 64).await;
+    let path = meta.path("region/data");
+    for projection in [None, Some(vec![2]), Some(vec![])] {
+        let read = |rows_only| {
+            let options = SstReadOptions {
+                projection: projection.clone(),
+                time_range: Some(TimeRange {
+                    start: 5_000,
+                    end: 30_000,
+                }),
+                batch_rows: 37,
+                rows_only,
+                ..Default::default()
+            };
+            read_sst(&store, &path, codec.clone(), options)
+        };
+        let sorted: Vec<SortedBatch> = read(false).await.unwrap().try_collect().await.unwrap();
+        let rows: Vec<SortedBatch> = read(true).await.unwrap().try_collect().await.unwrap();
+        assert_eq!(sorted.len(), rows.len(), "{projection:?}");
+        assert_eq!(
+            rows.iter().map(SortedBatch::num_rows).sum::<usize>(),
+            26 * 5,
+            "{projection:?}"
+        );
+        for (sorted, rows) in sorted.iter().zip(&rows) {
+            assert_eq!(sorted.timestamps, rows.timestamps);
+            assert_eq!(sorted.columns.len(), rows.columns.len());
+            for (a, b) in sorted.columns.iter().zip(&rows.columns) {
+                assert_eq!(a.as_ref(), b.as_ref(), "{projection:?}");
+            }
+            assert_eq!(sorted.sequences.len(), sorted.num_rows());
+            assert!(rows.sequences.is_empty() && rows.op_types.is_empty());
+            assert_eq!((rows.keys.num_rows(), &rows.key_index), (0, &None));
+        }
+    }
+}
+
+/// A dictionary of `values` with keys in runs (`(value index, rows)`).
+fn sorted_dictionary(values: &[&str], runs: &[(i32, usize)]) -> ArrayRef {
+    let keys: Vec<i32> = runs
+        .iter()
+        .flat_map(|&(key, rows)| std::iter::repeat_n(key, rows))
+        .collect();
+    Arc::new(
+        arrow_array::DictionaryArray::<arrow_array::types::Int32Type>::try_new(
+            arrow_array::Int32Array::from(keys),
+            Arc::new(StringArray::from(values.to_vec())),
+        )
+        .unwrap(),
+    )
+}
+
+proptest::proptest! {
+    /// Tags read as dictionaries are turned into strings run by run; the result equals
+    /// Arrow's cast for any runs, empty and multi-byte strings included.
+    #[test]
+    fn sorted_dictionary_strings_equal_the_cast(
+        runs in proptest::collection::vec((0i32..4, 1usize..70), 0..20),
+    ) {
+        let values = ["", "h1", "höst-ü", "a-rather-longer-tag-value"];
+        let array = sorted_dictionary(&values, &runs);
+        let expected = arrow_cast::cast(array.as_ref(), &arrow_schema::DataType::Utf8).unwrap();
+        let got = plain(&array).unwrap();
+        proptest::prop_assert_eq!(got.as_ref(), expected.as_ref());
+    }
+}
+
+#[test]
+fn dictionaries_with_nulls_fall_back_to_the_cast() {
+    let keys = arrow_array::Int32Array::from(vec![Some(0), None, Some(1), Some(1)]);
+    let values: ArrayRef = Arc::new(StringArray::from(vec!["a", "b"]));
+    let with_nulls: ArrayRef = Arc::new(
+        arrow_array::DictionaryArray::<arrow_array::types::Int32Type>::try_new(keys, values)
+            .unwrap(),
+    );
+    let got = plain(&with_nulls).unwrap();
+    let expected = StringArray::from(vec![Some("a"), None, Some("b"), Some("b")]);
+    assert_eq!(got.as_string::<i32>(), &expected);
 }
