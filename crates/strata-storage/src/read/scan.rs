@@ -181,22 +181,25 @@ fn scan_time_groups(
     // piece that is already done.
     let ahead = if parallel { runtime_workers() + 1 } else { 1 };
     // In parallel, a group of one large SST is read as pieces of its row groups (key
-    // ranges of the file, in order), each decoded whole ahead on its own task.
+    // ranges of the file, in order), each decoded whole ahead on its own task. A piece is
+    // about the same decoding work whatever the projection: values of its columns plus
+    // the key, timestamp, sequence and op type.
+    let piece_rows = (PIECE_VALUES / (projection.len() as u64 + 4)).max(1);
     let mut pieces: Vec<Piece> = Vec::with_capacity(groups.len());
     for group in groups {
         let rows = match group.as_slice() {
             [Part::File(handle)] if parallel => handle.meta().num_rows,
             _ => 0,
         };
-        let n = rows.div_ceil(PIECE_ROWS).clamp(1, MAX_PIECES) as usize;
-        // A slice's batches all fit in its channel: it decodes while earlier pieces are
-        // read, not just a few batches ahead.
-        let depth = if n > 1 {
-            ((rows / n as u64) as usize / request.batch_rows.max(1) + 2)
-                .max(request.prefetch_batches)
+        let n = rows.div_ceil(piece_rows).clamp(1, MAX_PIECES);
+        // A piece of one file — whole or a slice — fits in its channel: it decodes while
+        // earlier pieces are read, not just a few batches ahead.
+        let depth = if rows > 0 {
+            ((rows / n) as usize / request.batch_rows.max(1) + 2).max(request.prefetch_batches)
         } else {
             request.prefetch_batches
         };
+        let n = n as usize;
         let opened = SharedOpen::default();
         for i in 0..n {
             pieces.push(Piece {
@@ -266,8 +269,9 @@ fn scan_time_groups(
     }))
 }
 
-/// Rows of a large SST per piece of a parallel time-group scan.
-const PIECE_ROWS: u64 = 100_000;
+/// Values (rows × (projected columns + 4)) of a large SST per piece of a parallel
+/// time-group scan: 100,000 rows of a scan of every TSBS cpu column, 550,000 of a count.
+const PIECE_VALUES: u64 = 2_200_000;
 /// Most pieces one SST is read in.
 const MAX_PIECES: u64 = 16;
 
