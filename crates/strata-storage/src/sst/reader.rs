@@ -231,9 +231,9 @@ pub(crate) fn plain(array: &ArrayRef) -> Result<ArrayRef, arrow_schema::ArrowErr
 
 /// The strings of a string dictionary whose rows come in runs of one key (a tag read from
 /// an SST: rows are sorted by key), each long run built as one repeated value (a few
-/// doubling copies) and appended whole — a full scan 30 % faster than with the general
-/// cast, which copies per row. `None` (the caller casts) for nulls, keys out of range or more than
-/// 2 GiB of strings.
+/// doubling copies) and appended whole — a full scan about 30 % faster than with the
+/// general cast, which copies per row. `None` (the caller casts) for nulls, keys out of
+/// range or more than 2 GiB of strings.
 fn sorted_dictionary_strings(array: &DictionaryArray<Int32Type>) -> Option<StringArray> {
     let dictionary = array.values().as_string_opt::<i32>()?;
     if array.keys().null_count() > 0 || dictionary.null_count() > 0 {
