@@ -192,10 +192,12 @@ fn scan_time_groups(
             _ => 0,
         };
         let n = rows.div_ceil(piece_rows).clamp(1, MAX_PIECES);
-        // A piece of one file — whole or a slice — fits in its channel: it decodes while
-        // earlier pieces are read, not just a few batches ahead.
+        // A piece of one file — whole or a slice — decodes up to a piece's worth of rows
+        // ahead (all of it unless the file needs more than `MAX_PIECES` pieces) while
+        // earlier pieces are read, not just a few batches.
         let depth = if rows > 0 {
-            ((rows / n) as usize / request.batch_rows.max(1) + 2).max(request.prefetch_batches)
+            let ahead_rows = (rows / n).min(piece_rows) as usize;
+            (ahead_rows / request.batch_rows.max(1) + 2).max(request.prefetch_batches)
         } else {
             request.prefetch_batches
         };
