@@ -2,9 +2,11 @@
 //!
 //! A file holds every region column under its own name (tags as strings, the timestamp,
 //! fields) plus `__sequence` (UInt64) and `__op_type` (UInt8, 1 = put, 0 = delete), sorted
-//! by (tags, timestamp, sequence descending), zstd-compressed; the region schema is stored
-//! as JSON under the key-value metadata key [`REGION_METADATA_KEY`]. Standard tools (pyarrow,
-//! DuckDB, DataFusion) read it as a table.
+//! by (tags, timestamp, sequence descending), zstd-compressed except the tags and
+//! `__op_type` (sorted dictionary runs already; see [`writer_properties`]); the region schema
+//! is stored as JSON under the key-value metadata key [`REGION_METADATA_KEY`]. Standard tools
+//! (pyarrow, DuckDB, DataFusion) read it as a table. A file that passes through a scan
+//! unmerged can be read [rows only](SstReadOptions::rows_only).
 
 mod handle;
 mod opendal_io;
