@@ -397,12 +397,14 @@ pub(crate) async fn merge_parts(
         batch_rows: request.batch_rows,
         ..MergeOptions::scan_of(&version.options)
     };
-    let single_file = matches!(parts.as_slice(), [Part::File(_)]);
-    // Its rows pass through as they are when there are no delete markers to drop: only
-    // the projected columns and timestamps are read.
-    let rows_only = match parts.as_slice() {
-        [Part::File(handle)] => !options.filter_deleted || handle.meta().num_deletes == Some(0),
-        _ => false,
+    // One file alone passes through unmerged; with no delete markers to drop, only its
+    // projected columns and timestamps are read.
+    let (single_file, rows_only) = match parts.as_slice() {
+        [Part::File(handle)] => (
+            true,
+            !options.filter_deleted || handle.meta().num_deletes == Some(0),
+        ),
+        _ => (false, false),
     };
     let (sources, held) = open_parts(
         store, snapshot, parts, request, projection, files, slice, rows_only,
