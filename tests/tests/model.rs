@@ -109,6 +109,9 @@ async fn build(
     let mut config = config;
     // Automatic compactions after every other flush, racing the steps.
     config.compaction.trigger_file_num = 2;
+    // Row groups of a few rows: flushes write their files in time slices and compactions
+    // merge them slice by slice.
+    config.sst.row_group_size = 4;
     EngineBuilder::new(config)
         .object_store(store.clone())
         .log_store(log.clone())

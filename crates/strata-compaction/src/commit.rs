@@ -123,6 +123,7 @@ mod tests {
             max_sequence: 1,
             checksum: 0,
             num_deletes: None,
+            time_slice: None,
         }
     }
 

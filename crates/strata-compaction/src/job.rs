@@ -11,15 +11,15 @@ use strata_base::{ClockRef, SystemClock};
 use strata_request::RegionId;
 use strata_scheduler::Job;
 use strata_storage::{
-    BatchStream, FileHandle, FileMeta, KeyCodec, MergeOptions, RegionEdit, SstReadOptions,
-    SstWriteOptions, StorageError, TimeRange, Version, merge, read_sst, region_data_dir,
-    window_start, write_ssts,
+    BatchStream, FileHandle, FileMeta, KeyCodec, MergeOptions, OpenedSst, RegionEdit,
+    SstWriteOptions, StorageError, TimeRange, Version, region_data_dir, window_start, write_ssts,
 };
 use tokio::sync::mpsc;
 
 use crate::error::CompactionError;
 use crate::metrics::CompactionMetrics;
 use crate::picker::{CompactionPick, MergeGroup, PickMode, PickerOptions};
+use crate::slicing::{merged_slices, output_slice_width};
 
 /// The level compaction outputs are written at.
 pub const COMPACTED_LEVEL: u8 = 1;
@@ -419,47 +419,31 @@ async fn merge_group(
             region_id,
             source: Arc::new(source),
         };
-        let mut sources: Vec<BatchStream> = Vec::with_capacity(group.inputs.len());
-        for file in &group.inputs {
-            let options = SstReadOptions {
-                projection: None,
-                time_range: Some(range),
-                batch_rows: BATCH_ROWS,
-                row_group_slice: None,
-                rows_only: false,
-            };
-            let source = read_sst(
-                &context.store,
-                &file.path(&dir),
-                inputs.codec.clone(),
-                options,
-            )
-            .await;
-            match source {
-                Ok(source) => sources.push(source),
-                Err(error) => {
-                    delete_files(&context.store, &dir, &outputs).await;
-                    return Err(sst_error(error));
-                }
-            }
-        }
+        // Each output in time slices (see `slicing`): merged one slice after another.
+        let width = output_slice_width(&group.inputs, range, context.sst_options.row_group_size);
+        let opened: Vec<OpenedSst> = group
+            .inputs
+            .iter()
+            .filter(|file| file.time_range().overlaps(&range))
+            .map(|file| OpenedSst::new(&context.store, &file.path(&dir), inputs.codec.clone()))
+            .collect();
+        let rows = merged_slices(opened, inputs.codec.clone(), range, width, merge_options);
         let cancel = task.cancel.clone();
-        let merged: BatchStream = Box::pin(
-            merge(inputs.codec.clone(), sources, merge_options).map(move |batch| {
-                match cancel.cancelled_by() {
-                    Some(by) => Err(StorageError::Cancelled {
-                        reason: format!("compaction cancelled by a {by}"),
-                    }),
-                    None => batch,
-                }
+        let merged: BatchStream = Box::pin(rows.map(move |batch| match cancel.cancelled_by() {
+            Some(by) => Err(StorageError::Cancelled {
+                reason: format!("compaction cancelled by a {by}"),
             }),
-        );
+            None => batch,
+        }));
         let written = write_ssts(
             &context.store,
             &dir,
             &metadata,
             merged,
-            &context.sst_options,
+            &SstWriteOptions {
+                time_slice: width,
+                ..context.sst_options.clone()
+            },
             group.max_rows_per_file,
         )
         .await;

@@ -6,8 +6,8 @@
 //!   rules — time windows, the active window, the rewrite budget, size tiers, delete
 //!   markers — are in the `picker` module's docs.
 //! - [`CompactionTask`]: one compaction as a job on the compaction pool — reads the inputs
-//!   through the read path's merge/dedup (streaming), writes level-1 outputs with the
-//!   flush's SST writer, commits through a [`CompactionCommitter`], reports a
+//!   through the read path's merge/dedup (streaming) one time slice after another, writes
+//!   level-1 outputs in time slices with the flush's SST writer, commits through a [`CompactionCommitter`], reports a
 //!   [`CompactionNotify`].
 //! - [`CompactionScheduler`]: one per worker — one job per region, coalesced follow-ups,
 //!   DDLs fenced behind a cancelled job, stale results ignored (execution ids).
@@ -29,6 +29,7 @@ mod job;
 mod metrics;
 mod picker;
 mod scheduler;
+mod slicing;
 
 pub use commit::{ManifestCompactionCommitter, StateCheck};
 pub use error::CompactionError;

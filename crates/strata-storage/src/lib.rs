@@ -33,6 +33,7 @@
 mod batch;
 mod durable_fs;
 mod error;
+mod flush;
 mod key;
 mod manifest;
 mod memtable;
@@ -47,6 +48,7 @@ mod window;
 pub use batch::{OP_TYPE_COLUMN, SEQUENCE_COLUMN, SortedBatch, output_schema};
 pub use durable_fs::DurableFsLayer;
 pub use error::StorageError;
+pub use flush::{flush_memtable, flush_memtable_windowed};
 pub use key::KeyCodec;
 pub use manifest::{
     ManifestConfig, ManifestError, ManifestManager, RegionEdit, RegionManifest, RegionMetaAction,
@@ -60,12 +62,13 @@ pub use object_store::{
     region_dir, region_manifest_dir,
 };
 pub use read::{
-    BatchStream, MergeOptions, RecordBatchStream, RowCount, ScanOrder, ScanRequest, count,
-    flush_memtable, flush_memtable_windowed, merge, scan,
+    BatchStream, MergeOptions, RecordBatchStream, RowCount, ScanOrder, ScanRequest, count, merge,
+    scan,
 };
 pub use sst::{
-    FileHandle, FileId, FileMeta, FilePurger, FilePurgerRef, FileTracker, REGION_METADATA_KEY,
-    SstReadOptions, SstWriteOptions, read_sst, verify_sst, write_sst, write_ssts,
+    FileHandle, FileId, FileMeta, FilePurger, FilePurgerRef, FileTracker, OpenedSst,
+    REGION_METADATA_KEY, SstReadOptions, SstWriteOptions, TIME_SLICE_KEY, read_sst,
+    read_sst_slices, slice_width, time_slices, verify_sst, write_sst, write_ssts,
     writer_properties,
 };
 pub use version::{MAX_LEVEL, MemtableVersion, Version, VersionControl, VersionControlData};

@@ -7,6 +7,4 @@ mod scan;
 
 pub use count::{RowCount, count};
 pub use merge::{BatchStream, MergeOptions, merge};
-pub use scan::{
-    RecordBatchStream, ScanOrder, ScanRequest, flush_memtable, flush_memtable_windowed, scan,
-};
+pub use scan::{RecordBatchStream, ScanOrder, ScanRequest, scan};

@@ -2,7 +2,8 @@
 //!
 //! A file holds every region column under its own name (tags as strings, the timestamp,
 //! fields) plus `__sequence` (UInt64) and `__op_type` (UInt8, 1 = put, 0 = delete), sorted
-//! by (tags, timestamp, sequence descending), zstd-compressed except the tags and
+//! by (tags, timestamp, sequence descending) — within each [time slice](slice_width) of a file
+//! written in slices — zstd-compressed except the tags and
 //! `__op_type` (sorted dictionary runs already; see [`writer_properties`]); the region schema
 //! is stored as JSON under the key-value metadata key [`REGION_METADATA_KEY`]. Standard tools
 //! (pyarrow, DuckDB, DataFusion) read it as a table. A file that passes through a scan
@@ -11,6 +12,8 @@
 mod handle;
 mod opendal_io;
 mod reader;
+mod slices;
+mod verify;
 mod writer;
 
 use serde::{Deserialize, Serialize};
@@ -18,8 +21,11 @@ use strata_request::RegionId;
 
 use crate::memtable::TimeRange;
 pub use handle::{FileHandle, FilePurger, FilePurgerRef, FileTracker};
-pub(crate) use reader::{SharedOpen, plain, read_sst_shared};
-pub use reader::{SstReadOptions, read_sst, verify_sst};
+pub use reader::{OpenedSst, SstReadOptions, read_sst, read_sst_slices};
+pub(crate) use reader::{SharedOpen, concat, plain, read_sst_shared};
+pub(crate) use slices::one_slice_within;
+pub use slices::{TIME_SLICE_KEY, slice_width, time_slices};
+pub use verify::verify_sst;
 pub use writer::{SstWriteOptions, write_sst, write_ssts, writer_properties};
 
 /// Key-value metadata key holding the region schema (JSON).
@@ -78,6 +84,11 @@ pub struct FileMeta {
     /// needs no read at all ([`count`](crate::count)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub num_deletes: Option<u64>,
+    /// The width of the file's time slices ([`slice_width`]): its rows are sorted by key
+    /// within each aligned interval of this width, oldest interval first. `None` for a file
+    /// of one slice, sorted by key throughout (and for every file written before slices).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_slice: Option<i64>,
 }
 
 #[cfg(test)]

@@ -22,8 +22,8 @@ use strata_request::{
 };
 use strata_storage::{
     ManifestConfig, ManifestManager, MergeOptions, RegionEdit, RegionMetaAction,
-    RegionMetaActionList, ScanRequest, SstWriteOptions, TimeRange, Version, VersionControl, count,
-    flush_memtable, scan,
+    RegionMetaActionList, ScanOrder, ScanRequest, SstWriteOptions, TimeRange, Version,
+    VersionControl, count, flush_memtable, scan,
 };
 
 #[derive(Debug, Clone)]
@@ -156,16 +156,40 @@ fn rows_batch(rows: &[(String, i64, Option<i64>)]) -> RecordBatch {
     RecordBatch::try_new(metadata().arrow_schema().clone(), columns).unwrap()
 }
 
-/// Scans and renders each row's projected values as strings.
+/// Scans in key order and renders each row's projected values as strings.
 async fn scan_rows(
     region: &Region,
     projection: &[usize],
     range: Option<TimeRange>,
 ) -> Vec<Vec<String>> {
+    scan_rows_in(region, projection, range, ScanOrder::Key).await
+}
+
+/// Scans in time-group order and renders the rows as strings, sorted (time-group order
+/// differs from key order wherever groups — memtables, files and the time slices of files
+/// — interleave by key).
+async fn scan_rows_sorted_from_time_groups(
+    region: &Region,
+    projection: &[usize],
+    range: Option<TimeRange>,
+) -> Vec<Vec<String>> {
+    let mut rows = scan_rows_in(region, projection, range, ScanOrder::TimeGroups).await;
+    rows.sort();
+    rows
+}
+
+/// Scans in `order` and renders each row's projected values as strings.
+async fn scan_rows_in(
+    region: &Region,
+    projection: &[usize],
+    range: Option<TimeRange>,
+    order: ScanOrder,
+) -> Vec<Vec<String>> {
     let request = ScanRequest {
         projection: Some(projection.to_vec()),
         time_range: range,
         batch_rows: 3,
+        order,
         ..Default::default()
     };
     let batches: Vec<RecordBatch> = scan(&region.store, &region.vc.current(), request)
@@ -268,12 +292,20 @@ proptest! {
                     Op::Scan { columns, range } => {
                         let projection: Vec<usize> = (0..3).filter(|&i| columns[i]).collect();
                         let range = range.map(|(a, b)| TimeRange { start: a.min(b), end: a.max(b) });
-                        assert_eq!(scan_rows(&region, &projection, range).await, expected(&model, &projection, range));
+                        let want = expected(&model, &projection, range);
+                        assert_eq!(scan_rows(&region, &projection, range).await, want);
+                        let mut want_sorted = want;
+                        want_sorted.sort();
+                        assert_eq!(scan_rows_sorted_from_time_groups(&region, &projection, range).await, want_sorted);
                         assert_eq!(count_rows(&region, range).await, expected(&model, &[], range).len() as u64);
                     }
                 }
                 // Always check the full scan and the count too.
-                assert_eq!(scan_rows(&region, &[0, 1, 2], None).await, expected(&model, &[0, 1, 2], None));
+                let want = expected(&model, &[0, 1, 2], None);
+                assert_eq!(scan_rows(&region, &[0, 1, 2], None).await, want);
+                let mut want_sorted = want;
+                want_sorted.sort();
+                assert_eq!(scan_rows_sorted_from_time_groups(&region, &[0, 1, 2], None).await, want_sorted);
                 assert_eq!(count_rows(&region, None).await, model.len() as u64);
             }
         });

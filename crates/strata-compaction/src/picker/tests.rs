@@ -18,6 +18,7 @@ fn file(level: u8, range: (i64, i64), rows: u64, sequence: u64) -> FileMeta {
         max_sequence: sequence,
         checksum: 0,
         num_deletes: None,
+        time_slice: None,
     }
 }
 

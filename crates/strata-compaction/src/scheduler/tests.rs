@@ -82,6 +82,7 @@ async fn version(level0: usize) -> Arc<Version> {
             max_sequence: i as u64,
             checksum: 0,
             num_deletes: None,
+            time_slice: None,
         })
         .collect();
     manifest

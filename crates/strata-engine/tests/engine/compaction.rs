@@ -579,3 +579,90 @@ async fn scans_racing_flushes_compactions_purges_and_a_drop_never_fail_on_a_file
         .await;
     assert!(sst_files(&env, region).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_flushes_and_their_compaction_are_written_in_time_slices_and_scans_are_unchanged() {
+    let env = TestEnv::new();
+    let mut config = manual_config(&env);
+    // 8 rows a slice: each flush below (200 rows) is many slices.
+    config.sst.row_group_size = 8;
+    let engine = env.builder(config).build().await.unwrap();
+    let region = RegionId::new(1, 0);
+    create_with_window(&engine, region).await;
+    // Four flushes over the same minutes of the first hour, overwriting each other.
+    for round in 0..4 {
+        for minute in 0..20 {
+            put(
+                &engine,
+                region,
+                0..10,
+                minute * 60_000 + round % 2,
+                round as f64,
+            )
+            .await;
+        }
+        engine.flush(region).await.unwrap();
+    }
+    let flushed = engine.region_files(region).unwrap();
+    assert_eq!(flushed.len(), 4);
+    let widths: Vec<Option<i64>> = flushed.iter().map(|f| f.time_slice).collect();
+    assert!(widths.iter().all(Option::is_some), "{widths:?}");
+    let expected = scan(&engine, region).await;
+    assert_eq!(expected.len(), 10 * 20 * 2);
+
+    engine.compact(region).await.unwrap();
+    let compacted = engine.region_files(region).unwrap();
+    assert_eq!(compacted.len(), 1);
+    let output = compacted[0].time_slice.expect("the output is in slices");
+    assert!(
+        widths.iter().flatten().all(|&w| w <= output),
+        "no input slice straddles an output slice: {widths:?} vs {output}"
+    );
+    assert_eq!(scan(&engine, region).await, expected);
+    // Both scan orders and a range cutting through slices return the same rows.
+    let mut by_time = BTreeMap::new();
+    for batch in engine
+        .scan_to_vec(
+            region,
+            ScanRequest {
+                order: strata_engine::ScanOrder::TimeGroups,
+                ..ScanRequest::default()
+            },
+        )
+        .await
+        .unwrap()
+    {
+        let hosts = arrow_array::cast::AsArray::as_string::<i32>(batch.column(0));
+        let ts = arrow_array::cast::AsArray::as_primitive::<
+            arrow_array::types::TimestampMillisecondType,
+        >(batch.column(1));
+        for i in 0..batch.num_rows() {
+            by_time.insert((hosts.value(i).to_string(), ts.value(i)), ());
+        }
+    }
+    assert_eq!(by_time.len(), expected.len());
+    assert!(expected.keys().all(|key| by_time.contains_key(key)));
+    let range = strata_storage::TimeRange {
+        start: 150_000,
+        end: 500_000,
+    };
+    let in_range = engine
+        .scan_to_vec(
+            region,
+            ScanRequest {
+                time_range: Some(range),
+                ..ScanRequest::default()
+            },
+        )
+        .await
+        .unwrap();
+    let rows: usize = in_range.iter().map(|b| b.num_rows()).sum();
+    assert_eq!(
+        rows,
+        expected
+            .keys()
+            .filter(|(_, ts)| range.contains(*ts))
+            .count()
+    );
+    engine.stop().await.unwrap();
+}

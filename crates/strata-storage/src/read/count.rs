@@ -6,7 +6,7 @@ use opendal::Operator;
 
 use super::merge::MergeOptions;
 use super::scan::{
-    Part, ScanRequest, merge_parts, on_multi_thread_runtime, overlapping_groups, parts,
+    Part, ScanOrder, ScanRequest, merge_parts, on_multi_thread_runtime, overlapping_groups, parts,
     runtime_workers,
 };
 use crate::error::StorageError;
@@ -121,6 +121,12 @@ async fn count_group(
     request: ScanRequest,
     files: usize,
 ) -> Result<u64, StorageError> {
+    // The order rows come in does not matter to a count: a group of one file in time
+    // slices is read slice after slice, unmerged.
+    let request = ScanRequest {
+        order: ScanOrder::TimeGroups,
+        ..request
+    };
     let (mut merged, _held) =
         merge_parts(&store, &snapshot, group, &request, &[], files, None).await?;
     let mut rows = 0u64;

@@ -15,8 +15,7 @@ use crate::error::{ArrowSnafu, StorageError};
 use crate::memtable::{IterOptions, TimeRange, TimeSeriesMemtable};
 use crate::object_store::region_data_dir;
 use crate::sst::{
-    FileHandle, FileMeta, SharedOpen, SstReadOptions, SstWriteOptions, read_sst_shared, verify_sst,
-    write_sst,
+    FileHandle, SharedOpen, SstReadOptions, concat, one_slice_within, read_sst_shared, verify_sst,
 };
 use crate::version::VersionControlData;
 
@@ -398,16 +397,37 @@ pub(crate) async fn merge_parts(
         ..MergeOptions::scan_of(&version.options)
     };
     // One file alone passes through unmerged; with no delete markers to drop, only its
-    // projected columns and timestamps are read.
+    // projected columns and timestamps are read. A file in time slices is sorted by key
+    // within each slice only: it passes through (its slices one after another) in
+    // time-group order, where each slice is a time group of its own, or when one slice
+    // holds every row in range.
+    let time_order = request.order == ScanOrder::TimeGroups;
     let (single_file, rows_only) = match parts.as_slice() {
-        [Part::File(handle)] => (
-            true,
-            !options.filter_deleted || handle.meta().num_deletes == Some(0),
-        ),
+        [Part::File(handle)] => {
+            let file = handle.meta();
+            let in_order = time_order
+                || file.time_slice.is_none_or(|width| {
+                    one_slice_within(file.time_range(), request.time_range, width)
+                });
+            (
+                in_order,
+                in_order && (!options.filter_deleted || file.num_deletes == Some(0)),
+            )
+        }
         _ => (false, false),
     };
     let (sources, held) = open_parts(
-        store, snapshot, parts, request, projection, files, slice, rows_only,
+        store,
+        snapshot,
+        parts,
+        request,
+        projection,
+        files,
+        slice,
+        ReadAs {
+            one_stream: single_file,
+            rows_only,
+        },
     )
     .await?;
     let merged = if single_file {
@@ -418,9 +438,19 @@ pub(crate) async fn merge_parts(
     Ok((merged, held))
 }
 
-/// Opens `parts` as sorted sources with `projection`, each file decoded ahead on its own
-/// task as `request` says (one batch ahead when the region has more than 32 `files`);
-/// files are read with [`SstReadOptions::rows_only`] as `rows_only` says.
+/// How [`open_parts`] reads files.
+#[derive(Debug, Clone, Copy)]
+struct ReadAs {
+    /// A file's time slices one after another in one stream (a file passing through
+    /// unmerged), not one sorted source per slice.
+    one_stream: bool,
+    /// [`SstReadOptions::rows_only`].
+    rows_only: bool,
+}
+
+/// Opens `parts` as sorted sources with `projection` — each time slice of a file its own
+/// source unless `read_as` says one stream — each file decoded ahead on its own task as
+/// `request` says (one batch ahead when the region has more than 32 `files`).
 /// Returns the sources and the handles of the files they read, which the caller holds for
 /// as long as it reads them.
 #[allow(clippy::too_many_arguments)]
@@ -432,7 +462,7 @@ async fn open_parts(
     projection: &[usize],
     files: usize,
     slice: Option<FileSlice>,
-    rows_only: bool,
+    read_as: ReadAs,
 ) -> Result<(Vec<BatchStream>, Vec<FileHandle>), StorageError> {
     let version = &snapshot.version;
     let max_sequence = request.max_sequence.unwrap_or(snapshot.committed_sequence);
@@ -461,9 +491,9 @@ async fn open_parts(
                     time_range: request.time_range,
                     batch_rows: request.batch_rows,
                     row_group_slice: slice.as_ref().map(|s| s.of),
-                    rows_only,
+                    rows_only: read_as.rows_only,
                 };
-                let source = read_sst_shared(
+                let slices = read_sst_shared(
                     store,
                     &path,
                     version.codec.clone(),
@@ -471,6 +501,7 @@ async fn open_parts(
                     slice.as_ref().map(|s| &s.opened),
                 )
                 .await?;
+                let promised = file.time_slice;
                 held.push(handle);
                 // Many small files: one batch ahead each, so memory stays near one batch
                 // a file.
@@ -479,7 +510,23 @@ async fn open_parts(
                 } else {
                     request.prefetch_batches
                 };
-                sources.push(prefetch(source, depth));
+                if !read_as.one_stream {
+                    sources.extend(slices.into_iter().map(|slice| prefetch(slice, depth)));
+                } else if slices.len() > 1 && request.order == ScanOrder::Key {
+                    // Its manifest entry promised one slice in range (key order).
+                    return Err(StorageError::CorruptSst {
+                        path,
+                        reason: format!(
+                            "{} time slices have rows in range; the manifest entry says {}",
+                            slices.len(),
+                            promised.map_or("the file is one slice".to_string(), |width| {
+                                format!("slices of width {width}")
+                            })
+                        ),
+                    });
+                } else {
+                    sources.push(prefetch(concat(slices), depth));
+                }
             }
         }
     }
@@ -522,108 +569,3 @@ pub(crate) fn on_multi_thread_runtime() -> bool {
     tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
 }
-
-/// Writes `memtable`'s rows, merged as `merge` says ([`MergeOptions::flush_of`] the region's
-/// options: deduplicated with tombstones kept, or every row in an append-mode region), as
-/// one SST in its region's data directory. `None` if the memtable is empty.
-pub async fn flush_memtable(
-    store: &Operator,
-    memtable: &Arc<TimeSeriesMemtable>,
-    options: &SstWriteOptions,
-    merge_options: MergeOptions,
-) -> Result<Option<FileMeta>, StorageError> {
-    let metadata = memtable.metadata().clone();
-    let codec = memtable.codec().clone();
-    let rows = memtable.iter(IterOptions {
-        batch_rows: 8192,
-        ..IterOptions::default()
-    })?;
-    let source: BatchStream = Box::pin(futures::stream::iter(rows));
-    let merged = merge(codec, vec![source], merge_options);
-    write_sst(
-        store,
-        &region_data_dir(metadata.region_id()),
-        &metadata,
-        merged,
-        options,
-    )
-    .await
-}
-
-/// Most windows a flush splits one memtable into; a memtable spanning more (a backfill of
-/// years into one-hour windows) is written as one file, which compaction splits later.
-const MAX_FLUSH_WINDOWS: i64 = 256;
-
-/// Like [`flush_memtable`], but one SST per compaction time window of width `window` (in
-/// the region's timestamp unit) that the memtable's rows fall in, so each file lies in one
-/// window. Returns the files, oldest window first; empty if the memtable is empty.
-pub async fn flush_memtable_windowed(
-    store: &Operator,
-    memtable: &Arc<TimeSeriesMemtable>,
-    options: &SstWriteOptions,
-    merge_options: MergeOptions,
-    window: i64,
-) -> Result<Vec<FileMeta>, StorageError> {
-    let Some(span) = memtable.stats().time_range else {
-        return Ok(Vec::new());
-    };
-    let window = window.max(1);
-    let first = crate::window::window_start(span.start, window);
-    let last = crate::window::window_start(span.end, window);
-    let windows = (last - first) / window + 1;
-    if windows == 1 || windows > MAX_FLUSH_WINDOWS {
-        return Ok(flush_memtable(store, memtable, options, merge_options)
-            .await?
-            .into_iter()
-            .collect());
-    }
-    let metadata = memtable.metadata().clone();
-    let dir = region_data_dir(metadata.region_id());
-    // Windows are written a few at once: on an object store each file costs round trips
-    // of its own, so a flush across a window boundary would otherwise take twice as long.
-    let written: Vec<Result<Option<FileMeta>, StorageError>> = futures::stream::iter(0..windows)
-        .map(|k| {
-            let start = first + k * window;
-            let (metadata, dir) = (&metadata, &dir);
-            async move {
-                let rows = memtable.iter(IterOptions {
-                    batch_rows: 8192,
-                    time_range: Some(TimeRange {
-                        start,
-                        end: start.saturating_add(window - 1),
-                    }),
-                    ..IterOptions::default()
-                })?;
-                let source: BatchStream = Box::pin(futures::stream::iter(rows));
-                let merged = merge(memtable.codec().clone(), vec![source], merge_options);
-                write_sst(store, dir, metadata, merged, options).await
-            }
-        })
-        .buffered(CONCURRENT_WINDOW_WRITES)
-        .collect()
-        .await;
-    let mut files = Vec::new();
-    let mut failure = None;
-    for result in written {
-        match result {
-            Ok(Some(file)) => files.push(file),
-            Ok(None) => {}
-            Err(error) => {
-                failure.get_or_insert(error);
-            }
-        }
-    }
-    if let Some(error) = failure {
-        for file in &files {
-            let path = file.path(&dir);
-            if let Err(cleanup) = store.delete(&path).await {
-                tracing::warn!(path, %cleanup, "cannot delete an SST of a failed flush");
-            }
-        }
-        return Err(error);
-    }
-    Ok(files)
-}
-
-/// SSTs of one windowed flush written at once.
-const CONCURRENT_WINDOW_WRITES: usize = 4;

@@ -56,6 +56,7 @@ impl AsyncFileWriter for OpendalWriter {
 }
 
 /// Parquet input from an OpenDAL reader of a file of known size.
+#[derive(Clone)]
 pub(crate) struct OpendalReader {
     pub(crate) reader: opendal::Reader,
     pub(crate) size: u64,

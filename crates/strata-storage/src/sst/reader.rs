@@ -23,6 +23,7 @@ use snafu::ResultExt;
 use strata_request::{ColumnSchema, RegionMetadata};
 
 use super::opendal_io::OpendalReader;
+use super::slices::{file_slice_width, row_groups_by_slice};
 use crate::batch::{OP_TYPE_COLUMN, SEQUENCE_COLUMN, SortedBatch};
 use crate::error::{CorruptSstSnafu, ObjectStoreSnafu, ParquetSnafu, StorageError};
 use crate::key::KeyCodec;
@@ -63,15 +64,86 @@ impl Default for SstReadOptions {
     }
 }
 
-/// Opens the SST at `path` and streams its rows (sorted as written) as [`SortedBatch`]es in
-/// `codec`'s schema. A missing, truncated or corrupted file is a typed error naming it.
+/// Opens the SST at `path` and streams its rows in file order as [`SortedBatch`]es in
+/// `codec`'s schema: sorted by key, or — in a file written in [time
+/// slices](super::slice_width) — sorted by key within each slice, slices oldest first (use
+/// [`read_sst_slices`] for sources sorted by key). A missing, truncated or corrupted file
+/// is a typed error naming it.
 pub async fn read_sst(
     store: &Operator,
     path: &str,
     codec: Arc<KeyCodec>,
     options: SstReadOptions,
 ) -> Result<BatchStream, StorageError> {
+    Ok(concat(
+        read_sst_shared(store, path, codec, options, None).await?,
+    ))
+}
+
+/// Opens the SST at `path` and streams the rows of each of its time slices with rows in
+/// the requested range on its own, oldest slice first, each sorted by key — the sources a
+/// merge needs (a file of one slice: one stream; none if no row group is in range).
+pub async fn read_sst_slices(
+    store: &Operator,
+    path: &str,
+    codec: Arc<KeyCodec>,
+    options: SstReadOptions,
+) -> Result<Vec<BatchStream>, StorageError> {
     read_sst_shared(store, path, codec, options, None).await
+}
+
+/// An SST opened once and read many times — its size and Parquet footer (with the page
+/// index if the first read has a time range) are read at the first read and shared by the
+/// later ones, as a compaction reading a file one time slice after another needs.
+#[derive(Clone)]
+pub struct OpenedSst {
+    store: Operator,
+    path: String,
+    codec: Arc<KeyCodec>,
+    shared: SharedOpen,
+}
+
+impl OpenedSst {
+    /// The SST at `path`, rows in `codec`'s schema; nothing is read yet.
+    pub fn new(store: &Operator, path: &str, codec: Arc<KeyCodec>) -> Self {
+        Self {
+            store: store.clone(),
+            path: path.to_string(),
+            codec,
+            shared: SharedOpen::default(),
+        }
+    }
+
+    /// [`read_sst_slices`] of this file.
+    pub async fn read_slices(
+        &self,
+        options: SstReadOptions,
+    ) -> Result<Vec<BatchStream>, StorageError> {
+        read_sst_shared(
+            &self.store,
+            &self.path,
+            self.codec.clone(),
+            options,
+            Some(&self.shared),
+        )
+        .await
+    }
+}
+
+impl std::fmt::Debug for OpenedSst {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenedSst")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `streams` one after another.
+pub(crate) fn concat(mut streams: Vec<BatchStream>) -> BatchStream {
+    if streams.len() == 1 {
+        return streams.remove(0);
+    }
+    Box::pin(futures::stream::iter(streams).flatten())
 }
 
 /// What opening an SST reads before decoding (its size and Parquet metadata), read once
@@ -79,15 +151,15 @@ pub async fn read_sst(
 #[derive(Clone, Default)]
 pub(crate) struct SharedOpen(Arc<tokio::sync::OnceCell<(u64, ArrowReaderMetadata)>>);
 
-/// [`read_sst`], with the file's size and metadata from `shared` when another reader of
-/// the same file (and the same time range, or none) already read them.
+/// [`read_sst_slices`], with the file's size and metadata from `shared` when another reader
+/// of the same file (and the same time range, or none) already read them.
 pub(crate) async fn read_sst_shared(
     store: &Operator,
     path: &str,
     codec: Arc<KeyCodec>,
     options: SstReadOptions,
     shared: Option<&SharedOpen>,
-) -> Result<BatchStream, StorageError> {
+) -> Result<Vec<BatchStream>, StorageError> {
     let metadata = codec.metadata().clone();
     let reader = store.reader(path).await.context(ObjectStoreSnafu {
         operation: "open SST",
@@ -106,65 +178,111 @@ pub(crate) async fn read_sst_shared(
         Some(shared) => shared.0.get_or_try_init(load).await?.clone(),
         None => load().await?,
     };
-    let input = OpendalReader { reader, size };
-    let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(input, reader_metadata);
     let layout = Layout::new(
         &metadata,
-        builder.schema(),
+        reader_metadata.schema(),
         options.projection.as_deref(),
         options.rows_only,
         path,
     )?;
-    let mut row_groups = select_row_groups(builder.metadata(), layout.file_ts, options.time_range);
+    let file = reader_metadata.metadata();
+    let mut row_groups = select_row_groups(file, layout.file_ts, options.time_range);
     if let Some((i, n)) = options.row_group_slice {
-        let all = builder.metadata().num_row_groups();
+        let all = file.num_row_groups();
         let n = n.max(1);
         let slice = (i * all / n)..((i + 1) * all / n).min(all);
         row_groups.retain(|g| slice.contains(g));
     }
-    let mask = ProjectionMask::roots(builder.parquet_schema(), layout.file_columns.clone());
-    // A time range that cuts into the kept row groups goes down to pages (those whose
-    // timestamps miss it are not read) and rows (the timestamps are decoded first and
-    // the other columns only for rows in range).
-    let cut = options.time_range.filter(|range| {
-        !row_groups_within(builder.metadata(), &row_groups, layout.file_ts, *range)
-    });
-    if let Some(range) = cut {
-        if let Some(pages) = page_selection(builder.metadata(), &row_groups, layout.file_ts, range)
-        {
-            builder = builder.with_row_selection(pages);
-        }
-        let ts_only = ProjectionMask::roots(builder.parquet_schema(), [layout.file_ts]);
-        let in_range = ArrowPredicateFn::new(ts_only, move |batch: RecordBatch| {
-            let ts = timestamp_values(batch.column(0)).ok_or_else(|| {
-                arrow_schema::ArrowError::InvalidArgumentError(
-                    "timestamp column has the wrong type".to_string(),
-                )
-            })?;
-            // Packed 64 rows at a time, no nulls.
-            Ok(BooleanArray::new(
-                BooleanBuffer::collect_bool(ts.len(), |i| range.contains(ts[i])),
-                None,
-            ))
-        });
-        builder = builder.with_row_filter(RowFilter::new(vec![Box::new(in_range)]));
-    }
-    let stream = builder
-        .with_row_groups(row_groups)
-        .with_projection(mask)
-        .with_batch_size(options.batch_rows.max(1))
-        .build()
-        .context(ParquetSnafu { path })?;
-    let path = path.to_string();
+    let slices = match file_slice_width(file, path)? {
+        Some(width) => row_groups_by_slice(file, row_groups, layout.file_ts, width, path)?,
+        None if row_groups.is_empty() => Vec::new(),
+        None => vec![row_groups],
+    };
     let layout = Arc::new(layout);
-    Ok(Box::pin(AssertUnwindSafe(stream).catch_unwind().map(
-        move |item| {
-            let batch = item
-                .map_err(|panic| decoder_panic(&path, panic.as_ref()))?
-                .context(ParquetSnafu { path: &path })?;
-            layout.convert(&codec, batch, &path)
-        },
-    )))
+    let input = OpendalReader { reader, size };
+    slices
+        .into_iter()
+        .map(|row_groups| {
+            let read = SliceRead {
+                input: input.clone(),
+                metadata: reader_metadata.clone(),
+                layout: layout.clone(),
+                codec: codec.clone(),
+                path,
+            };
+            read.stream(row_groups, &options)
+        })
+        .collect()
+}
+
+/// What decoding some row groups of an opened SST needs.
+struct SliceRead<'a> {
+    input: OpendalReader,
+    metadata: ArrowReaderMetadata,
+    layout: Arc<Layout>,
+    codec: Arc<KeyCodec>,
+    path: &'a str,
+}
+
+impl SliceRead<'_> {
+    /// The rows of `row_groups` (in order) as `options` asks.
+    fn stream(
+        self,
+        row_groups: Vec<usize>,
+        options: &SstReadOptions,
+    ) -> Result<BatchStream, StorageError> {
+        let SliceRead {
+            input,
+            metadata,
+            layout,
+            codec,
+            path,
+        } = self;
+        let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(input, metadata);
+        let mask = ProjectionMask::roots(builder.parquet_schema(), layout.file_columns.clone());
+        // A time range that cuts into the kept row groups goes down to pages (those whose
+        // timestamps miss it are not read) and rows (the timestamps are decoded first and
+        // the other columns only for rows in range).
+        let cut = options.time_range.filter(|range| {
+            !row_groups_within(builder.metadata(), &row_groups, layout.file_ts, *range)
+        });
+        if let Some(range) = cut {
+            if let Some(pages) =
+                page_selection(builder.metadata(), &row_groups, layout.file_ts, range)
+            {
+                builder = builder.with_row_selection(pages);
+            }
+            let ts_only = ProjectionMask::roots(builder.parquet_schema(), [layout.file_ts]);
+            let in_range = ArrowPredicateFn::new(ts_only, move |batch: RecordBatch| {
+                let ts = timestamp_values(batch.column(0)).ok_or_else(|| {
+                    arrow_schema::ArrowError::InvalidArgumentError(
+                        "timestamp column has the wrong type".to_string(),
+                    )
+                })?;
+                // Packed 64 rows at a time, no nulls.
+                Ok(BooleanArray::new(
+                    BooleanBuffer::collect_bool(ts.len(), |i| range.contains(ts[i])),
+                    None,
+                ))
+            });
+            builder = builder.with_row_filter(RowFilter::new(vec![Box::new(in_range)]));
+        }
+        let stream = builder
+            .with_row_groups(row_groups)
+            .with_projection(mask)
+            .with_batch_size(options.batch_rows.max(1))
+            .build()
+            .context(ParquetSnafu { path })?;
+        let path = path.to_string();
+        Ok(Box::pin(AssertUnwindSafe(stream).catch_unwind().map(
+            move |item| {
+                let batch = item
+                    .map_err(|panic| decoder_panic(&path, panic.as_ref()))?
+                    .context(ParquetSnafu { path: &path })?;
+                layout.convert(&codec, batch, &path)
+            },
+        )))
+    }
 }
 
 /// The size and Parquet metadata of the SST at `path` (read through `reader`) of a region
@@ -305,44 +423,6 @@ fn decoder_panic(path: &str, panic: &(dyn std::any::Any + Send)) -> StorageError
         path: path.to_string(),
         reason: format!("the Parquet decoder failed on damaged data: {message}"),
     }
-}
-
-/// Reads the whole file at `path` and checks its size and crc32c against `meta`.
-/// Detects any damage, including bit flips Parquet itself would decode without complaint.
-pub async fn verify_sst(
-    store: &Operator,
-    path: &str,
-    meta: &super::FileMeta,
-) -> Result<(), StorageError> {
-    let bytes = store.read(path).await.context(ObjectStoreSnafu {
-        operation: "read SST to verify",
-        path,
-    })?;
-    snafu::ensure!(
-        bytes.len() as u64 == meta.file_size,
-        CorruptSstSnafu {
-            path,
-            reason: format!(
-                "size is {} bytes, the manifest says {}",
-                bytes.len(),
-                meta.file_size
-            ),
-        }
-    );
-    let crc = Iterator::fold(bytes, 0u32, |crc, chunk: bytes::Bytes| {
-        crc32c::crc32c_append(crc, &chunk)
-    });
-    snafu::ensure!(
-        crc == meta.checksum,
-        CorruptSstSnafu {
-            path,
-            reason: format!(
-                "crc32c is {crc:#010x}, the manifest says {:#010x}",
-                meta.checksum
-            ),
-        }
-    );
-    Ok(())
 }
 
 /// Where the needed columns are in the file, and how they map to the output.

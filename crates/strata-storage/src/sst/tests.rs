@@ -13,7 +13,7 @@ use super::*;
 use crate::batch::SortedBatch;
 use crate::error::StorageError;
 use crate::key::KeyCodec;
-use crate::memtable::{IterOptions, TimeSeriesMemtable};
+use crate::memtable::{IterOptions, TimeRange, TimeSeriesMemtable};
 use crate::read::{BatchStream, MergeOptions, merge};
 
 fn metadata() -> Arc<RegionMetadata> {
@@ -565,4 +565,168 @@ fn dictionaries_with_nulls_fall_back_to_the_cast() {
     let got = plain(&with_nulls).unwrap();
     let expected = StringArray::from(vec![Some("a"), None, Some("b"), Some("b")]);
     assert_eq!(got.as_string::<i32>(), &expected);
+}
+
+/// Flushes `m` with `row_group_size` rows a row group (in time slices when it holds more
+/// than two row groups' worth).
+async fn flush(store: &Operator, m: TimeSeriesMemtable, row_group_size: usize) -> FileMeta {
+    crate::flush::flush_memtable(
+        store,
+        &Arc::new(m),
+        &SstWriteOptions {
+            row_group_size,
+            ..Default::default()
+        },
+        MergeOptions::flush(),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_flush_in_time_slices_starts_a_row_group_at_each_slice_and_reads_back_slice_by_slice() {
+    let codec = Arc::new(KeyCodec::new(metadata()).unwrap());
+    let store = memory_store();
+    let expected = rows(flush_source(&codec, &memtable(&codec, 5, 40))).await;
+    // 201 rows over 0..=39,000 ms, 8 a slice: the nearest power of two is 2,048 ms.
+    let meta = flush(&store, memtable(&codec, 5, 40), 8).await;
+    assert_eq!(meta.time_slice, Some(2_048));
+    let path = meta.path(&crate::object_store::region_data_dir(meta.region_id));
+    let file = parquet_metadata(&store, &path).await;
+    let width = file
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|kv| kv.key == TIME_SLICE_KEY))
+        .and_then(|kv| kv.value.clone());
+    assert_eq!(width.as_deref(), Some("2048"));
+    // Every row group lies in one slice, the slices in time order, one row group each.
+    let slice_of_group: Vec<i64> = file
+        .row_groups()
+        .iter()
+        .map(|group| match group.column(1).statistics() {
+            Some(parquet::file::statistics::Statistics::Int64(s)) => {
+                let (min, max) = (*s.min_opt().unwrap(), *s.max_opt().unwrap());
+                assert_eq!(min.div_euclid(2_048), max.div_euclid(2_048));
+                min.div_euclid(2_048)
+            }
+            other => panic!("no timestamp statistics: {other:?}"),
+        })
+        .collect();
+    assert_eq!(slice_of_group, (0..=19).collect::<Vec<i64>>());
+
+    // Each slice is its own stream, sorted by key; together they are the flush's rows.
+    let slices = read_sst_slices(&store, &path, codec.clone(), SstReadOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(slices.len(), 20);
+    let mut all = Vec::new();
+    for (k, slice) in slices.into_iter().enumerate() {
+        let rows = rows(slice).await;
+        assert!(rows.iter().all(|r| r.1.div_euclid(2_048) == k as i64));
+        assert!(
+            rows.windows(2)
+                .all(|w| (&w[0].0, w[0].1) < (&w[1].0, w[1].1)),
+            "slice {k} is not sorted by key"
+        );
+        all.extend(rows);
+    }
+    // The plain read is the same rows in file order: slice by slice.
+    let file_order = rows(
+        read_sst(&store, &path, codec.clone(), SstReadOptions::default())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(file_order, all);
+    all.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    assert_eq!(all, expected);
+
+    // A range within one slice reads that slice's row group alone.
+    let range = TimeRange {
+        start: 4_096,
+        end: 6_143,
+    };
+    let options = SstReadOptions {
+        time_range: Some(range),
+        ..SstReadOptions::default()
+    };
+    let slices = read_sst_slices(&store, &path, codec.clone(), options)
+        .await
+        .unwrap();
+    assert_eq!(slices.len(), 1);
+    let within = rows(slices.into_iter().next().unwrap()).await;
+    let wanted: Vec<_> = expected
+        .iter()
+        .filter(|r| range.contains(r.1))
+        .cloned()
+        .collect();
+    assert_eq!(within, wanted);
+}
+
+#[tokio::test]
+async fn a_small_flush_is_one_slice_sorted_by_key() {
+    let codec = Arc::new(KeyCodec::new(metadata()).unwrap());
+    let store = memory_store();
+    // 201 rows, 128 a slice: fewer than two slices' worth.
+    let meta = flush(&store, memtable(&codec, 5, 40), 128).await;
+    assert_eq!(meta.time_slice, None);
+    let path = meta.path(&crate::object_store::region_data_dir(meta.region_id));
+    let file = parquet_metadata(&store, &path).await;
+    assert!(
+        file.file_metadata()
+            .key_value_metadata()
+            .is_none_or(|kv| kv.iter().all(|kv| kv.key != TIME_SLICE_KEY))
+    );
+    let read = read_sst_slices(&store, &path, codec.clone(), SstReadOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(read.len(), 1);
+}
+
+#[tokio::test]
+async fn a_writer_in_time_slices_refuses_rows_of_an_earlier_slice_after_a_later_one() {
+    let codec = Arc::new(KeyCodec::new(metadata()).unwrap());
+    let store = memory_store();
+    let m = memtable(&codec, 5, 40);
+    // Key order: h0's rows at 39,000 come before h1's at 0.
+    let options = SstWriteOptions {
+        time_slice: Some(2_048),
+        ..Default::default()
+    };
+    let result = write_sst(
+        &store,
+        "region/data",
+        codec.metadata(),
+        flush_source(&codec, &m),
+        &options,
+    )
+    .await;
+    match result {
+        Err(StorageError::CorruptSst { reason, .. }) => {
+            assert!(reason.contains("time slice"), "{reason}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // And the partial file is gone.
+    let left = store.list("region/data/").await.unwrap();
+    assert!(
+        left.iter().all(|e| !e.path().ends_with(".parquet")),
+        "{left:?}"
+    );
+}
+
+#[tokio::test]
+async fn manifest_entries_name_the_slice_width_only_when_there_is_one() {
+    let codec = Arc::new(KeyCodec::new(metadata()).unwrap());
+    let store = memory_store();
+    // An entry of one slice looks exactly as entries did before slices existed.
+    let one = flush(&store, memtable(&codec, 5, 40), 128).await;
+    let json = serde_json::to_string(&one).unwrap();
+    assert!(!json.contains("time_slice"), "{json}");
+    assert_eq!(serde_json::from_str::<FileMeta>(&json).unwrap(), one);
+    let sliced = flush(&store, memtable(&codec, 5, 40), 8).await;
+    let json = serde_json::to_string(&sliced).unwrap();
+    assert!(json.contains("\"time_slice\":2048"), "{json}");
+    assert_eq!(serde_json::from_str::<FileMeta>(&json).unwrap(), sliced);
 }

@@ -13,7 +13,8 @@ use snafu::{ResultExt, ensure};
 use strata_request::{ColumnDataType, OpType, RegionMetadata};
 
 use super::opendal_io::OpendalWriter;
-use super::{FileId, FileMeta, REGION_METADATA_KEY};
+use super::slices::slice_start;
+use super::{FileId, FileMeta, REGION_METADATA_KEY, TIME_SLICE_KEY};
 use crate::batch::{OP_TYPE_COLUMN, SEQUENCE_COLUMN, SortedBatch, output_schema};
 use crate::error::{ArrowSnafu, CorruptSstSnafu, ObjectStoreSnafu, ParquetSnafu, StorageError};
 use crate::read::BatchStream;
@@ -21,12 +22,18 @@ use crate::read::BatchStream;
 /// How SST files are written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SstWriteOptions {
-    /// Rows per Parquet row group (the unit of time pruning and of writer memory).
+    /// Rows per Parquet row group (the unit of time pruning and of writer memory); in a
+    /// file of time slices, the rows a slice aims at, and a row group holds up to twice it.
     pub row_group_size: usize,
     /// Bytes buffered before a write (a part upload on object stores).
     pub write_buffer_size: usize,
     /// LSM level recorded in the file's [`FileMeta`].
     pub level: u8,
+    /// Write the rows in time slices of this width ([`slice_width`](super::slice_width)):
+    /// the source then brings them slice by slice, oldest first, sorted by key within each
+    /// slice, and every slice starts a row group. `None`: one slice, sorted by key. Set per
+    /// file by flushes and compactions, not configured.
+    pub time_slice: Option<i64>,
 }
 
 impl Default for SstWriteOptions {
@@ -35,12 +42,13 @@ impl Default for SstWriteOptions {
             row_group_size: 102_400,
             write_buffer_size: 8 << 20,
             level: 0,
+            time_slice: None,
         }
     }
 }
 
 /// Writes `source` — sorted, deduplicated batches carrying every region column in region
-/// order — to `{dir}/{file_id}.parquet` on `store`, streaming (memory is about one row
+/// order (sorted within each time slice if `options.time_slice` says so) — to `{dir}/{file_id}.parquet` on `store`, streaming (memory is about one row
 /// group). Returns the file's metadata, or `None` and no file if `source` has no rows.
 ///
 /// If writing fails, the partial object is deleted (best effort) before the error returns.
@@ -160,6 +168,7 @@ async fn write_one(
                 max_sequence: written.max_sequence,
                 checksum: written.checksum,
                 num_deletes: Some(written.deletes),
+                time_slice: options.time_slice,
             };
             Ok((file, next))
         }
@@ -225,6 +234,8 @@ async fn write_file(
     let mut time_range = (i64::MAX, i64::MIN);
     let mut max_sequence = 0u64;
     let mut deletes = 0u64;
+    // The slice the rows written last lie in.
+    let mut slice: Option<i64> = None;
     let mut next = Some(first);
     let mut rest = None;
     let mut exhausted = false;
@@ -256,11 +267,17 @@ async fn write_file(
             .filter(|&&op| op == OpType::Delete as u8)
             .count() as u64;
         rows += batch.num_rows() as u64;
-        let record = batch.to_record_batch(&schema).context(ArrowSnafu {
-            region_id,
-            operation: "build SST batch",
-        })?;
-        writer.write(&record).await.context(ParquetSnafu { path })?;
+        for (part, starts_slice) in slice_parts(&batch, options.time_slice, &mut slice, path)? {
+            if starts_slice {
+                // A new slice starts a row group.
+                writer.flush().await.context(ParquetSnafu { path })?;
+            }
+            let record = part.to_record_batch(&schema).context(ArrowSnafu {
+                region_id,
+                operation: "build SST batch",
+            })?;
+            writer.write(&record).await.context(ParquetSnafu { path })?;
+        }
         next = if rest.is_some() || rows >= max_rows.max(1) {
             None
         } else {
@@ -286,10 +303,65 @@ async fn write_file(
     Ok((written, next))
 }
 
+/// `batch` cut where its rows enter a new time slice of `width` (one part for `None`),
+/// each part with whether it starts a slice after rows of an earlier one (`slice` holds
+/// the slice of the rows before it). Rows of an earlier slice after a later one are an
+/// error: the file's slices would not be in time order.
+fn slice_parts(
+    batch: &SortedBatch,
+    width: Option<i64>,
+    slice: &mut Option<i64>,
+    path: &str,
+) -> Result<Vec<(SortedBatch, bool)>, StorageError> {
+    let Some(width) = width else {
+        return Ok(vec![(batch.clone(), false)]);
+    };
+    let mut parts = Vec::new();
+    let mut start = 0;
+    while start < batch.num_rows() {
+        let this = slice_start(batch.timestamp(start), width);
+        ensure!(
+            slice.is_none_or(|before| before <= this),
+            CorruptSstSnafu {
+                path,
+                reason: format!(
+                    "writer got a row of the time slice at {this} after rows of the slice at {}",
+                    slice.unwrap_or_default()
+                ),
+            }
+        );
+        let mut end = start + 1;
+        while end < batch.num_rows() && slice_start(batch.timestamp(end), width) == this {
+            end += 1;
+        }
+        parts.push((
+            batch.slice(start, end - start),
+            slice.is_some_and(|before| before != this),
+        ));
+        *slice = Some(this);
+        start = end;
+    }
+    Ok(parts)
+}
+
+/// Most rows in one row group: `row_group_size`, or twice it in a file of time slices —
+/// [`slice_width`](super::slice_width) aims at slices within √2 of `row_group_size` rows,
+/// and a slice cut into a full row group and a sliver would double the column chunks
+/// every read of it opens.
+fn max_row_group_rows(options: &SstWriteOptions) -> usize {
+    let rows = options.row_group_size.max(1);
+    if options.time_slice.is_some() {
+        rows.saturating_mul(2)
+    } else {
+        rows
+    }
+}
+
 /// The Parquet writer properties of SSTs for `metadata`: zstd, except for the tag and
 /// op-type columns; timestamps and sequences delta-encoded without dictionaries; float
 /// fields without dictionaries (high cardinality makes dictionaries a ~3× slowdown) in
-/// byte-stream-split encoding; the region schema in the key-value metadata. Public so
+/// byte-stream-split encoding; the region schema (and the time-slice width, if any) in the
+/// key-value metadata. Public so
 /// benchmarks compare like with like.
 ///
 /// Tags and op types are dictionary-encoded and sorted, so their pages are already a few
@@ -304,13 +376,14 @@ pub fn writer_properties(
         path: String::new(),
         reason: format!("cannot serialize region metadata: {e}"),
     })?;
+    let mut key_values = vec![KeyValue::new(REGION_METADATA_KEY.to_string(), json)];
+    if let Some(width) = options.time_slice {
+        key_values.push(KeyValue::new(TIME_SLICE_KEY.to_string(), width.to_string()));
+    }
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .set_max_row_group_row_count(Some(options.row_group_size.max(1)))
-        .set_key_value_metadata(Some(vec![KeyValue::new(
-            REGION_METADATA_KEY.to_string(),
-            json,
-        )]));
+        .set_max_row_group_row_count(Some(max_row_group_rows(options)))
+        .set_key_value_metadata(Some(key_values));
     let no_dictionary =
         |builder: parquet::file::properties::WriterPropertiesBuilder, name: &str, encoding| {
             let column = ColumnPath::from(name);

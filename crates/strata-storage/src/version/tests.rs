@@ -63,6 +63,7 @@ fn file(id: FileId) -> FileMeta {
         max_sequence: 31,
         checksum: 0,
         num_deletes: None,
+        time_slice: None,
     }
 }
 

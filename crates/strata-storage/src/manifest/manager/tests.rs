@@ -39,6 +39,7 @@ fn file(rows: u64) -> FileMeta {
         max_sequence: rows,
         checksum: 7,
         num_deletes: None,
+        time_slice: None,
     }
 }
 

@@ -18,6 +18,7 @@ fn file(start: i64, end: i64, rows: u64, deletes: Option<u64>) -> FileMeta {
         max_sequence: rows,
         checksum: 0,
         num_deletes: deletes,
+        time_slice: None,
     }
 }
 
