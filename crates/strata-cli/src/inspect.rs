@@ -176,7 +176,7 @@ async fn sst(args: &RegionArgs) -> Result<(), String> {
         .compaction_window_secs()
         .map(|secs| strata_storage::window_width(manager.manifest().metadata(), secs));
     outln!(
-        "  file                                  level  window start  rows     groups  bytes      time range"
+        "  file                                  level  window start  rows     groups  slice     bytes      time range"
     );
     let (mut rows, mut bytes) = (0, 0);
     let mut files: Vec<_> = manager.manifest().files().values().collect();
@@ -193,13 +193,18 @@ async fn sst(args: &RegionArgs) -> Result<(), String> {
             || "-".to_string(),
             |w| strata_storage::window_start(file.time_range.1, w).to_string(),
         );
+        // The width of the file's time slices; `-` for a file sorted by key throughout.
+        let slice = file
+            .time_slice
+            .map_or_else(|| "-".to_string(), |width| width.to_string());
         outln!(
-            "  {:<36}  {:<5}  {:<12}  {:<8} {:<7} {:<10} {}..={}",
+            "  {:<36}  {:<5}  {:<12}  {:<8} {:<7} {:<9} {:<10} {}..={}",
             file.file_id.to_string(),
             file.level,
             start,
             file.num_rows,
             file.num_row_groups,
+            slice,
             file.file_size,
             file.time_range.0,
             file.time_range.1
