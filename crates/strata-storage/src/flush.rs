@@ -135,23 +135,25 @@ fn sorted_rows(
     merge_options: MergeOptions,
 ) -> BatchStream {
     let ranges = time_slices(range, width);
-    let memtable = memtable.clone();
+    let codec = memtable.codec().clone();
+    let slices = match memtable.iter_ranges(
+        IterOptions {
+            batch_rows: 8192,
+            ..IterOptions::default()
+        },
+        &ranges,
+    ) {
+        Ok(slices) => slices,
+        Err(error) => return Box::pin(futures::stream::once(std::future::ready(Err(error)))),
+    };
     Box::pin(
-        futures::stream::iter(ranges)
-            .map(move |range| -> BatchStream {
-                let rows = memtable.iter(IterOptions {
-                    batch_rows: 8192,
-                    time_range: Some(range),
-                    ..IterOptions::default()
-                });
-                match rows {
-                    Ok(rows) => merge(
-                        memtable.codec().clone(),
-                        vec![Box::pin(futures::stream::iter(rows))],
-                        merge_options,
-                    ),
-                    Err(error) => Box::pin(futures::stream::once(std::future::ready(Err(error)))),
-                }
+        futures::stream::iter(slices)
+            .map(move |rows| {
+                merge(
+                    codec.clone(),
+                    vec![Box::pin(futures::stream::iter(rows))],
+                    merge_options,
+                )
             })
             .flatten(),
     )

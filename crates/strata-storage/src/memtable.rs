@@ -38,8 +38,8 @@ pub type MemtableId = u32;
 /// Where a row's values are: `(chunk, row within the chunk)`.
 pub(crate) type RowRef = (u32, u32);
 
-/// A series' encoded key and its rows.
-pub(crate) type SeriesRows = (Box<[u8]>, Vec<RowRef>);
+/// A series' encoded key (shared by the iterators of one snapshot) and its rows.
+pub(crate) type SeriesRows = (Arc<[u8]>, Vec<RowRef>);
 
 /// Per-row bookkeeping: the [`RowRef`].
 const ROW_REF_BYTES: usize = 8;
@@ -306,11 +306,22 @@ impl TimeSeriesMemtable {
             let series: Vec<SeriesRows> = inner
                 .series
                 .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
+                .map(|(k, v)| (Arc::from(&**k), v.clone()))
                 .collect();
             (inner.chunks.clone(), series)
         };
         MemtableIter::new(self.codec.clone(), chunks, series, options)
+    }
+
+    /// One iterator per range of `ranges` (ascending, disjoint), each giving what
+    /// [`iter`](Self::iter) with that range as its time range gives — from one copy of the
+    /// row references and one sort, not one per range (a flush writing time slices).
+    pub fn iter_ranges(
+        &self,
+        options: IterOptions,
+        ranges: &[TimeRange],
+    ) -> Result<Vec<MemtableIter>, StorageError> {
+        Ok(self.iter(options)?.split(ranges))
     }
 
     fn read_lock(&self) -> RwLockReadGuard<'_, Inner> {

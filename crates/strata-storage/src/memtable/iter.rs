@@ -130,6 +130,36 @@ impl MemtableIter {
         })
     }
 
+    /// The rows of each of `ranges` (ascending, disjoint) as an iterator of its own, from
+    /// the start (the cursor is ignored).
+    pub(crate) fn split(self, ranges: &[TimeRange]) -> Vec<MemtableIter> {
+        let chunks = &self.chunks;
+        let ts = |&(c, r): &RowRef| chunks[c as usize].timestamps[r as usize];
+        ranges
+            .iter()
+            .map(|range| {
+                let series = self
+                    .series
+                    .iter()
+                    .filter_map(|(key, refs)| {
+                        // Rows are sorted by timestamp within a series.
+                        let first = refs.partition_point(|r| ts(r) < range.start);
+                        let end = refs.partition_point(|r| ts(r) <= range.end);
+                        (first < end).then(|| (key.clone(), refs[first..end].to_vec()))
+                    })
+                    .collect();
+                MemtableIter {
+                    codec: self.codec.clone(),
+                    chunks: self.chunks.clone(),
+                    series,
+                    sources: self.sources.clone(),
+                    batch_rows: self.batch_rows,
+                    cursor: (0, 0),
+                }
+            })
+            .collect()
+    }
+
     /// Builds the next batch from the rows at the cursor.
     fn next_batch(&mut self) -> Result<Option<SortedBatch>, StorageError> {
         let metadata = self.codec.metadata().clone();

@@ -48,8 +48,13 @@ fn batch(rows: &[(&str, i64, i64)]) -> RecordBatch {
 
 /// `(host, ts, v, sequence, op)` of every row the iterator yields, in order.
 fn read(m: &TimeSeriesMemtable, options: IterOptions) -> Vec<(String, i64, i64, u64, OpType)> {
+    rows_of(m.iter(options).unwrap())
+}
+
+/// `(host, ts, v, sequence, op)` of every row `iter` yields, in order.
+fn rows_of(iter: MemtableIter) -> Vec<(String, i64, i64, u64, OpType)> {
     let mut out = Vec::new();
-    for b in m.iter(options).unwrap() {
+    for b in iter {
         let b = b.unwrap();
         let host = b.columns()[0].as_string::<i32>();
         let ts = b.columns()[1].as_primitive::<TimestampMillisecondType>();
@@ -247,6 +252,37 @@ fn a_batch_of_another_schema_is_refused() {
 }
 
 proptest! {
+    /// Each iterator of `iter_ranges` gives exactly what `iter` with its range gives, for
+    /// ranges that split the rows anywhere (several rows of a series at one timestamp
+    /// included) and rows outside every range.
+    #[test]
+    fn ranged_iterators_equal_one_time_ranged_iteration_each(
+        rows in proptest::collection::vec((0u8..4, -8i64..8, any::<i64>()), 1..60),
+        mut cuts in proptest::collection::vec(-10i64..10, 1..6),
+        batch_rows in 1usize..9,
+    ) {
+        let m = memtable(None);
+        let hosts = ["a", "b", "c", "d"];
+        let written: Vec<(&str, i64, i64)> =
+            rows.iter().map(|&(h, ts, v)| (hosts[h as usize], ts, v)).collect();
+        m.write(&batch(&written), OpType::Put, 1).unwrap();
+        cuts.sort_unstable();
+        cuts.dedup();
+        // Disjoint ascending ranges between the cuts (the first and last rows may fall
+        // outside them all).
+        let ranges: Vec<TimeRange> = cuts
+            .windows(2)
+            .map(|w| TimeRange { start: w[0], end: w[1] - 1 })
+            .collect();
+        let options = IterOptions { batch_rows, ..Default::default() };
+        let split = m.iter_ranges(options.clone(), &ranges).unwrap();
+        prop_assert_eq!(split.len(), ranges.len());
+        for (iter, range) in split.into_iter().zip(&ranges) {
+            let want = read(&m, IterOptions { time_range: Some(*range), ..options.clone() });
+            prop_assert_eq!(rows_of(iter), want);
+        }
+    }
+
     /// Whatever is written (few keys, colliding timestamps, puts and deletes, several
     /// batches), the iterator yields exactly the rows written, in (key, ts, seq desc) order.
     #[test]

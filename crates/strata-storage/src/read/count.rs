@@ -6,7 +6,7 @@ use opendal::Operator;
 
 use super::merge::MergeOptions;
 use super::scan::{
-    Part, ScanOrder, ScanRequest, merge_parts, on_multi_thread_runtime, overlapping_groups, parts,
+    Part, ScanOrder, ScanRequest, file_sources, merge_parts, on_multi_thread_runtime, overlapping_groups, parts,
     runtime_workers,
 };
 use crate::error::StorageError;
@@ -42,7 +42,7 @@ pub async fn count(
 ) -> Result<RowCount, StorageError> {
     let version = &snapshot.version;
     let options = MergeOptions::scan_of(&version.options);
-    let files = version.all_file_handles().count();
+    let file_sources = file_sources(snapshot, request.time_range);
     let mut result = RowCount::default();
     let mut to_read: Vec<Vec<Part>> = Vec::new();
     for group in overlapping_groups(parts(snapshot, &request)) {
@@ -64,7 +64,7 @@ pub async fn count(
             snapshot.clone(),
             group,
             request.clone(),
-            files,
+            file_sources,
         );
         async move {
             if !parallel {
@@ -119,7 +119,7 @@ async fn count_group(
     snapshot: VersionControlData,
     group: Vec<Part>,
     request: ScanRequest,
-    files: usize,
+    file_sources: usize,
 ) -> Result<u64, StorageError> {
     // The order rows come in does not matter to a count: a group of one file in time
     // slices is read slice after slice, unmerged.
@@ -128,7 +128,7 @@ async fn count_group(
         ..request
     };
     let (mut merged, _held) =
-        merge_parts(&store, &snapshot, group, &request, &[], files, None).await?;
+        merge_parts(&store, &snapshot, group, &request, &[], file_sources, None).await?;
     let mut rows = 0u64;
     while let Some(batch) = merged.next().await {
         rows += batch?.num_rows() as u64;

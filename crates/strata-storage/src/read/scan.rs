@@ -15,7 +15,8 @@ use crate::error::{ArrowSnafu, StorageError};
 use crate::memtable::{IterOptions, TimeRange, TimeSeriesMemtable};
 use crate::object_store::region_data_dir;
 use crate::sst::{
-    FileHandle, SharedOpen, SstReadOptions, concat, one_slice_within, read_sst_shared, verify_sst,
+    FileHandle, SharedOpen, SstReadOptions, concat, one_slice_within, read_sst_shared, time_slices,
+    verify_sst,
 };
 use crate::version::VersionControlData;
 
@@ -125,7 +126,7 @@ pub async fn scan(
         .projection
         .clone()
         .unwrap_or_else(|| (0..metadata.columns().len()).collect());
-    let files = version.all_file_handles().count();
+    let file_sources = file_sources(snapshot, request.time_range);
     let schema = output_schema(&metadata, &projection, false);
     let merged = match request.order {
         ScanOrder::Key => {
@@ -137,13 +138,13 @@ pub async fn scan(
                 parts(snapshot, &request),
                 &request,
                 &projection,
-                files,
+                file_sources,
                 None,
             )
             .await?;
             hold(merged, held)
         }
-        ScanOrder::TimeGroups => scan_time_groups(store, snapshot, request, projection, files),
+        ScanOrder::TimeGroups => scan_time_groups(store, snapshot, request, projection, file_sources),
     };
     Ok(Box::pin(merged.map(move |batch| {
         batch?.to_record_batch(&schema).context(ArrowSnafu {
@@ -172,7 +173,7 @@ fn scan_time_groups(
     snapshot: &VersionControlData,
     request: ScanRequest,
     projection: Vec<usize>,
-    files: usize,
+    file_sources: usize,
 ) -> BatchStream {
     let groups = overlapping_groups(parts(snapshot, &request));
     let parallel = request.prefetch_batches > 0 && on_multi_thread_runtime();
@@ -234,7 +235,7 @@ fn scan_time_groups(
                     group,
                     &request,
                     &projection,
-                    files,
+                    file_sources,
                     slice,
                 )
                 .await;
@@ -388,7 +389,7 @@ pub(crate) async fn merge_parts(
     parts: Vec<Part>,
     request: &ScanRequest,
     projection: &[usize],
-    files: usize,
+    file_sources: usize,
     slice: Option<FileSlice>,
 ) -> Result<(BatchStream, Vec<FileHandle>), StorageError> {
     let version = &snapshot.version;
@@ -422,7 +423,7 @@ pub(crate) async fn merge_parts(
         parts,
         request,
         projection,
-        files,
+        file_sources,
         slice,
         ReadAs {
             one_stream: single_file,
@@ -450,7 +451,8 @@ struct ReadAs {
 
 /// Opens `parts` as sorted sources with `projection` — each time slice of a file its own
 /// source unless `read_as` says one stream — each file decoded ahead on its own task as
-/// `request` says (one batch ahead when the region has more than 32 `files`).
+/// `request` says (one batch ahead when the region's files are more than 32 sources,
+/// `file_sources`).
 /// Returns the sources and the handles of the files they read, which the caller holds for
 /// as long as it reads them.
 #[allow(clippy::too_many_arguments)]
@@ -460,7 +462,7 @@ async fn open_parts(
     parts: Vec<Part>,
     request: &ScanRequest,
     projection: &[usize],
-    files: usize,
+    file_sources: usize,
     slice: Option<FileSlice>,
     read_as: ReadAs,
 ) -> Result<(Vec<BatchStream>, Vec<FileHandle>), StorageError> {
@@ -503,9 +505,9 @@ async fn open_parts(
                 .await?;
                 let promised = file.time_slice;
                 held.push(handle);
-                // Many small files: one batch ahead each, so memory stays near one batch
-                // a file.
-                let depth = if files > 32 {
+                // Many small files or time slices: one batch ahead each, so memory stays
+                // near one batch a source.
+                let depth = if file_sources > 32 {
                     request.prefetch_batches.min(1)
                 } else {
                     request.prefetch_batches
@@ -555,6 +557,29 @@ fn prefetch(source: BatchStream, depth: usize) -> BatchStream {
     Box::pin(futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     }))
+}
+
+/// The sorted sources the files of `snapshot` make for a scan of `range`: a time slice of a
+/// file with rows in range is one (from the manifest entries; an estimate of at most one
+/// more per file than the slices that hold rows).
+pub(crate) fn file_sources(snapshot: &VersionControlData, range: Option<TimeRange>) -> usize {
+    snapshot
+        .version
+        .all_file_handles()
+        .map(|handle| {
+            let file = handle.meta();
+            let span = file.time_range();
+            let wanted = range.map_or(span, |range| TimeRange {
+                start: span.start.max(range.start),
+                end: span.end.min(range.end),
+            });
+            if wanted.is_empty() {
+                0
+            } else {
+                time_slices(wanted, file.time_slice).len()
+            }
+        })
+        .sum()
 }
 
 /// The worker threads of the caller's tokio runtime (at least 1; 1 outside a runtime).
