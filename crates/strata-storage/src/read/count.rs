@@ -6,8 +6,8 @@ use opendal::Operator;
 
 use super::merge::MergeOptions;
 use super::scan::{
-    Part, ScanOrder, ScanRequest, file_sources, merge_parts, on_multi_thread_runtime, overlapping_groups, parts,
-    runtime_workers,
+    Part, ScanOrder, ScanRequest, file_sources, merge_parts, on_multi_thread_runtime,
+    overlapping_groups, parts, runtime_workers,
 };
 use crate::error::StorageError;
 use crate::sst::FileMeta;

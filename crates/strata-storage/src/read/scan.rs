@@ -144,7 +144,9 @@ pub async fn scan(
             .await?;
             hold(merged, held)
         }
-        ScanOrder::TimeGroups => scan_time_groups(store, snapshot, request, projection, file_sources),
+        ScanOrder::TimeGroups => {
+            scan_time_groups(store, snapshot, request, projection, file_sources)
+        }
     };
     Ok(Box::pin(merged.map(move |batch| {
         batch?.to_record_batch(&schema).context(ArrowSnafu {

@@ -42,8 +42,9 @@ pub struct SstReadOptions {
     pub batch_rows: usize,
     /// `Some((i, n))`: only the `i`-th of `n` contiguous, nearly equal slices of the
     /// file's row groups (before time pruning), so `n` readers can decode one file in
-    /// parallel, each a key range of it in order. A slice can be empty (more slices than
-    /// row groups); `i` must be below `n`. `None`: every row group.
+    /// parallel, each a run of its row groups in file order (a key range of a file of one
+    /// time slice; whole slices, or parts of one, of a file in slices). A slice can be
+    /// empty (more slices than row groups); `i` must be below `n`. `None`: every row group.
     pub row_group_slice: Option<(usize, usize)>,
     /// Read only the projected columns and the timestamps: the batches' keys, sequences
     /// and op types are left empty (their accessors panic). For a file whose rows pass
