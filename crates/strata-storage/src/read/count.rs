@@ -6,10 +6,11 @@ use opendal::Operator;
 
 use super::merge::MergeOptions;
 use super::scan::{
-    Part, ScanOrder, ScanRequest, file_sources, merge_parts, on_multi_thread_runtime,
-    overlapping_groups, parts, runtime_workers,
+    Part, ScanOrder, ScanRequest, merge_parts, narrowed, on_multi_thread_runtime,
+    overlapping_groups, parts, runtime_workers, split_by_slices,
 };
 use crate::error::StorageError;
+use crate::memtable::TimeRange;
 use crate::sst::FileMeta;
 use crate::version::VersionControlData;
 
@@ -32,7 +33,8 @@ pub struct RowCount {
 /// that lies wholly in the requested time range is counted from its manifest entry (rows
 /// minus delete markers; every row in an append-mode region) when the entry records its
 /// delete markers and `verify_checksums` is off. Other groups are read with only what
-/// deduplication needs (keys, timestamps, sequences, op types) and merged; with
+/// deduplication needs (keys, timestamps, sequences, op types) and merged (a group of
+/// several files in time slices one slice-aligned range at a time); with
 /// `prefetch_batches` > 0 on a multi-thread runtime, as many groups at once as the runtime
 /// has threads, each on its own task.
 pub async fn count(
@@ -42,9 +44,8 @@ pub async fn count(
 ) -> Result<RowCount, StorageError> {
     let version = &snapshot.version;
     let options = MergeOptions::scan_of(&version.options);
-    let file_sources = file_sources(snapshot, request.time_range);
     let mut result = RowCount::default();
-    let mut to_read: Vec<Vec<Part>> = Vec::new();
+    let mut to_read: Vec<(Vec<Part>, Option<TimeRange>)> = Vec::new();
     for group in overlapping_groups(parts(snapshot, &request)) {
         if let [Part::File(handle)] = group.as_slice()
             && let Some(rows) = rows_from_metadata(handle.meta(), &request, options)
@@ -53,18 +54,22 @@ pub async fn count(
             result.files_from_metadata += 1;
         } else {
             result.sources_read += group.len();
-            to_read.push(group);
+            to_read.extend(split_by_slices(group).into_iter().filter(|(_, range)| {
+                !narrowed(request.time_range, *range).is_some_and(|r| r.is_empty())
+            }));
         }
     }
     let parallel = request.prefetch_batches > 0 && on_multi_thread_runtime();
     let width = if parallel { runtime_workers() } else { 1 };
-    let counts = to_read.into_iter().map(|group| {
+    let counts = to_read.into_iter().map(|(group, range)| {
         let counting = count_group(
             store.clone(),
             snapshot.clone(),
             group,
-            request.clone(),
-            file_sources,
+            ScanRequest {
+                time_range: narrowed(request.time_range, range),
+                ..request.clone()
+            },
         );
         async move {
             if !parallel {
@@ -119,7 +124,6 @@ async fn count_group(
     snapshot: VersionControlData,
     group: Vec<Part>,
     request: ScanRequest,
-    file_sources: usize,
 ) -> Result<u64, StorageError> {
     // The order rows come in does not matter to a count: a group of one file in time
     // slices is read slice after slice, unmerged.
@@ -127,8 +131,7 @@ async fn count_group(
         order: ScanOrder::TimeGroups,
         ..request
     };
-    let (mut merged, _held) =
-        merge_parts(&store, &snapshot, group, &request, &[], file_sources, None).await?;
+    let (mut merged, _held) = merge_parts(&store, &snapshot, group, &request, &[], None).await?;
     let mut rows = 0u64;
     while let Some(batch) = merged.next().await {
         rows += batch?.num_rows() as u64;

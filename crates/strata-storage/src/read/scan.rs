@@ -70,7 +70,10 @@ pub enum ScanOrder {
     /// ahead, with `prefetch_batches` > 0). This is mito2's `SeqScan` order (partition
     /// ranges); it is much faster than [`ScanOrder::Key`] over many files that do not
     /// overlap in time (hundreds of small flushes before compaction, say). A region whose
-    /// memtables and files all overlap is one group, in key order.
+    /// memtables and files all overlap is one group, in key order. The time slices of a
+    /// file alone are groups of their own, and a group of several files all in time slices
+    /// is merged one range of its widest slices at a time (see
+    /// [`slice_width`](crate::slice_width)).
     TimeGroups,
 }
 
@@ -126,7 +129,6 @@ pub async fn scan(
         .projection
         .clone()
         .unwrap_or_else(|| (0..metadata.columns().len()).collect());
-    let file_sources = file_sources(snapshot, request.time_range);
     let schema = output_schema(&metadata, &projection, false);
     let merged = match request.order {
         ScanOrder::Key => {
@@ -138,15 +140,12 @@ pub async fn scan(
                 parts(snapshot, &request),
                 &request,
                 &projection,
-                file_sources,
                 None,
             )
             .await?;
             hold(merged, held)
         }
-        ScanOrder::TimeGroups => {
-            scan_time_groups(store, snapshot, request, projection, file_sources)
-        }
+        ScanOrder::TimeGroups => scan_time_groups(store, snapshot, request, projection),
     };
     Ok(Box::pin(merged.map(move |batch| {
         batch?.to_record_batch(&schema).context(ArrowSnafu {
@@ -175,9 +174,12 @@ fn scan_time_groups(
     snapshot: &VersionControlData,
     request: ScanRequest,
     projection: Vec<usize>,
-    file_sources: usize,
 ) -> BatchStream {
-    let groups = overlapping_groups(parts(snapshot, &request));
+    let groups: Vec<(Vec<Part>, Option<TimeRange>)> = overlapping_groups(parts(snapshot, &request))
+        .into_iter()
+        .flat_map(split_by_slices)
+        .filter(|(_, range)| !narrowed(request.time_range, *range).is_some_and(|r| r.is_empty()))
+        .collect();
     let parallel = request.prefetch_batches > 0 && on_multi_thread_runtime();
     // One more piece than threads: each thread keeps decoding while the caller drains a
     // piece that is already done.
@@ -188,7 +190,7 @@ fn scan_time_groups(
     // the key, timestamp, sequence and op type.
     let piece_rows = (PIECE_VALUES / (projection.len() as u64 + 4)).max(1);
     let mut pieces: Vec<Piece> = Vec::with_capacity(groups.len());
-    for group in groups {
+    for (group, range) in groups {
         let rows = match group.as_slice() {
             [Part::File(handle)] if parallel => handle.meta().num_rows,
             _ => 0,
@@ -208,6 +210,7 @@ fn scan_time_groups(
         for i in 0..n {
             pieces.push(Piece {
                 group: group.clone(),
+                range,
                 slice: (n > 1).then(|| FileSlice {
                     of: (i, n),
                     opened: opened.clone(),
@@ -220,6 +223,7 @@ fn scan_time_groups(
     let open = move |piece: Piece| -> BatchStream {
         let (store, snapshot, projection) = (store.clone(), snapshot.clone(), projection.clone());
         let mut request = request.clone();
+        request.time_range = narrowed(request.time_range, piece.range);
         if parallel && piece.group.len() == 1 {
             // The piece's own task decodes its one file.
             request.prefetch_batches = 0;
@@ -228,19 +232,12 @@ fn scan_time_groups(
             group,
             slice,
             depth,
+            ..
         } = piece;
         let rows: BatchStream = Box::pin(
             futures::stream::once(async move {
-                let opened = merge_parts(
-                    &store,
-                    &snapshot,
-                    group,
-                    &request,
-                    &projection,
-                    file_sources,
-                    slice,
-                )
-                .await;
+                let opened =
+                    merge_parts(&store, &snapshot, group, &request, &projection, slice).await;
                 match opened {
                     Ok((merged, held)) => hold(merged, held),
                     Err(error) => Box::pin(futures::stream::once(std::future::ready(Err(error)))),
@@ -279,10 +276,11 @@ const PIECE_VALUES: u64 = 2_200_000;
 /// Most pieces one SST is read in.
 const MAX_PIECES: u64 = 16;
 
-/// What one task of a time-group scan reads: a group, or a slice of the row groups of a
-/// group's one file; `depth` batches ahead.
+/// What one task of a time-group scan reads: a group (only its rows in `range`, if set),
+/// or a slice of the row groups of a group's one file; `depth` batches ahead.
 struct Piece {
     group: Vec<Part>,
+    range: Option<TimeRange>,
     slice: Option<FileSlice>,
     depth: usize,
 }
@@ -381,6 +379,58 @@ pub(crate) fn overlapping_groups(parts: Vec<Part>) -> Vec<Vec<Part>> {
     groups
 }
 
+/// `group` (parts whose time ranges overlap) as time groups of their own: a group of
+/// several SSTs that are all in time slices is cut at the boundaries of its widest slices
+/// — each piece the parts overlapping one slice-aligned range, to be read only in that
+/// range (disjoint ranges share no key and timestamp, so each merges on its own, oldest
+/// first) — so a merge reads one slice of each file at a time instead of every slice of
+/// every file at once (memory and sources: files, not files × slices). Any other group
+/// stays whole (`None`): a memtable or a file of one slice would be read in full by every
+/// range.
+pub(crate) fn split_by_slices(group: Vec<Part>) -> Vec<(Vec<Part>, Option<TimeRange>)> {
+    let widths: Option<Vec<i64>> = group
+        .iter()
+        .map(|part| match part {
+            Part::File(handle) => handle.meta().time_slice,
+            Part::Memtable(_) => None,
+        })
+        .collect();
+    let (Some(width), [_, _, ..]) = (widths.and_then(|w| w.into_iter().max()), group.as_slice())
+    else {
+        return vec![(group, None)];
+    };
+    let spans: Vec<TimeRange> = group.iter().filter_map(Part::time_range).collect();
+    let (Some(start), Some(end)) = (
+        spans.iter().map(|r| r.start).min(),
+        spans.iter().map(|r| r.end).max(),
+    ) else {
+        return vec![(group, None)];
+    };
+    time_slices(TimeRange { start, end }, Some(width))
+        .into_iter()
+        .filter_map(|range| {
+            let members: Vec<Part> = group
+                .iter()
+                .filter(|part| part.time_range().is_some_and(|r| r.overlaps(&range)))
+                .cloned()
+                .collect();
+            (!members.is_empty()).then_some((members, Some(range)))
+        })
+        .collect()
+}
+
+/// `wanted` narrowed to `range` (`wanted` itself for no range).
+pub(crate) fn narrowed(wanted: Option<TimeRange>, range: Option<TimeRange>) -> Option<TimeRange> {
+    match (wanted, range) {
+        (Some(wanted), Some(range)) => Some(TimeRange {
+            start: wanted.start.max(range.start),
+            end: wanted.end.min(range.end),
+        }),
+        (None, range) => range,
+        (wanted, None) => wanted,
+    }
+}
+
 /// `parts` opened with `projection` and merged as a scan of `snapshot`'s region does
 /// (deduplicated, deletes dropped; every row in append mode) — one SST alone without
 /// comparing rows ([`drop_deletes`]). Returns the stream and the handles of the files it
@@ -391,7 +441,6 @@ pub(crate) async fn merge_parts(
     parts: Vec<Part>,
     request: &ScanRequest,
     projection: &[usize],
-    file_sources: usize,
     slice: Option<FileSlice>,
 ) -> Result<(BatchStream, Vec<FileHandle>), StorageError> {
     let version = &snapshot.version;
@@ -425,7 +474,6 @@ pub(crate) async fn merge_parts(
         parts,
         request,
         projection,
-        file_sources,
         slice,
         ReadAs {
             one_stream: single_file,
@@ -453,8 +501,10 @@ struct ReadAs {
 
 /// Opens `parts` as sorted sources with `projection` — each time slice of a file its own
 /// source unless `read_as` says one stream — each file decoded ahead on its own task as
-/// `request` says (one batch ahead when the region's files are more than 32 sources,
-/// `file_sources`).
+/// `request` says — with more than 32 sources, one batch ahead each, in batches of a
+/// fraction of `request.batch_rows` (at least 256 rows), so a key-order merge of many files
+/// or time slices holds about as many rows as 32 sources would, not a batch or more a
+/// source.
 /// Returns the sources and the handles of the files they read, which the caller holds for
 /// as long as it reads them.
 #[allow(clippy::too_many_arguments)]
@@ -464,7 +514,6 @@ async fn open_parts(
     parts: Vec<Part>,
     request: &ScanRequest,
     projection: &[usize],
-    file_sources: usize,
     slice: Option<FileSlice>,
     read_as: ReadAs,
 ) -> Result<(Vec<BatchStream>, Vec<FileHandle>), StorageError> {
@@ -473,6 +522,18 @@ async fn open_parts(
     let data_dir = region_data_dir(version.metadata.region_id());
     let mut sources: Vec<BatchStream> = Vec::with_capacity(parts.len());
     let mut held: Vec<FileHandle> = Vec::new();
+    // Many sources (small files, or time slices of files merged by key): smaller batches,
+    // fewer of them ahead, so memory stays near 32 full batches in all.
+    let many = sources_of(&parts, request.time_range, read_as.one_stream);
+    let (source_rows, depth) = if many > 32 {
+        (
+            (request.batch_rows.saturating_mul(32) / many)
+                .clamp(MIN_SOURCE_ROWS.min(request.batch_rows), request.batch_rows),
+            request.prefetch_batches.min(1),
+        )
+    } else {
+        (request.batch_rows, request.prefetch_batches)
+    };
     for part in parts {
         match part {
             Part::Memtable(memtable) => {
@@ -493,7 +554,7 @@ async fn open_parts(
                 let options = SstReadOptions {
                     projection: Some(projection.to_vec()),
                     time_range: request.time_range,
-                    batch_rows: request.batch_rows,
+                    batch_rows: source_rows,
                     row_group_slice: slice.as_ref().map(|s| s.of),
                     rows_only: read_as.rows_only,
                 };
@@ -507,13 +568,6 @@ async fn open_parts(
                 .await?;
                 let promised = file.time_slice;
                 held.push(handle);
-                // Many small files or time slices: one batch ahead each, so memory stays
-                // near one batch a source.
-                let depth = if file_sources > 32 {
-                    request.prefetch_batches.min(1)
-                } else {
-                    request.prefetch_batches
-                };
                 if !read_as.one_stream {
                     sources.extend(slices.into_iter().map(|slice| prefetch(slice, depth)));
                 } else if slices.len() > 1 && request.order == ScanOrder::Key {
@@ -561,24 +615,26 @@ fn prefetch(source: BatchStream, depth: usize) -> BatchStream {
     }))
 }
 
-/// The sorted sources the files of `snapshot` make for a scan of `range`: a time slice of a
-/// file with rows in range is one (from the manifest entries; an estimate of at most one
-/// more per file than the slices that hold rows).
-pub(crate) fn file_sources(snapshot: &VersionControlData, range: Option<TimeRange>) -> usize {
-    snapshot
-        .version
-        .all_file_handles()
-        .map(|handle| {
-            let file = handle.meta();
-            let span = file.time_range();
-            let wanted = range.map_or(span, |range| TimeRange {
-                start: span.start.max(range.start),
-                end: span.end.min(range.end),
-            });
-            if wanted.is_empty() {
-                0
-            } else {
-                time_slices(wanted, file.time_slice).len()
+/// Rows per batch of a source at the least, however many sources a merge has.
+const MIN_SOURCE_ROWS: usize = 256;
+
+/// The sorted sources `parts` make for a read of `range`: a memtable is one, a file one
+/// (`one_stream`) or one per time slice with rows in range (from its manifest entry; at
+/// most one more per file than the slices that hold rows).
+fn sources_of(parts: &[Part], range: Option<TimeRange>, one_stream: bool) -> usize {
+    parts
+        .iter()
+        .map(|part| match part {
+            Part::Memtable(_) => 1,
+            Part::File(_) if one_stream => 1,
+            Part::File(handle) => {
+                let file = handle.meta();
+                let wanted = narrowed(range, Some(file.time_range()));
+                match wanted {
+                    Some(wanted) if wanted.is_empty() => 0,
+                    Some(wanted) => time_slices(wanted, file.time_slice).len(),
+                    None => 1,
+                }
             }
         })
         .sum()
