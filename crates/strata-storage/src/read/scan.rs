@@ -191,8 +191,9 @@ fn scan_time_groups(
     let piece_rows = (PIECE_VALUES / (projection.len() as u64 + 4)).max(1);
     let mut pieces: Vec<Piece> = Vec::with_capacity(groups.len());
     for (group, range) in groups {
+        // (A file alone in one range of a split group is read in that range only: whole.)
         let rows = match group.as_slice() {
-            [Part::File(handle)] if parallel => handle.meta().num_rows,
+            [Part::File(handle)] if parallel && range.is_none() => handle.meta().num_rows,
             _ => 0,
         };
         let n = rows.div_ceil(piece_rows).clamp(1, MAX_PIECES);
