@@ -48,7 +48,8 @@ pub(crate) fn output_slice_width(
         .iter()
         .filter(|file| file.time_slice.is_none())
         .map(|file| {
-            let passes = time_slices(clip(file.time_range(), range), Some(width)).len() as u64;
+            let passes = time_slices(file.time_range().intersection(&range), Some(width)).len();
+            let passes = passes as u64;
             rows_within(file, range).saturating_mul(passes.saturating_sub(1))
         })
         .sum();
@@ -58,20 +59,12 @@ pub(crate) fn output_slice_width(
 /// The rows of `file` in `range`, if its rows are spread evenly over its time span.
 fn rows_within(file: &FileMeta, range: TimeRange) -> u64 {
     let span = file.time_range();
-    let inside = clip(span, range);
+    let inside = span.intersection(&range);
     if inside.is_empty() {
         return 0;
     }
     let len = |r: TimeRange| (i128::from(r.end) - i128::from(r.start) + 1) as f64;
     (file.num_rows as f64 * (len(inside) / len(span))).ceil() as u64
-}
-
-/// `a ∩ b` (empty if they do not overlap).
-fn clip(a: TimeRange, b: TimeRange) -> TimeRange {
-    TimeRange {
-        start: a.start.max(b.start),
-        end: a.end.min(b.end),
-    }
 }
 
 /// The rows of `inputs` in `range`, merged as `options` says, slice by slice of `width`

@@ -81,10 +81,10 @@ pub async fn flush_memtable_windowed(
     let written: Vec<Result<Option<FileMeta>, StorageError>> = futures::stream::iter(0..windows)
         .map(|k| {
             let start = first + k * window;
-            let range = TimeRange {
-                start: start.max(span.start),
-                end: start.saturating_add(window - 1).min(span.end),
-            };
+            let range = span.intersection(&TimeRange {
+                start,
+                end: start.saturating_add(window - 1),
+            });
             let (metadata, dir, options) = (&metadata, &dir, &options);
             async move {
                 let rows = sorted_rows(memtable, range, options.time_slice, merge_options);

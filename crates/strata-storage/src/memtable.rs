@@ -70,6 +70,14 @@ impl TimeRange {
     pub fn is_empty(&self) -> bool {
         self.start > self.end
     }
+
+    /// The timestamps in both ranges (empty if they share none).
+    pub fn intersection(&self, other: &TimeRange) -> TimeRange {
+        TimeRange {
+            start: self.start.max(other.start),
+            end: self.end.min(other.end),
+        }
+    }
 }
 
 /// What a memtable holds.

@@ -54,9 +54,7 @@ pub async fn count(
             result.files_from_metadata += 1;
         } else {
             result.sources_read += group.len();
-            to_read.extend(split_by_slices(group).into_iter().filter(|(_, range)| {
-                !narrowed(request.time_range, *range).is_some_and(|r| r.is_empty())
-            }));
+            to_read.extend(split_by_slices(group, request.time_range));
         }
     }
     let parallel = request.prefetch_batches > 0 && on_multi_thread_runtime();

@@ -177,8 +177,7 @@ fn scan_time_groups(
 ) -> BatchStream {
     let groups: Vec<(Vec<Part>, Option<TimeRange>)> = overlapping_groups(parts(snapshot, &request))
         .into_iter()
-        .flat_map(split_by_slices)
-        .filter(|(_, range)| !narrowed(request.time_range, *range).is_some_and(|r| r.is_empty()))
+        .flat_map(|group| split_by_slices(group, request.time_range))
         .collect();
     let parallel = request.prefetch_batches > 0 && on_multi_thread_runtime();
     // One more piece than threads: each thread keeps decoding while the caller drains a
@@ -387,8 +386,11 @@ pub(crate) fn overlapping_groups(parts: Vec<Part>) -> Vec<Vec<Part>> {
 /// first) — so a merge reads one slice of each file at a time instead of every slice of
 /// every file at once (memory and sources: files, not files × slices). Any other group
 /// stays whole (`None`): a memtable or a file of one slice would be read in full by every
-/// range.
-pub(crate) fn split_by_slices(group: Vec<Part>) -> Vec<(Vec<Part>, Option<TimeRange>)> {
+/// range. Ranges outside `wanted` (the scan's time range) are left out.
+pub(crate) fn split_by_slices(
+    group: Vec<Part>,
+    wanted: Option<TimeRange>,
+) -> Vec<(Vec<Part>, Option<TimeRange>)> {
     let widths: Option<Vec<i64>> = group
         .iter()
         .map(|part| match part {
@@ -409,6 +411,7 @@ pub(crate) fn split_by_slices(group: Vec<Part>) -> Vec<(Vec<Part>, Option<TimeRa
     };
     time_slices(TimeRange { start, end }, Some(width))
         .into_iter()
+        .filter(|range| wanted.is_none_or(|wanted| wanted.overlaps(range)))
         .filter_map(|range| {
             let members: Vec<Part> = group
                 .iter()
@@ -423,10 +426,7 @@ pub(crate) fn split_by_slices(group: Vec<Part>) -> Vec<(Vec<Part>, Option<TimeRa
 /// `wanted` narrowed to `range` (`wanted` itself for no range).
 pub(crate) fn narrowed(wanted: Option<TimeRange>, range: Option<TimeRange>) -> Option<TimeRange> {
     match (wanted, range) {
-        (Some(wanted), Some(range)) => Some(TimeRange {
-            start: wanted.start.max(range.start),
-            end: wanted.end.min(range.end),
-        }),
+        (Some(wanted), Some(range)) => Some(wanted.intersection(&range)),
         (None, range) => range,
         (wanted, None) => wanted,
     }
@@ -630,11 +630,12 @@ fn sources_of(parts: &[Part], range: Option<TimeRange>, one_stream: bool) -> usi
             Part::File(_) if one_stream => 1,
             Part::File(handle) => {
                 let file = handle.meta();
-                let wanted = narrowed(range, Some(file.time_range()));
-                match wanted {
-                    Some(wanted) if wanted.is_empty() => 0,
-                    Some(wanted) => time_slices(wanted, file.time_slice).len(),
-                    None => 1,
+                let span = file.time_range();
+                let wanted = range.map_or(span, |range| span.intersection(&range));
+                if wanted.is_empty() {
+                    0
+                } else {
+                    time_slices(wanted, file.time_slice).len()
                 }
             }
         })

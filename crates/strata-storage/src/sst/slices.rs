@@ -88,11 +88,8 @@ pub(crate) fn slice_start(ts: i64, width: i64) -> i64 {
 /// Whether `range` (clipped to `file`, the file's own time range) touches at most one
 /// slice of width `width` — a file of slices read only for `range` is then sorted by key.
 pub(crate) fn one_slice_within(file: TimeRange, range: Option<TimeRange>, width: i64) -> bool {
-    let (start, end) = match range {
-        Some(range) => (file.start.max(range.start), file.end.min(range.end)),
-        None => (file.start, file.end),
-    };
-    start > end || slice_start(start, width) == slice_start(end, width)
+    let wanted = range.map_or(file, |range| file.intersection(&range));
+    wanted.is_empty() || slice_start(wanted.start, width) == slice_start(wanted.end, width)
 }
 
 /// The time-slice width a file's key-value metadata records; `None` for a file of one
