@@ -1,6 +1,8 @@
 //! Model test of a region shared by two engines: seeded random puts and deletes (colliding
-//! keys) on the leader, flushes, restarts, graceful hand-offs, forced take-overs that fence
-//! the old leader, and follower syncs — every scan compared with a model after each step.
+//! keys) on the leader, flushes, alters (options and added columns), truncates, restarts,
+//! graceful hand-offs, forced take-overs that fence the old leader (at its next flush,
+//! alter or truncate), and follower syncs — every scan compared with a model after each
+//! step.
 //!
 //! The model keeps two states: `full`, what the leader acknowledged, and `committed`, what
 //! its last manifest commit holds. The leader scans `full`; a follower, after a sync,
@@ -20,8 +22,9 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, TimestampMillisecondType};
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use strata_engine::{
-    CreateRequest, Engine, EngineBuilder, EngineConfig, ErrorKind, ManualClock, ObjectStoreConfig,
-    RegionId, RegionOptions, RegionRole, ScanRequest, WriteRequest,
+    AlterKind, AlterRequest, ColumnDataType, ColumnSchema, CreateRequest, Engine, EngineBuilder,
+    EngineConfig, ErrorKind, ManualClock, ObjectStoreConfig, RegionId, RegionOptionChange,
+    RegionOptions, RegionRole, ScanRequest, WriteRequest,
 };
 
 const REGION: RegionId = RegionId::new(43, 0);
@@ -73,6 +76,34 @@ async fn build(home: &Path, shared: &Path, clock: &Arc<ManualClock>) -> Engine {
         .build()
         .await
         .unwrap()
+}
+
+/// Most field columns the model's alters add.
+const MAX_ADDED_COLUMNS: usize = 3;
+
+/// An alter of `engine`'s region: an option change, or (`add_column`) one more nullable
+/// field column — a schema change, which flushes the memtables first.
+async fn alter(engine: &Engine, add_column: bool, size: u64) -> Result<(), strata_engine::Error> {
+    let metadata = engine.region_metadata(REGION)?;
+    let kind = if add_column {
+        AlterKind::AddColumns {
+            columns: vec![ColumnSchema::field(
+                format!("extra{}", metadata.columns().len()),
+                ColumnDataType::Int64,
+            )],
+        }
+    } else {
+        AlterKind::SetOptions {
+            changes: vec![RegionOptionChange::WriteBufferSize(Some(size))],
+        }
+    };
+    engine
+        .alter(AlterRequest {
+            region_id: REGION,
+            schema_version: metadata.schema_version(),
+            kind,
+        })
+        .await
 }
 
 async fn rows(engine: &Engine) -> Rows {
@@ -133,9 +164,10 @@ impl World {
         self.engines[i].as_ref().unwrap()
     }
 
-    /// The old leader of a forced take-over learns of it: its next commit is fenced and
-    /// it turns follower; whatever it had not committed is not on the new leader.
-    async fn fence_zombie(&mut self, what: &mut String) {
+    /// The old leader of a forced take-over learns of it: its next commit — a flush, an
+    /// alter or a truncate, chosen by `rng` — is fenced and it turns follower, acknowledging
+    /// no write afterwards; whatever it had not committed is not on the new leader.
+    async fn fence_zombie(&mut self, rng: &mut Rng, what: &mut String) {
         let Some(z) = self.zombie.take() else {
             return;
         };
@@ -151,18 +183,27 @@ impl World {
             .await
             .unwrap();
         // ... but its commit is fenced and it follows from then on — or a background
-        // compaction's commit was fenced between the role check above and this flush, and
-        // the region already follows (read-only: nothing to flush).
-        let error = engine.flush(REGION).await.unwrap_err();
+        // compaction's commit was fenced between the role check above and this one, and
+        // the region already follows (read-only: nothing to flush, alter or truncate).
+        let (operation, error) = match strata_tests::below(rng, 3) {
+            0 => ("flush", engine.flush(REGION).await.unwrap_err()),
+            1 => ("alter", alter(engine, false, 1 << 20).await.unwrap_err()),
+            _ => ("truncate", engine.truncate(REGION).await.unwrap_err()),
+        };
         let role = engine.region_role(REGION).unwrap();
         match error.kind() {
-            ErrorKind::Fenced => what.push_str(&format!(" (engine {z} fenced)")),
+            ErrorKind::Fenced => what.push_str(&format!(" (engine {z} fenced at its {operation})")),
             ErrorKind::RegionState if role == RegionRole::Follower => what.push_str(&format!(
-                " (engine {z} fenced by a background commit during its flush)"
+                " (engine {z} fenced by a background commit during its {operation})"
             )),
-            _ => panic!("{what}: expected the flush to be fenced: {error}"),
+            _ => panic!("{what}: expected the {operation} to be fenced: {error}"),
         }
-        assert_eq!(role, RegionRole::Follower);
+        assert_eq!(role, RegionRole::Follower, "{what}");
+        let refused = engine
+            .write(WriteRequest::put(REGION, batch(&[(0, 0)], Some(-2))))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::NotLeader, "{what}: {refused}");
     }
 
     async fn step(&mut self, rng: &mut Rng, what: &mut String) {
@@ -207,7 +248,7 @@ impl World {
             }
             60..=69 => {
                 *what = format!("graceful hand-off {leader} -> {follower}");
-                self.fence_zombie(what).await;
+                self.fence_zombie(rng, what).await;
                 let downgraded = self.engine(leader).downgrade(REGION).await.unwrap();
                 self.engine(follower)
                     .upgrade(REGION, Some(downgraded.last_entry_id))
@@ -230,7 +271,7 @@ impl World {
             }
             75..=84 => {
                 *what = format!("sync and scan follower {follower}");
-                self.fence_zombie(what).await;
+                self.fence_zombie(rng, what).await;
                 self.engine(follower).sync(REGION, 0).await.unwrap();
                 assert_eq!(rows(self.engine(follower)).await, self.committed, "{what}");
             }
@@ -238,7 +279,7 @@ impl World {
                 let i = strata_tests::below(rng, 2) as usize;
                 *what = format!("restart engine {i}");
                 if self.zombie == Some(i) {
-                    self.fence_zombie(what).await;
+                    self.fence_zombie(rng, what).await;
                 }
                 let engine = self.engines[i].take().unwrap();
                 engine.stop().await.unwrap();
@@ -253,9 +294,32 @@ impl World {
                 engine.open_as(REGION, role).await.unwrap();
                 self.engines[i] = Some(engine);
             }
-            _ => {
+            90..=93 => {
                 *what = format!("compact on {leader}");
                 self.engine(leader).compact(REGION).await.unwrap();
+            }
+            94..=97 => {
+                let columns = self
+                    .engine(leader)
+                    .region_metadata(REGION)
+                    .unwrap()
+                    .columns()
+                    .len();
+                let add_column =
+                    columns < 3 + MAX_ADDED_COLUMNS && strata_tests::below(rng, 2) == 0;
+                let size = (1 + strata_tests::below(rng, 8)) << 20;
+                *what = format!("alter on {leader} (add a column: {add_column})");
+                alter(self.engine(leader), add_column, size).await.unwrap();
+                if add_column {
+                    // The schema change flushed the memtables first.
+                    self.committed = self.full.clone();
+                }
+            }
+            _ => {
+                *what = format!("truncate on {leader}");
+                self.engine(leader).truncate(REGION).await.unwrap();
+                self.full.clear();
+                self.committed.clear();
             }
         }
         assert_eq!(

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use snafu::Snafu;
 use strata_base::ErrorKind;
 use strata_request::RegionId;
-use strata_storage::StorageError;
+use strata_storage::{CommitError, StorageError};
 
 /// Errors of a compaction. Cloneable: one failure answers every waiter. A failed
 /// compaction never removes its inputs: the region's data is what it was before.
@@ -21,33 +21,16 @@ pub enum CompactionError {
         /// The storage error.
         source: Arc<StorageError>,
     },
-    /// The manifest edit could not be persisted.
-    #[snafu(display(
-        "region {region_id}: compaction failed persisting the manifest edit: {reason}"
-    ))]
+    /// The edit was not persisted: the region's committer refused it (the region left
+    /// the writable state, or an input is no longer live — the outputs were deleted),
+    /// another engine fenced this one out (the region follows here now), or the manifest
+    /// write failed.
+    #[snafu(display("region {region_id}: compaction not committed: {source}"))]
     Commit {
         /// The region.
         region_id: RegionId,
-        /// What went wrong.
-        reason: String,
-    },
-    /// Another engine committed the manifest version this compaction wanted (the region
-    /// has a new leader): the outputs were deleted.
-    #[snafu(display("region {region_id}: compaction commit fenced out: {reason}"))]
-    Fenced {
-        /// The region.
-        region_id: RegionId,
-        /// The manifest's error.
-        reason: String,
-    },
-    /// The region changed under the compaction (its inputs are no longer all live, or it
-    /// left the writable state): the result was discarded and its outputs deleted.
-    #[snafu(display("region {region_id}: compaction result discarded: {reason}"))]
-    Stale {
-        /// The region.
-        region_id: RegionId,
-        /// Why.
-        reason: String,
+        /// The committer's error.
+        source: CommitError,
     },
     /// A DDL (close, drop, truncate, alter) cancelled the compaction.
     #[snafu(display("region {region_id}: compaction cancelled by a {by}"))]
@@ -67,15 +50,13 @@ pub enum CompactionError {
 
 impl CompactionError {
     /// The coarse kind: I/O failures are retryable storage errors; a result discarded or
-    /// cancelled because the region changed is a region-state error.
+    /// cancelled because the region changed is a region-state error; a commit's failure
+    /// is the committer's kind.
     pub fn kind(&self) -> ErrorKind {
         match self {
             CompactionError::Sst { source, .. } => source.kind(),
-            CompactionError::Commit { .. } => ErrorKind::Storage,
-            CompactionError::Fenced { .. } => ErrorKind::Fenced,
-            CompactionError::Stale { .. } | CompactionError::Cancelled { .. } => {
-                ErrorKind::RegionState
-            }
+            CompactionError::Commit { source, .. } => source.kind(),
+            CompactionError::Cancelled { .. } => ErrorKind::RegionState,
             CompactionError::Dropped { .. } => ErrorKind::Stopped,
         }
     }
@@ -88,16 +69,22 @@ mod tests {
     #[test]
     fn io_failures_are_retryable_and_a_changed_region_is_a_state_error() {
         let region_id = RegionId::new(1, 1);
-        let commit = CompactionError::Commit {
+        let stale = CompactionError::Commit {
             region_id,
-            reason: "timeout".into(),
-        };
-        assert!(commit.kind().is_retryable());
-        let stale = CompactionError::Stale {
-            region_id,
-            reason: "input gone".into(),
+            source: CommitError::Stale {
+                region_id,
+                reason: "input gone".into(),
+            },
         };
         assert_eq!(stale.kind(), ErrorKind::RegionState);
+        assert_eq!(
+            CompactionError::Cancelled {
+                region_id,
+                by: "truncate"
+            }
+            .kind(),
+            ErrorKind::RegionState
+        );
         assert_eq!(
             CompactionError::Dropped { region_id }.kind(),
             ErrorKind::Stopped

@@ -11,8 +11,9 @@ use strata_base::{ClockRef, SystemClock};
 use strata_request::RegionId;
 use strata_scheduler::Job;
 use strata_storage::{
-    BatchStream, FileHandle, FileMeta, KeyCodec, MergeOptions, OpenedSst, RegionEdit,
-    SstWriteOptions, StorageError, TimeRange, Version, region_data_dir, window_start, write_ssts,
+    BatchStream, CommitPurpose, Committer, FileHandle, FileMeta, KeyCodec, MergeOptions, OpenedSst,
+    RegionEdit, RegionMetaAction, RegionMetaActionList, SstWriteOptions, StorageError, TimeRange,
+    Version, region_data_dir, window_start, write_ssts,
 };
 use tokio::sync::mpsc;
 
@@ -30,26 +31,6 @@ const MAX_OUTPUT_WINDOWS: i64 = 256;
 
 /// Rows per batch while merging.
 const BATCH_ROWS: usize = 8192;
-
-/// A failed commit, and whether the edit may have been persisted anyway (a failed
-/// object-store write may still have landed). Only when it certainly was not are the
-/// outputs deleted; otherwise they are kept, because the manifest may name them (and the
-/// sweep at the next open deletes them if it does not).
-#[derive(Debug, Clone)]
-pub struct CommitError {
-    /// What went wrong.
-    pub error: CompactionError,
-    /// Whether the edit may be in the manifest despite the error.
-    pub maybe_persisted: bool,
-}
-
-/// Persists a compaction's edit — only if every file it removes is still live and the
-/// region may still change. Implemented over the region's manifest by the worker.
-#[async_trait]
-pub trait CompactionCommitter: Send + Sync + 'static {
-    /// Persists `edit` for `region_id`.
-    async fn commit(&self, region_id: RegionId, edit: &RegionEdit) -> Result<(), CommitError>;
-}
 
 /// Test hook: told when a compaction job starts, and may hold it there.
 #[async_trait]
@@ -170,7 +151,7 @@ pub struct CompactionTask {
     /// What to do.
     pub pick: CompactionPick,
     /// Commits the edit.
-    pub committer: Arc<dyn CompactionCommitter>,
+    pub committer: Arc<dyn Committer>,
     /// Set by a DDL that cancels the job; checked between batches and before the commit.
     pub cancel: Arc<Cancel>,
 }
@@ -344,18 +325,20 @@ async fn run(
         compaction_window_secs: Some(task.pick.window_secs),
         ..RegionEdit::default()
     };
-    match task.committer.commit(region_id, &edit).await {
-        Ok(()) => Ok(CompactionFinished { edit, stats }),
-        Err(CommitError {
-            error,
-            maybe_persisted,
-        }) => {
-            if maybe_persisted {
+    let actions = RegionMetaActionList::one(RegionMetaAction::Edit(edit.clone()));
+    match task
+        .committer
+        .commit(CommitPurpose::Compaction, actions)
+        .await
+    {
+        Ok(_) => Ok(CompactionFinished { edit, stats }),
+        Err(source) => {
+            if source.maybe_persisted() {
                 tracing::warn!(%region_id, files = edit.files_to_add.len(), "compaction commit failed but may have been persisted; keeping its outputs (the next open removes them if the manifest does not name them)");
             } else {
                 delete_files(&context.store, &dir, &edit.files_to_add).await;
             }
-            Err(error)
+            Err(CompactionError::Commit { region_id, source })
         }
     }
 }

@@ -7,12 +7,11 @@
 //!   markers — are in the `picker` module's docs.
 //! - [`CompactionTask`]: one compaction as a job on the compaction pool — reads the inputs
 //!   through the read path's merge/dedup (streaming) one time slice after another, writes
-//!   level-1 outputs in time slices with the flush's SST writer, commits through a [`CompactionCommitter`], reports a
+//!   level-1 outputs in time slices with the flush's SST writer, commits through the region's [`strata_storage::Committer`] (only while the region is
+//!   writable and every input is still live, checked under the manifest lock), reports a
 //!   [`CompactionNotify`].
 //! - [`CompactionScheduler`]: one per worker — one job per region, coalesced follow-ups,
 //!   DDLs fenced behind a cancelled job, stale results ignored (execution ids).
-//! - [`ManifestCompactionCommitter`]: the edit is applied only if the region may change
-//!   and every input is still live, checked under the manifest lock.
 //! - [`CompactionMetrics`]: `strata_compaction_*` on the embedder's registry.
 //!
 //! A failed or cancelled compaction never removes an input; its outputs are deleted, and
@@ -23,7 +22,6 @@
 //! Depends on `strata-base`, `strata-request`, `strata-scheduler` and `strata-storage`; it
 //! **must never depend on** the WAL, the flush pipeline, the workers or the engine.
 
-mod commit;
 mod error;
 mod job;
 mod metrics;
@@ -31,12 +29,10 @@ mod picker;
 mod scheduler;
 mod slicing;
 
-pub use commit::{ManifestCompactionCommitter, StateCheck};
 pub use error::CompactionError;
 pub use job::{
-    COMPACTED_LEVEL, Cancel, CommitError, CompactionCommitter, CompactionContext,
-    CompactionFinished, CompactionInputs, CompactionListener, CompactionNotify, CompactionStats,
-    CompactionTask,
+    COMPACTED_LEVEL, Cancel, CompactionContext, CompactionFinished, CompactionInputs,
+    CompactionListener, CompactionNotify, CompactionStats, CompactionTask,
 };
 pub use metrics::CompactionMetrics;
 pub use picker::{

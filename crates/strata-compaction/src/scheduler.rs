@@ -8,13 +8,10 @@ use std::sync::Arc;
 
 use strata_request::RegionId;
 use strata_scheduler::SchedulerRef;
-use strata_storage::Version;
+use strata_storage::{Committer, Version};
 use tokio::sync::mpsc;
 
-use crate::job::{
-    Cancel, CompactionCommitter, CompactionContext, CompactionInputs, CompactionNotify,
-    CompactionTask,
-};
+use crate::job::{Cancel, CompactionContext, CompactionInputs, CompactionNotify, CompactionTask};
 use crate::picker::{PickMode, pick};
 
 /// A region's running compaction and what waits for it.
@@ -112,7 +109,7 @@ impl<W, D> CompactionScheduler<W, D> {
         &mut self,
         region_id: RegionId,
         version: Arc<Version>,
-        committer: Arc<dyn CompactionCommitter>,
+        committer: Arc<dyn Committer>,
         mode: PickMode,
         waiters: Vec<W>,
         now_millis: i64,

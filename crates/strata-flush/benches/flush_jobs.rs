@@ -19,14 +19,15 @@ use futures::TryStreamExt;
 use opendal::Operator;
 use parquet::arrow::ArrowWriter;
 use strata_flush::{
-    FlushCommitter, FlushContext, FlushError, FlushNotify, FlushReason, FlushScheduler,
-    ManifestCommitter, PendingRequest, RegionFlushTask,
+    FlushContext, FlushError, FlushNotify, FlushReason, FlushScheduler, PendingRequest,
+    RegionFlushTask,
 };
 use strata_request::{OpType, RegionId, Unanswered};
 use strata_scheduler::LocalScheduler;
 use strata_storage::{
-    BatchStream, IterOptions, ManifestConfig, ManifestManager, MergeOptions, SstWriteOptions,
-    Version, VersionControl, merge, output_schema, writer_properties,
+    BatchStream, Committer, IterOptions, ManifestConfig, ManifestManager, MergeOptions,
+    RegionCommitter, RegionState, SstWriteOptions, Version, VersionControl, merge, output_schema,
+    writer_properties,
 };
 use strata_workload::CpuWorkload;
 
@@ -51,10 +52,7 @@ impl PendingRequest for NoPending {
 }
 
 /// A region full of one TSBS data set, ready to flush.
-async fn region(
-    store: &Operator,
-    number: u32,
-) -> (Arc<VersionControl>, Arc<dyn FlushCommitter>, usize) {
+async fn region(store: &Operator, number: u32) -> (Arc<VersionControl>, Arc<dyn Committer>, usize) {
     let workload = CpuWorkload::new(HOSTS, EPOCHS).with_seed(u64::from(number));
     let id = RegionId::new(1, number);
     let manifest = ManifestManager::create(
@@ -76,7 +74,7 @@ async fn region(
     }
     vc.set_sequence_and_entry_id(sequence - 1, 1);
     let bytes = mutable.stats().estimated_bytes;
-    let committer = ManifestCommitter::unchecked(Arc::new(tokio::sync::Mutex::new(manifest)));
+    let committer = RegionCommitter::new(manifest, RegionState::Writable);
     (vc, Arc::new(committer), bytes)
 }
 

@@ -6,7 +6,7 @@ use snafu::Snafu;
 use strata_base::ErrorKind;
 use strata_request::RegionId;
 use strata_scheduler::SchedulerError;
-use strata_storage::StorageError;
+use strata_storage::{CommitError, StorageError};
 
 /// Errors of the flush pipeline. Cloneable: one failure answers many waiters.
 #[derive(Debug, Snafu, Clone)]
@@ -21,31 +21,16 @@ pub enum FlushError {
         /// The storage error.
         source: Arc<StorageError>,
     },
-    /// The manifest edit could not be persisted.
-    #[snafu(display("region {region_id}: flush failed persisting the manifest edit: {reason}"))]
+    /// The manifest edit was not persisted: the region's committer refused it (the region
+    /// left the state in which a flush may commit), another engine fenced this one out
+    /// (the region follows here now; the flush's files are deleted, its rows stay in this
+    /// engine's WAL), or the manifest write failed.
+    #[snafu(display("region {region_id}: flush not committed: {source}"))]
     Commit {
         /// The region.
         region_id: RegionId,
-        /// What went wrong.
-        reason: String,
-    },
-    /// Another engine committed the manifest version this flush wanted: the region has a
-    /// new leader, and this engine's copy must stop writing (the flush's files are
-    /// deleted; its rows stay in this engine's WAL).
-    #[snafu(display("region {region_id}: flush commit fenced out: {reason}"))]
-    Fenced {
-        /// The region.
-        region_id: RegionId,
-        /// The manifest's error.
-        reason: String,
-    },
-    /// The region left the state in which a flush may commit.
-    #[snafu(display("region {region_id}: flush cannot commit: {reason}"))]
-    RegionState {
-        /// The region.
-        region_id: RegionId,
-        /// Why.
-        reason: String,
+        /// The committer's error.
+        source: CommitError,
     },
     /// An earlier flush of the region failed; fenced work fails with it.
     #[snafu(display("region {region_id}: flush failed: {cause}"))]
@@ -94,8 +79,7 @@ impl FlushError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             FlushError::WriteSst { source, .. } => source.kind(),
-            FlushError::Commit { .. } => ErrorKind::Storage,
-            FlushError::Fenced { .. } => ErrorKind::Fenced,
+            FlushError::Commit { source, .. } => source.kind(),
             FlushError::FlushFailed { cause, .. } => match cause.kind() {
                 // Fenced work failed because its flush did; the flush is retried, so is
                 // the work.
@@ -103,8 +87,7 @@ impl FlushError {
                 kind => kind,
             },
             FlushError::Dropped { .. } | FlushError::Schedule { .. } => ErrorKind::Stopped,
-            FlushError::RegionState { .. }
-            | FlushError::RegionDropped { .. }
+            FlushError::RegionDropped { .. }
             | FlushError::RegionClosed { .. }
             | FlushError::RegionTruncated { .. } => ErrorKind::RegionState,
         }
@@ -115,8 +98,6 @@ impl FlushError {
         match self {
             FlushError::WriteSst { region_id, .. }
             | FlushError::Commit { region_id, .. }
-            | FlushError::Fenced { region_id, .. }
-            | FlushError::RegionState { region_id, .. }
             | FlushError::FlushFailed { region_id, .. }
             | FlushError::RegionDropped { region_id }
             | FlushError::RegionClosed { region_id }

@@ -9,9 +9,9 @@ use strata_base::{ClockRef, SystemClock};
 use strata_request::RegionId;
 use strata_scheduler::Job;
 use strata_storage::{
-    FileMeta, MemtableId, MergeOptions, RegionEdit, RegionMetaAction, RegionMetaActionList,
-    SstWriteOptions, Version, VersionControlData, flush_memtable_windowed, infer_window_secs,
-    region_data_dir, window_width,
+    CommitPurpose, Committer, FileMeta, MemtableId, MergeOptions, RegionEdit, RegionMetaAction,
+    RegionMetaActionList, SstWriteOptions, Version, VersionControlData, flush_memtable_windowed,
+    infer_window_secs, region_data_dir, window_width,
 };
 use tokio::sync::{Semaphore, mpsc};
 
@@ -19,31 +19,6 @@ use crate::error::FlushError;
 use crate::metrics::FlushMetrics;
 use crate::reason::FlushReason;
 use crate::task::RegionFlushTask;
-
-/// A failed commit, and whether the edit may have been persisted anyway (a failed write to
-/// an object store may still have landed). Only when it certainly was not are the flush's
-/// files deleted; otherwise they are kept, because the manifest may name them.
-#[derive(Debug, Clone)]
-pub struct CommitError {
-    /// What went wrong.
-    pub error: FlushError,
-    /// Whether the edit may be in the manifest despite the error.
-    pub maybe_persisted: bool,
-}
-
-/// Persists a flush's manifest edit — only while the region may still commit a flush.
-/// Implemented by the worker (which owns the region state); tests use their own.
-#[async_trait]
-pub trait FlushCommitter: Send + Sync + 'static {
-    /// Persists `actions` for `region_id` if the region is still in a state where a flush
-    /// with `reason` may commit.
-    async fn commit(
-        &self,
-        region_id: RegionId,
-        reason: FlushReason,
-        actions: RegionMetaActionList,
-    ) -> Result<(), CommitError>;
-}
 
 /// What a flush job reports back to the worker.
 pub enum FlushNotify<E: From<FlushError> + Send + 'static> {
@@ -145,7 +120,7 @@ impl<E: From<FlushError> + Send + 'static> RegionFlushTask<E> {
         self,
         context: Arc<FlushContext>,
         snapshot: VersionControlData,
-        committer: Arc<dyn FlushCommitter>,
+        committer: Arc<dyn Committer>,
         notify: mpsc::UnboundedSender<FlushNotify<E>>,
     ) -> Job {
         Box::pin(async move {
@@ -212,7 +187,7 @@ pub async fn flush_snapshot(
     region_id: RegionId,
     reason: FlushReason,
     snapshot: &VersionControlData,
-    committer: &dyn FlushCommitter,
+    committer: &dyn Committer,
 ) -> Result<(RegionEdit, Vec<MemtableId>), FlushError> {
     // A closed semaphore means the engine is stopping: fail like a dropped job.
     let Ok(permit) = context.write_limit.clone().acquire_owned().await else {
@@ -229,7 +204,7 @@ async fn write_and_commit(
     region_id: RegionId,
     reason: FlushReason,
     snapshot: &VersionControlData,
-    committer: &dyn FlushCommitter,
+    committer: &dyn Committer,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) -> Result<(RegionEdit, Vec<MemtableId>), FlushError> {
     let started = context.clock.now();
@@ -278,8 +253,7 @@ async fn write_and_commit(
     let committing = context.clock.now();
     let committed = committer
         .commit(
-            region_id,
-            reason,
+            CommitPurpose::Flush(reason.as_str()),
             RegionMetaActionList::one(RegionMetaAction::Edit(edit.clone())),
         )
         .await;
@@ -287,17 +261,14 @@ async fn write_and_commit(
         m.observe_stage("commit", context.clock.elapsed(committing));
     }
     match committed {
-        Ok(()) => Ok((edit, flushed)),
-        Err(CommitError {
-            error,
-            maybe_persisted,
-        }) => {
-            if maybe_persisted {
+        Ok(_) => Ok((edit, flushed)),
+        Err(source) => {
+            if source.maybe_persisted() {
                 tracing::warn!(%region_id, files = files.len(), "flush commit failed but may have been persisted; keeping its files");
             } else {
                 delete_files(context, region_id, &files).await;
             }
-            Err(error)
+            Err(FlushError::Commit { region_id, source })
         }
     }
 }

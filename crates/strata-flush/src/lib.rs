@@ -5,22 +5,21 @@
 //!   [`RegionFlushTask::into_job`] makes the job from a snapshot taken right after freezing.
 //! - The job writes one level-0 SST per non-empty frozen memtable (through
 //!   `strata-storage`, concurrency bounded by [`FlushContext::write_limit`]), then commits
-//!   one manifest edit through a [`FlushCommitter`], then reports a [`FlushNotify`].
+//!   one manifest edit through the region's [`strata_storage::Committer`] (which decides
+//!   whether a flush may still commit, and what a fence does), then reports a
+//!   [`FlushNotify`].
 //! - [`FlushScheduler`]: one per worker; at most one flush per region, later requests merged
 //!   into one follow-up, DDLs and writes fenced behind it ([`PendingRequest`]).
-//! - [`ManifestCommitter`]: the usual [`FlushCommitter`] — a region's manifest plus a
-//!   state check run under the manifest lock.
 //! - [`FlushMetrics`]: `strata_flush_*` on the embedder's registry.
 //!
 //! This crate knows nothing of the worker loop: outcomes go out on a channel of
-//! [`FlushNotify`], region state is consulted through [`FlushCommitter`].
+//! [`FlushNotify`], region state is consulted through the committer.
 //!
 //! # Layering
 //!
 //! Depends on `strata-request`, `strata-scheduler` and `strata-storage`; it **must never
 //! depend on** the WAL, the workers or the engine.
 
-mod committer;
 mod error;
 mod job;
 mod metrics;
@@ -28,12 +27,8 @@ mod reason;
 mod scheduler;
 mod task;
 
-pub use committer::{CommitCheck, ManifestCommitter};
 pub use error::FlushError;
-pub use job::{
-    CommitError, FlushCommitter, FlushContext, FlushFinished, FlushListener, FlushNotify,
-    flush_snapshot,
-};
+pub use job::{FlushContext, FlushFinished, FlushListener, FlushNotify, flush_snapshot};
 pub use metrics::FlushMetrics;
 pub use reason::FlushReason;
 pub use scheduler::{FlushScheduler, PendingRequest, Released};

@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use strata_request::RegionId;
 use strata_scheduler::SchedulerRef;
-use strata_storage::VersionControl;
+use strata_storage::{Committer, VersionControl};
 use tokio::sync::mpsc;
 
 use crate::error::FlushError;
-use crate::job::{FlushCommitter, FlushContext, FlushNotify};
+use crate::job::{FlushContext, FlushNotify};
 use crate::task::RegionFlushTask;
 
 /// Work fenced behind a region's flush (DDLs that need empty memtables, writes that must
@@ -30,7 +30,7 @@ pub trait PendingRequest: Send + 'static {
 /// A region with a flush requested or running.
 struct FlushStatus<E: From<FlushError> + Send + 'static, D, W> {
     version_control: Arc<VersionControl>,
-    committer: Arc<dyn FlushCommitter>,
+    committer: Arc<dyn Committer>,
     /// One follow-up flush covering whatever was written meanwhile.
     pending_task: Option<RegionFlushTask<E>>,
     pending_ddls: Vec<D>,
@@ -120,7 +120,7 @@ impl<E: From<FlushError> + Send + 'static, D: PendingRequest, W: PendingRequest>
     pub fn schedule_flush(
         &mut self,
         version_control: &Arc<VersionControl>,
-        committer: &Arc<dyn FlushCommitter>,
+        committer: &Arc<dyn Committer>,
         task: RegionFlushTask<E>,
     ) -> Result<(), FlushError> {
         let region_id = task.region_id();
@@ -156,7 +156,7 @@ impl<E: From<FlushError> + Send + 'static, D: PendingRequest, W: PendingRequest>
     fn start(
         &self,
         version_control: &Arc<VersionControl>,
-        committer: &Arc<dyn FlushCommitter>,
+        committer: &Arc<dyn Committer>,
         task: RegionFlushTask<E>,
     ) -> Result<(), FlushError> {
         let region_id = task.region_id();

@@ -7,7 +7,6 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arrow_array::{ArrayRef, RecordBatch, StringArray, TimestampMillisecondArray};
@@ -15,15 +14,18 @@ use futures::FutureExt;
 use opendal::Operator;
 use proptest::prelude::*;
 use strata_flush::{
-    FlushCommitter, FlushContext, FlushError, FlushNotify, FlushReason, FlushScheduler,
-    ManifestCommitter, PendingRequest, RegionFlushTask,
+    FlushContext, FlushError, FlushNotify, FlushReason, FlushScheduler, PendingRequest,
+    RegionFlushTask,
 };
 use strata_request::{
     ColumnDataType, ColumnSchema, OpType, OutputTx, RegionId, RegionMetadataBuilder, Reply,
     Unanswered, reply_channel,
 };
 use strata_scheduler::{Job, Scheduler, SchedulerError, StopFuture};
-use strata_storage::{ManifestConfig, ManifestManager, SstWriteOptions, Version, VersionControl};
+use strata_storage::{
+    Committer, ManifestConfig, ManifestManager, RegionCommitter, RegionState, SstWriteOptions,
+    Version, VersionControl,
+};
 use tokio::sync::mpsc;
 
 #[derive(Debug)]
@@ -106,8 +108,8 @@ struct Region {
     id: RegionId,
     vc: Arc<VersionControl>,
     /// Makes the committer refuse (like a region that left a flushable state).
-    fail: Arc<AtomicBool>,
-    dyn_committer: Arc<dyn FlushCommitter>,
+    committer: Arc<RegionCommitter>,
+    dyn_committer: Arc<dyn Committer>,
     next_ts: i64,
     sequence: u64,
 }
@@ -135,22 +137,13 @@ async fn regions(store: &Operator) -> Vec<Region> {
         let vc = Arc::new(VersionControl::new(
             Version::from_manifest(manifest.manifest(), None).unwrap(),
         ));
-        let fail = Arc::new(AtomicBool::new(false));
-        let committer = ManifestCommitter::new(Arc::new(tokio::sync::Mutex::new(manifest)), {
-            let fail = fail.clone();
-            move |_| {
-                if fail.load(Ordering::SeqCst) {
-                    Err("injected".into())
-                } else {
-                    Ok(())
-                }
-            }
-        });
+        // A failed commit: the region left the writable state, as a read-only switch does.
+        let committer = Arc::new(RegionCommitter::new(manifest, RegionState::Writable));
         out.push(Region {
             id,
             vc,
-            fail,
-            dyn_committer: Arc::new(committer),
+            dyn_committer: committer.clone(),
+            committer,
             next_ts: 0,
             sequence: 0,
         });
@@ -239,9 +232,10 @@ proptest! {
                     }
                     Event::Run { fail } => {
                         let Some((r, job)) = queue.pop_front() else { continue };
-                        regions[r].fail.store(fail, Ordering::SeqCst);
+                        let state = if fail { RegionState::ReadOnly } else { RegionState::Writable };
+                        regions[r].committer.set_state(state).await;
                         job.await;
-                        regions[r].fail.store(false, Ordering::SeqCst);
+                        regions[r].committer.set_state(RegionState::Writable).await;
                         // The worker's handling of the outcome.
                         match rx.try_recv().unwrap() {
                             FlushNotify::Finished(f) => {

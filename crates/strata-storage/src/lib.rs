@@ -17,6 +17,9 @@
 //!
 //! - [`ManifestManager`]: the versioned manifest (JSON deltas, checkpoints,
 //!   `_last_checkpoint` with a checksum written last).
+//! - [`RegionCommitter`]: a region's manifest and [`RegionState`] behind one lock — the one
+//!   way anything commits (flushes, compactions, alter, truncate, upgrades) or changes the
+//!   state, and the one reaction to being fenced out (the region follows).
 //!
 //! - [`VersionControl`]: immutable [`Version`] snapshots swapped atomically; [`scan`] reads
 //!   a snapshot (in key order, or time group by time group: [`ScanOrder`]);
@@ -39,6 +42,7 @@ mod manifest;
 mod memtable;
 mod object_store;
 mod read;
+mod region;
 mod sst;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -64,6 +68,9 @@ pub use object_store::{
 pub use read::{
     BatchStream, MergeOptions, RecordBatchStream, RowCount, ScanOrder, ScanRequest, count, merge,
     scan,
+};
+pub use region::{
+    CommitError, CommitGuard, CommitPurpose, Committer, RegionCommitter, RegionState,
 };
 pub use sst::{
     FileHandle, FileId, FileMeta, FilePurger, FilePurgerRef, FileTracker, OpenedSst,

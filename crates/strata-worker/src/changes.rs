@@ -13,7 +13,6 @@ use std::future::Future;
 use std::sync::Arc;
 
 use strata_request::{RegionId, RegionMetadata, RegionOptions};
-use strata_storage::{RegionMetaAction, RegionMetaActionList};
 use tokio::task::JoinHandle;
 
 use crate::error::{Result, WorkerError};
@@ -127,6 +126,10 @@ impl RegionWorkerLoop {
             Ok(_) => tracing::info!(%region_id, kind = changing.kind, "region changed"),
             Err(error) => {
                 tracing::warn!(%region_id, kind = changing.kind, %error, "region change failed");
+                if error.kind() == strata_base::ErrorKind::Fenced {
+                    // The committer made the region follow before the task reported.
+                    self.on_fenced(region_id, &error.to_string()).await;
+                }
             }
         }
         changing.sender.send(answer);
@@ -194,24 +197,4 @@ impl RegionWorkerLoop {
         }
         Ok(0)
     }
-}
-
-/// Writes `action` to the region's manifest under its lock, the region in `transient`
-/// state meanwhile and writable again afterwards, whatever the outcome (nothing reaches
-/// the region before the worker applied the change: its requests wait for it).
-pub(crate) async fn persist_in_state(
-    region: &Region,
-    transient: RegionState,
-    action: RegionMetaAction,
-) -> Result<()> {
-    let mut manifest = region.manifest.lock().await;
-    region.state.set(transient);
-    let persisted = manifest.update(RegionMetaActionList::one(action)).await;
-    region.state.set(RegionState::Writable);
-    persisted
-        .map(|_| ())
-        .map_err(|source| WorkerError::Manifest {
-            region_id: region.region_id(),
-            source: Arc::new(source),
-        })
 }

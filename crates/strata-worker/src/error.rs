@@ -7,7 +7,7 @@ use snafu::Snafu;
 use strata_compaction::CompactionError;
 use strata_flush::FlushError;
 use strata_request::{RegionId, Unanswered, WriteError};
-use strata_storage::{ManifestError, StorageError};
+use strata_storage::{CommitError, ManifestError, StorageError};
 use strata_wal::WalError;
 
 use crate::region::RegionState;
@@ -134,6 +134,14 @@ pub enum WorkerError {
         /// The manifest's error.
         source: Arc<ManifestError>,
     },
+    /// A change of the region (alter, truncate, upgrade) was not committed: its committer
+    /// refused it, another engine fenced this one out (the region follows here now), or
+    /// the manifest write failed.
+    #[snafu(display("{source}"))]
+    Commit {
+        /// The committer's error.
+        source: CommitError,
+    },
     /// Region data (memtables, SSTs) failed.
     #[snafu(display("region {region_id}: {source}"))]
     Storage {
@@ -210,6 +218,7 @@ impl WorkerError {
             WorkerError::Wal { source } => source.kind(),
             WorkerError::CorruptWalEntry { .. } => ErrorKind::Corruption,
             WorkerError::Manifest { source, .. } => source.kind(),
+            WorkerError::Commit { source } => source.kind(),
             WorkerError::Storage { source, .. } => source.kind(),
             WorkerError::ObjectStore { .. } => ErrorKind::Storage,
             WorkerError::Flush { source } => source.kind(),
@@ -236,6 +245,12 @@ impl From<CompactionError> for WorkerError {
 impl From<FlushError> for WorkerError {
     fn from(source: FlushError) -> Self {
         WorkerError::Flush { source }
+    }
+}
+
+impl From<CommitError> for WorkerError {
+    fn from(source: CommitError) -> Self {
+        WorkerError::Commit { source }
     }
 }
 

@@ -4,7 +4,7 @@ use strata_flush::FlushReason;
 use strata_request::{AlterKind, AlterRequest, DdlRequest, RegionMetadata};
 use strata_storage::RegionMetaAction;
 
-use crate::changes::{Change, persist_in_state};
+use crate::changes::Change;
 use crate::error::WorkerError;
 use crate::region::RegionState;
 use crate::request::{ReplyTx, SenderDdlRequest};
@@ -66,7 +66,10 @@ impl RegionWorkerLoop {
                 metadata: metadata.clone(),
                 options: options.clone(),
             };
-            persist_in_state(&region, RegionState::Altering, change).await?;
+            region
+                .committer
+                .change(RegionState::Altering, change)
+                .await?;
             Ok(Change::Altered {
                 metadata,
                 options,

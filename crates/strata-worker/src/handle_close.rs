@@ -73,7 +73,7 @@ impl RegionWorkerLoop {
         };
         if let Some(region) = self.remove_region(region_id) {
             // Under the manifest lock: no flush commit can interleave (none runs anyway).
-            region.set_state_locked(RegionState::Closed).await;
+            region.committer.set_state(RegionState::Closed).await;
         }
         self.stalled
             .fail_region(region_id, &WorkerError::RegionClosed { region_id });

@@ -74,7 +74,7 @@ impl RegionWorkerLoop {
         let scheduled = self.compaction.scheduler.schedule(
             region_id,
             version,
-            region.compaction_committer.clone(),
+            region.committer.clone(),
             mode,
             waiters,
             self.shared.clock.now_millis(),

@@ -35,10 +35,10 @@ impl RegionWorkerLoop {
         let store = self.shared.store.clone();
         let log_store = self.shared.log_store.clone();
         self.start_change(region_id, "drop", sender, async move {
-            region.set_state_locked(RegionState::Dropping).await;
+            region.committer.set_state(RegionState::Dropping).await;
             let marker = dropping_marker(region_id);
             if let Err(source) = store.write(&marker, Vec::<u8>::new()).await {
-                region.set_state_locked(state).await;
+                region.committer.set_state(state).await;
                 return Err(WorkerError::ObjectStore {
                     operation: "write drop marker",
                     path: marker,
@@ -68,12 +68,12 @@ impl RegionWorkerLoop {
 
         let shared = self.shared.clone();
         let crate::purges::PurgeHandle { done, hurry } = self.shared.purges.start(region_id);
-        let manifest = region.manifest.clone();
+        let committer = region.committer.clone();
         let job = Box::pin(async move {
             // A checkpoint's background deletion of old manifest files ends first: it must
             // not delete a file of a region re-created under the same id (a create waits
             // for this job).
-            manifest.lock().await.wait_for_cleanup().await;
+            committer.lock().await.wait_for_cleanup().await;
             let removed = match shared.purge_region_files(region_id).await {
                 Ok(()) => true,
                 Err(error) => {

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use strata_request::{RegionId, RegionRole, SetRoleRequest, SyncRequest};
-use strata_storage::{ManifestError, RegionMetaAction, RegionMetaActionList};
+use strata_storage::{RegionMetaAction, RegionMetaActionList};
 
 /// Most times an upgrade re-reads the manifest and tries again when the current leader
 /// commits a version first.
@@ -67,7 +67,7 @@ impl RegionWorkerLoop {
                 };
                 // Under the manifest lock, which a running flush commit may hold a while.
                 self.start_change(region_id, "downgrade", sender, async move {
-                    region.set_state_locked(target).await;
+                    region.committer.set_state(target).await;
                     tracing::info!(%region_id, from = %from.role(), %to, "region role changed");
                     Ok(Change::StateSet {
                         target,
@@ -149,7 +149,7 @@ impl Shared {
             region_id,
             source: Arc::new(source),
         };
-        let mut manifest = region.manifest.lock().await;
+        let mut manifest = region.committer.lock().await;
         let current = region.version_control.current();
         let mut changed = false;
         let mut attempt = 0;
@@ -178,7 +178,7 @@ impl Shared {
             };
             let epoch = manifest.manifest().leader_epoch() + 1;
             let took_over = manifest
-                .update(RegionMetaActionList::one(RegionMetaAction::Leader {
+                .commit(RegionMetaActionList::one(RegionMetaAction::Leader {
                     epoch,
                     last_entry_id: base,
                 }))
@@ -186,11 +186,12 @@ impl Shared {
             match took_over {
                 Ok(_) => break (epoch, base, keep),
                 // The current leader committed meanwhile (a flush or compaction of its
-                // own): read that too and try again; it cannot win forever.
-                Err(ManifestError::Fenced { .. }) if attempt < UPGRADE_ATTEMPTS => {
+                // own): read that too and try again; it cannot win forever. (The
+                // committer made the region follow; it stays so if every attempt loses.)
+                Err(error) if error.is_fenced() && attempt < UPGRADE_ATTEMPTS => {
                     tracing::debug!(%region_id, attempt, "an upgrade lost a manifest version to the current leader; retrying");
                 }
-                Err(error) => return Err(manifest_error(error)),
+                Err(error) => return Err(error.into()),
             }
         };
         if !keep {
@@ -205,7 +206,7 @@ impl Shared {
         } else {
             self.attach_purger(region.version_control.current().version());
         }
-        region.state.set(RegionState::Writable);
+        manifest.set_state(RegionState::Writable);
         drop(manifest);
         tracing::info!(%region_id, epoch, base, "took the region over as its leader");
         Ok(())
@@ -215,7 +216,7 @@ impl Shared {
     /// and whether a new version was installed.
     async fn sync_region(&self, region: &Arc<Region>) -> Result<(u64, bool)> {
         let region_id = region.region_id();
-        let mut manifest = region.manifest.lock().await;
+        let mut manifest = region.committer.lock().await;
         let mut changed = false;
         if region.state() == RegionState::ReadOnly {
             changed = manifest

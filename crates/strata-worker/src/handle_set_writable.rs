@@ -27,7 +27,7 @@ impl RegionWorkerLoop {
         };
         // Under the manifest lock, which a running flush commit may hold for a while.
         self.start_change(region_id, "set writable", sender, async move {
-            region.set_state_locked(target).await;
+            region.committer.set_state(target).await;
             Ok(Change::StateSet {
                 target,
                 not_leader: false,

@@ -3,14 +3,15 @@
 use strata_request::{DdlRequest, TruncateRequest};
 use strata_storage::RegionMetaAction;
 
-use crate::changes::{Change, persist_in_state};
+use crate::changes::Change;
 use crate::region::RegionState;
 use crate::request::ReplyTx;
 use crate::worker::RegionWorkerLoop;
 
 impl RegionWorkerLoop {
     /// Truncates the region once no flush of it runs. In the background: persists the
-    /// truncation point in the manifest (so a reopen replays nothing before it and names
+    /// truncation point in the manifest (a truncate fenced out by another engine leaves
+    /// the region a follower) (so a reopen replays nothing before it and names
     /// no old file) and obsoletes the WAL up to it; then the worker empties the version
     /// (the old files are removed on the purge pool once no scan holds them). Writes that
     /// arrive meanwhile land after the truncation.
@@ -33,15 +34,16 @@ impl RegionWorkerLoop {
         };
         let log_store = self.shared.log_store.clone();
         self.start_change(region_id, "truncate", sender, async move {
-            persist_in_state(
-                &region,
-                RegionState::Truncating,
-                RegionMetaAction::Truncate {
-                    truncated_entry_id: entry_id,
-                    truncated_sequence: sequence,
-                },
-            )
-            .await?;
+            region
+                .committer
+                .change(
+                    RegionState::Truncating,
+                    RegionMetaAction::Truncate {
+                        truncated_entry_id: entry_id,
+                        truncated_sequence: sequence,
+                    },
+                )
+                .await?;
             if let Err(error) = log_store.obsolete(region_id.as_u64(), entry_id).await {
                 // The manifest's truncation point already keeps replay from resurrecting
                 // rows.

@@ -4,7 +4,10 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use strata_request::{RegionId, RegionMetadata, RegionOptions, RegionRole};
-use strata_storage::{ManifestManager, Version, VersionControl, region_data_dir, region_dir};
+use strata_storage::{
+    Committer, ManifestManager, RegionCommitter, RegionManifest, Version, VersionControl,
+    region_data_dir, region_dir,
+};
 
 use crate::error::{Result, WorkerError};
 use crate::purges::PoolFilePurger;
@@ -205,19 +208,20 @@ impl Shared {
         let version = self.version_from_manifest(manifest.manifest(), !follower)?;
         let flushed_entry_id = version.flushed_entry_id();
         let version_control = Arc::new(VersionControl::new(version));
-        // Replay may flush midway (read-write opens only): through this manifest, which
-        // the region then owns.
-        let manifest = Arc::new(tokio::sync::Mutex::new(manifest));
         if follower {
             // A follower reads the shared store only: the WAL is the leader's business,
             // and nothing is swept, obsoleted or deleted.
+            let committer = Arc::new(RegionCommitter::new(manifest, RegionState::ReadOnly));
             return Ok(Arc::new(Region::new(
                 version_control,
-                manifest,
-                RegionState::ReadOnly,
+                committer,
                 self.clock.now_millis(),
             )));
         }
+        // Replay may flush midway (read-write opens only): through this committer, which
+        // the region then owns. Writable meanwhile — nothing else reaches the region yet —
+        // and read-only afterwards in a read-only engine.
+        let committer = Arc::new(RegionCommitter::new(manifest, RegionState::Writable));
         if skip_wal_replay {
             // Later appends must still get ids above whatever the log holds.
             if let Some(last) = self.log_store.last_entry_id(region_id.as_u64()) {
@@ -228,17 +232,15 @@ impl Shared {
                 );
             }
         } else {
-            let flushes = (!self.config.read_only).then(|| {
-                Arc::new(strata_flush::ManifestCommitter::unchecked(manifest.clone()))
-                    as Arc<dyn strata_flush::FlushCommitter>
-            });
+            let flushes = (!self.config.read_only).then(|| committer.clone() as Arc<dyn Committer>);
             self.replay(&version_control, region_id, flushed_entry_id, flushes)
                 .await?;
         }
-        let state = if self.config.read_only {
-            RegionState::ReadOnly
+        if self.config.read_only {
+            committer.set_state(RegionState::ReadOnly).await;
         } else {
-            self.sweep_unreferenced_files(&*manifest.lock().await).await;
+            self.sweep_unreferenced_files(committer.lock().await.manifest())
+                .await;
             // Up to what the manifest covers now: replay may have flushed.
             let flushed_entry_id = version_control.current().version().flushed_entry_id();
             if let Err(error) = self
@@ -248,12 +250,10 @@ impl Shared {
             {
                 tracing::warn!(%region_id, %error, "cannot obsolete flushed WAL entries on open");
             }
-            RegionState::Writable
-        };
+        }
         Ok(Arc::new(Region::new(
             version_control,
-            manifest,
-            state,
+            committer,
             self.clock.now_millis(),
         )))
     }
@@ -286,7 +286,7 @@ impl Shared {
         &self,
         version_control: &VersionControl,
         region_id: RegionId,
-        committer: &dyn strata_flush::FlushCommitter,
+        committer: &dyn Committer,
     ) -> Result<()> {
         version_control.freeze_mutable();
         let snapshot = version_control.current();
@@ -312,10 +312,10 @@ impl Shared {
     /// files whose deletion did not happen before a restart. Best effort: a failure leaves
     /// garbage, never a problem. Read-write opens only (nothing else runs for the region
     /// yet).
-    async fn sweep_unreferenced_files(&self, manifest: &ManifestManager) {
-        let region_id = manifest.manifest().metadata().region_id();
+    async fn sweep_unreferenced_files(&self, manifest: &RegionManifest) {
+        let region_id = manifest.metadata().region_id();
         let dir = format!("{}/", region_data_dir(region_id));
-        let live = manifest.manifest().files();
+        let live = manifest.files();
         let entries = match self.store.list(&dir).await {
             Ok(entries) => entries,
             Err(error) if error.kind() == opendal::ErrorKind::NotFound => return,
@@ -359,7 +359,7 @@ impl Shared {
         version_control: &VersionControl,
         region_id: RegionId,
         flushed_entry_id: u64,
-        flushes: Option<Arc<dyn strata_flush::FlushCommitter>>,
+        flushes: Option<Arc<dyn Committer>>,
     ) -> Result<()> {
         let wal_error = |source| WorkerError::Wal {
             source: Arc::new(source),

@@ -1,125 +1,22 @@
-//! [`Region`]: one open region (its version, manifest and state) and [`RegionMap`], the
-//! table of open regions shared by the workers and readers.
+//! [`Region`]: one open region (its version, and its manifest and state behind the
+//! region's [`RegionCommitter`]) and [`RegionMap`], the table of open regions shared by
+//! the workers and readers.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use strata_compaction::{CompactionCommitter, ManifestCompactionCommitter};
-use strata_flush::{FlushCommitter, FlushReason, ManifestCommitter};
-use strata_request::{RegionId, RegionRole};
-use strata_storage::{ManifestManager, VersionControl, VersionControlData};
-
-/// What a region currently accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum RegionState {
-    /// Accepts writes, flushes and DDLs.
-    Writable,
-    /// Open for reads only: a follower ([`RegionRole::Follower`]), a region of a
-    /// read-only engine, or one the embedder made read-only.
-    ReadOnly,
-    /// Handing the region over ([`RegionRole::Downgrading`]): new writes are refused,
-    /// flushes still run and commit.
-    Downgrading,
-    /// A schema change is being persisted.
-    Altering,
-    /// Being dropped.
-    Dropping,
-    /// Being truncated.
-    Truncating,
-    /// Closed: the instance is no longer in the region map.
-    Closed,
-}
-
-impl RegionState {
-    fn from_u8(value: u8) -> Self {
-        match value {
-            0 => RegionState::Writable,
-            1 => RegionState::ReadOnly,
-            2 => RegionState::Altering,
-            3 => RegionState::Dropping,
-            4 => RegionState::Truncating,
-            6 => RegionState::Downgrading,
-            _ => RegionState::Closed,
-        }
-    }
-
-    fn as_u8(self) -> u8 {
-        match self {
-            RegionState::Writable => 0,
-            RegionState::ReadOnly => 1,
-            RegionState::Altering => 2,
-            RegionState::Dropping => 3,
-            RegionState::Truncating => 4,
-            RegionState::Closed => 5,
-            RegionState::Downgrading => 6,
-        }
-    }
-
-    /// Lower-case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RegionState::Writable => "writable",
-            RegionState::ReadOnly => "read-only",
-            RegionState::Altering => "altering",
-            RegionState::Dropping => "dropping",
-            RegionState::Truncating => "truncating",
-            RegionState::Closed => "closed",
-            RegionState::Downgrading => "downgrading",
-        }
-    }
-
-    /// The role a region in this state plays: the writable and transient states lead.
-    pub fn role(self) -> RegionRole {
-        match self {
-            RegionState::ReadOnly | RegionState::Closed => RegionRole::Follower,
-            RegionState::Downgrading => RegionRole::Downgrading,
-            _ => RegionRole::Leader,
-        }
-    }
-}
-
-impl fmt::Display for RegionState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A region's state cell. Changed only by the region's worker, and — for transitions that
-/// must not interleave with a flush commit (close, drop, truncate, read-only) — while
-/// holding the region's manifest lock, under which flush commits check it.
-#[derive(Debug)]
-pub(crate) struct StateCell(AtomicU8);
-
-impl StateCell {
-    fn new(state: RegionState) -> Self {
-        Self(AtomicU8::new(state.as_u8()))
-    }
-
-    pub(crate) fn get(&self) -> RegionState {
-        RegionState::from_u8(self.0.load(Ordering::Acquire))
-    }
-
-    pub(crate) fn set(&self, state: RegionState) {
-        self.0.store(state.as_u8(), Ordering::Release);
-    }
-}
-
-/// What a fenced-out commit does to the region, under the manifest lock: it follows.
-fn fence(state: Arc<StateCell>) -> impl Fn() + Send + Sync + 'static {
-    move || state.set(RegionState::ReadOnly)
-}
+use strata_request::RegionId;
+pub use strata_storage::RegionState;
+use strata_storage::{RegionCommitter, VersionControl, VersionControlData};
 
 /// One open region.
 pub struct Region {
     region_id: RegionId,
     pub(crate) version_control: Arc<VersionControl>,
-    pub(crate) manifest: Arc<tokio::sync::Mutex<ManifestManager>>,
-    pub(crate) state: Arc<StateCell>,
-    pub(crate) committer: Arc<dyn FlushCommitter>,
-    pub(crate) compaction_committer: Arc<dyn CompactionCommitter>,
+    /// The manifest and the state: every commit and every change of state goes through it.
+    pub(crate) committer: Arc<RegionCommitter>,
     last_flush_millis: AtomicI64,
     /// The leader lease's end in clock milliseconds (`i64::MAX`: no lease).
     lease_until_millis: AtomicI64,
@@ -131,51 +28,23 @@ impl fmt::Debug for Region {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Region")
             .field("region_id", &self.region_id)
-            .field("state", &self.state.get())
+            .field("state", &self.state())
             .finish_non_exhaustive()
     }
 }
 
 impl Region {
-    /// A region over `manifest` and `version_control` in `state`; `now_millis` counts as its
-    /// last flush (for the periodic flush).
+    /// A region over `committer` (its manifest and state) and `version_control`;
+    /// `now_millis` counts as its last flush (for the periodic flush).
     pub(crate) fn new(
         version_control: Arc<VersionControl>,
-        manifest: Arc<tokio::sync::Mutex<ManifestManager>>,
-        state: RegionState,
+        committer: Arc<RegionCommitter>,
         now_millis: i64,
     ) -> Self {
-        let region_id = version_control.current().version().metadata().region_id();
-        let state = Arc::new(StateCell::new(state));
-        let check_state = state.clone();
-        // A flush may commit only while the region is writable: never after it was closed,
-        // dropped or truncated, or made read-only (another owner may write the manifest).
-        let committer =
-            ManifestCommitter::new(
-                manifest.clone(),
-                move |reason: FlushReason| match check_state.get() {
-                    RegionState::Writable | RegionState::Altering | RegionState::Downgrading => {
-                        Ok(())
-                    }
-                    other => Err(format!("region is {other} ({reason} flush)")),
-                },
-            )
-            .with_on_fenced(fence(state.clone()));
-        let check_state = state.clone();
-        // A compaction may commit only while the region is writable.
-        let compaction_committer =
-            ManifestCompactionCommitter::new(manifest.clone(), move || match check_state.get() {
-                RegionState::Writable => Ok(()),
-                other => Err(format!("region is {other}")),
-            })
-            .with_on_fenced(fence(state.clone()));
         Self {
-            region_id,
+            region_id: committer.region_id(),
             version_control,
-            manifest,
-            state,
-            committer: Arc::new(committer),
-            compaction_committer: Arc::new(compaction_committer),
+            committer,
             last_flush_millis: AtomicI64::new(now_millis),
             lease_until_millis: AtomicI64::new(i64::MAX),
             flush_failed_millis: AtomicI64::new(i64::MIN),
@@ -189,7 +58,7 @@ impl Region {
 
     /// Its current state.
     pub fn state(&self) -> RegionState {
-        self.state.get()
+        self.committer.state()
     }
 
     /// A snapshot of its version and progress counters (what a scan reads).
@@ -221,12 +90,12 @@ impl Region {
 
     /// The manifest version its state is at (waits for a running manifest commit).
     pub async fn manifest_version(&self) -> u64 {
-        self.manifest.lock().await.manifest().manifest_version()
+        self.committer.lock().await.manifest().manifest_version()
     }
 
     /// The epoch of the region's leader as this engine's manifest state knows it.
     pub async fn leader_epoch(&self) -> u64 {
-        self.manifest.lock().await.manifest().leader_epoch()
+        self.committer.lock().await.manifest().leader_epoch()
     }
 
     /// When its last flush failed, if it failed after the last success.
@@ -237,12 +106,6 @@ impl Region {
 
     pub(crate) fn set_flush_failed_millis(&self, millis: i64) {
         self.flush_failed_millis.store(millis, Ordering::Relaxed);
-    }
-
-    /// Sets the state while holding the manifest lock, so no flush commit interleaves.
-    pub(crate) async fn set_state_locked(&self, state: RegionState) {
-        let _manifest = self.manifest.lock().await;
-        self.state.set(state);
     }
 }
 

@@ -17,6 +17,7 @@ use strata_buffer::WriteBufferManagerRef;
 use strata_flush::{FlushNotify, FlushReason, FlushScheduler, RegionFlushTask};
 use strata_request::{DdlRequest, RegionId};
 use strata_scheduler::{ClockRef, SchedulerRef};
+use strata_storage::Committer;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::WorkerConfig;
@@ -279,7 +280,7 @@ impl RegionWorkerLoop {
         self.opening.abort_all();
         self.changing.abort_all();
         for (region_id, region) in self.regions.drain() {
-            region.state.set(RegionState::Closed);
+            region.committer.mark_closed();
             self.shared.regions.remove(region_id);
         }
         self.update_gauges();
@@ -400,10 +401,11 @@ impl RegionWorkerLoop {
         }
         let mut task = RegionFlushTask::new(region_id, reason);
         task.push_waiter(waiter);
+        let committer: Arc<dyn Committer> = region.committer.clone();
         if let Err(error) =
             self.flush
                 .scheduler
-                .schedule_flush(&region.version_control, &region.committer, task)
+                .schedule_flush(&region.version_control, &committer, task)
         {
             tracing::warn!(%region_id, %error, "cannot schedule a flush");
         }

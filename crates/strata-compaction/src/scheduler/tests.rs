@@ -5,12 +5,11 @@ use opendal::Operator;
 use strata_request::{ColumnDataType, ColumnSchema, RegionMetadataBuilder, RegionOptions};
 use strata_scheduler::{Job, Scheduler, SchedulerError, StopFuture};
 use strata_storage::{
-    FileId, FileMeta, ManifestConfig, ManifestManager, RegionEdit, RegionMetaAction,
-    RegionMetaActionList,
+    CommitError, CommitPurpose, Committer, FileId, FileMeta, ManifestConfig, ManifestManager,
+    RegionEdit, RegionMetaAction, RegionMetaActionList,
 };
 
 use super::*;
-use crate::job::CommitError;
 use crate::picker::PickerOptions;
 
 /// Keeps jobs without running them.
@@ -38,14 +37,15 @@ impl Scheduler for HeldPool {
 struct NeverCommits;
 
 #[async_trait]
-impl CompactionCommitter for NeverCommits {
-    async fn commit(&self, region_id: RegionId, _edit: &RegionEdit) -> Result<(), CommitError> {
-        Err(CommitError {
-            error: crate::CompactionError::Stale {
-                region_id,
-                reason: "test".into(),
-            },
-            maybe_persisted: false,
+impl Committer for NeverCommits {
+    async fn commit(
+        &self,
+        _purpose: CommitPurpose,
+        _actions: RegionMetaActionList,
+    ) -> Result<u64, CommitError> {
+        Err(CommitError::Stale {
+            region_id: REGION,
+            reason: "test".into(),
         })
     }
 }

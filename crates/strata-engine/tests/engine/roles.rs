@@ -237,3 +237,84 @@ async fn an_upgrade_short_of_the_old_leaders_last_entry_stays_a_follower() {
     follower.stop().await.unwrap();
     leader.stop().await.unwrap();
 }
+
+/// An engine that led `REGION` and lost it to `second`'s forced take-over (no hand-off):
+/// both engines open on one store, the first still believing it leads.
+async fn a_zombie_leader(env: &TestEnv) -> (Engine, Engine) {
+    let zombie = env.engine().await;
+    create(&zombie, REGION).await;
+    put(&zombie, REGION, 0..4, 1, 1.0).await;
+    zombie.flush(REGION).await.unwrap();
+    let usurper = second_engine(env).await;
+    usurper.open_as(REGION, RegionRole::Follower).await.unwrap();
+    usurper.upgrade(REGION, None).await.unwrap();
+    assert_eq!(zombie.region_role(REGION).unwrap(), RegionRole::Leader);
+    (zombie, usurper)
+}
+
+/// The fenced engine follows: it acknowledges no write, and its rows never reach the
+/// new leader.
+async fn assert_follows_and_acknowledges_nothing(zombie: &Engine, usurper: &Engine, what: &str) {
+    assert_eq!(
+        zombie.region_role(REGION).unwrap(),
+        RegionRole::Follower,
+        "a fenced {what} leaves the old engine a follower"
+    );
+    let error = zombie
+        .write(strata_engine::WriteRequest::put(
+            REGION,
+            crate::common::rows(0..2, 9, 9.0),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::NotLeader, "{what}: {error}");
+    usurper.flush(REGION).await.unwrap();
+    assert!(
+        scan(usurper, REGION).await.keys().all(|(_, ts)| *ts != 9),
+        "{what}: nothing of the fenced engine's reaches the new leader"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alter_fenced_by_a_new_leader_leaves_the_old_engine_a_follower() {
+    let env = TestEnv::new();
+    let (zombie, usurper) = a_zombie_leader(&env).await;
+    let schema_version = zombie.region_metadata(REGION).unwrap().schema_version();
+    let error = zombie
+        .alter(strata_engine::AlterRequest {
+            region_id: REGION,
+            schema_version,
+            kind: strata_engine::AlterKind::SetOptions {
+                changes: vec![strata_engine::RegionOptionChange::Ttl(Some(
+                    Duration::from_secs(3_600),
+                ))],
+            },
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Fenced, "{error}");
+    assert_follows_and_acknowledges_nothing(&zombie, &usurper, "alter").await;
+    assert_eq!(
+        usurper.region_options(REGION).unwrap().ttl,
+        None,
+        "the fenced alter did not reach the manifest"
+    );
+    zombie.stop().await.unwrap();
+    usurper.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncate_fenced_by_a_new_leader_leaves_the_old_engine_a_follower() {
+    let env = TestEnv::new();
+    let (zombie, usurper) = a_zombie_leader(&env).await;
+    let error = zombie.truncate(REGION).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Fenced, "{error}");
+    assert_follows_and_acknowledges_nothing(&zombie, &usurper, "truncate").await;
+    assert_eq!(
+        scan(&usurper, REGION).await.len(),
+        4,
+        "the fenced truncate removed nothing"
+    );
+    zombie.stop().await.unwrap();
+    usurper.stop().await.unwrap();
+}

@@ -10,13 +10,14 @@ use strata_request::{
 use strata_scheduler::{LocalScheduler, Scheduler};
 use strata_storage::testing::{FaultLayer, FaultPlan};
 use strata_storage::{
-    ManifestConfig, ManifestManager, RegionMetaActionList, ScanRequest, SstWriteOptions, Version,
-    VersionControl, region_data_dir, scan,
+    CommitError, CommitPurpose, Committer, ManifestConfig, ManifestError, ManifestManager,
+    RegionMetaActionList, RegionState, ScanRequest, SstWriteOptions, Version, VersionControl,
+    region_data_dir, scan,
 };
 use tokio::sync::{Semaphore, mpsc};
 
 use super::*;
-use crate::job::{CommitError, FlushNotify};
+use crate::job::FlushNotify;
 use crate::reason::FlushReason;
 
 /// The caller-side error of these tests.
@@ -64,36 +65,44 @@ struct TestCommitter {
 }
 
 #[async_trait::async_trait]
-impl FlushCommitter for TestCommitter {
+impl Committer for TestCommitter {
     async fn commit(
         &self,
-        region_id: RegionId,
-        _: FlushReason,
+        purpose: CommitPurpose,
         actions: RegionMetaActionList,
-    ) -> Result<(), CommitError> {
+    ) -> Result<u64, CommitError> {
         let _permit = self.gate.acquire().await;
-        let mode = self.mode.load(Ordering::SeqCst);
-        if mode != OK {
-            return Err(CommitError {
-                error: FlushError::Commit {
+        let mut manifest = self.manifest.lock().await;
+        let region_id = manifest.manifest().metadata().region_id();
+        match self.mode.load(Ordering::SeqCst) {
+            OK => {}
+            FAIL => {
+                return Err(CommitError::Refused {
                     region_id,
-                    reason: "injected".into(),
-                },
-                maybe_persisted: mode == FAIL_MAYBE_PERSISTED,
-            });
+                    state: RegionState::ReadOnly,
+                    purpose: format!("{purpose:?} (injected)"),
+                });
+            }
+            _ => {
+                return Err(CommitError::Manifest {
+                    region_id,
+                    source: Arc::new(ManifestError::ObjectStore {
+                        operation: "write",
+                        path: "injected".into(),
+                        source: Box::new(opendal::Error::new(
+                            opendal::ErrorKind::Unexpected,
+                            "injected",
+                        )),
+                    }),
+                });
+            }
         }
-        self.manifest
-            .lock()
-            .await
+        manifest
             .update(actions)
             .await
-            .map(|_| ())
-            .map_err(|e| CommitError {
-                error: FlushError::Commit {
-                    region_id,
-                    reason: e.to_string(),
-                },
-                maybe_persisted: true,
+            .map_err(|source| CommitError::Manifest {
+                region_id,
+                source: Arc::new(source),
             })
     }
 }
@@ -105,7 +114,7 @@ struct Env {
     store: Operator,
     vc: Arc<VersionControl>,
     committer: Arc<TestCommitter>,
-    dyn_committer: Arc<dyn FlushCommitter>,
+    dyn_committer: Arc<dyn Committer>,
     scheduler: Scheduler_,
     notify: mpsc::UnboundedReceiver<FlushNotify<TestError>>,
     pool: Arc<LocalScheduler>,
