@@ -12,8 +12,8 @@ use strata_request::RegionId;
 use strata_scheduler::Job;
 use strata_storage::{
     BatchStream, CommitPurpose, Committer, FileHandle, FileMeta, KeyCodec, MergeOptions, OpenedSst,
-    RegionEdit, RegionMetaAction, RegionMetaActionList, SstWriteOptions, StorageError, TimeRange,
-    Version, region_data_dir, window_start, write_ssts,
+    RegionEdit, RegionFiles, RegionMetaAction, RegionMetaActionList, SstWriteOptions, StorageError,
+    TimeRange, Version, window_start, write_ssts,
 };
 use tokio::sync::mpsc;
 
@@ -287,7 +287,7 @@ async fn run(
     task: &CompactionTask,
 ) -> Result<CompactionFinished, CompactionError> {
     let region_id = task.region_id;
-    let dir = region_data_dir(region_id);
+    let files = RegionFiles::new(context.store.clone(), region_id);
     let mut outputs: Vec<FileMeta> = Vec::new();
     let mut stats = CompactionStats {
         expired_files: task.pick.expired.len() as u64,
@@ -295,13 +295,13 @@ async fn run(
     };
     for group in &task.pick.groups {
         if let Some(by) = task.cancel.cancelled_by() {
-            delete_files(&context.store, &dir, &outputs).await;
+            files.delete_uncommitted(&outputs).await;
             return Err(CompactionError::Cancelled { region_id, by });
         }
         match merge_group(context, task, group, &mut stats).await {
             Ok(written) => outputs.extend(written),
             Err(error) => {
-                delete_files(&context.store, &dir, &outputs).await;
+                files.delete_uncommitted(&outputs).await;
                 return Err(error);
             }
         }
@@ -310,7 +310,7 @@ async fn run(
         listener.on_compaction_written(region_id).await;
     }
     if let Some(by) = task.cancel.cancelled_by() {
-        delete_files(&context.store, &dir, &outputs).await;
+        files.delete_uncommitted(&outputs).await;
         return Err(CompactionError::Cancelled { region_id, by });
     }
     let removed: Vec<&FileMeta> = task.pick.removed_files().collect();
@@ -333,11 +333,9 @@ async fn run(
     {
         Ok(_) => Ok(CompactionFinished { edit, stats }),
         Err(source) => {
-            if source.maybe_persisted() {
-                tracing::warn!(%region_id, files = edit.files_to_add.len(), "compaction commit failed but may have been persisted; keeping its outputs (the next open removes them if the manifest does not name them)");
-            } else {
-                delete_files(&context.store, &dir, &edit.files_to_add).await;
-            }
+            files
+                .discard_after_failed_commit(&edit.files_to_add, &source)
+                .await;
             Err(CompactionError::Commit { region_id, source })
         }
     }
@@ -354,7 +352,8 @@ async fn merge_group(
     let region_id = task.region_id;
     let inputs = &task.inputs;
     let metadata = inputs.codec.metadata().clone();
-    let dir = region_data_dir(region_id);
+    let files = RegionFiles::new(context.store.clone(), region_id);
+    let dir = files.data_dir();
     let window = task.pick.window.max(1);
     let alive = task.pick.ttl_cutoff.unwrap_or(i64::MIN);
     let first = group
@@ -431,9 +430,9 @@ async fn merge_group(
         )
         .await;
         match written {
-            Ok(files) => outputs.extend(files),
+            Ok(written) => outputs.extend(written),
             Err(error) => {
-                delete_files(&context.store, &dir, &outputs).await;
+                files.delete_uncommitted(&outputs).await;
                 if let Some(by) = task.cancel.cancelled_by() {
                     return Err(CompactionError::Cancelled { region_id, by });
                 }
@@ -442,14 +441,4 @@ async fn merge_group(
         }
     }
     Ok(outputs)
-}
-
-/// Deletes outputs no manifest names (best effort; leftovers are swept at the next open).
-async fn delete_files(store: &Operator, dir: &str, files: &[FileMeta]) {
-    for file in files {
-        let path = file.path(dir);
-        if let Err(error) = store.delete(&path).await {
-            tracing::warn!(path, %error, "cannot delete an uncommitted compaction output");
-        }
-    }
 }

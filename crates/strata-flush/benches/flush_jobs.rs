@@ -25,8 +25,8 @@ use strata_flush::{
 use strata_request::{OpType, RegionId, Unanswered};
 use strata_scheduler::LocalScheduler;
 use strata_storage::{
-    BatchStream, Committer, IterOptions, ManifestConfig, ManifestManager, MergeOptions,
-    RegionCommitter, RegionState, SstWriteOptions, Version, VersionControl, merge, output_schema,
+    BatchStream, Committer, ManifestConfig, ManifestManager, MergeOptions, RegionCommitter,
+    RegionState, ScanRequest, SstWriteOptions, Version, VersionControl, merge, output_schema,
     writer_properties,
 };
 use strata_workload::CpuWorkload;
@@ -125,7 +125,7 @@ async fn raw() -> Duration {
     let schema = output_schema(version.metadata(), &all, true);
     let source: BatchStream = Box::pin(futures::stream::iter(
         memtable
-            .iter(IterOptions {
+            .iter(ScanRequest {
                 batch_rows: 8192,
                 ..Default::default()
             })

@@ -9,9 +9,9 @@ use strata_base::{ClockRef, SystemClock};
 use strata_request::RegionId;
 use strata_scheduler::Job;
 use strata_storage::{
-    CommitPurpose, Committer, FileMeta, MemtableId, MergeOptions, RegionEdit, RegionMetaAction,
-    RegionMetaActionList, SstWriteOptions, Version, VersionControlData, flush_memtable_windowed,
-    infer_window_secs, region_data_dir, window_width,
+    CommitPurpose, Committer, FileMeta, MemtableId, MergeOptions, RegionEdit, RegionFiles,
+    RegionMetaAction, RegionMetaActionList, SstWriteOptions, Version, VersionControlData,
+    flush_memtable_windowed, infer_window_secs, window_width,
 };
 use tokio::sync::{Semaphore, mpsc};
 
@@ -208,6 +208,7 @@ async fn write_and_commit(
     permit: tokio::sync::OwnedSemaphorePermit,
 ) -> Result<(RegionEdit, Vec<MemtableId>), FlushError> {
     let started = context.clock.now();
+    let region_files = RegionFiles::new(context.store.clone(), region_id);
     let mut files: Vec<FileMeta> = Vec::new();
     let mut flushed = Vec::new();
     let window_secs = compaction_window_secs(snapshot.version());
@@ -229,7 +230,7 @@ async fn write_and_commit(
         {
             Ok(written) => files.extend(written),
             Err(source) => {
-                delete_files(context, region_id, &files).await;
+                region_files.delete_uncommitted(&files).await;
                 return Err(FlushError::WriteSst {
                     region_id,
                     source: Arc::new(source),
@@ -263,11 +264,9 @@ async fn write_and_commit(
     match committed {
         Ok(_) => Ok((edit, flushed)),
         Err(source) => {
-            if source.maybe_persisted() {
-                tracing::warn!(%region_id, files = files.len(), "flush commit failed but may have been persisted; keeping its files");
-            } else {
-                delete_files(context, region_id, &files).await;
-            }
+            region_files
+                .discard_after_failed_commit(&files, &source)
+                .await;
             Err(FlushError::Commit { region_id, source })
         }
     }
@@ -293,15 +292,4 @@ fn compaction_window_secs(version: &Version) -> u64 {
         })
         .map_or(0, |(start, end)| end.saturating_sub(start));
     infer_window_secs(version.metadata(), span)
-}
-
-/// Deletes files no manifest names (best effort; leftovers are only garbage).
-async fn delete_files(context: &FlushContext, region_id: RegionId, files: &[FileMeta]) {
-    let dir = region_data_dir(region_id);
-    for file in files {
-        let path = file.path(&dir);
-        if let Err(error) = context.store.delete(&path).await {
-            tracing::warn!(path, %error, "cannot delete an uncommitted SST");
-        }
-    }
 }

@@ -26,9 +26,9 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use strata_request::{OpType, RegionId};
 use strata_storage::{
-    BatchStream, IterOptions, KeyCodec, ManifestConfig, ManifestManager, MergeOptions, RegionEdit,
-    ScanRequest, SstWriteOptions, TimeSeriesMemtable, Version, VersionControl, flush_memtable,
-    merge, output_schema, region_data_dir, scan, writer_properties,
+    BatchStream, KeyCodec, ManifestConfig, ManifestManager, MergeOptions, RegionEdit, ScanRequest,
+    SstWriteOptions, TimeSeriesMemtable, Version, VersionControl, flush_memtable, merge,
+    output_schema, region_data_dir, scan, writer_properties,
 };
 use strata_workload::CpuWorkload;
 
@@ -119,7 +119,7 @@ async fn run(float_fields: bool) {
     let sorted: Vec<RecordBatch> = {
         let source: BatchStream = Box::pin(futures::stream::iter(
             memtable
-                .iter(IterOptions {
+                .iter(ScanRequest {
                     batch_rows: 8192,
                     ..Default::default()
                 })

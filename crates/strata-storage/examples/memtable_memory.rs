@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use strata_request::{OpType, RegionId};
-use strata_storage::{IterOptions, KeyCodec, TimeSeriesMemtable};
+use strata_storage::{KeyCodec, ScanRequest, TimeSeriesMemtable};
 use strata_workload::CpuWorkload;
 
 #[global_allocator]
@@ -63,7 +63,7 @@ fn main() {
         );
         // Sanity: everything comes back.
         let read: usize = memtable
-            .iter(IterOptions::default())
+            .iter(ScanRequest::default())
             .unwrap()
             .map(|b| b.unwrap().num_rows())
             .sum();

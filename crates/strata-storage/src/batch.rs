@@ -9,7 +9,12 @@ use arrow_row::{Row, Rows};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use strata_request::{OpType, RegionMetadata};
 
+use crate::error::StorageError;
 use crate::key::KeyCodec;
+
+/// A stream of sorted batches: what memtables, SSTs and merges yield.
+pub type BatchStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<SortedBatch, StorageError>> + Send>>;
 
 /// Name of the sequence column in files and in scans that ask for it.
 pub const SEQUENCE_COLUMN: &str = "__sequence";

@@ -6,11 +6,14 @@ use std::sync::Arc;
 use futures::StreamExt;
 use opendal::Operator;
 
+use crate::batch::BatchStream;
 use crate::error::StorageError;
-use crate::memtable::{IterOptions, TimeRange, TimeSeriesMemtable};
+use crate::memtable::TimeSeriesMemtable;
 use crate::object_store::region_data_dir;
-use crate::read::{BatchStream, MergeOptions, merge};
-use crate::sst::{FileMeta, SstWriteOptions, slice_width, time_slices, write_sst};
+use crate::read::{MergeOptions, merge};
+use crate::request::ScanRequest;
+use crate::sst::{FileMeta, SstWriteOptions, delete_ssts, slice_width, time_slices, write_sst};
+use crate::time_range::TimeRange;
 use crate::window::window_start;
 
 /// Writes `memtable`'s rows, merged as `merge` says ([`MergeOptions::flush_of`] the region's
@@ -106,12 +109,7 @@ pub async fn flush_memtable_windowed(
         }
     }
     if let Some(error) = failure {
-        for file in &files {
-            let path = file.path(&dir);
-            if let Err(cleanup) = store.delete(&path).await {
-                tracing::warn!(path, %cleanup, "cannot delete an SST of a failed flush");
-            }
-        }
+        delete_ssts(store, &dir, &files, "an SST of a failed flush").await;
         return Err(error);
     }
     Ok(files)
@@ -137,9 +135,9 @@ fn sorted_rows(
     let ranges = time_slices(range, width);
     let codec = memtable.codec().clone();
     let slices = match memtable.iter_ranges(
-        IterOptions {
+        ScanRequest {
             batch_rows: 8192,
-            ..IterOptions::default()
+            ..ScanRequest::default()
         },
         &ranges,
     ) {

@@ -92,7 +92,7 @@ impl KeyCodec {
         {
             let plain = tags
                 .iter()
-                .map(crate::sst::plain)
+                .map(crate::plain::plain)
                 .collect::<Result<Vec<_>, _>>()
                 .context(context)?;
             return self.converter.convert_columns(&plain).context(context);

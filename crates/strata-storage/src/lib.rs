@@ -41,15 +41,18 @@ mod key;
 mod manifest;
 mod memtable;
 mod object_store;
+mod plain;
 mod read;
 mod region;
+mod request;
 mod sst;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+mod time_range;
 mod version;
 mod window;
 
-pub use batch::{OP_TYPE_COLUMN, SEQUENCE_COLUMN, SortedBatch, output_schema};
+pub use batch::{BatchStream, OP_TYPE_COLUMN, SEQUENCE_COLUMN, SortedBatch, output_schema};
 pub use durable_fs::DurableFsLayer;
 pub use error::StorageError;
 pub use flush::{flush_memtable, flush_memtable_windowed};
@@ -58,25 +61,22 @@ pub use manifest::{
     ManifestConfig, ManifestError, ManifestManager, RegionEdit, RegionManifest, RegionMetaAction,
     RegionMetaActionList,
 };
-pub use memtable::{
-    IterOptions, MemtableId, MemtableIter, MemtableStats, TimeRange, TimeSeriesMemtable,
-};
+pub use memtable::{MemtableId, MemtableIter, MemtableStats, TimeSeriesMemtable};
 pub use object_store::{
     ObjectStoreConfig, ObjectStoreError, S3Config, Secret, list_regions, region_data_dir,
     region_dir, region_manifest_dir,
 };
-pub use read::{
-    BatchStream, MergeOptions, RecordBatchStream, RowCount, ScanOrder, ScanRequest, count, merge,
-    scan,
-};
+pub use read::{MergeOptions, RecordBatchStream, RowCount, count, merge, scan};
 pub use region::{
-    CommitError, CommitGuard, CommitPurpose, Committer, RegionCommitter, RegionState,
+    CommitError, CommitGuard, CommitPurpose, Committer, RegionCommitter, RegionFiles, RegionState,
 };
+pub use request::{ScanOrder, ScanRequest};
 pub use sst::{
     FileHandle, FileId, FileMeta, FilePurger, FilePurgerRef, FileTracker, OpenedSst,
     REGION_METADATA_KEY, SstReadOptions, SstWriteOptions, TIME_SLICE_KEY, read_sst,
     read_sst_slices, slice_width, time_slices, verify_sst, write_sst, write_ssts,
     writer_properties,
 };
+pub use time_range::TimeRange;
 pub use version::{MAX_LEVEL, MemtableVersion, Version, VersionControl, VersionControlData};
 pub use window::{INFERRED_WINDOWS_SECS, infer_window_secs, window_start, window_width};

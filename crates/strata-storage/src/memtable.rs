@@ -17,20 +17,18 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{
-    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
-};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_buffer::ScalarBuffer;
-use arrow_schema::{DataType, TimeUnit};
 use snafu::ensure;
 use strata_buffer::{AllocTracker, WriteBufferManagerRef};
 use strata_request::{OpType, RegionMetadata};
 
 use crate::error::{FrozenSnafu, SchemaMismatchSnafu, StorageError};
 use crate::key::KeyCodec;
-pub use iter::{IterOptions, MemtableIter};
+use crate::request::ScanRequest;
+use crate::time_range::TimeRange;
+use crate::time_range::timestamp_values;
+pub use iter::MemtableIter;
 
 /// Identifies a memtable within its region; allocated in increasing order.
 pub type MemtableId = u32;
@@ -45,40 +43,6 @@ pub(crate) type SeriesRows = (Arc<[u8]>, Vec<RowRef>);
 const ROW_REF_BYTES: usize = 8;
 /// Bookkeeping of one series besides its key: hash-map slot and vector header.
 const SERIES_OVERHEAD_BYTES: usize = 64;
-
-/// An inclusive time range in the region's timestamp unit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TimeRange {
-    /// First timestamp included.
-    pub start: i64,
-    /// Last timestamp included.
-    pub end: i64,
-}
-
-impl TimeRange {
-    /// Whether `ts` lies in the range.
-    pub fn contains(&self, ts: i64) -> bool {
-        self.start <= ts && ts <= self.end
-    }
-
-    /// Whether the two ranges share a timestamp (an empty range shares none).
-    pub fn overlaps(&self, other: &TimeRange) -> bool {
-        !self.is_empty() && !other.is_empty() && self.start <= other.end && other.start <= self.end
-    }
-
-    /// Whether no timestamp lies in the range (`start > end`).
-    pub fn is_empty(&self) -> bool {
-        self.start > self.end
-    }
-
-    /// The timestamps in both ranges (empty if they share none).
-    pub fn intersection(&self, other: &TimeRange) -> TimeRange {
-        TimeRange {
-            start: self.start.max(other.start),
-            end: self.end.min(other.end),
-        }
-    }
-}
 
 /// What a memtable holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -305,8 +269,9 @@ impl TimeSeriesMemtable {
         TimeSeriesMemtable::new(id, codec, self.write_buffer.clone())
     }
 
-    /// Sorted rows, as described by `options`.
-    pub fn iter(&self, options: IterOptions) -> Result<MemtableIter, StorageError> {
+    /// Sorted rows, as described by `options`: its projection, time range, sequence bound
+    /// and batch size (a memtable has one order and no files: the rest does not apply).
+    pub fn iter(&self, options: ScanRequest) -> Result<MemtableIter, StorageError> {
         // Copy the references under the lock (8 bytes a row); filter and sort outside it,
         // so a long scan or flush never holds up the writer.
         let (chunks, series) = {
@@ -326,7 +291,7 @@ impl TimeSeriesMemtable {
     /// row references and one sort, not one per range (a flush writing time slices).
     pub fn iter_ranges(
         &self,
-        options: IterOptions,
+        options: ScanRequest,
         ranges: &[TimeRange],
     ) -> Result<Vec<MemtableIter>, StorageError> {
         Ok(self.iter(options)?.split(ranges))
@@ -345,25 +310,6 @@ impl TimeSeriesMemtable {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-}
-
-/// The values of a timestamp array as `i64`s in its own unit.
-pub(crate) fn timestamp_values(array: &ArrayRef) -> Option<ScalarBuffer<i64>> {
-    Some(match array.data_type() {
-        DataType::Timestamp(TimeUnit::Millisecond, _) => array
-            .as_primitive_opt::<TimestampMillisecondType>()?
-            .values()
-            .clone(),
-        DataType::Timestamp(TimeUnit::Microsecond, _) => array
-            .as_primitive_opt::<TimestampMicrosecondType>()?
-            .values()
-            .clone(),
-        DataType::Timestamp(TimeUnit::Nanosecond, _) => array
-            .as_primitive_opt::<TimestampNanosecondType>()?
-            .values()
-            .clone(),
-        _ => return None,
-    })
 }
 
 #[cfg(test)]

@@ -6,5 +6,5 @@ mod merge;
 mod scan;
 
 pub use count::{RowCount, count};
-pub use merge::{BatchStream, MergeOptions, merge};
-pub use scan::{RecordBatchStream, ScanOrder, ScanRequest, scan};
+pub use merge::{MergeOptions, merge};
+pub use scan::{RecordBatchStream, scan};

@@ -19,10 +19,10 @@ mod writer;
 use serde::{Deserialize, Serialize};
 use strata_request::RegionId;
 
-use crate::memtable::TimeRange;
+use crate::time_range::TimeRange;
 pub use handle::{FileHandle, FilePurger, FilePurgerRef, FileTracker};
 pub use reader::{OpenedSst, SstReadOptions, read_sst, read_sst_slices};
-pub(crate) use reader::{SharedOpen, concat, plain, read_sst_shared};
+pub(crate) use reader::{SharedOpen, concat, read_sst_shared};
 pub(crate) use slices::one_slice_within;
 pub use slices::{TIME_SLICE_KEY, slice_width, time_slices};
 pub use verify::verify_sst;
@@ -93,6 +93,23 @@ pub struct FileMeta {
 
 #[cfg(test)]
 mod tests;
+
+/// Deletes `files` from the region directory `dir`, one by one: SSTs no manifest names
+/// (`what` says which, for the log). Best effort: a file that cannot be deleted is
+/// garbage, never read — logged, and swept by the region's next read-write open.
+pub(crate) async fn delete_ssts(
+    store: &opendal::Operator,
+    dir: &str,
+    files: &[FileMeta],
+    what: &str,
+) {
+    for file in files {
+        let path = file.path(dir);
+        if let Err(error) = store.delete(&path).await {
+            tracing::warn!(path, %error, "cannot delete {what}");
+        }
+    }
+}
 
 impl FileMeta {
     /// The file's path under the region directory `dir`.

@@ -346,3 +346,21 @@ impl oio::Delete for Delayed<oio::Deleter> {
         self.inner.close().await
     }
 }
+
+/// A one-row level-0 file entry of `region_id` under a fresh id, for tests that need
+/// manifest entries (the file itself is not written).
+pub fn file_meta(region_id: strata_request::RegionId) -> crate::FileMeta {
+    crate::FileMeta {
+        region_id,
+        file_id: crate::FileId::random(),
+        level: 0,
+        time_range: (0, 1),
+        num_rows: 1,
+        num_row_groups: 1,
+        file_size: 1,
+        max_sequence: 1,
+        checksum: 0,
+        num_deletes: None,
+        time_slice: None,
+    }
+}

@@ -6,7 +6,7 @@ use strata_request::{DdlRequest, DropRequest};
 
 use crate::changes::Change;
 use crate::error::WorkerError;
-use crate::opener::dropping_marker;
+use crate::opener::storage_error;
 use crate::region::{Region, RegionState};
 use crate::request::ReplyTx;
 use crate::worker::RegionWorkerLoop;
@@ -32,18 +32,13 @@ impl RegionWorkerLoop {
         else {
             return;
         };
-        let store = self.shared.store.clone();
+        let files = self.shared.region_files(region_id);
         let log_store = self.shared.log_store.clone();
         self.start_change(region_id, "drop", sender, async move {
             region.committer.set_state(RegionState::Dropping).await;
-            let marker = dropping_marker(region_id);
-            if let Err(source) = store.write(&marker, Vec::<u8>::new()).await {
+            if let Err(error) = files.mark_dropping().await {
                 region.committer.set_state(state).await;
-                return Err(WorkerError::ObjectStore {
-                    operation: "write drop marker",
-                    path: marker,
-                    source: Arc::new(source),
-                });
+                return Err(storage_error(region_id)(error));
             }
             if let Err(error) = log_store.drop_region(region_id.as_u64()).await {
                 // The marker already makes the drop final; a later create drops the

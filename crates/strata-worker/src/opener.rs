@@ -5,8 +5,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use strata_request::{RegionId, RegionMetadata, RegionOptions, RegionRole};
 use strata_storage::{
-    Committer, ManifestManager, RegionCommitter, RegionManifest, Version, VersionControl,
-    region_data_dir, region_dir,
+    Committer, ManifestManager, RegionCommitter, RegionFiles, StorageError, Version, VersionControl,
 };
 
 use crate::error::{Result, WorkerError};
@@ -18,19 +17,9 @@ use crate::worker::Shared;
 /// Most times a read-only open starts over because the WAL moved on under it.
 const READ_ONLY_OPEN_ATTEMPTS: usize = 20;
 
-/// The marker a drop leaves in the region directory before anything is deleted.
-pub(crate) fn dropping_marker(region_id: RegionId) -> String {
-    format!("{}/.dropping", region_dir(region_id))
-}
-
-fn object_store_error(
-    operation: &'static str,
-    path: &str,
-) -> impl FnOnce(opendal::Error) -> WorkerError {
-    let path = path.to_string();
-    move |source| WorkerError::ObjectStore {
-        operation,
-        path,
+pub(crate) fn storage_error(region_id: RegionId) -> impl FnOnce(StorageError) -> WorkerError {
+    move |source| WorkerError::Storage {
+        region_id,
         source: Arc::new(source),
     }
 }
@@ -45,46 +34,26 @@ fn manifest_error(
 }
 
 impl Shared {
+    /// The region's objects in the store.
+    pub(crate) fn region_files(&self, region_id: RegionId) -> RegionFiles {
+        RegionFiles::new(self.store.clone(), region_id)
+    }
+
     /// Whether a drop of the region started (its marker exists).
     pub(crate) async fn is_dropping(&self, region_id: RegionId) -> Result<bool> {
-        let marker = dropping_marker(region_id);
-        self.store
-            .exists(&marker)
+        self.region_files(region_id)
+            .is_dropping()
             .await
-            .map_err(object_store_error("check drop marker", &marker))
+            .map_err(storage_error(region_id))
     }
 
     /// Deletes every file of the region, the drop marker last (so a crash midway leaves
     /// a marker and the next open finishes the job).
     pub(crate) async fn purge_region_files(&self, region_id: RegionId) -> Result<()> {
-        let dir = format!("{}/", region_dir(region_id));
-        let marker = dropping_marker(region_id);
-        let entries = self
-            .store
-            .list_with(&dir)
-            .recursive(true)
+        self.region_files(region_id)
+            .purge()
             .await
-            .map_err(object_store_error("list region files", &dir))?;
-        for entry in entries {
-            let path = entry.path();
-            if path == marker || path.ends_with('/') {
-                continue;
-            }
-            self.store
-                .delete(path)
-                .await
-                .map_err(object_store_error("delete region file", path))?;
-        }
-        self.store
-            .delete(&marker)
-            .await
-            .map_err(object_store_error("delete drop marker", &marker))?;
-        // Directories (on file systems) go last; an object store has none.
-        self.store
-            .delete_with(&dir)
-            .recursive(true)
-            .await
-            .map_err(object_store_error("remove region directory", &dir))
+            .map_err(storage_error(region_id))
     }
 
     /// Creates the region's manifest (version 0) and an empty region.
@@ -239,7 +208,10 @@ impl Shared {
         if self.config.read_only {
             committer.set_state(RegionState::ReadOnly).await;
         } else {
-            self.sweep_unreferenced_files(committer.lock().await.manifest())
+            // SSTs the manifest does not name: outputs of a flush or compaction that crashed
+            // before its commit, removed files whose deletion a restart cut short.
+            self.region_files(region_id)
+                .sweep_unreferenced(committer.lock().await.manifest().files())
                 .await;
             // Up to what the manifest covers now: replay may have flushed.
             let flushed_entry_id = version_control.current().version().flushed_entry_id();
@@ -305,47 +277,6 @@ impl Shared {
         }
         tracing::info!(%region_id, files = edit.files_to_add.len(), flushed_entry_id = ?edit.flushed_entry_id, "flushed during WAL replay");
         Ok(())
-    }
-
-    /// Deletes the region's SST files its manifest does not name: outputs of a flush or
-    /// compaction that crashed before its commit (or whose commit failed), and removed
-    /// files whose deletion did not happen before a restart. Best effort: a failure leaves
-    /// garbage, never a problem. Read-write opens only (nothing else runs for the region
-    /// yet).
-    async fn sweep_unreferenced_files(&self, manifest: &RegionManifest) {
-        let region_id = manifest.metadata().region_id();
-        let dir = format!("{}/", region_data_dir(region_id));
-        let live = manifest.files();
-        let entries = match self.store.list(&dir).await {
-            Ok(entries) => entries,
-            Err(error) if error.kind() == opendal::ErrorKind::NotFound => return,
-            Err(error) => {
-                tracing::warn!(%region_id, %error, "cannot list the region's files to sweep unreferenced ones");
-                return;
-            }
-        };
-        let mut swept = 0usize;
-        for entry in entries {
-            let Some(id) = entry
-                .name()
-                .strip_suffix(".parquet")
-                .and_then(|stem| stem.parse::<strata_storage::FileId>().ok())
-            else {
-                continue;
-            };
-            if live.contains_key(&id) {
-                continue;
-            }
-            match self.store.delete(entry.path()).await {
-                Ok(()) => swept += 1,
-                Err(error) => {
-                    tracing::warn!(%region_id, path = entry.path(), %error, "cannot delete an unreferenced SST");
-                }
-            }
-        }
-        if swept > 0 {
-            tracing::info!(%region_id, swept, "deleted SST files the manifest does not name");
-        }
     }
 
     /// Replays entries after `flushed_entry_id` into the memtable with their original

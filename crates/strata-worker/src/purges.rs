@@ -13,7 +13,7 @@ use std::time::Duration;
 use opendal::Operator;
 use strata_request::RegionId;
 use strata_scheduler::{ClockRef, Job, SchedulerRef};
-use strata_storage::{FileMeta, FilePurger, region_data_dir};
+use strata_storage::{FileMeta, FilePurger, RegionFiles};
 use tokio::sync::{Notify, watch};
 
 /// Deletes removed SST files on the purge pool, once their last reader in this engine is
@@ -31,14 +31,12 @@ pub(crate) struct PoolFilePurger {
 
 impl FilePurger for PoolFilePurger {
     fn purge(&self, file: &FileMeta) {
-        let path = file.path(&region_data_dir(file.region_id));
-        let store = self.store.clone();
-        let job: Job = Box::pin(async move {
-            if let Err(error) = store.delete(&path).await {
-                tracing::warn!(path, %error, "cannot delete a removed SST (it is garbage now)");
-            }
-        });
+        let files = RegionFiles::new(self.store.clone(), file.region_id);
         let file_id = file.file_id;
+        let file = file.clone();
+        let job: Job = Box::pin(async move {
+            files.delete_removed(&file).await;
+        });
         let pool = self.pool.clone();
         let schedule = move |job| {
             if let Err(error) = pool.schedule(job) {

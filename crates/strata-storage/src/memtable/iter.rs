@@ -11,30 +11,7 @@ use super::{Chunk, RowRef, SeriesRows, TimeRange, value_slots};
 use crate::batch::SortedBatch;
 use crate::error::{ArrowSnafu, BadProjectionSnafu, StorageError};
 use crate::key::KeyCodec;
-
-/// What to read from a memtable.
-#[derive(Debug, Clone)]
-pub struct IterOptions {
-    /// Region column indices to return, ascending; `None` returns every column.
-    pub projection: Option<Vec<usize>>,
-    /// Only rows whose timestamp lies in this range.
-    pub time_range: Option<TimeRange>,
-    /// Only rows with a sequence at or below this (a snapshot's committed sequence).
-    pub max_sequence: Option<u64>,
-    /// Most rows per batch.
-    pub batch_rows: usize,
-}
-
-impl Default for IterOptions {
-    fn default() -> Self {
-        Self {
-            projection: None,
-            time_range: None,
-            max_sequence: None,
-            batch_rows: 4096,
-        }
-    }
-}
+use crate::request::ScanRequest;
 
 /// Sorted rows of a memtable snapshot: by primary key, then timestamp, then sequence
 /// descending. Duplicates are kept (the merge deduplicates across sources).
@@ -73,7 +50,7 @@ impl MemtableIter {
         codec: Arc<KeyCodec>,
         chunks: Vec<Arc<Chunk>>,
         series: Vec<SeriesRows>,
-        options: IterOptions,
+        options: ScanRequest,
     ) -> Result<Self, StorageError> {
         let metadata = codec.metadata();
         let columns = metadata.columns().len();

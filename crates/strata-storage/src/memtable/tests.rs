@@ -47,7 +47,7 @@ fn batch(rows: &[(&str, i64, i64)]) -> RecordBatch {
 }
 
 /// `(host, ts, v, sequence, op)` of every row the iterator yields, in order.
-fn read(m: &TimeSeriesMemtable, options: IterOptions) -> Vec<(String, i64, i64, u64, OpType)> {
+fn read(m: &TimeSeriesMemtable, options: ScanRequest) -> Vec<(String, i64, i64, u64, OpType)> {
     rows_of(m.iter(options).unwrap())
 }
 
@@ -84,7 +84,7 @@ fn rows_come_out_sorted_by_key_then_time_then_newest_first() {
     .unwrap();
     m.write(&batch(&[("a", 5, 51), ("b", 1, 11)]), OpType::Delete, 4)
         .unwrap();
-    let rows = read(&m, IterOptions::default());
+    let rows = read(&m, ScanRequest::default());
     let expected = [
         ("a", 5, 51, 4, OpType::Delete),
         ("a", 5, 50, 2, OpType::Put),
@@ -130,7 +130,7 @@ fn projection_time_range_and_max_sequence_filter_rows() {
     .unwrap();
     let rows = read(
         &m,
-        IterOptions {
+        ScanRequest {
             time_range: Some(TimeRange { start: 2, end: 3 }),
             max_sequence: Some(3),
             ..Default::default()
@@ -140,7 +140,7 @@ fn projection_time_range_and_max_sequence_filter_rows() {
     assert_eq!(got, [("a", 2), ("a", 3)]);
 
     let mut it = m
-        .iter(IterOptions {
+        .iter(ScanRequest {
             projection: Some(vec![2, 3]),
             ..Default::default()
         })
@@ -159,7 +159,7 @@ fn projection_time_range_and_max_sequence_filter_rows() {
     );
 
     let err = m
-        .iter(IterOptions {
+        .iter(ScanRequest {
             projection: Some(vec![4]),
             ..Default::default()
         })
@@ -173,9 +173,9 @@ fn batches_respect_the_row_limit_and_keep_the_order() {
     let rows: Vec<(String, i64, i64)> = (0..50).map(|i| (format!("h{}", i % 7), i, i)).collect();
     let rows_ref: Vec<(&str, i64, i64)> = rows.iter().map(|r| (r.0.as_str(), r.1, r.2)).collect();
     m.write(&batch(&rows_ref), OpType::Put, 1).unwrap();
-    let whole = read(&m, IterOptions::default());
+    let whole = read(&m, ScanRequest::default());
     let sizes: Vec<usize> = m
-        .iter(IterOptions {
+        .iter(ScanRequest {
             batch_rows: 8,
             ..Default::default()
         })
@@ -187,7 +187,7 @@ fn batches_respect_the_row_limit_and_keep_the_order() {
     assert_eq!(
         read(
             &m,
-            IterOptions {
+            ScanRequest {
                 batch_rows: 8,
                 ..Default::default()
             }
@@ -274,11 +274,11 @@ proptest! {
             .windows(2)
             .map(|w| TimeRange { start: w[0], end: w[1] - 1 })
             .collect();
-        let options = IterOptions { batch_rows, ..Default::default() };
+        let options = ScanRequest { batch_rows, ..Default::default() };
         let split = m.iter_ranges(options.clone(), &ranges).unwrap();
         prop_assert_eq!(split.len(), ranges.len());
         for (iter, range) in split.into_iter().zip(&ranges) {
-            let want = read(&m, IterOptions { time_range: Some(*range), ..options.clone() });
+            let want = read(&m, ScanRequest { time_range: Some(*range), ..options.clone() });
             prop_assert_eq!(rows_of(iter), want);
         }
     }
@@ -307,6 +307,6 @@ proptest! {
             sequence += b.len() as u64;
         }
         model.sort_by(|a, b| (&a.0, a.1, std::cmp::Reverse(a.3)).cmp(&(&b.0, b.1, std::cmp::Reverse(b.3))));
-        prop_assert_eq!(read(&m, IterOptions { batch_rows, ..Default::default() }), model);
+        prop_assert_eq!(read(&m, ScanRequest { batch_rows, ..Default::default() }), model);
     }
 }

@@ -6,12 +6,13 @@ use opendal::Operator;
 
 use super::merge::MergeOptions;
 use super::scan::{
-    Part, ScanOrder, ScanRequest, merge_parts, narrowed, on_multi_thread_runtime,
-    overlapping_groups, parts, runtime_workers, split_by_slices,
+    Part, merge_parts, narrowed, on_multi_thread_runtime, overlapping_groups, parts,
+    runtime_workers, split_by_slices,
 };
 use crate::error::StorageError;
-use crate::memtable::TimeRange;
+use crate::request::{ScanOrder, ScanRequest};
 use crate::sst::FileMeta;
+use crate::time_range::TimeRange;
 use crate::version::VersionControlData;
 
 /// What [`count`] found and how.

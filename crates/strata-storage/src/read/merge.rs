@@ -8,23 +8,19 @@
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
-use std::pin::Pin;
 use std::sync::Arc;
 
 use arrow_array::{Array, ArrayRef};
 use arrow_buffer::ScalarBuffer;
 use arrow_row::Rows;
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use snafu::ResultExt;
 use strata_request::{OpType, RegionOptions};
 
 use super::gather::{gather, runs_of};
-use crate::batch::{KeysBuilder, SortedBatch};
+use crate::batch::{BatchStream, KeysBuilder, SortedBatch};
 use crate::error::{ArrowSnafu, StorageError};
 use crate::key::KeyCodec;
-
-/// A stream of sorted batches.
-pub type BatchStream = Pin<Box<dyn Stream<Item = Result<SortedBatch, StorageError>> + Send>>;
 
 /// How to merge.
 #[derive(Debug, Clone, Copy)]

@@ -347,19 +347,7 @@ mod tests {
     }
 
     fn file() -> FileMeta {
-        FileMeta {
-            region_id: REGION,
-            file_id: FileId::random(),
-            level: 0,
-            time_range: (0, 1),
-            num_rows: 1,
-            num_row_groups: 1,
-            file_size: 1,
-            max_sequence: 1,
-            checksum: 0,
-            num_deletes: None,
-            time_slice: None,
-        }
+        crate::testing::file_meta(REGION)
     }
 
     fn edit(add: Vec<FileMeta>, remove: Vec<FileId>) -> RegionMetaActionList {

@@ -21,7 +21,7 @@ use parquet::file::metadata::ParquetMetaData;
 use parquet::file::statistics::Statistics;
 
 use crate::error::StorageError;
-use crate::memtable::TimeRange;
+use crate::time_range::TimeRange;
 use crate::window::window_start;
 
 /// Key-value metadata key holding a file's time-slice width (decimal, in the region's

@@ -10,11 +10,14 @@ use strata_request::{
 };
 
 use super::*;
+use crate::batch::BatchStream;
 use crate::batch::SortedBatch;
 use crate::error::StorageError;
 use crate::key::KeyCodec;
-use crate::memtable::{IterOptions, TimeRange, TimeSeriesMemtable};
-use crate::read::{BatchStream, MergeOptions, merge};
+use crate::memtable::TimeSeriesMemtable;
+use crate::read::{MergeOptions, merge};
+use crate::request::ScanRequest;
+use crate::time_range::TimeRange;
 
 fn metadata() -> Arc<RegionMetadata> {
     Arc::new(
@@ -69,7 +72,7 @@ fn memtable(codec: &Arc<KeyCodec>, hosts: usize, points: i64) -> TimeSeriesMemta
 
 fn flush_source(codec: &Arc<KeyCodec>, m: &TimeSeriesMemtable) -> BatchStream {
     let rows: BatchStream = Box::pin(futures::stream::iter(
-        m.iter(IterOptions::default()).unwrap(),
+        m.iter(ScanRequest::default()).unwrap(),
     ));
     merge(codec.clone(), vec![rows], MergeOptions::flush())
 }
@@ -522,49 +525,6 @@ async fn a_rows_only_read_gives_the_same_rows_without_keys_sequences_or_op_types
             assert_eq!((rows.keys.num_rows(), &rows.key_index), (0, &None));
         }
     }
-}
-
-/// A dictionary of `values` with keys in runs (`(value index, rows)`).
-fn sorted_dictionary(values: &[&str], runs: &[(i32, usize)]) -> ArrayRef {
-    let keys: Vec<i32> = runs
-        .iter()
-        .flat_map(|&(key, rows)| std::iter::repeat_n(key, rows))
-        .collect();
-    Arc::new(
-        arrow_array::DictionaryArray::<arrow_array::types::Int32Type>::try_new(
-            arrow_array::Int32Array::from(keys),
-            Arc::new(StringArray::from(values.to_vec())),
-        )
-        .unwrap(),
-    )
-}
-
-proptest::proptest! {
-    /// Tags read as dictionaries are turned into strings run by run; the result equals
-    /// Arrow's cast for any runs, empty and multi-byte strings included.
-    #[test]
-    fn sorted_dictionary_strings_equal_the_cast(
-        runs in proptest::collection::vec((0i32..4, 1usize..70), 0..20),
-    ) {
-        let values = ["", "h1", "höst-ü", "a-rather-longer-tag-value"];
-        let array = sorted_dictionary(&values, &runs);
-        let expected = arrow_cast::cast(array.as_ref(), &arrow_schema::DataType::Utf8).unwrap();
-        let got = plain(&array).unwrap();
-        proptest::prop_assert_eq!(got.as_ref(), expected.as_ref());
-    }
-}
-
-#[test]
-fn dictionaries_with_nulls_fall_back_to_the_cast() {
-    let keys = arrow_array::Int32Array::from(vec![Some(0), None, Some(1), Some(1)]);
-    let values: ArrayRef = Arc::new(StringArray::from(vec!["a", "b"]));
-    let with_nulls: ArrayRef = Arc::new(
-        arrow_array::DictionaryArray::<arrow_array::types::Int32Type>::try_new(keys, values)
-            .unwrap(),
-    );
-    let got = plain(&with_nulls).unwrap();
-    let expected = StringArray::from(vec![Some("a"), None, Some("b"), Some("b")]);
-    assert_eq!(got.as_string::<i32>(), &expected);
 }
 
 /// Flushes `m` with `row_group_size` rows a row group (in time slices when it holds more

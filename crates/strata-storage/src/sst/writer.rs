@@ -14,10 +14,9 @@ use strata_request::{ColumnDataType, OpType, RegionMetadata};
 
 use super::opendal_io::OpendalWriter;
 use super::slices::slice_start;
-use super::{FileId, FileMeta, REGION_METADATA_KEY, TIME_SLICE_KEY};
-use crate::batch::{OP_TYPE_COLUMN, SEQUENCE_COLUMN, SortedBatch, output_schema};
+use super::{FileId, FileMeta, REGION_METADATA_KEY, TIME_SLICE_KEY, delete_ssts};
+use crate::batch::{BatchStream, OP_TYPE_COLUMN, SEQUENCE_COLUMN, SortedBatch, output_schema};
 use crate::error::{ArrowSnafu, CorruptSstSnafu, ObjectStoreSnafu, ParquetSnafu, StorageError};
-use crate::read::BatchStream;
 
 /// How SST files are written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +83,7 @@ pub async fn write_ssts(
                 Ok(Some(batch)) => batch,
                 Ok(None) => return Ok(files),
                 Err(error) => {
-                    delete_written(store, dir, &files).await;
+                    delete_ssts(store, dir, &files, "an SST of a failed write").await;
                     return Err(error);
                 }
             },
@@ -110,19 +109,9 @@ pub async fn write_ssts(
                 return Ok(files);
             }
             Err(error) => {
-                delete_written(store, dir, &files).await;
+                delete_ssts(store, dir, &files, "an SST of a failed write").await;
                 return Err(error);
             }
-        }
-    }
-}
-
-/// Deletes files written by a call that then failed.
-async fn delete_written(store: &Operator, dir: &str, files: &[FileMeta]) {
-    for file in files {
-        let path = file.path(dir);
-        if let Err(cleanup) = store.delete(&path).await {
-            tracing::warn!(path, %cleanup, "cannot delete an SST of a failed write");
         }
     }
 }

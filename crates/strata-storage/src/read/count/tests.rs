@@ -3,8 +3,8 @@ use std::sync::Arc;
 use strata_request::{RegionId, RegionOptions};
 
 use super::*;
-use crate::memtable::TimeRange;
 use crate::sst::{FileHandle, FileId, FileTracker};
+use crate::time_range::TimeRange;
 
 fn file(start: i64, end: i64, rows: u64, deletes: Option<u64>) -> FileMeta {
     FileMeta {

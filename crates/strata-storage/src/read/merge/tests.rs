@@ -10,7 +10,9 @@ use strata_request::{
 };
 
 use super::*;
-use crate::memtable::{IterOptions, TimeRange, TimeSeriesMemtable};
+use crate::memtable::TimeSeriesMemtable;
+use crate::request::ScanRequest;
+use crate::time_range::TimeRange;
 
 fn codec() -> Arc<KeyCodec> {
     let metadata: RegionMetadata = RegionMetadataBuilder::new(RegionId::new(2, 0))
@@ -38,7 +40,7 @@ fn batch(codec: &KeyCodec, rows: &[(String, i64, i64)]) -> RecordBatch {
     RecordBatch::try_new(codec.metadata().arrow_schema().clone(), columns).unwrap()
 }
 
-fn stream(m: &TimeSeriesMemtable, options: IterOptions) -> BatchStream {
+fn stream(m: &TimeSeriesMemtable, options: ScanRequest) -> BatchStream {
     Box::pin(futures::stream::iter(m.iter(options).unwrap()))
 }
 
@@ -102,8 +104,8 @@ fn the_newest_row_wins_and_deletes_hide_older_rows() {
 
     let sources = || {
         vec![
-            stream(&old, IterOptions::default()),
-            stream(&new, IterOptions::default()),
+            stream(&old, ScanRequest::default()),
+            stream(&new, ScanRequest::default()),
         ]
     };
     let scan = run(&codec, sources(), MergeOptions::scan());
@@ -146,7 +148,7 @@ fn no_sources_and_empty_sources_yield_nothing() {
     assert!(
         run(
             &codec,
-            vec![stream(&empty, IterOptions::default())],
+            vec![stream(&empty, ScanRequest::default())],
             MergeOptions::scan()
         )
         .is_empty()
@@ -203,7 +205,7 @@ fn long_runs_of_one_source_come_out_whole_and_in_order() {
     }
     expected.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
     for batch_rows in [64, 1000] {
-        let options = IterOptions {
+        let options = ScanRequest {
             batch_rows: 1000,
             ..Default::default()
         };
@@ -257,7 +259,7 @@ proptest! {
             }
         }
         let time_range = range.map(|(a, b)| TimeRange { start: a.min(b), end: a.max(b) });
-        let options = IterOptions { time_range, batch_rows, ..Default::default() };
+        let options = ScanRequest { time_range, batch_rows, ..Default::default() };
         let sources = memtables.iter().map(|m| stream(m, options.clone())).collect();
         let scan = run(&codec, sources, MergeOptions { batch_rows, ..MergeOptions::scan() });
         let got: Vec<(String, i64, i64)> = scan.into_iter().map(|r| (r.0, r.1, r.2)).collect();
@@ -301,7 +303,7 @@ proptest! {
                 m
             })
             .collect();
-        let options = IterOptions { batch_rows, ..Default::default() };
+        let options = ScanRequest { batch_rows, ..Default::default() };
         all.sort_by(|a, b| (&a.0, a.1, std::cmp::Reverse(a.3)).cmp(&(&b.0, b.1, std::cmp::Reverse(b.3))));
         let every = MergeOptions { dedup: false, filter_deleted: false, batch_rows };
         let got = run_remembering(&codec, memtables.iter().map(|m| stream(m, options.clone())).collect(), every, keys);
