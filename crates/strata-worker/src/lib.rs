@@ -35,6 +35,7 @@ mod changes;
 mod config;
 mod delay;
 mod error;
+mod flush_policy;
 mod group;
 mod handle_alter;
 mod handle_close;
