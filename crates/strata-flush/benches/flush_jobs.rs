@@ -18,11 +18,8 @@ use arrow_array::RecordBatch;
 use futures::TryStreamExt;
 use opendal::Operator;
 use parquet::arrow::ArrowWriter;
-use strata_flush::{
-    FlushContext, FlushError, FlushNotify, FlushReason, FlushScheduler, PendingRequest,
-    RegionFlushTask,
-};
-use strata_request::{OpType, RegionId, Unanswered};
+use strata_flush::{FlushContext, FlushNotify, FlushReason, FlushScheduler};
+use strata_request::{OpType, RegionId};
 use strata_scheduler::LocalScheduler;
 use strata_storage::{
     BatchStream, Committer, ManifestConfig, ManifestManager, MergeOptions, RegionCommitter,
@@ -33,23 +30,6 @@ use strata_workload::CpuWorkload;
 
 const HOSTS: usize = 4_000;
 const EPOCHS: u64 = 250;
-
-#[derive(Debug)]
-struct BenchError;
-impl From<FlushError> for BenchError {
-    fn from(_: FlushError) -> Self {
-        BenchError
-    }
-}
-impl From<Unanswered> for BenchError {
-    fn from(_: Unanswered) -> Self {
-        BenchError
-    }
-}
-struct NoPending;
-impl PendingRequest for NoPending {
-    fn fail(self, _: FlushError) {}
-}
 
 /// A region full of one TSBS data set, ready to flush.
 async fn region(store: &Operator, number: u32) -> (Arc<VersionControl>, Arc<dyn Committer>, usize) {
@@ -93,19 +73,17 @@ async fn flush(regions: usize, threads: usize) -> (Duration, usize) {
         threads,
     ));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut scheduler: FlushScheduler<BenchError, NoPending, NoPending> =
-        FlushScheduler::new(pool.clone(), context, tx);
+    let mut scheduler = FlushScheduler::new(pool.clone(), context, tx);
     let started = Instant::now();
     for (vc, committer, _) in &prepared {
-        let task = RegionFlushTask::new(
-            vc.current().version().metadata().region_id(),
-            FlushReason::Manual,
-        );
-        scheduler.schedule_flush(vc, committer, task).unwrap();
+        let region_id = vc.current().version().metadata().region_id();
+        scheduler
+            .schedule_flush(vc, committer, region_id, FlushReason::Manual)
+            .unwrap();
     }
     for _ in 0..regions {
         match rx.recv().await.unwrap() {
-            FlushNotify::Finished(f) => f.task.on_success(),
+            FlushNotify::Finished(_) => {}
             FlushNotify::Failed { error, .. } => panic!("flush failed: {error}"),
         }
     }

@@ -20,13 +20,15 @@ use crate::metrics::FlushMetrics;
 use crate::reason::FlushReason;
 use crate::task::RegionFlushTask;
 
-/// What a flush job reports back to the worker.
-pub enum FlushNotify<E: From<FlushError> + Send + 'static> {
+/// What a flush job reports back to the worker — exactly once per job, also when the job
+/// is dropped before it ran (a stopping pool): then `Failed` with [`FlushError::Dropped`].
+#[derive(Debug)]
+pub enum FlushNotify {
     /// The files are written and the edit persisted. The worker applies `edit`, removes the
-    /// flushed memtables, obsoletes the WAL up to `flushed_entry_id`, then answers `task`.
-    Finished(FlushFinished<E>),
-    /// The flush failed; its waiters were already answered with `error`. The frozen
-    /// memtables stay in the version for the next flush.
+    /// flushed memtables, obsoletes the WAL up to `flushed_entry_id`, then answers the
+    /// flush's callers.
+    Finished(FlushFinished),
+    /// The flush failed. The frozen memtables stay in the version for the next flush.
     Failed {
         /// The region.
         region_id: RegionId,
@@ -36,7 +38,8 @@ pub enum FlushNotify<E: From<FlushError> + Send + 'static> {
 }
 
 /// A successful flush.
-pub struct FlushFinished<E: From<FlushError> + Send + 'static> {
+#[derive(Debug)]
+pub struct FlushFinished {
     /// The region.
     pub region_id: RegionId,
     /// The persisted edit.
@@ -45,8 +48,33 @@ pub struct FlushFinished<E: From<FlushError> + Send + 'static> {
     pub memtables_to_remove: Vec<MemtableId>,
     /// WAL entries up to this are in files.
     pub flushed_entry_id: u64,
-    /// The waiters, answered by the worker once the edit is applied.
-    pub task: RegionFlushTask<E>,
+}
+
+/// Sends a job's one report; a job dropped before it reported says `Dropped`.
+struct Report {
+    region_id: RegionId,
+    notify: Option<mpsc::UnboundedSender<FlushNotify>>,
+}
+
+impl Report {
+    fn send(mut self, report: FlushNotify) {
+        if let Some(notify) = self.notify.take() {
+            // The worker is gone when this fails (stopped): nobody waits any more.
+            let _ = notify.send(report);
+        }
+    }
+}
+
+impl Drop for Report {
+    fn drop(&mut self) {
+        if let Some(notify) = self.notify.take() {
+            let region_id = self.region_id;
+            let _ = notify.send(FlushNotify::Failed {
+                region_id,
+                error: FlushError::Dropped { region_id },
+            });
+        }
+    }
 }
 
 /// Shared by every flush job of an engine.
@@ -112,19 +140,23 @@ impl FlushContext {
     }
 }
 
-impl<E: From<FlushError> + Send + 'static> RegionFlushTask<E> {
+impl RegionFlushTask {
     /// The job flushing `snapshot`, which the caller took right after freezing the mutable
     /// memtable on the region's worker — so the snapshot's frozen memtables hold exactly the
-    /// rows up to its `last_entry_id` and `committed_sequence`.
+    /// rows up to its `last_entry_id` and `committed_sequence`. It reports on `notify`.
     pub fn into_job(
         self,
         context: Arc<FlushContext>,
         snapshot: VersionControlData,
         committer: Arc<dyn Committer>,
-        notify: mpsc::UnboundedSender<FlushNotify<E>>,
+        notify: mpsc::UnboundedSender<FlushNotify>,
     ) -> Job {
+        let region_id = self.region_id();
+        let report = Report {
+            region_id,
+            notify: Some(notify),
+        };
         Box::pin(async move {
-            let region_id = self.region_id();
             // The write permit first: jobs waiting for one have not begun.
             let permit = context.write_limit.clone().acquire_owned().await;
             if let Some(listener) = &context.listener {
@@ -153,23 +185,16 @@ impl<E: From<FlushError> + Send + 'static> RegionFlushTask<E> {
             }
             match result {
                 Ok((edit, memtables_to_remove)) => {
-                    let finished = FlushFinished {
+                    report.send(FlushNotify::Finished(FlushFinished {
                         region_id,
                         flushed_entry_id: snapshot.last_entry_id(),
                         edit,
                         memtables_to_remove,
-                        task: self,
-                    };
-                    if let Err(mpsc::error::SendError(FlushNotify::Finished(lost))) =
-                        notify.send(FlushNotify::Finished(finished))
-                    {
-                        lost.task.on_failure(FlushError::RegionClosed { region_id });
-                    }
+                    }));
                 }
                 Err(error) => {
                     tracing::warn!(%region_id, %error, "flush failed");
-                    self.on_failure(error.clone());
-                    let _ = notify.send(FlushNotify::Failed { region_id, error });
+                    report.send(FlushNotify::Failed { region_id, error });
                 }
             }
         })

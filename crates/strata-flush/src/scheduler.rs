@@ -1,5 +1,5 @@
-//! [`FlushScheduler`]: one per worker; at most one running flush per region, everything else
-//! merged or fenced behind it.
+//! [`FlushScheduler`]: one per worker; at most one running flush per region, later requests
+//! merged into one follow-up.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,82 +11,63 @@ use tokio::sync::mpsc;
 
 use crate::error::FlushError;
 use crate::job::{FlushContext, FlushNotify};
+use crate::reason::FlushReason;
 use crate::task::RegionFlushTask;
 
-/// Work fenced behind a region's flush (DDLs that need empty memtables, writes that must
-/// wait for them). The scheduler hands it back on success and fails it otherwise.
-pub trait PendingRequest: Send + 'static {
-    /// Answers the request with `error`.
-    fn fail(self, error: FlushError);
-
-    /// Whether the request is handed back, instead of failed, when the flush it waits for
-    /// fails. Lifecycle DDLs (close, drop, truncate) say yes: they wait only so that no
-    /// flush runs beside them, and must still happen when it fails.
-    fn outlives_failed_flush(&self) -> bool {
-        false
-    }
-}
-
-/// A region with a flush requested or running.
-struct FlushStatus<E: From<FlushError> + Send + 'static, D, W> {
+/// A region with a flush queued or running.
+struct FlushStatus {
     version_control: Arc<VersionControl>,
     committer: Arc<dyn Committer>,
-    /// One follow-up flush covering whatever was written meanwhile.
-    pending_task: Option<RegionFlushTask<E>>,
-    pending_ddls: Vec<D>,
-    pending_writes: Vec<W>,
+    /// One follow-up flush covering whatever was written meanwhile (the reason it was
+    /// first asked for).
+    follow_up: Option<FlushReason>,
 }
 
-impl<E: From<FlushError> + Send + 'static, D: PendingRequest, W: PendingRequest>
-    FlushStatus<E, D, W>
-{
-    fn fail_all(self, error: FlushError) {
-        if let Some(task) = self.pending_task {
-            task.on_failure(error.clone());
-        }
-        for ddl in self.pending_ddls {
-            ddl.fail(error.clone());
-        }
-        for write in self.pending_writes {
-            write.fail(error.clone());
-        }
-    }
+/// What [`FlushScheduler::schedule_flush`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushScheduled {
+    /// The region's memtables are empty: nothing runs, the flush is done.
+    NothingToFlush,
+    /// A job started.
+    Started,
+    /// A job of the region runs: the request is its follow-up.
+    Queued,
 }
 
-/// Work handed back after a region's flush succeeded with nothing left to flush.
-pub struct Released<D, W> {
-    /// Pending DDLs, to run first (they need the empty memtables).
-    pub ddls: Vec<D>,
-    /// Pending writes, to run after the DDLs.
-    pub writes: Vec<W>,
+/// What follows a region's successful flush ([`FlushScheduler::on_flush_success`]).
+#[derive(Debug)]
+pub enum AfterFlush {
+    /// The region has no flush any more: its follow-up, if one was asked for, found
+    /// nothing to flush (and is done too).
+    Ended,
+    /// The follow-up flush started: the region still flushes.
+    FollowUpStarted,
+    /// The follow-up could not be scheduled (the pool is stopping): it failed with this,
+    /// and the region has no flush any more.
+    FollowUpFailed(FlushError),
 }
 
-/// Schedules flushes for the regions of one worker.
+/// Schedules flushes for the regions of one worker: a lifecycle — started, queued
+/// (a follow-up), ended — and nothing else. Who waits for a flush, and what is fenced
+/// behind it, is the worker's business.
 ///
 /// Invariants: a region has a status exactly while a flush job of it is queued or running
-/// (also after the region is dropped, closed or truncated, until that job reports);
-/// at most one flush job per region runs at a time; every waiter, pending DDL and pending
-/// write is answered exactly once (on success, failure, region drop/close/truncate, or when
-/// the scheduler is dropped).
-pub struct FlushScheduler<
-    E: From<FlushError> + Send + 'static,
-    D: PendingRequest,
-    W: PendingRequest,
-> {
-    regions: HashMap<RegionId, FlushStatus<E, D, W>>,
+/// (also after the region is dropped, closed or truncated, until that job reports); at
+/// most one flush job per region runs at a time; requests while one runs merge into one
+/// follow-up.
+pub struct FlushScheduler {
+    regions: HashMap<RegionId, FlushStatus>,
     pool: SchedulerRef,
     context: Arc<FlushContext>,
-    notify: mpsc::UnboundedSender<FlushNotify<E>>,
+    notify: mpsc::UnboundedSender<FlushNotify>,
 }
 
-impl<E: From<FlushError> + Send + 'static, D: PendingRequest, W: PendingRequest>
-    FlushScheduler<E, D, W>
-{
+impl FlushScheduler {
     /// A scheduler running jobs on `pool` and reporting outcomes on `notify`.
     pub fn new(
         pool: SchedulerRef,
         context: Arc<FlushContext>,
-        notify: mpsc::UnboundedSender<FlushNotify<E>>,
+        notify: mpsc::UnboundedSender<FlushNotify>,
     ) -> Self {
         Self {
             regions: HashMap::new(),
@@ -96,60 +77,58 @@ impl<E: From<FlushError> + Send + 'static, D: PendingRequest, W: PendingRequest>
         }
     }
 
-    /// Whether a flush of `region_id` is requested or running.
+    /// Whether a flush of `region_id` is queued or running.
     pub fn is_flush_requested(&self, region_id: RegionId) -> bool {
         self.regions.contains_key(&region_id)
     }
 
-    /// Whether DDLs wait behind `region_id`'s flush.
-    pub fn has_pending_ddls(&self, region_id: RegionId) -> bool {
+    /// Whether a follow-up flush of `region_id` is queued behind the running one.
+    pub fn has_follow_up(&self, region_id: RegionId) -> bool {
         self.regions
             .get(&region_id)
-            .is_some_and(|s| !s.pending_ddls.is_empty())
+            .is_some_and(|s| s.follow_up.is_some())
     }
 
-    /// Regions with a flush requested or running.
+    /// Regions with a flush queued or running.
     pub fn flushing_regions(&self) -> usize {
         self.regions.len()
     }
 
-    /// Requests a flush of the region. Nothing to flush: the waiters succeed at once and no
-    /// job runs. A flush already running: `task` merges into the one follow-up. Otherwise the
-    /// mutable memtable is frozen, the version snapshotted, and a job scheduled. A failure to
-    /// schedule answers the waiters and leaves no status behind.
+    /// Requests a flush of the region for `reason`. Nothing to flush: no job runs. A flush
+    /// already running: the request becomes (or merges into) its one follow-up. Otherwise
+    /// the mutable memtable is frozen, the version snapshotted, and a job scheduled; a
+    /// failure to schedule leaves no status behind.
     pub fn schedule_flush(
         &mut self,
         version_control: &Arc<VersionControl>,
         committer: &Arc<dyn Committer>,
-        task: RegionFlushTask<E>,
-    ) -> Result<(), FlushError> {
-        let region_id = task.region_id();
+        region_id: RegionId,
+        reason: FlushReason,
+    ) -> Result<FlushScheduled, FlushError> {
         if version_control.current().version().memtables().is_empty() {
-            task.on_success();
-            return Ok(());
+            return Ok(FlushScheduled::NothingToFlush);
         }
         if let Some(m) = &self.context.metrics {
-            m.request(task.reason());
+            m.request(reason);
         }
         if let Some(status) = self.regions.get_mut(&region_id) {
-            match &mut status.pending_task {
-                Some(pending) => pending.merge(task),
-                None => status.pending_task = Some(task),
-            }
-            return Ok(());
+            status.follow_up.get_or_insert(reason);
+            return Ok(FlushScheduled::Queued);
         }
-        self.start(version_control, committer, task)?;
+        self.start(
+            version_control,
+            committer,
+            RegionFlushTask::new(region_id, reason),
+        )?;
         self.regions.insert(
             region_id,
             FlushStatus {
                 version_control: version_control.clone(),
                 committer: committer.clone(),
-                pending_task: None,
-                pending_ddls: Vec::new(),
-                pending_writes: Vec::new(),
+                follow_up: None,
             },
         );
-        Ok(())
+        Ok(FlushScheduled::Started)
     }
 
     /// Freezes, snapshots and schedules `task`.
@@ -157,7 +136,7 @@ impl<E: From<FlushError> + Send + 'static, D: PendingRequest, W: PendingRequest>
         &self,
         version_control: &Arc<VersionControl>,
         committer: &Arc<dyn Committer>,
-        task: RegionFlushTask<E>,
+        task: RegionFlushTask,
     ) -> Result<(), FlushError> {
         let region_id = task.region_id();
         version_control.freeze_mutable();
@@ -168,22 +147,19 @@ impl<E: From<FlushError> + Send + 'static, D: PendingRequest, W: PendingRequest>
             committer.clone(),
             self.notify.clone(),
         );
-        // On failure the job (and the task inside it) is dropped: its waiters get `Dropped`.
         self.pool
             .schedule(job)
             .map_err(|source| FlushError::Schedule { region_id, source })
     }
 
-    /// A flush of `region_id` succeeded (and was applied). With a follow-up pending and rows
-    /// to flush, runs it and keeps the fence; otherwise clears the status and hands back the
-    /// fenced DDLs and writes.
-    pub fn on_flush_success(&mut self, region_id: RegionId) -> Option<Released<D, W>> {
-        let mut status = self.regions.remove(&region_id)?;
-        let Some(task) = status.pending_task.take() else {
-            return Some(Released {
-                ddls: status.pending_ddls,
-                writes: status.pending_writes,
-            });
+    /// A flush of `region_id` succeeded (and was applied): its follow-up starts if one is
+    /// queued and rows came meanwhile; otherwise the region's flush has ended.
+    pub fn on_flush_success(&mut self, region_id: RegionId) -> AfterFlush {
+        let Some(mut status) = self.regions.remove(&region_id) else {
+            return AfterFlush::Ended;
+        };
+        let Some(reason) = status.follow_up.take() else {
+            return AfterFlush::Ended;
         };
         if status
             .version_control
@@ -192,107 +168,33 @@ impl<E: From<FlushError> + Send + 'static, D: PendingRequest, W: PendingRequest>
             .memtables()
             .is_empty()
         {
-            task.on_success();
-            return Some(Released {
-                ddls: status.pending_ddls,
-                writes: status.pending_writes,
-            });
+            return AfterFlush::Ended;
         }
+        let task = RegionFlushTask::new(region_id, reason);
         match self.start(&status.version_control, &status.committer, task) {
             Ok(()) => {
                 self.regions.insert(region_id, status);
-                None
+                AfterFlush::FollowUpStarted
             }
-            Err(error) => {
-                status.fail_all(error);
-                None
-            }
+            Err(error) => AfterFlush::FollowUpFailed(error),
         }
     }
 
-    /// A flush of `region_id` failed: the pending follow-up, DDLs and writes fail with it,
-    /// except DDLs that [outlive a failed flush](PendingRequest::outlives_failed_flush),
-    /// which are returned for the caller to run now. The frozen memtables stay in the
-    /// version for the next flush.
-    pub fn on_flush_failed(&mut self, region_id: RegionId, error: FlushError) -> Vec<D> {
+    /// A flush of `region_id` failed: the region's flush has ended, its follow-up with it
+    /// (the frozen memtables stay in the version for the next flush).
+    pub fn on_flush_failed(&mut self, region_id: RegionId) {
         if let Some(m) = &self.context.metrics {
             m.failure();
         }
-        let Some(mut status) = self.regions.remove(&region_id) else {
-            return Vec::new();
-        };
-        let (survivors, failed): (Vec<D>, Vec<D>) = std::mem::take(&mut status.pending_ddls)
-            .into_iter()
-            .partition(PendingRequest::outlives_failed_flush);
-        status.pending_ddls = failed;
-        status.fail_all(FlushError::FlushFailed {
-            region_id,
-            cause: Box::new(error),
-        });
-        survivors
+        self.regions.remove(&region_id);
     }
 
-    /// The region was dropped: everything pending fails with `RegionDropped`. A running
-    /// flush finishes on its own and must still be reported (success or failure).
-    pub fn on_region_dropped(&mut self, region_id: RegionId) {
-        self.remove_region(region_id, FlushError::RegionDropped { region_id });
-    }
-
-    /// The region was closed: everything pending fails with `RegionClosed`.
-    pub fn on_region_closed(&mut self, region_id: RegionId) {
-        self.remove_region(region_id, FlushError::RegionClosed { region_id });
-    }
-
-    /// The region was truncated: everything pending fails with `RegionTruncated`.
-    pub fn on_region_truncated(&mut self, region_id: RegionId) {
-        self.remove_region(region_id, FlushError::RegionTruncated { region_id });
-    }
-
-    /// Fails everything pending. The running job keeps its (now bare) status until it
-    /// reports, so a new request cannot start a second flush of the region meanwhile.
-    fn remove_region(&mut self, region_id: RegionId, error: FlushError) {
-        let Some(status) = self.regions.get_mut(&region_id) else {
-            return;
-        };
-        let pending = FlushStatus {
-            version_control: status.version_control.clone(),
-            committer: status.committer.clone(),
-            pending_task: status.pending_task.take(),
-            pending_ddls: std::mem::take(&mut status.pending_ddls),
-            pending_writes: std::mem::take(&mut status.pending_writes),
-        };
-        pending.fail_all(error);
-    }
-
-    /// Fences `ddl` behind the region's flush; gives it back if no flush is requested.
-    pub fn add_ddl_request_to_pending(&mut self, region_id: RegionId, ddl: D) -> Result<(), D> {
-        match self.regions.get_mut(&region_id) {
-            Some(status) => {
-                status.pending_ddls.push(ddl);
-                Ok(())
-            }
-            None => Err(ddl),
-        }
-    }
-
-    /// Fences `write` behind the region's flush; gives it back if no flush is requested.
-    pub fn add_write_request_to_pending(&mut self, region_id: RegionId, write: W) -> Result<(), W> {
-        match self.regions.get_mut(&region_id) {
-            Some(status) => {
-                status.pending_writes.push(write);
-                Ok(())
-            }
-            None => Err(write),
-        }
-    }
-}
-
-impl<E: From<FlushError> + Send + 'static, D: PendingRequest, W: PendingRequest> Drop
-    for FlushScheduler<E, D, W>
-{
-    fn drop(&mut self) {
-        for (region_id, status) in self.regions.drain() {
-            status.fail_all(FlushError::RegionClosed { region_id });
+    /// The region was dropped, closed or truncated: its follow-up will not run. A running
+    /// flush keeps its status until it reports, so a new request cannot start a second
+    /// flush of the region meanwhile.
+    pub fn cancel_follow_up(&mut self, region_id: RegionId) {
+        if let Some(status) = self.regions.get_mut(&region_id) {
+            status.follow_up = None;
         }
     }
 }

@@ -1,7 +1,7 @@
-//! Random sequences of schedule / finish / fail / drop / close / truncate events over
-//! several regions: at most one flush per region is ever queued or running, every waiter
-//! (flush callers, fenced DDLs and writes) is answered exactly once, and no region keeps a
-//! status once it is idle.
+//! Random sequences of schedule / finish / fail / cancelled-follow-up events over several
+//! regions: at most one flush per region is ever queued or running, every job reports
+//! exactly once (also when dropped unrun), a follow-up runs only when one was asked for,
+//! not cancelled, and rows remain, and no region keeps a status once it is idle.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -10,46 +10,18 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use arrow_array::{ArrayRef, RecordBatch, StringArray, TimestampMillisecondArray};
-use futures::FutureExt;
 use opendal::Operator;
 use proptest::prelude::*;
 use strata_flush::{
-    FlushContext, FlushError, FlushNotify, FlushReason, FlushScheduler, PendingRequest,
-    RegionFlushTask,
+    AfterFlush, FlushContext, FlushError, FlushNotify, FlushReason, FlushScheduled, FlushScheduler,
 };
-use strata_request::{
-    ColumnDataType, ColumnSchema, OpType, OutputTx, RegionId, RegionMetadataBuilder, Reply,
-    Unanswered, reply_channel,
-};
+use strata_request::{ColumnDataType, ColumnSchema, OpType, RegionId, RegionMetadataBuilder};
 use strata_scheduler::{Job, Scheduler, SchedulerError, StopFuture};
 use strata_storage::{
     Committer, ManifestConfig, ManifestManager, RegionCommitter, RegionState, SstWriteOptions,
     Version, VersionControl,
 };
 use tokio::sync::mpsc;
-
-#[derive(Debug)]
-struct TestError;
-
-impl From<FlushError> for TestError {
-    fn from(_: FlushError) -> Self {
-        TestError
-    }
-}
-
-impl From<Unanswered> for TestError {
-    fn from(_: Unanswered) -> Self {
-        TestError
-    }
-}
-
-struct Pending(OutputTx<usize, TestError>);
-
-impl PendingRequest for Pending {
-    fn fail(self, error: FlushError) {
-        self.0.send(Err(error.into()));
-    }
-}
 
 /// Holds jobs until the test runs them.
 #[derive(Default)]
@@ -81,12 +53,11 @@ impl Scheduler for ManualPool {
 enum Event {
     Write(usize),
     Schedule(usize),
-    FenceDdl(usize),
-    FenceWrite(usize),
-    Run { fail: bool },
-    Drop(usize),
-    Close(usize),
-    Truncate(usize),
+    Run {
+        fail: bool,
+    },
+    /// The region was dropped, closed or truncated: its follow-up is cancelled.
+    Cancel(usize),
 }
 
 fn event() -> impl Strategy<Value = Event> {
@@ -94,13 +65,9 @@ fn event() -> impl Strategy<Value = Event> {
     prop_oneof![
         4 => region.clone().prop_map(Event::Write),
         4 => region.clone().prop_map(Event::Schedule),
-        1 => region.clone().prop_map(Event::FenceDdl),
-        1 => region.clone().prop_map(Event::FenceWrite),
         3 => Just(Event::Run { fail: false }),
         1 => Just(Event::Run { fail: true }),
-        1 => region.clone().prop_map(Event::Drop),
-        1 => region.clone().prop_map(Event::Close),
-        1 => region.prop_map(Event::Truncate),
+        2 => region.prop_map(Event::Cancel),
     ]
 }
 
@@ -173,18 +140,20 @@ fn write(region: &mut Region) {
         .set_sequence_and_entry_id(region.sequence, region.sequence);
 }
 
-type Sched = FlushScheduler<TestError, Pending, Pending>;
-
-/// Tags jobs the scheduler just queued with `region` and checks the one-flush rule.
-fn collect_jobs(pool: &ManualPool, queue: &mut VecDeque<(usize, Job)>, region: usize) {
+/// Tags jobs the scheduler just queued with `region`, checks the one-flush rule, and
+/// returns how many were queued.
+fn collect_jobs(pool: &ManualPool, queue: &mut VecDeque<(usize, Job)>, region: usize) -> usize {
+    let mut queued = 0;
     for job in pool.jobs.lock().unwrap().drain(..) {
         queue.push_back((region, job));
+        queued += 1;
     }
     let per_region = queue.iter().filter(|(r, _)| *r == region).count();
     assert!(
         per_region <= 1,
         "region {region} has {per_region} flushes queued or running"
     );
+    queued
 }
 
 proptest! {
@@ -201,34 +170,33 @@ proptest! {
             let mut regions = regions(&store).await;
             let pool = Arc::new(ManualPool::default());
             let context = Arc::new(FlushContext::new(store.clone(), SstWriteOptions::default(), 2));
-            let (tx, mut rx) = mpsc::unbounded_channel::<FlushNotify<TestError>>();
-            let mut scheduler: Sched = FlushScheduler::new(pool.clone(), context, tx);
+            let (tx, mut rx) = mpsc::unbounded_channel::<FlushNotify>();
+            let mut scheduler = FlushScheduler::new(pool.clone(), context, tx);
             let mut queue: VecDeque<(usize, Job)> = VecDeque::new();
-            let mut replies: Vec<Reply<usize, TestError>> = Vec::new();
+            // Per region: a follow-up asked for and not cancelled since its flush started.
+            let mut follow_up = [false; 3];
+            let mut reports = 0usize;
+            let mut jobs = 0usize;
 
             for event in events {
                 match event {
                     Event::Write(r) => write(&mut regions[r]),
                     Event::Schedule(r) => {
-                        let (reply_tx, reply) = reply_channel();
-                        let mut task = RegionFlushTask::new(regions[r].id, FlushReason::Manual);
-                        task.push_waiter(Some(reply_tx));
-                        let _ = scheduler.schedule_flush(&regions[r].vc, &regions[r].dyn_committer, task);
-                        replies.push(reply);
-                        collect_jobs(&pool, &mut queue, r);
-                    }
-                    Event::FenceDdl(r) | Event::FenceWrite(r) => {
-                        let (reply_tx, reply) = reply_channel();
-                        let fenced = if matches!(event, Event::FenceDdl(_)) {
-                            scheduler.add_ddl_request_to_pending(regions[r].id, Pending(reply_tx))
-                        } else {
-                            scheduler.add_write_request_to_pending(regions[r].id, Pending(reply_tx))
+                        let busy = scheduler.is_flush_requested(regions[r].id);
+                        let scheduled = scheduler
+                            .schedule_flush(&regions[r].vc, &regions[r].dyn_committer, regions[r].id, FlushReason::Manual)
+                            .unwrap();
+                        let empty = regions[r].vc.current().version().memtables().is_empty();
+                        let expected = match (empty, busy) {
+                            (true, _) => FlushScheduled::NothingToFlush,
+                            (false, true) => FlushScheduled::Queued,
+                            (false, false) => FlushScheduled::Started,
                         };
-                        // Not fenced: the worker would run it now; here it just succeeds.
-                        if let Err(Pending(tx)) = fenced {
-                            tx.send(Ok(0));
+                        assert_eq!(scheduled, expected);
+                        if scheduled == FlushScheduled::Queued {
+                            follow_up[r] = true;
                         }
-                        replies.push(reply);
+                        jobs += collect_jobs(&pool, &mut queue, r);
                     }
                     Event::Run { fail } => {
                         let Some((r, job)) = queue.pop_front() else { continue };
@@ -236,25 +204,42 @@ proptest! {
                         regions[r].committer.set_state(state).await;
                         job.await;
                         regions[r].committer.set_state(RegionState::Writable).await;
-                        // The worker's handling of the outcome.
-                        match rx.try_recv().unwrap() {
+                        // The worker's handling of the report.
+                        let report = rx.try_recv().unwrap();
+                        reports += 1;
+                        assert!(rx.try_recv().is_err(), "one report per job");
+                        match report {
                             FlushNotify::Finished(f) => {
-                                let region = regions.iter().position(|x| x.id == f.region_id).unwrap();
-                                regions[region].vc.apply_edit(&f.edit, &f.memtables_to_remove);
-                                f.task.on_success();
-                                if let Some(released) = scheduler.on_flush_success(f.region_id) {
-                                    for p in released.ddls.into_iter().chain(released.writes) {
-                                        p.0.send(Ok(0));
+                                assert_eq!(f.region_id, regions[r].id);
+                                regions[r].vc.apply_edit(&f.edit, &f.memtables_to_remove);
+                                let rows_left = !regions[r].vc.current().version().memtables().is_empty();
+                                let after = scheduler.on_flush_success(f.region_id);
+                                let started = jobs + collect_jobs(&pool, &mut queue, r);
+                                match after {
+                                    AfterFlush::FollowUpStarted => {
+                                        assert!(follow_up[r] && rows_left, "an unasked follow-up ran");
+                                        assert_eq!(started, jobs + 1);
                                     }
+                                    AfterFlush::Ended => {
+                                        assert!(!(follow_up[r] && rows_left), "an asked follow-up did not run");
+                                        assert_eq!(started, jobs);
+                                    }
+                                    AfterFlush::FollowUpFailed(error) => panic!("{error}"),
                                 }
-                                collect_jobs(&pool, &mut queue, region);
+                                jobs = started;
+                                follow_up[r] = false;
                             }
-                            FlushNotify::Failed { region_id, error } => { scheduler.on_flush_failed(region_id, error); }
+                            FlushNotify::Failed { region_id, .. } => {
+                                assert!(fail);
+                                scheduler.on_flush_failed(region_id);
+                                follow_up[r] = false;
+                            }
                         }
                     }
-                    Event::Drop(r) => scheduler.on_region_dropped(regions[r].id),
-                    Event::Close(r) => scheduler.on_region_closed(regions[r].id),
-                    Event::Truncate(r) => scheduler.on_region_truncated(regions[r].id),
+                    Event::Cancel(r) => {
+                        scheduler.cancel_follow_up(regions[r].id);
+                        follow_up[r] = false;
+                    }
                 }
                 // Idle regions (nothing queued or running) keep no status.
                 for (i, region) in regions.iter().enumerate() {
@@ -263,12 +248,16 @@ proptest! {
                     }
                 }
             }
-            // Shut down: queued jobs dropped, scheduler dropped. Every waiter has an answer.
+            // Shut down: queued jobs dropped unrun still report (as `Dropped`).
+            let unrun = queue.len();
             queue.clear();
-            drop(scheduler);
-            for reply in replies {
-                assert!(reply.now_or_never().is_some(), "a waiter was left unanswered");
+            let mut dropped = 0;
+            while let Ok(report) = rx.try_recv() {
+                assert!(matches!(report, FlushNotify::Failed { error: FlushError::Dropped { .. }, .. }));
+                dropped += 1;
             }
+            assert_eq!(dropped, unrun);
+            assert_eq!(reports + dropped, jobs, "every job reported exactly once");
         });
     }
 }

@@ -4,20 +4,21 @@
 //! like opens, so the worker keeps serving its other regions. The task reports a
 //! [`Change`]; the worker applies it to the region's in-memory state and answers.
 //!
-//! While a change runs, the region's writes and DDLs wait in its [`Changing`] entry, in
-//! order, and no flush or compaction starts for it (a flush that froze rows a truncate is
+//! While a change runs, the region's writes and DDLs wait in its gate, in order, and no flush or compaction starts for it (a flush that froze rows a truncate is
 //! removing would bring them back); they are handled once the change is applied. One
 //! change of a region runs at a time.
 
 use std::future::Future;
 use std::sync::Arc;
 
+use strata_flush::FlushError;
 use strata_request::{RegionId, RegionMetadata, RegionOptions};
 use tokio::task::JoinHandle;
 
 use crate::error::{Result, WorkerError};
+use crate::gate::Waiting;
 use crate::handle_write::WriteOrigin;
-use crate::in_flight::{InFlight, Waiting};
+use crate::in_flight::InFlight;
 use crate::region::{Region, RegionState};
 use crate::request::ReplyTx;
 use crate::worker::RegionWorkerLoop;
@@ -47,12 +48,10 @@ pub(crate) enum Change {
     Synced { changed: bool },
 }
 
-/// A region with a change in flight, and what waits for it.
+/// A region with a change in flight (what waits for it is in the region's gate).
 pub(crate) struct Changing {
     /// The change's caller.
     sender: ReplyTx,
-    /// Requests for the region that arrived meanwhile.
-    pub(crate) waiting: Waiting,
     task: JoinHandle<()>,
     /// "alter", "truncate", …, for logs.
     kind: &'static str,
@@ -68,13 +67,13 @@ pub(crate) struct ChangeResult {
 pub(crate) type ChangingRegions = InFlight<Changing, ChangeResult>;
 
 impl ChangingRegions {
-    /// Stops every change (the engine stops): tasks aborted, everyone waiting answered
+    /// Stops every change (the engine stops): tasks aborted, callers answered
     /// `WorkerStopped` — a change may or may not have reached the manifest, as in a crash.
+    /// (What waited for them is answered with the worker's gates.)
     pub(crate) fn abort_all(&mut self) {
         for changing in self.drain() {
             changing.task.abort();
             changing.sender.send(Err(WorkerError::WorkerStopped));
-            changing.waiting.fail_all(&WorkerError::WorkerStopped);
         }
     }
 }
@@ -98,15 +97,8 @@ impl RegionWorkerLoop {
             // The worker is gone when this fails (stopped).
             let _ = tx.send(ChangeResult { region_id, result });
         });
-        self.changing.insert(
-            region_id,
-            Changing {
-                sender,
-                waiting: Waiting::default(),
-                task,
-                kind,
-            },
-        );
+        self.changing
+            .insert(region_id, Changing { sender, task, kind });
     }
 
     /// A change's task ended: its outcome is applied and its caller answered, then what
@@ -134,7 +126,9 @@ impl RegionWorkerLoop {
         }
         changing.sender.send(answer);
         self.shared.listener.on_change_end(region_id, changing.kind);
-        let Waiting { writes, ddls } = changing.waiting;
+        let Waiting { writes, ddls } = self
+            .gates
+            .take(region_id, |gate| std::mem::take(&mut gate.background));
         if !writes.is_empty() {
             self.handle_write_requests(writes, WriteOrigin::Incoming)
                 .await;
@@ -151,7 +145,7 @@ impl RegionWorkerLoop {
             Change::Truncated { entry_id, sequence } => {
                 // The old files are deleted on the purge pool once no scan holds them.
                 region.version_control.truncate(entry_id, sequence);
-                self.flush.scheduler.on_region_truncated(region_id);
+                self.on_region_gone_for_flush(region_id, FlushError::RegionTruncated { region_id });
                 self.notify_group();
                 self.update_file_gauges();
             }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use strata_flush::{FlushReason, RegionFlushTask};
+use strata_flush::{FlushReason, FlushScheduled};
 use strata_storage::Committer;
 
 use crate::error::WorkerError;
@@ -34,15 +34,31 @@ impl RegionWorkerLoop {
             }
             return;
         }
-        let mut task = RegionFlushTask::new(region_id, reason);
-        task.push_waiter(waiter);
         let committer: Arc<dyn Committer> = region.committer.clone();
-        if let Err(error) =
-            self.flush
-                .scheduler
-                .schedule_flush(&region.version_control, &committer, task)
-        {
-            tracing::warn!(%region_id, %error, "cannot schedule a flush");
+        let scheduled = self.flush.scheduler.schedule_flush(
+            &region.version_control,
+            &committer,
+            region_id,
+            reason,
+        );
+        match scheduled {
+            Ok(FlushScheduled::NothingToFlush) => {
+                if let Some(waiter) = waiter {
+                    waiter.send(Ok(0));
+                }
+            }
+            Ok(FlushScheduled::Started) => self.gates.of(region_id).flush_callers.extend(waiter),
+            Ok(FlushScheduled::Queued) => self
+                .gates
+                .of(region_id)
+                .follow_up_flush_callers
+                .extend(waiter),
+            Err(error) => {
+                tracing::warn!(%region_id, %error, "cannot schedule a flush");
+                if let Some(waiter) = waiter {
+                    waiter.send(Err(error.into()));
+                }
+            }
         }
     }
 

@@ -51,11 +51,9 @@ impl RegionWorkerLoop {
                 request: DdlRequest::Alter(request),
                 sender,
             };
-            if let Err(ddl) = self
-                .flush
-                .scheduler
-                .add_ddl_request_to_pending(region_id, ddl)
-            {
+            if self.flush.scheduler.is_flush_requested(region_id) {
+                self.gates.of(region_id).behind_flush.ddls.push(ddl);
+            } else {
                 // The flush could not be scheduled (engine stopping).
                 ddl.sender.send(Err(WorkerError::WorkerStopped));
             }

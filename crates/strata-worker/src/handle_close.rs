@@ -1,6 +1,6 @@
 //! Close: the region leaves the worker; its memtables are dropped (the WAL keeps them).
 
-use strata_flush::FlushReason;
+use strata_flush::{FlushError, FlushReason};
 use strata_request::{CloseRequest, DdlRequest};
 
 use crate::error::WorkerError;
@@ -29,10 +29,11 @@ impl RegionWorkerLoop {
         flush_before: FlushBeforeClose,
     ) {
         let region_id = request.region_id;
-        if let Some(changing) = self.changing.get_mut(region_id) {
+        if self.changing.contains(region_id) {
             // Reached here past `handle_ddl` (a close released by a failed flush).
-            changing
-                .waiting
+            self.gates
+                .of(region_id)
+                .background
                 .ddls
                 .push(crate::request::SenderDdlRequest {
                     request: DdlRequest::Close(request),
@@ -77,7 +78,7 @@ impl RegionWorkerLoop {
         }
         self.stalled
             .fail_region(region_id, &WorkerError::RegionClosed { region_id });
-        self.flush.scheduler.on_region_closed(region_id);
+        self.on_region_gone_for_flush(region_id, FlushError::RegionClosed { region_id });
         self.forget_compaction(region_id);
         self.update_gauges();
         tracing::info!(%region_id, "region closed");

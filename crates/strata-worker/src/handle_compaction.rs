@@ -16,8 +16,9 @@ use strata_request::{CompactRequest, RegionId};
 use tokio::sync::mpsc;
 
 use crate::error::WorkerError;
+use crate::gate::answer_all;
 use crate::region::{Region, RegionState};
-use crate::request::{ReplyTx, SenderDdlRequest};
+use crate::request::ReplyTx;
 use crate::worker::RegionWorkerLoop;
 
 /// How long automatic compactions leave a region alone after its compaction failed.
@@ -25,7 +26,7 @@ pub(crate) const COMPACTION_RETRY_BACKOFF: Duration = Duration::from_secs(5);
 
 /// The compaction side of a worker.
 pub(crate) struct CompactionState {
-    pub(crate) scheduler: CompactionScheduler<ReplyTx, SenderDdlRequest>,
+    pub(crate) scheduler: CompactionScheduler,
     pub(crate) results: mpsc::UnboundedReceiver<CompactionNotify>,
     /// Regions consolidated since their last flush (the idle consolidation runs once).
     pub(crate) consolidated: HashSet<RegionId>,
@@ -35,7 +36,7 @@ pub(crate) struct CompactionState {
 
 impl CompactionState {
     pub(crate) fn new(
-        scheduler: CompactionScheduler<ReplyTx, SenderDdlRequest>,
+        scheduler: CompactionScheduler,
         results: mpsc::UnboundedReceiver<CompactionNotify>,
     ) -> Self {
         Self {
@@ -76,24 +77,22 @@ impl RegionWorkerLoop {
             version,
             region.committer.clone(),
             mode,
-            waiters,
             self.shared.clock.now_millis(),
         );
         match scheduled {
-            Scheduled::Started | Scheduled::Queued => {}
-            Scheduled::NothingToDo(waiters) => {
+            Scheduled::Started => self.gates.of(region_id).compaction_callers.extend(waiters),
+            Scheduled::Queued => self
+                .gates
+                .of(region_id)
+                .follow_up_compaction_callers
+                .extend(waiters),
+            Scheduled::NothingToDo => {
                 if mode == PickMode::Idle {
                     self.compaction.consolidated.insert(region_id);
                 }
-                for waiter in waiters {
-                    waiter.send(Ok(0));
-                }
+                answer_all(waiters, &Ok(0));
             }
-            Scheduled::PoolStopped(waiters) => {
-                for waiter in waiters {
-                    waiter.send(Err(WorkerError::WorkerStopped));
-                }
-            }
+            Scheduled::PoolStopped => answer_all(waiters, &Err(WorkerError::WorkerStopped)),
         }
     }
 
@@ -177,19 +176,20 @@ impl RegionWorkerLoop {
             }
         };
         let idle_run = result.is_ok();
+        let (callers, ddls, follow_up_callers) = self.gates.take(region_id, |gate| {
+            (
+                std::mem::take(&mut gate.compaction_callers),
+                std::mem::take(&mut gate.behind_compaction),
+                std::mem::take(&mut gate.follow_up_compaction_callers),
+            )
+        });
         match result {
-            Ok(_) => {
-                for waiter in ended.waiters {
-                    waiter.send(Ok(0));
-                }
-            }
+            Ok(_) => answer_all(callers, &Ok(0)),
             Err(error) => {
                 if error.kind() == strata_base::ErrorKind::Fenced {
                     self.on_fenced(region_id, &error.to_string()).await;
                 }
-                for waiter in ended.waiters {
-                    waiter.send(Err(WorkerError::from(error.clone())));
-                }
+                answer_all(callers, &Err(WorkerError::from(error)));
             }
         }
         if idle_run && region.is_some() {
@@ -199,28 +199,26 @@ impl RegionWorkerLoop {
         }
         self.update_file_gauges();
         self.shared.listener.on_compaction_end(region_id, applied);
-        for ddl in ended.ddls {
+        for ddl in ddls {
             self.handle_ddl(ddl).await;
         }
-        if let Some((mode, waiters)) = ended.follow_up {
+        if let Some(mode) = ended.follow_up {
             match self.regions.get(&region_id).cloned() {
                 Some(region) if region.state() == RegionState::Writable => {
-                    self.schedule_compaction(&region, mode, waiters);
+                    self.schedule_compaction(&region, mode, follow_up_callers);
                 }
-                Some(region) => {
-                    for waiter in waiters {
-                        waiter.send(Err(WorkerError::RegionState {
-                            region_id,
-                            state: region.state(),
-                            operation: "compact",
-                        }));
-                    }
-                }
-                None => {
-                    for waiter in waiters {
-                        waiter.send(Err(WorkerError::RegionNotFound { region_id }));
-                    }
-                }
+                Some(region) => answer_all(
+                    follow_up_callers,
+                    &Err(WorkerError::RegionState {
+                        region_id,
+                        state: region.state(),
+                        operation: "compact",
+                    }),
+                ),
+                None => answer_all(
+                    follow_up_callers,
+                    &Err(WorkerError::RegionNotFound { region_id }),
+                ),
             }
         }
     }

@@ -56,7 +56,10 @@ impl RegionWorkerLoop {
         self.remove_region(region_id);
         self.stalled
             .fail_region(region_id, &WorkerError::RegionNotFound { region_id });
-        self.flush.scheduler.on_region_dropped(region_id);
+        self.on_region_gone_for_flush(
+            region_id,
+            strata_flush::FlushError::RegionDropped { region_id },
+        );
         self.forget_compaction(region_id);
         region.version_control.mark_dropped();
         self.update_gauges();

@@ -1,7 +1,7 @@
 //! Open and create in the background: the manifest read or write, the WAL replay (with
 //! its midway flushes) and a drop's leftover purge run on a task of their own, so the
 //! worker keeps serving its other regions; the result comes back to the worker like a
-//! flush result. While a region opens, its writes and DDLs wait in its [`Opening`] and are
+//! flush result. While a region opens, its writes and DDLs wait in its gate and are
 //! handled when the open ends — answered with the open's error if it fails; opens of one
 //! region coalesce. At most `max_background_opens` opens do their work at once.
 
@@ -12,18 +12,18 @@ use strata_request::{OpenRequest, RegionId};
 use tokio::task::JoinHandle;
 
 use crate::error::{Result, WorkerError};
+use crate::gate::Waiting;
 use crate::handle_write::WriteOrigin;
-use crate::in_flight::{InFlight, Waiting};
+use crate::in_flight::InFlight;
 use crate::region::Region;
 use crate::request::ReplyTx;
 use crate::worker::RegionWorkerLoop;
 
-/// A region being opened (or created) in the background, and what waits for it.
+/// A region being opened (or created) in the background (what waits for it is in the
+/// region's gate).
 pub(crate) struct Opening {
     /// Callers of the open (and of opens that coalesced into it).
     waiters: Vec<ReplyTx>,
-    /// Requests for the region that arrived meanwhile.
-    pub(crate) waiting: Waiting,
     task: JoinHandle<()>,
     /// "open" or "create", for logs.
     kind: &'static str,
@@ -39,14 +39,14 @@ pub(crate) struct OpenResult {
 pub(crate) type OpeningRegions = InFlight<Opening, OpenResult>;
 
 impl OpeningRegions {
-    /// Stops every open (the engine stops): tasks aborted, everyone waiting answered.
+    /// Stops every open (the engine stops): tasks aborted, callers answered (what waited
+    /// for them is answered with the worker's gates).
     pub(crate) fn abort_all(&mut self) {
         for opening in self.drain() {
             opening.task.abort();
             for waiter in opening.waiters {
                 waiter.send(Err(WorkerError::WorkerStopped));
             }
-            opening.waiting.fail_all(&WorkerError::WorkerStopped);
         }
     }
 }
@@ -111,7 +111,6 @@ impl RegionWorkerLoop {
             region_id,
             Opening {
                 waiters: vec![sender],
-                waiting: Waiting::default(),
                 task,
                 kind,
             },
@@ -126,7 +125,9 @@ impl RegionWorkerLoop {
         let Some(opening) = self.opening.remove(region_id) else {
             return;
         };
-        let Waiting { writes, ddls } = opening.waiting;
+        let Waiting { writes, ddls } = self
+            .gates
+            .take(region_id, |gate| std::mem::take(&mut gate.background));
         match result {
             Ok(region) => {
                 tracing::info!(%region_id, kind = opening.kind, "region opened");

@@ -151,22 +151,55 @@ impl WriteOrigin {
 }
 
 impl RegionWorkerLoop {
-    /// Handles a batch of writes. [`WriteOrigin::Incoming`] writes over the memory budget
-    /// wait in the stalled queue; [`WriteOrigin::Retried`] ones are never stalled again.
+    /// Handles a batch of writes: admit (memory budget, slowdown, region limits, gates,
+    /// state and schema), log (one WAL append for the batch), apply (memtables, then the
+    /// sequence is published and the callers answered). [`WriteOrigin::Incoming`] writes
+    /// over the memory budget wait in the stalled queue; [`WriteOrigin::Retried`] ones are
+    /// never stalled again.
     pub(crate) async fn handle_write_requests(
         &mut self,
         writes: Vec<SenderWriteRequest>,
         origin: WriteOrigin,
     ) {
-        if writes.is_empty() {
+        let started = self.shared.clock.now();
+        let mut ctxs = self.admit(writes, origin);
+        if ctxs.is_empty() {
             return;
+        }
+        self.shared
+            .metrics
+            .stage("prepare", self.shared.clock.elapsed(started));
+        let started = self.shared.clock.now();
+        if !self.log(&mut ctxs).await {
+            return;
+        }
+        self.shared
+            .metrics
+            .stage("wal", self.shared.clock.elapsed(started));
+        let started = self.shared.clock.now();
+        self.apply(ctxs);
+        self.shared
+            .metrics
+            .stage("memtable", self.shared.clock.elapsed(started));
+    }
+
+    /// The writes that go now, grouped by region: the rest are rejected (over the reject
+    /// limit), stalled (over the budget), paced (the slowdown), held by their region's own
+    /// limit, waiting at their region's gate, or failed (state, lease, schema).
+    fn admit(
+        &mut self,
+        writes: Vec<SenderWriteRequest>,
+        origin: WriteOrigin,
+    ) -> Vec<RegionWriteCtx> {
+        if writes.is_empty() {
+            return Vec::new();
         }
         self.maybe_flush_worker();
         let write_buffer = self.shared.write_buffer.clone();
         let waiting = self.stalled.estimated_size() + self.delayed.estimated_size();
         if write_buffer.should_reject(waiting) {
             self.reject(writes);
-            return;
+            return Vec::new();
         }
         if origin.may_stall() && write_buffer.should_stall() {
             self.shared.metrics.stalled(writes.len());
@@ -175,29 +208,26 @@ impl RegionWorkerLoop {
             }
             self.update_gauges();
             self.shared.listener.on_write_stall();
-            return;
+            return Vec::new();
         }
-
         let writes = if origin == WriteOrigin::Incoming {
             self.pace(writes)
         } else {
             writes
         };
         if writes.is_empty() {
-            return;
+            return Vec::new();
         }
         let writes = self.apply_region_limits(writes, origin);
         if writes.is_empty() {
-            return;
+            return Vec::new();
         }
+        self.prepare(writes)
+    }
 
-        let started = self.shared.clock.now();
-        let mut ctxs = self.prepare(writes);
-        self.shared
-            .metrics
-            .stage("prepare", self.shared.clock.elapsed(started));
-
-        let started = self.shared.clock.now();
+    /// Appends one WAL entry per region of the batch, in one append; whether anything
+    /// goes on to the memtables (on a WAL failure every caller has its error).
+    async fn log(&mut self, ctxs: &mut Vec<RegionWriteCtx>) -> bool {
         let mut entries = Vec::new();
         for ctx in ctxs.iter_mut().filter(|c| !c.mutations.is_empty()) {
             let region_id = ctx.region.region_id();
@@ -210,48 +240,48 @@ impl RegionWorkerLoop {
                 Err(error) => ctx.fail(&error),
             }
         }
-        if !entries.is_empty() {
-            match self.shared.log_store.append_batch(entries).await {
-                Ok(response) => {
-                    for ctx in &mut ctxs {
-                        let id = ctx.region.region_id().as_u64();
-                        if let Some(&last) = response.last_entry_ids.get(&id) {
-                            ctx.next_entry_id = last + 1;
-                        }
+        if entries.is_empty() {
+            return true;
+        }
+        match self.shared.log_store.append_batch(entries).await {
+            Ok(response) => {
+                for ctx in ctxs.iter_mut() {
+                    let id = ctx.region.region_id().as_u64();
+                    if let Some(&last) = response.last_entry_ids.get(&id) {
+                        ctx.next_entry_id = last + 1;
                     }
                 }
-                // Too large for one record: each request on its own, so only a request
-                // too large by itself fails.
-                Err(strata_wal::WalError::RecordTooLarge { .. }) => {
-                    self.append_one_by_one(&mut ctxs).await;
+                true
+            }
+            // Too large for one record: each request on its own, so only a request too
+            // large by itself fails.
+            Err(strata_wal::WalError::RecordTooLarge { .. }) => {
+                self.append_one_by_one(ctxs).await;
+                true
+            }
+            Err(source) => {
+                // Nothing of the batch reaches the memtables.
+                let error = WorkerError::Wal {
+                    source: Arc::new(source),
+                };
+                for mut ctx in ctxs.drain(..) {
+                    ctx.fail(&error);
+                    ctx.reply();
                 }
-                Err(source) => {
-                    // Nothing of the batch reaches the memtables.
-                    let error = WorkerError::Wal {
-                        source: Arc::new(source),
-                    };
-                    for mut ctx in ctxs {
-                        ctx.fail(&error);
-                        ctx.reply();
-                    }
-                    return;
-                }
+                false
             }
         }
-        self.shared
-            .metrics
-            .stage("wal", self.shared.clock.elapsed(started));
+    }
 
-        let started = self.shared.clock.now();
+    /// Inserts every logged mutation into its region's memtable, publishes the region's
+    /// sequence and entry id, and answers the callers.
+    fn apply(&self, ctxs: Vec<RegionWriteCtx>) {
         let (mut puts, mut deletes) = (0, 0);
         for ctx in ctxs {
             let (p, d) = ctx.apply();
             puts += p;
             deletes += d;
         }
-        self.shared
-            .metrics
-            .stage("memtable", self.shared.clock.elapsed(started));
         self.shared.metrics.add_rows("put", puts);
         self.shared.metrics.add_rows("delete", deletes);
     }
@@ -522,34 +552,24 @@ impl RegionWorkerLoop {
         for write in writes {
             let region_id = write.request.region_id;
             // A DDL waits for this region's flush: the write waits behind it.
-            let write = if self.flush.scheduler.has_pending_ddls(region_id) {
-                match self
-                    .flush
-                    .scheduler
-                    .add_write_request_to_pending(region_id, write)
-                {
-                    Ok(()) => continue,
-                    Err(write) => write,
-                }
-            } else {
-                write
-            };
+            if self.gates.has_ddls_behind_flush(region_id) {
+                self.gates.of(region_id).behind_flush.writes.push(write);
+                continue;
+            }
             // A change of the region is in flight: the write lands after it.
-            let write = match self.changing.get_mut(region_id) {
-                Some(changing) => {
-                    changing.waiting.writes.push(write);
-                    continue;
-                }
-                None => write,
-            };
+            if self.changing.contains(region_id) {
+                self.gates.of(region_id).background.writes.push(write);
+                continue;
+            }
             let slot = match index.get(&region_id) {
                 Some(&slot) => slot,
                 None => {
                     let Some(region) = self.regions.get(&region_id) else {
-                        match self.opening.get_mut(region_id) {
+                        if self.opening.contains(region_id) {
                             // Handled once the region is open (or failed with the open).
-                            Some(opening) => opening.waiting.writes.push(write),
-                            None => write.fail(WorkerError::RegionNotFound { region_id }),
+                            self.gates.of(region_id).background.writes.push(write);
+                        } else {
+                            write.fail(WorkerError::RegionNotFound { region_id });
                         }
                         continue;
                     };

@@ -1,32 +1,10 @@
-//! Background work the worker runs for one region at a time — an open, a change — and the
-//! requests for that region that wait for it.
+//! Background work the worker runs for one region at a time — an open, a change (the
+//! requests that wait for it are in the region's [`Gate`](crate::gate::Gate)).
 
 use std::collections::HashMap;
 
 use strata_request::RegionId;
 use tokio::sync::mpsc;
-
-use crate::error::WorkerError;
-use crate::request::{SenderDdlRequest, SenderWriteRequest};
-
-/// Requests for a region that arrived while its background work ran, in order.
-#[derive(Default)]
-pub(crate) struct Waiting {
-    pub(crate) writes: Vec<SenderWriteRequest>,
-    pub(crate) ddls: Vec<SenderDdlRequest>,
-}
-
-impl Waiting {
-    /// Answers every waiting request with `error`.
-    pub(crate) fn fail_all(self, error: &WorkerError) {
-        for write in self.writes {
-            write.fail(error.clone());
-        }
-        for ddl in self.ddls {
-            ddl.sender.send(Err(error.clone()));
-        }
-    }
-}
 
 /// The regions with background work of one kind in flight (entries `E`, one per region),
 /// and the channel their tasks report `R` on.

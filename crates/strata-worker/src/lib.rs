@@ -7,16 +7,19 @@
 //! - The worker loop (private): batches requests; handles background results, then all
 //!   writes, then DDLs; reacts to the shared "memory released" signal (engine-full
 //!   flushes, stalled writes) and to a periodic timer from the injected clock.
-//! - The write path: reject over the reject limit, stall over the budget (and, per region,
-//!   over its own `write_buffer_size`), fence behind
-//!   DDLs waiting for a flush, check state and schema, **one WAL append per batch**, insert
-//!   into memtables, publish sequence and entry id, reply. WAL entries carry op type, first
+//! - The write path, admit → log → apply: reject over the reject limit, stall over the
+//!   budget (and, per region, over its own `write_buffer_size`), wait at the region's gate
+//!   (behind DDLs waiting for a flush, or its open or change), check state and schema;
+//!   **one WAL append per batch**; insert into memtables, publish sequence and entry id,
+//!   reply. WAL entries carry op type, first
 //!   sequence and an Arrow IPC batch per mutation.
 //! - DDLs: create, open (WAL replay), close, drop (marker first, files later), alter
 //!   (flush first), flush, truncate, set writable / read-only, compact, role changes and
 //!   follower syncs. Opens, creates and every change of an open region do their manifest
 //!   and object-store I/O on tasks of their own; the worker applies the outcome, and the
 //!   region's requests wait for it in order — no other region of the worker waits.
+//! - Every request that waits on a region waits in that region's gate (`gate.rs`), which
+//!   says why; the flush and compaction schedulers only track what runs.
 //! - Read-only groups ([`WorkerConfig::read_only`]): open and close only, regions
 //!   read-only, nothing written; an open that finds the WAL moved on under it (a writer in
 //!   another process) starts over from the manifest.
@@ -36,6 +39,7 @@ mod config;
 mod delay;
 mod error;
 mod flush_policy;
+mod gate;
 mod group;
 mod handle_alter;
 mod handle_close;

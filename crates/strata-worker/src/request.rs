@@ -2,7 +2,6 @@
 
 use std::time::Instant;
 
-use strata_flush::{FlushError, PendingRequest};
 use strata_request::{AffectedRows, DdlRequest, OutputTx, WriteRequest};
 
 use crate::error::WorkerError;
@@ -34,12 +33,6 @@ impl SenderWriteRequest {
     }
 }
 
-impl PendingRequest for SenderWriteRequest {
-    fn fail(self, error: FlushError) {
-        self.sender.send(Err(error.into()));
-    }
-}
-
 /// A DDL and its caller.
 #[derive(Debug)]
 pub(crate) struct SenderDdlRequest {
@@ -47,14 +40,10 @@ pub(crate) struct SenderDdlRequest {
     pub(crate) sender: ReplyTx,
 }
 
-impl PendingRequest for SenderDdlRequest {
-    fn fail(self, error: FlushError) {
-        self.sender.send(Err(error.into()));
-    }
-
-    /// Close, drop and truncate wait behind a flush only so that none runs beside them;
-    /// they still happen when it fails.
-    fn outlives_failed_flush(&self) -> bool {
+impl SenderDdlRequest {
+    /// Whether the DDL still runs when the flush it waits for fails: close, drop and
+    /// truncate wait behind a flush only so that none runs beside them.
+    pub(crate) fn outlives_failed_flush(&self) -> bool {
         matches!(
             self.request,
             DdlRequest::Close(_) | DdlRequest::Drop(_) | DdlRequest::Truncate(_)

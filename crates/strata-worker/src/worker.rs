@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::WorkerConfig;
 use crate::error::WorkerError;
+use crate::gate::Gates;
 use crate::handle_close::FlushBeforeClose;
 use crate::handle_compaction::CompactionState;
 use crate::handle_write::{RegionPressure, WriteOrigin};
@@ -59,12 +60,10 @@ pub(crate) struct Shared {
     pub(crate) open_permits: Arc<tokio::sync::Semaphore>,
 }
 
-pub(crate) type Scheduler = FlushScheduler<WorkerError, SenderDdlRequest, SenderWriteRequest>;
-
 /// The flush side of a worker: its scheduler and the channel its jobs report on.
 pub(crate) struct FlushState {
-    pub(crate) scheduler: Scheduler,
-    pub(crate) results: mpsc::UnboundedReceiver<FlushNotify<WorkerError>>,
+    pub(crate) scheduler: FlushScheduler,
+    pub(crate) results: mpsc::UnboundedReceiver<FlushNotify>,
 }
 
 /// One worker's loop and state.
@@ -80,8 +79,10 @@ pub(crate) struct RegionWorkerLoop {
     pub(crate) delayed: crate::delay::DelayedRequests,
     /// Regions being opened or created in the background, and what waits for them.
     pub(crate) opening: crate::handle_open::OpeningRegions,
-    /// Regions with a change (alter, truncate, drop, role…) in flight, and what waits.
+    /// Regions with a change (alter, truncate, drop, role…) in flight.
     pub(crate) changing: crate::changes::ChangingRegions,
+    /// Every request that waits on one of this worker's regions, and why.
+    pub(crate) gates: Gates,
     receiver: mpsc::Receiver<WorkerRequest>,
     released: watch::Receiver<u64>,
     /// When the periodic flush and compaction check runs next (clock milliseconds).
@@ -120,8 +121,8 @@ impl RegionWorkerLoop {
     pub(crate) fn new(
         id: usize,
         shared: Arc<Shared>,
-        scheduler: Scheduler,
-        results: mpsc::UnboundedReceiver<FlushNotify<WorkerError>>,
+        scheduler: FlushScheduler,
+        results: mpsc::UnboundedReceiver<FlushNotify>,
         compaction: CompactionState,
         receiver: mpsc::Receiver<WorkerRequest>,
     ) -> Self {
@@ -142,6 +143,7 @@ impl RegionWorkerLoop {
             delayed: crate::delay::DelayedRequests::default(),
             opening: crate::handle_open::OpeningRegions::default(),
             changing: crate::changes::ChangingRegions::default(),
+            gates: Gates::default(),
             receiver,
             released,
             next_periodic_check,
@@ -252,15 +254,7 @@ impl RegionWorkerLoop {
         while let Ok(result) = self.compaction.results.try_recv() {
             self.handle_compaction_result(result).await;
         }
-        for ended in self.compaction.scheduler.drain() {
-            let follow_up = ended.follow_up.into_iter().flat_map(|(_, waiters)| waiters);
-            for waiter in ended.waiters.into_iter().chain(follow_up) {
-                waiter.send(Err(WorkerError::WorkerStopped));
-            }
-            for ddl in ended.ddls {
-                ddl.sender.send(Err(WorkerError::WorkerStopped));
-            }
-        }
+        self.compaction.scheduler.clear();
         self.receiver.close();
         while let Ok(request) = self.receiver.try_recv() {
             match request {
@@ -279,6 +273,10 @@ impl RegionWorkerLoop {
         // midway flushes are whole manifest versions); everyone waiting is answered.
         self.opening.abort_all();
         self.changing.abort_all();
+        // Everything still waiting on a region is answered.
+        for (region_id, gate) in self.gates.drain() {
+            gate.stop(region_id);
+        }
         for (region_id, region) in self.regions.drain() {
             region.committer.mark_closed();
             self.shared.regions.remove(region_id);
@@ -288,16 +286,13 @@ impl RegionWorkerLoop {
     }
 
     pub(crate) async fn handle_ddl(&mut self, ddl: SenderDdlRequest) {
-        // A region with a change in flight: its DDLs wait for it.
-        if let Some(changing) = self.changing.get_mut(ddl.request.region_id()) {
-            changing.waiting.ddls.push(ddl);
-            return;
-        }
-        // A region being opened: its DDLs (other than more opens, which coalesce) wait.
-        if !matches!(ddl.request, DdlRequest::Open(_))
-            && let Some(opening) = self.opening.get_mut(ddl.request.region_id())
+        let region_id = ddl.request.region_id();
+        // A region with a change in flight: its DDLs wait for it; so do those of a region
+        // being opened (but more opens, which coalesce).
+        if self.changing.contains(region_id)
+            || (!matches!(ddl.request, DdlRequest::Open(_)) && self.opening.contains(region_id))
         {
-            opening.waiting.ddls.push(ddl);
+            self.gates.of(region_id).background.ddls.push(ddl);
             return;
         }
         let SenderDdlRequest { request, sender } = ddl;
@@ -353,29 +348,21 @@ impl RegionWorkerLoop {
         request: DdlRequest,
         sender: ReplyTx,
     ) -> Option<(DdlRequest, ReplyTx)> {
-        let mut fenced = SenderDdlRequest { request, sender };
+        let fenced = SenderDdlRequest { request, sender };
         if self.flush.scheduler.is_flush_requested(region_id) {
-            match self
-                .flush
-                .scheduler
-                .add_ddl_request_to_pending(region_id, fenced)
-            {
-                Ok(()) => return None,
-                Err(ddl) => fenced = ddl,
-            }
+            self.gates.of(region_id).behind_flush.ddls.push(fenced);
+            return None;
         }
-        let by = fenced.request.kind();
-        match self
+        if self
             .compaction
             .scheduler
-            .cancel_and_fence(region_id, fenced, by)
+            .cancel(region_id, fenced.request.kind())
         {
-            Ok(()) => {
-                self.shared.listener.on_compaction_cancel(region_id);
-                None
-            }
-            Err(ddl) => Some((ddl.request, ddl.sender)),
+            self.gates.of(region_id).behind_compaction.push(fenced);
+            self.shared.listener.on_compaction_cancel(region_id);
+            return None;
         }
+        Some((fenced.request, fenced.sender))
     }
 
     /// Retries every stalled write; retried writes are not stalled again.

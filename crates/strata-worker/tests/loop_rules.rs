@@ -17,8 +17,8 @@ use async_trait::async_trait;
 use strata_buffer::testing::ForcedWriteBuffer;
 use strata_buffer::{ReleaseNotifier, WriteBufferManager, WriteBufferManagerImpl};
 use strata_request::{
-    CloseRequest, ColumnDataType, ColumnSchema, CreateRequest, DdlRequest, FlushRequest, RegionId,
-    RegionMetadataBuilder, RegionOptions, TruncateRequest, WriteRequest,
+    AlterKind, AlterRequest, CloseRequest, ColumnDataType, ColumnSchema, CreateRequest, DdlRequest,
+    FlushRequest, RegionId, RegionMetadataBuilder, RegionOptions, TruncateRequest, WriteRequest,
 };
 use strata_scheduler::{
     Job, LocalScheduler, ManualClock, Scheduler, SchedulerError, SchedulerRef, StopFuture,
@@ -548,6 +548,76 @@ async fn a_close_fenced_behind_a_successful_flush_runs_after_it() {
     within("close", close).await.unwrap().unwrap();
     assert_eq!(world.events.count(&Event::FlushSuccess(A)), 1);
     assert!(world.group.regions().get(A).is_none(), "closed");
+    world.group.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_flush_fails_the_alter_and_writes_behind_it_and_still_runs_the_truncate() {
+    let world = World::new(|_| {});
+    world.create(A).await;
+    world.spawn_write(A, 2).await.unwrap().unwrap();
+    world.flushes.hold();
+    let flush = world.spawn_ddl(DdlRequest::Flush(FlushRequest {
+        region_id: A,
+        row_group_size: None,
+    }));
+    world.events.wait_for(Event::FlushBegin(A), 1).await;
+    let schema_version = world
+        .group
+        .regions()
+        .get(A)
+        .unwrap()
+        .snapshot()
+        .version()
+        .metadata()
+        .schema_version();
+    // A schema change needs empty memtables: it waits behind the flush, and so does the
+    // write sent after it; the truncate waits only so that no flush runs beside it.
+    let alter = world.spawn_ddl(DdlRequest::Alter(AlterRequest {
+        region_id: A,
+        schema_version,
+        kind: AlterKind::AddColumns {
+            columns: vec![ColumnSchema::field("w", ColumnDataType::Float64)],
+        },
+    }));
+    settle().await;
+    let write = world.spawn_write(A, 1);
+    let truncate = world.spawn_ddl(DdlRequest::Truncate(TruncateRequest { region_id: A }));
+    settle().await;
+    for (what, call) in [
+        ("alter", &alter),
+        ("write", &write),
+        ("truncate", &truncate),
+    ] {
+        assert!(!call.is_finished(), "the {what} waits behind the flush");
+    }
+
+    world.faults.fail_writes_containing(".parquet");
+    world.flushes.release_all();
+    assert!(within("flush", flush).await.unwrap().is_err());
+    for (what, call) in [("alter", alter), ("write", write)] {
+        let error = within(what, call).await.unwrap().unwrap_err();
+        assert!(
+            matches!(&error, WorkerError::Flush { source } if source.to_string().contains("flush failed")),
+            "{what}: {error}"
+        );
+    }
+    within("truncate", truncate).await.unwrap().unwrap();
+    assert_eq!(world.memtable_rows(A), 0, "the truncate ran");
+    assert_eq!(
+        world
+            .group
+            .regions()
+            .get(A)
+            .unwrap()
+            .snapshot()
+            .version()
+            .metadata()
+            .columns()
+            .len(),
+        3,
+        "the alter did not"
+    );
     world.group.stop().await.unwrap();
 }
 

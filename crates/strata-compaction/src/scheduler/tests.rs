@@ -98,7 +98,7 @@ async fn version(level0: usize) -> Arc<Version> {
 }
 
 fn scheduler() -> (
-    CompactionScheduler<&'static str, &'static str>,
+    CompactionScheduler,
     Arc<HeldPool>,
     mpsc::UnboundedReceiver<CompactionNotify>,
 ) {
@@ -118,17 +118,16 @@ fn scheduler() -> (
 }
 
 #[tokio::test]
-async fn nothing_to_pick_answers_at_once_and_starts_no_job() {
+async fn nothing_to_pick_starts_no_job() {
     let (mut scheduler, pool, _rx) = scheduler();
     let scheduled = scheduler.schedule(
         REGION,
         version(3).await,
         Arc::new(NeverCommits),
         PickMode::Automatic,
-        vec!["w"],
         0,
     );
-    assert!(matches!(scheduled, Scheduled::NothingToDo(ref w) if w == &["w"]));
+    assert_eq!(scheduled, Scheduled::NothingToDo);
     assert!(!scheduler.is_running(REGION));
     assert!(pool.0.lock().unwrap().is_empty());
 }
@@ -142,37 +141,27 @@ async fn requests_during_a_job_coalesce_into_one_follow_up_of_the_strongest_mode
         v.clone(),
         Arc::new(NeverCommits),
         PickMode::Automatic,
-        vec![],
         0,
     );
-    assert!(matches!(started, Scheduled::Started));
-    for (mode, waiter) in [(PickMode::Manual, "m1"), (PickMode::Automatic, "a")] {
-        let queued = scheduler.schedule(
-            REGION,
-            v.clone(),
-            Arc::new(NeverCommits),
-            mode,
-            vec![waiter],
-            0,
-        );
-        assert!(matches!(queued, Scheduled::Queued));
+    assert_eq!(started, Scheduled::Started);
+    for mode in [PickMode::Manual, PickMode::Automatic] {
+        let queued = scheduler.schedule(REGION, v.clone(), Arc::new(NeverCommits), mode, 0);
+        assert_eq!(queued, Scheduled::Queued);
     }
     assert_eq!(pool.0.lock().unwrap().len(), 1, "one job per region");
     // A result of another execution is ignored; the running one's ends the status.
     assert!(scheduler.on_finished(REGION, 999).is_none());
     assert!(scheduler.is_running(REGION));
     let ended = scheduler.on_finished(REGION, 1).unwrap();
-    assert!(ended.waiters.is_empty());
-    assert_eq!(ended.follow_up, Some((PickMode::Manual, vec!["m1", "a"])));
+    assert_eq!(ended.follow_up, Some(PickMode::Manual));
     assert!(!scheduler.is_running(REGION));
 }
 
 #[tokio::test]
-async fn a_ddl_cancels_the_running_job_and_waits_for_its_end() {
+async fn a_ddl_cancels_the_running_job_which_still_reports_its_end() {
     let (mut scheduler, pool, mut rx) = scheduler();
-    assert_eq!(
-        scheduler.cancel_and_fence(REGION, "truncate", "truncate"),
-        Err("truncate"),
+    assert!(
+        !scheduler.cancel(REGION, "truncate"),
         "nothing runs: the DDL goes on"
     );
     scheduler.schedule(
@@ -180,10 +169,9 @@ async fn a_ddl_cancels_the_running_job_and_waits_for_its_end() {
         version(4).await,
         Arc::new(NeverCommits),
         PickMode::Automatic,
-        vec![],
         0,
     );
-    assert_eq!(scheduler.cancel_and_fence(REGION, "drop", "drop"), Ok(()));
+    assert!(scheduler.cancel(REGION, "drop"));
     // The job sees the cancellation (here before it reads anything) and reports it.
     let job = pool.0.lock().unwrap().pop().unwrap();
     job.await;
@@ -199,5 +187,6 @@ async fn a_ddl_cancels_the_running_job_and_waits_for_its_end() {
     let ended = scheduler
         .on_finished(notify.region_id, notify.execution_id)
         .unwrap();
-    assert_eq!(ended.ddls, vec!["drop"]);
+    assert_eq!(ended.follow_up, None);
+    assert!(!scheduler.is_running(REGION));
 }

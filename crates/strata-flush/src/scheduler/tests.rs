@@ -4,8 +4,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use opendal::Operator;
 use strata_request::{
-    ColumnDataType, ColumnSchema, OpType, RegionId, RegionMetadataBuilder, RegionOptions, Reply,
-    Unanswered, reply_channel,
+    ColumnDataType, ColumnSchema, OpType, RegionId, RegionMetadataBuilder, RegionOptions,
 };
 use strata_scheduler::{LocalScheduler, Scheduler};
 use strata_storage::testing::{FaultLayer, FaultPlan};
@@ -19,39 +18,6 @@ use tokio::sync::{Semaphore, mpsc};
 use super::*;
 use crate::job::FlushNotify;
 use crate::reason::FlushReason;
-
-/// The caller-side error of these tests.
-#[derive(Debug, Clone)]
-enum TestError {
-    Flush(FlushError),
-    Unanswered,
-}
-
-impl From<FlushError> for TestError {
-    fn from(e: FlushError) -> Self {
-        TestError::Flush(e)
-    }
-}
-
-impl From<Unanswered> for TestError {
-    fn from(_: Unanswered) -> Self {
-        TestError::Unanswered
-    }
-}
-
-/// A fenced DDL or write: answered on failure, or handed back.
-/// The flag says whether it outlives a failed flush (like a close or drop would).
-struct Pending(strata_request::OutputTx<usize, TestError>, bool);
-
-impl PendingRequest for Pending {
-    fn fail(self, error: FlushError) {
-        self.0.send(Err(error.into()));
-    }
-
-    fn outlives_failed_flush(&self) -> bool {
-        self.1
-    }
-}
 
 const OK: u8 = 0;
 const FAIL: u8 = 1;
@@ -107,16 +73,14 @@ impl Committer for TestCommitter {
     }
 }
 
-type Scheduler_ = FlushScheduler<TestError, Pending, Pending>;
-
 struct Env {
     region: RegionId,
     store: Operator,
     vc: Arc<VersionControl>,
     committer: Arc<TestCommitter>,
     dyn_committer: Arc<dyn Committer>,
-    scheduler: Scheduler_,
-    notify: mpsc::UnboundedReceiver<FlushNotify<TestError>>,
+    scheduler: FlushScheduler,
+    notify: mpsc::UnboundedReceiver<FlushNotify>,
     pool: Arc<LocalScheduler>,
     faults: Arc<FaultPlan>,
     sequence: u64,
@@ -204,34 +168,22 @@ impl Env {
         self.vc.set_sequence_and_entry_id(self.sequence, self.entry);
     }
 
-    fn request(&mut self, reason: FlushReason) -> Result<Reply<usize, TestError>, FlushError> {
-        let (tx, rx) = reply_channel();
-        let mut task = RegionFlushTask::new(self.region, reason);
-        task.push_waiter(Some(tx));
+    fn request(&mut self, reason: FlushReason) -> Result<FlushScheduled, FlushError> {
         self.scheduler
-            .schedule_flush(&self.vc, &self.dyn_committer, task)
-            .map(|()| rx)
+            .schedule_flush(&self.vc, &self.dyn_committer, self.region, reason)
     }
 
-    fn pending(&mut self) -> (Pending, Reply<usize, TestError>) {
-        let (tx, rx) = reply_channel();
-        (Pending(tx, false), rx)
-    }
-
-    /// Does what the worker does with the next outcome; returns what was released.
-    async fn handle_next(&mut self) -> Option<Released<Pending, Pending>> {
+    /// Does what the worker does with the next report: the flush's outcome, and what
+    /// follows it.
+    async fn handle_next(&mut self) -> (Result<(), FlushError>, Option<AfterFlush>) {
         match self.notify.recv().await.unwrap() {
             FlushNotify::Finished(f) => {
                 self.vc.apply_edit(&f.edit, &f.memtables_to_remove);
-                f.task.on_success();
-                self.scheduler.on_flush_success(f.region_id)
+                (Ok(()), Some(self.scheduler.on_flush_success(f.region_id)))
             }
             FlushNotify::Failed { region_id, error } => {
-                let returned = self.scheduler.on_flush_failed(region_id, error);
-                (!returned.is_empty()).then_some(Released {
-                    ddls: returned,
-                    writes: Vec::new(),
-                })
+                self.scheduler.on_flush_failed(region_id);
+                (Err(error), None)
             }
         }
     }
@@ -262,28 +214,33 @@ impl Env {
     }
 }
 
-fn is_ok(result: Result<usize, TestError>) -> bool {
-    matches!(result, Ok(0))
+fn ended(after: Option<AfterFlush>) -> bool {
+    matches!(after, Some(AfterFlush::Ended))
 }
 
 #[tokio::test]
-async fn flushing_nothing_answers_at_once_and_runs_no_job() {
+async fn flushing_nothing_runs_no_job() {
     let mut env = Env::new(true).await;
-    let reply = env.request(FlushReason::Manual).unwrap();
-    assert!(is_ok(reply.await));
+    assert_eq!(
+        env.request(FlushReason::Manual).unwrap(),
+        FlushScheduled::NothingToFlush
+    );
     assert!(!env.scheduler.is_flush_requested(env.region));
     assert!(env.notify.try_recv().is_err(), "no job ran");
 }
 
 #[tokio::test]
-async fn a_flush_writes_files_commits_the_edit_and_releases_the_region() {
+async fn a_flush_writes_files_commits_the_edit_and_ends() {
     let mut env = Env::new(true).await;
     env.write("a", 0, 10);
-    let reply = env.request(FlushReason::Manual).unwrap();
+    assert_eq!(
+        env.request(FlushReason::Manual).unwrap(),
+        FlushScheduled::Started
+    );
     assert!(env.scheduler.is_flush_requested(env.region));
-    let released = env.handle_next().await.unwrap();
-    assert!(released.ddls.is_empty() && released.writes.is_empty());
-    assert!(is_ok(reply.await));
+    let (outcome, after) = env.handle_next().await;
+    assert!(outcome.is_ok());
+    assert!(ended(after));
     assert!(!env.scheduler.is_flush_requested(env.region));
     let version = env.vc.current().version().clone();
     assert!(version.memtables().is_empty());
@@ -300,104 +257,69 @@ async fn a_flush_writes_files_commits_the_edit_and_releases_the_region() {
 }
 
 #[tokio::test]
-async fn requests_during_a_flush_merge_into_one_follow_up_and_fence_ddls_and_writes() {
+async fn requests_during_a_flush_merge_into_one_follow_up_that_runs_after_it() {
     let mut env = Env::new(false).await;
     env.write("a", 0, 5);
-    let first = env.request(FlushReason::Manual).unwrap();
+    assert_eq!(
+        env.request(FlushReason::Manual).unwrap(),
+        FlushScheduled::Started
+    );
     env.write("b", 0, 5);
-    let second = env.request(FlushReason::EngineFull).unwrap();
-    let third = env.request(FlushReason::Manual).unwrap();
-    let (ddl, ddl_reply) = env.pending();
-    let (write, write_reply) = env.pending();
-    assert!(
-        env.scheduler
-            .add_ddl_request_to_pending(env.region, ddl)
-            .is_ok()
-    );
-    assert!(
-        env.scheduler
-            .add_write_request_to_pending(env.region, write)
-            .is_ok()
-    );
-    assert!(env.scheduler.has_pending_ddls(env.region));
-
+    for reason in [FlushReason::EngineFull, FlushReason::Manual] {
+        assert_eq!(env.request(reason).unwrap(), FlushScheduled::Queued);
+    }
+    assert!(env.scheduler.has_follow_up(env.region));
     env.committer.gate.add_permits(10);
+    let (outcome, after) = env.handle_next().await;
+    assert!(outcome.is_ok());
     assert!(
-        env.handle_next().await.is_none(),
-        "the follow-up runs; the fence stays"
+        matches!(after, Some(AfterFlush::FollowUpStarted)),
+        "{after:?}"
     );
-    assert!(is_ok(first.await));
     assert!(env.scheduler.is_flush_requested(env.region));
-    let released = env
-        .handle_next()
-        .await
-        .expect("fence released after the follow-up");
-    assert!(
-        is_ok(second.await) && is_ok(third.await),
-        "merged waiters answered together"
-    );
-    assert_eq!((released.ddls.len(), released.writes.len()), (1, 1));
-    drop(released);
-    assert!(
-        matches!(ddl_reply.await, Err(TestError::Unanswered)),
-        "handed back, not failed"
-    );
-    assert!(matches!(write_reply.await, Err(TestError::Unanswered)));
+    assert!(!env.scheduler.has_follow_up(env.region));
+    let (outcome, after) = env.handle_next().await;
+    assert!(outcome.is_ok());
+    assert!(ended(after), "one follow-up for both requests");
+    assert!(env.notify.try_recv().is_err(), "no third job");
     assert_eq!(env.vc.current().version().all_files().count(), 2);
     assert_eq!(env.scan_count().await, 10);
 }
 
 #[tokio::test]
-async fn a_follow_up_with_nothing_left_to_flush_releases_the_fenced_work() {
+async fn a_follow_up_with_nothing_left_to_flush_ends_the_flush() {
     let mut env = Env::new(false).await;
     env.write("a", 0, 5);
-    let first = env.request(FlushReason::Manual).unwrap();
-    let follow_up = env.request(FlushReason::Alter).unwrap();
-    let (ddl, _ddl_reply) = env.pending();
-    assert!(
-        env.scheduler
-            .add_ddl_request_to_pending(env.region, ddl)
-            .is_ok()
+    env.request(FlushReason::Manual).unwrap();
+    assert_eq!(
+        env.request(FlushReason::Alter).unwrap(),
+        FlushScheduled::Queued
     );
     env.committer.gate.add_permits(10);
-    let released = env
-        .handle_next()
-        .await
-        .expect("nothing left: released at once");
-    assert_eq!(released.ddls.len(), 1);
-    assert!(is_ok(first.await) && is_ok(follow_up.await));
+    let (outcome, after) = env.handle_next().await;
+    assert!(outcome.is_ok());
+    assert!(ended(after), "nothing left: no follow-up job");
     assert!(!env.scheduler.is_flush_requested(env.region));
+    assert!(env.notify.try_recv().is_err());
 }
 
 #[tokio::test]
-async fn a_failed_flush_fails_everything_pending_keeps_the_memtables_and_deletes_its_files() {
+async fn a_failed_flush_ends_with_its_follow_up_keeps_the_memtables_and_deletes_its_files() {
     let mut env = Env::new(false).await;
     env.write("a", 0, 7);
-    let first = env.request(FlushReason::Manual).unwrap();
+    env.request(FlushReason::Manual).unwrap();
     env.write("a", 100, 3);
-    let follow_up = env.request(FlushReason::Manual).unwrap();
-    let (write, write_reply) = env.pending();
-    assert!(
-        env.scheduler
-            .add_write_request_to_pending(env.region, write)
-            .is_ok()
-    );
+    env.request(FlushReason::Manual).unwrap();
     env.committer.mode.store(FAIL, Ordering::SeqCst);
     env.committer.gate.add_permits(100);
-    assert!(env.handle_next().await.is_none());
-    assert!(matches!(
-        first.await,
-        Err(TestError::Flush(FlushError::Commit { .. }))
-    ));
-    assert!(matches!(
-        follow_up.await,
-        Err(TestError::Flush(FlushError::FlushFailed { .. }))
-    ));
-    assert!(matches!(
-        write_reply.await,
-        Err(TestError::Flush(FlushError::FlushFailed { .. }))
-    ));
+    let (outcome, after) = env.handle_next().await;
+    assert!(
+        matches!(outcome, Err(FlushError::Commit { .. })),
+        "{outcome:?}"
+    );
+    assert!(after.is_none());
     assert!(!env.scheduler.is_flush_requested(env.region));
+    assert!(env.notify.try_recv().is_err(), "the follow-up did not run");
     let version = env.vc.current().version().clone();
     assert_eq!(
         version.memtables().immutables().len(),
@@ -411,9 +333,8 @@ async fn a_failed_flush_fails_everything_pending_keeps_the_memtables_and_deletes
     );
 
     env.committer.mode.store(OK, Ordering::SeqCst);
-    let retry = env.request(FlushReason::Manual).unwrap();
-    env.handle_next().await.unwrap();
-    assert!(is_ok(retry.await));
+    env.request(FlushReason::Manual).unwrap();
+    assert!(env.handle_next().await.0.is_ok());
     assert!(env.vc.current().version().memtables().is_empty());
     assert_eq!(
         env.scan_count().await,
@@ -429,103 +350,90 @@ async fn a_commit_that_may_have_persisted_keeps_its_files() {
     env.committer
         .mode
         .store(FAIL_MAYBE_PERSISTED, Ordering::SeqCst);
-    let reply = env.request(FlushReason::Manual).unwrap();
-    env.handle_next().await;
-    assert!(reply.await.is_err());
+    env.request(FlushReason::Manual).unwrap();
+    assert!(env.handle_next().await.0.is_err());
     assert_eq!(
         env.data_files().await,
         1,
         "the manifest may name it: not deleted"
     );
     env.committer.mode.store(OK, Ordering::SeqCst);
-    let retry = env.request(FlushReason::Manual).unwrap();
-    env.handle_next().await.unwrap();
-    assert!(is_ok(retry.await));
+    env.request(FlushReason::Manual).unwrap();
+    assert!(env.handle_next().await.0.is_ok());
     assert_eq!(env.scan_count().await, 4, "readable exactly once");
 }
 
 #[tokio::test]
-async fn drop_close_and_truncate_fail_everything_pending_with_their_own_error() {
-    for event in ["drop", "close", "truncate"] {
-        let mut env = Env::new(false).await;
-        env.write("a", 0, 3);
-        let first = env.request(FlushReason::Manual).unwrap();
-        env.write("a", 10, 3);
-        let follow_up = env.request(FlushReason::Manual).unwrap();
-        let (ddl, ddl_reply) = env.pending();
-        assert!(
-            env.scheduler
-                .add_ddl_request_to_pending(env.region, ddl)
-                .is_ok()
-        );
-        match event {
-            "drop" => env.scheduler.on_region_dropped(env.region),
-            "close" => env.scheduler.on_region_closed(env.region),
-            _ => env.scheduler.on_region_truncated(env.region),
-        }
-        assert!(
-            env.scheduler.is_flush_requested(env.region),
-            "the running job keeps the region busy"
-        );
-        let check = |r: Result<usize, TestError>| match (event, r) {
-            ("drop", Err(TestError::Flush(FlushError::RegionDropped { .. })))
-            | ("close", Err(TestError::Flush(FlushError::RegionClosed { .. })))
-            | ("truncate", Err(TestError::Flush(FlushError::RegionTruncated { .. }))) => {}
-            (event, other) => panic!("{event}: {other:?}"),
-        };
-        check(follow_up.await);
-        check(ddl_reply.await);
-        // The running flush still finishes and reports; then the region is idle.
-        env.committer.gate.add_permits(10);
-        let released = env.handle_next().await.expect("bare status cleared");
-        assert!(released.ddls.is_empty() && released.writes.is_empty());
-        assert!(is_ok(first.await));
-        assert!(!env.scheduler.is_flush_requested(env.region));
-    }
-}
-
-#[tokio::test]
-async fn dropping_the_scheduler_answers_every_waiter() {
+async fn a_cancelled_follow_up_does_not_run_and_the_running_flush_still_reports() {
     let mut env = Env::new(false).await;
     env.write("a", 0, 3);
-    let _first = env.request(FlushReason::Manual).unwrap();
+    env.request(FlushReason::Manual).unwrap();
     env.write("a", 10, 3);
-    let follow_up = env.request(FlushReason::Manual).unwrap();
-    let (write, write_reply) = env.pending();
+    env.request(FlushReason::Manual).unwrap();
+    env.scheduler.cancel_follow_up(env.region);
     assert!(
-        env.scheduler
-            .add_write_request_to_pending(env.region, write)
-            .is_ok()
+        env.scheduler.is_flush_requested(env.region),
+        "the running job keeps the region busy"
     );
-    drop(env.scheduler);
-    assert!(matches!(
-        follow_up.await,
-        Err(TestError::Flush(FlushError::RegionClosed { .. }))
-    ));
-    assert!(matches!(
-        write_reply.await,
-        Err(TestError::Flush(FlushError::RegionClosed { .. }))
-    ));
+    assert_eq!(
+        env.request(FlushReason::Manual).unwrap(),
+        FlushScheduled::Queued,
+        "no second job beside the running one"
+    );
+    env.scheduler.cancel_follow_up(env.region);
+    env.committer.gate.add_permits(10);
+    let (outcome, after) = env.handle_next().await;
+    assert!(outcome.is_ok());
+    assert!(ended(after));
+    assert!(!env.scheduler.is_flush_requested(env.region));
+    assert!(env.notify.try_recv().is_err(), "the follow-up never ran");
+    assert!(!env.vc.current().version().memtables().is_empty());
 }
 
 #[tokio::test]
-async fn a_flush_that_cannot_be_scheduled_answers_its_waiter_and_leaves_no_status() {
+async fn a_job_dropped_before_it_ran_reports_dropped() {
+    let mut env = Env::new(true).await;
+    env.write("a", 0, 3);
+    let snapshot = {
+        env.vc.freeze_mutable();
+        env.vc.current()
+    };
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let job = RegionFlushTask::new(env.region, FlushReason::Manual).into_job(
+        Arc::new(FlushContext::new(
+            env.store.clone(),
+            SstWriteOptions::default(),
+            1,
+        )),
+        snapshot,
+        env.dyn_committer.clone(),
+        tx,
+    );
+    drop(job);
+    match rx.try_recv().unwrap() {
+        FlushNotify::Failed { region_id, error } => {
+            assert_eq!(region_id, env.region);
+            assert!(matches!(error, FlushError::Dropped { .. }), "{error}");
+        }
+        FlushNotify::Finished(_) => panic!("a dropped job finished"),
+    }
+    assert!(rx.try_recv().is_err(), "one report");
+}
+
+#[tokio::test]
+async fn a_flush_that_cannot_be_scheduled_leaves_no_status() {
     let mut env = Env::new(true).await;
     env.pool.stop(true).await.unwrap();
     env.write("a", 0, 3);
-    let (tx, rx) = reply_channel::<usize, TestError>();
-    let mut task = RegionFlushTask::new(env.region, FlushReason::Manual);
-    task.push_waiter(Some(tx));
-    let err = env
-        .scheduler
-        .schedule_flush(&env.vc, &env.dyn_committer, task)
-        .unwrap_err();
+    let err = env.request(FlushReason::Manual).unwrap_err();
     assert!(matches!(err, FlushError::Schedule { .. }), "{err}");
-    assert!(matches!(
-        rx.await,
-        Err(TestError::Flush(FlushError::Dropped { .. }))
-    ));
     assert!(!env.scheduler.is_flush_requested(env.region));
+    match env.notify.recv().await.unwrap() {
+        FlushNotify::Failed { error, .. } => {
+            assert!(matches!(error, FlushError::Dropped { .. }), "{error}")
+        }
+        FlushNotify::Finished(_) => panic!("the refused job ran"),
+    }
 }
 
 #[tokio::test]
@@ -534,12 +442,12 @@ async fn failing_sst_writes_fail_the_flush_and_the_next_flush_succeeds_exactly_o
     env.write("a", 0, 6);
     env.write("b", 0, 6);
     env.faults.fail_writes_containing("/data/");
-    let reply = env.request(FlushReason::Manual).unwrap();
-    env.handle_next().await;
-    assert!(matches!(
-        reply.await,
-        Err(TestError::Flush(FlushError::WriteSst { .. }))
-    ));
+    env.request(FlushReason::Manual).unwrap();
+    let (outcome, _) = env.handle_next().await;
+    assert!(
+        matches!(outcome, Err(FlushError::WriteSst { .. })),
+        "{outcome:?}"
+    );
     assert!(env.faults.injected() > 0);
     assert_eq!(
         env.vc.current().version().memtables().immutables().len(),
@@ -549,9 +457,8 @@ async fn failing_sst_writes_fail_the_flush_and_the_next_flush_succeeds_exactly_o
     assert_eq!(env.data_files().await, 0);
 
     env.faults.clear();
-    let retry = env.request(FlushReason::Manual).unwrap();
-    env.handle_next().await.unwrap();
-    assert!(is_ok(retry.await));
+    env.request(FlushReason::Manual).unwrap();
+    assert!(env.handle_next().await.0.is_ok());
     assert_eq!(env.scan_count().await, 12);
     assert_eq!(
         env.committer.manifest.lock().await.manifest().files().len(),
@@ -564,12 +471,12 @@ async fn a_failing_manifest_write_keeps_the_memtables_and_the_retry_reads_exactl
     let mut env = Env::new(true).await;
     env.write("a", 0, 9);
     env.faults.fail_writes_containing("/manifest/");
-    let reply = env.request(FlushReason::Manual).unwrap();
-    env.handle_next().await;
-    assert!(matches!(
-        reply.await,
-        Err(TestError::Flush(FlushError::Commit { .. }))
-    ));
+    env.request(FlushReason::Manual).unwrap();
+    let (outcome, _) = env.handle_next().await;
+    assert!(
+        matches!(outcome, Err(FlushError::Commit { .. })),
+        "{outcome:?}"
+    );
     assert_eq!(env.vc.current().version().memtables().immutables().len(), 1);
     assert_eq!(
         env.data_files().await,
@@ -578,9 +485,8 @@ async fn a_failing_manifest_write_keeps_the_memtables_and_the_retry_reads_exactl
     );
 
     env.faults.clear();
-    let retry = env.request(FlushReason::Manual).unwrap();
-    env.handle_next().await.unwrap();
-    assert!(is_ok(retry.await));
+    env.request(FlushReason::Manual).unwrap();
+    assert!(env.handle_next().await.0.is_ok());
     assert_eq!(
         env.scan_count().await,
         9,
@@ -598,14 +504,12 @@ async fn metrics_count_requests_by_reason_failures_bytes_and_inflight() {
     let registry = prometheus::Registry::new();
     let mut env = Env::with_registry(true, Some(&registry)).await;
     env.write("a", 0, 5);
-    let ok = env.request(FlushReason::Periodic).unwrap();
-    env.handle_next().await;
-    assert!(is_ok(ok.await));
+    env.request(FlushReason::Periodic).unwrap();
+    assert!(env.handle_next().await.0.is_ok());
     env.write("a", 10, 5);
     env.committer.mode.store(FAIL, Ordering::SeqCst);
-    let failed = env.request(FlushReason::Manual).unwrap();
-    env.handle_next().await;
-    assert!(failed.await.is_err());
+    env.request(FlushReason::Manual).unwrap();
+    assert!(env.handle_next().await.0.is_err());
 
     let families = registry.gather();
     let names: Vec<&str> = families.iter().map(|f| f.name()).collect();
@@ -656,43 +560,4 @@ async fn metrics_count_requests_by_reason_failures_bytes_and_inflight() {
             && stages.contains(&"commit".to_string()),
         "{stages:?}"
     );
-}
-
-#[tokio::test]
-async fn a_failed_flush_hands_back_the_ddls_that_outlive_it_and_fails_the_rest() {
-    let mut env = Env::new(false).await;
-    env.write("a", 0, 5);
-    let flush = env.request(FlushReason::Manual).unwrap();
-    let (tx, close_reply) = reply_channel();
-    assert!(
-        env.scheduler
-            .add_ddl_request_to_pending(env.region, Pending(tx, true))
-            .is_ok()
-    );
-    let (alter, alter_reply) = env.pending();
-    assert!(
-        env.scheduler
-            .add_ddl_request_to_pending(env.region, alter)
-            .is_ok()
-    );
-    env.committer.mode.store(FAIL, Ordering::SeqCst);
-    env.committer.gate.add_permits(100);
-    let released = env
-        .handle_next()
-        .await
-        .expect("the close-like DDL comes back");
-    assert!(flush.await.is_err());
-    assert!(matches!(
-        alter_reply.await,
-        Err(TestError::Flush(FlushError::FlushFailed { .. }))
-    ));
-    assert_eq!(released.ddls.len(), 1);
-    for ddl in released.ddls {
-        ddl.0.send(Ok(7));
-    }
-    assert!(
-        matches!(close_reply.await, Ok(7)),
-        "answered by its own run, not failed"
-    );
-    assert!(!env.scheduler.is_flush_requested(env.region));
 }
