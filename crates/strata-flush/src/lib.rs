@@ -19,8 +19,9 @@
 //!
 //! # Layering
 //!
-//! Depends on `strata-request`, `strata-scheduler` and `strata-storage`; it **must never
-//! depend on** the WAL, the workers or the engine.
+//! Depends on `strata-base`, `strata-request`, `strata-scheduler` and `strata-storage`
+//! (and `strata-workload` in benchmarks); it **must never depend on** the WAL, compaction,
+//! the workers or the engine.
 
 mod error;
 mod job;

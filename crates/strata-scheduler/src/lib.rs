@@ -10,8 +10,8 @@
 //!
 //! # Layering
 //!
-//! A leaf crate: it **must never depend on any other Strata crate**. Flush and worker code
-//! build on it.
+//! Depends on `strata-base` only (the clock it re-exports); it **must never depend on** any
+//! other Strata crate. Flush, compaction and worker code build on it.
 
 mod scheduler;
 

@@ -30,8 +30,12 @@
 //!
 //! # Layering
 //!
-//! Depends on `strata-request` and `strata-buffer` (and `strata-workload` in tests) only;
-//! it **must never depend on** the WAL, the flush pipeline, the workers or the engine.
+//! Depends on `strata-base`, `strata-request` and `strata-buffer` (and `strata-workload`
+//! in tests) only; it **must never depend on** the WAL, the flush pipeline, the workers or
+//! the engine. Inside it, modules import downward only (the floors are listed in
+//! `docs/architecture.md`): the ground floor (`error`, `time_range`, `plain`, `window`,
+//! `request`, `object_store`), then keys and batches, memtables and SSTs, the manifest,
+//! versions and reads, and on top flushes and the region layer (committer, files).
 
 mod batch;
 mod durable_fs;

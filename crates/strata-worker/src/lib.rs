@@ -31,8 +31,8 @@
 //!
 //! # Layering
 //!
-//! Depends on every library crate below it (request, buffer, scheduler, wal, storage,
-//! flush); only `strata-engine` and the tools above depend on it.
+//! Depends on every library crate below it (base, request, buffer, scheduler, wal,
+//! storage, flush, compaction); only `strata-engine` and the tools above depend on it.
 
 mod changes;
 mod config;
