@@ -177,14 +177,22 @@ impl World {
             what.push_str(&format!(" (engine {z} fenced by a background commit)"));
             return;
         }
-        // It still believes it leads: a write is acknowledged (the lease-less window)...
-        engine
+        // It still believes it leads: a write is acknowledged (the lease-less window) —
+        // unless a background compaction's commit was fenced since the role check above.
+        if let Err(error) = engine
             .write(WriteRequest::put(REGION, batch(&[(0, 0)], Some(-1))))
             .await
-            .unwrap();
+        {
+            assert_eq!(error.kind(), ErrorKind::NotLeader, "{what}: {error}");
+            assert_eq!(engine.region_role(REGION).unwrap(), RegionRole::Follower);
+            what.push_str(&format!(
+                " (engine {z} fenced by a background commit before its write)"
+            ));
+            return;
+        }
         // ... but its commit is fenced and it follows from then on — or a background
-        // compaction's commit was fenced between the role check above and this one, and
-        // the region already follows (read-only: nothing to flush, alter or truncate).
+        // compaction's commit was fenced between the write and this one, and the region
+        // already follows (read-only: nothing to flush, alter or truncate).
         let (operation, error) = match strata_tests::below(rng, 3) {
             0 => ("flush", engine.flush(REGION).await.unwrap_err()),
             1 => ("alter", alter(engine, false, 1 << 20).await.unwrap_err()),

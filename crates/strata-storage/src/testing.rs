@@ -22,6 +22,7 @@ use opendal::*;
 #[derive(Debug, Default)]
 pub struct FaultPlan {
     write_fragments: Mutex<Vec<String>>,
+    missing_fragments: Mutex<Vec<String>>,
     write_delays: Mutex<Vec<(String, std::time::Duration)>>,
     ratio: Mutex<Option<RatioFaults>>,
     injected: AtomicU64,
@@ -53,6 +54,29 @@ impl FaultPlan {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(fragment.to_string());
+    }
+
+    /// Reads of any path containing `fragment` find nothing (`NotFound`) from now on, as if
+    /// the object had been deleted in the meantime.
+    pub fn hide_reads_containing(&self, fragment: &str) {
+        self.missing_fragments
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(fragment.to_string());
+    }
+
+    fn read_fault(&self, path: &str) -> Result<()> {
+        let missing = self
+            .missing_fragments
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if missing.iter().any(|f| path.contains(f.as_str())) {
+            self.injected.fetch_add(1, Ordering::Relaxed);
+            return Err(
+                Error::new(ErrorKind::NotFound, "injected: object gone").with_context("path", path)
+            );
+        }
+        Ok(())
     }
 
     /// From now on, each read, write, list, delete and stat of a path starting with
@@ -94,6 +118,10 @@ impl FaultPlan {
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
         self.write_fragments
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        self.missing_fragments
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
@@ -209,6 +237,7 @@ impl Service for FaultService {
     }
 
     fn read(&self, ctx: &OperationContext, path: &str, args: OpRead) -> Result<Self::Reader> {
+        self.plan.read_fault(path)?;
         self.plan.ratio_fault("read", Some(path))?;
         let inner = self.inner.read(ctx, path, args)?;
         Ok(match self.plan.write_delay(path) {

@@ -102,6 +102,19 @@ pub enum ManifestError {
         /// The version this engine tried to commit.
         version: u64,
     },
+    /// The version this engine tried to commit was taken, and a newer checkpoint already
+    /// covers it: another engine committed past it, so this one is fenced out — and, as
+    /// the version's delta is gone, whether it held this engine's edit (an earlier attempt
+    /// of its own that landed) cannot be told: it may have persisted.
+    #[snafu(display(
+        "region {region_id}: manifest version {version} was taken and a newer checkpoint of another engine covers it; this one is fenced out (its edit may or may not be in that version)"
+    ))]
+    Superseded {
+        /// The region.
+        region_id: RegionId,
+        /// The version this engine tried to commit.
+        version: u64,
+    },
     /// `create` found a manifest already there.
     #[snafu(display("region {region_id} already has a manifest"))]
     AlreadyExists {
@@ -118,7 +131,7 @@ impl ManifestError {
             ManifestError::ObjectStore { .. } => ErrorKind::Storage,
             ManifestError::Corrupted { .. } => ErrorKind::Corruption,
             ManifestError::AlreadyExists { .. } => ErrorKind::InvalidRequest,
-            ManifestError::Fenced { .. } => ErrorKind::Fenced,
+            ManifestError::Fenced { .. } | ManifestError::Superseded { .. } => ErrorKind::Fenced,
         }
     }
 
@@ -126,7 +139,18 @@ impl ManifestError {
     /// object-store write that reported an error may still have landed. Anything else (an
     /// edit that cannot be encoded, a version that already exists) certainly did not.
     pub fn may_have_persisted(&self) -> bool {
-        matches!(self, ManifestError::ObjectStore { .. })
+        matches!(
+            self,
+            ManifestError::ObjectStore { .. } | ManifestError::Superseded { .. }
+        )
+    }
+
+    /// Whether another engine committed past this one: it must not write again.
+    pub fn is_fenced(&self) -> bool {
+        matches!(
+            self,
+            ManifestError::Fenced { .. } | ManifestError::Superseded { .. }
+        )
     }
 }
 
@@ -180,7 +204,7 @@ impl ManifestManager {
             metadata: metadata.clone(),
             options: options.clone(),
         });
-        if !create_delta(&store, &delta_path(&dir, 0), &actions).await? {
+        if create_delta(&store, &delta_path(&dir, 0), &actions).await? != Created::Ours {
             return AlreadyExistsSnafu { region_id }.fail();
         }
         let mut manifest = RegionManifest::new(metadata, options, 0);
@@ -354,8 +378,15 @@ impl ManifestManager {
                 reason: format!("cannot serialize: {reason}"),
             })?;
         match create_bytes(&self.store, &path, bytes.clone()).await {
-            Ok(true) => {}
-            Ok(false) => return fenced.fail(),
+            Ok(Created::Ours) => {}
+            Ok(Created::Theirs) => return fenced.fail(),
+            Ok(Created::Vanished) => {
+                return SupersededSnafu {
+                    region_id: self.manifest.metadata.region_id(),
+                    version,
+                }
+                .fail();
+            }
             Err(error) => {
                 if error.may_have_persisted() {
                     self.uncertain = Some((version, bytes, actions));
@@ -482,7 +513,7 @@ impl ManifestManager {
             size: bytes.len() as u64,
             checksum: crc32c::crc32c(&bytes),
         };
-        if !create_bytes(&self.store, &path, bytes).await? {
+        if create_bytes(&self.store, &path, bytes).await? != Created::Ours {
             tracing::warn!(
                 path,
                 "another engine wrote this checkpoint; leaving the pointer alone"
@@ -660,7 +691,7 @@ async fn create_delta(
     store: &Operator,
     path: &str,
     actions: &RegionMetaActionList,
-) -> Result<bool, ManifestError> {
+) -> Result<Created, ManifestError> {
     let bytes = actions
         .encode()
         .map_err(|reason| ManifestError::Corrupted {
@@ -670,21 +701,42 @@ async fn create_delta(
     create_bytes(store, path, bytes).await
 }
 
-/// Creates the object unless it exists; `false` when it exists with other bytes (another
-/// writer's). An object holding exactly `bytes` is our own earlier attempt: `true`.
-async fn create_bytes(store: &Operator, path: &str, bytes: Vec<u8>) -> Result<bool, ManifestError> {
+/// What a conditional create found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Created {
+    /// The object holds our bytes: written now, or by our own earlier attempt.
+    Ours,
+    /// Another writer's bytes hold the name.
+    Theirs,
+    /// The name was taken, and the object was gone when read back: a newer checkpoint's
+    /// clean-up deleted it. Whose it was cannot be told (our own earlier attempt, answered
+    /// "exists" on a retry, may have landed and been committed past).
+    Vanished,
+}
+
+/// Creates the object unless it exists, and says whose the object under the name is.
+async fn create_bytes(
+    store: &Operator,
+    path: &str,
+    bytes: Vec<u8>,
+) -> Result<Created, ManifestError> {
     match store
         .write_with(path, bytes.clone())
         .if_not_exists(true)
         .await
     {
-        Ok(_) => Ok(true),
+        Ok(_) => Ok(Created::Ours),
         Err(error) if error.kind() == ErrorKind::ConditionNotMatch => {
-            let existing = store.read(path).await.context(ObjectStoreSnafu {
-                operation: "read back after a conditional create",
-                path,
-            })?;
-            Ok(existing.to_vec() == bytes)
+            match store.read(path).await {
+                Ok(existing) if existing.to_vec() == bytes => Ok(Created::Ours),
+                Ok(_) => Ok(Created::Theirs),
+                Err(error) if error.kind() == ErrorKind::NotFound => Ok(Created::Vanished),
+                Err(source) => Err(ManifestError::ObjectStore {
+                    operation: "read back after a conditional create",
+                    path: path.to_string(),
+                    source: Box::new(source),
+                }),
+            }
         }
         Err(source) => Err(ManifestError::ObjectStore {
             operation: "create",

@@ -79,8 +79,9 @@ pub enum CommitError {
         /// Why.
         reason: String,
     },
-    /// Another engine committed the version first: the region has a new leader and
-    /// follows here from now on; nothing was persisted.
+    /// Another engine committed the version first (or past it): the region has a new
+    /// leader and follows here from now on. Nothing was persisted — unless the manifest
+    /// cannot tell ([`ManifestError::Superseded`]; [`CommitError::maybe_persisted`]).
     #[snafu(display("region {region_id}: fenced out, the region follows here now: {source}"))]
     Fenced {
         /// The region.
@@ -115,7 +116,9 @@ impl CommitError {
     /// the files the edit names.
     pub fn maybe_persisted(&self) -> bool {
         match self {
-            CommitError::Manifest { source, .. } => source.may_have_persisted(),
+            CommitError::Manifest { source, .. } | CommitError::Fenced { source, .. } => {
+                source.may_have_persisted()
+            }
             _ => false,
         }
     }
@@ -273,7 +276,7 @@ impl CommitGuard<'_> {
         let region_id = self.region_id;
         match self.manifest.update(actions).await {
             Ok(version) => Ok(version),
-            Err(error @ ManifestError::Fenced { .. }) => {
+            Err(error) if error.is_fenced() => {
                 self.state.set(RegionState::ReadOnly);
                 tracing::warn!(%region_id, %error, "fenced out by another engine: the region follows here now");
                 Err(CommitError::Fenced {

@@ -465,12 +465,61 @@ async fn a_create_answered_exists_with_our_own_bytes_is_our_earlier_attempt() {
     let store = store();
     let actions = edit(vec![file(1)], vec![], 1, 1);
     let path = delta_path("d", 1);
-    assert!(create_delta(&store, &path, &actions).await.unwrap());
+    let created = |result: Result<Created, ManifestError>| result.unwrap();
+    assert_eq!(
+        created(create_delta(&store, &path, &actions).await),
+        Created::Ours
+    );
     // A retry of the same request (its first try landed) is not a rival's commit ...
-    assert!(create_delta(&store, &path, &actions).await.unwrap());
+    assert_eq!(
+        created(create_delta(&store, &path, &actions).await),
+        Created::Ours
+    );
     // ... different bytes are.
     let other = edit(vec![file(1)], vec![], 1, 1);
-    assert!(!create_delta(&store, &path, &other).await.unwrap());
+    assert_eq!(
+        created(create_delta(&store, &path, &other).await),
+        Created::Theirs
+    );
+}
+
+#[tokio::test]
+async fn a_taken_version_whose_delta_vanished_before_the_read_back_is_superseded_not_lost() {
+    // A rival commits version 1 and checkpoints past it; its clean-up deletes delta 1
+    // between our create (answered "exists") and our read-back.
+    let plan = Arc::new(crate::testing::FaultPlan::default());
+    let store = store().layer(crate::testing::FaultLayer::new(plan.clone()));
+    let mut ours = ManifestManager::create(
+        store.clone(),
+        metadata(),
+        RegionOptions::default(),
+        ManifestConfig::default(),
+    )
+    .await
+    .unwrap();
+    let mut rival = ManifestManager::open(store.clone(), region(), ManifestConfig::default())
+        .await
+        .unwrap()
+        .unwrap();
+    rival
+        .update(edit(vec![file(7)], vec![], 1, 1))
+        .await
+        .unwrap();
+    plan.hide_reads_containing(&delta_path("", 1));
+    let error = ours
+        .update(edit(vec![file(1)], vec![], 1, 1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ManifestError::Superseded { version: 1, .. }),
+        "{error}"
+    );
+    assert!(error.is_fenced(), "this engine must not write again");
+    assert!(
+        error.may_have_persisted(),
+        "whose the version was cannot be told: the caller keeps its files"
+    );
+    assert_eq!(error.kind(), strata_base::ErrorKind::Fenced);
 }
 
 #[tokio::test]
