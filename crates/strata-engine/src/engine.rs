@@ -412,7 +412,11 @@ impl Engine {
             .map(drop)
     }
 
-    /// Makes a region writable or read-only.
+    /// Makes a leading region read-only (`false`: writes, flushes and compactions are
+    /// refused), or a region made read-only that way writable again (`true`). A follower —
+    /// opened as one, made one by [`set_role`](Self::set_role), or fenced out by another
+    /// engine's commit — is refused (kind `RegionState`): only
+    /// [`upgrade`](Self::upgrade) makes it lead.
     pub async fn set_writable(&self, region_id: RegionId, writable: bool) -> Result<()> {
         self.ddl(DdlRequest::SetWritable(SetWritableRequest {
             region_id,

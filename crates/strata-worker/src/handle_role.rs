@@ -41,8 +41,13 @@ impl RegionWorkerLoop {
         let to = request.role;
         match (from, to) {
             (RegionState::Writable, RegionRole::Leader)
-            | (RegionState::Downgrading, RegionRole::Downgrading)
-            | (RegionState::ReadOnly, RegionRole::Follower) => sender.send(Ok(0)),
+            | (RegionState::Downgrading, RegionRole::Downgrading) => sender.send(Ok(0)),
+            (RegionState::ReadOnly, RegionRole::Follower) => {
+                // Made read-only by `set_writable(false)` or not, it follows now: only an
+                // upgrade makes it lead again.
+                region.committer.forget_pause();
+                sender.send(Ok(0));
+            }
             // A follower taking over, or a hand-off rolled back (another engine may have
             // led meanwhile: the same checks and a new epoch either way).
             (RegionState::ReadOnly | RegionState::Downgrading, RegionRole::Leader) => {

@@ -10,6 +10,8 @@ use crate::worker::RegionWorkerLoop;
 impl RegionWorkerLoop {
     /// Switches between writable and read-only. Read-only regions refuse writes, flushes
     /// and flush commits (a flush running at the switch fails and keeps its memtables).
+    /// Only a region made read-only this way becomes writable this way; a follower (by
+    /// open, by `set_role` or fenced out by another engine) is refused and must `upgrade`.
     pub(crate) fn handle_set_writable(&mut self, request: SetWritableRequest, sender: ReplyTx) {
         let region_id = request.region_id;
         let Some((region, sender)) = self.region_in_state(
@@ -25,9 +27,14 @@ impl RegionWorkerLoop {
         } else {
             RegionState::ReadOnly
         };
-        // Under the manifest lock, which a running flush commit may hold for a while.
+        // Under the manifest lock, which a running flush commit may hold for a while. Only
+        // a region made read-only here comes back here: a follower leads by `upgrade`.
         self.start_change(region_id, "set writable", sender, async move {
-            region.committer.set_state(target).await;
+            if request.writable {
+                region.committer.resume().await?;
+            } else {
+                region.committer.pause().await?;
+            }
             Ok(Change::StateSet {
                 target,
                 not_leader: false,

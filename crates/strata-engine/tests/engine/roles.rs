@@ -12,8 +12,13 @@ const REGION: RegionId = RegionId::new(3, 1);
 
 /// A second engine on `env`'s store directory with its own data home and WAL.
 async fn second_engine(env: &TestEnv) -> Engine {
+    second_engine_at(env, "second").await
+}
+
+/// Another engine on `env`'s store directory, its data home and WAL under `home`.
+async fn second_engine_at(env: &TestEnv, home: &str) -> Engine {
     let mut config = env.config();
-    config.data_home = env.dir.path().join("second");
+    config.data_home = env.dir.path().join(home);
     let store = strata_engine::ObjectStoreConfig::Fs {
         root: env.dir.path().to_path_buf(),
     }
@@ -317,4 +322,45 @@ async fn a_truncate_fenced_by_a_new_leader_leaves_the_old_engine_a_follower() {
     );
     zombie.stop().await.unwrap();
     usurper.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_writable_cannot_make_a_follower_or_a_fenced_leader_lead() {
+    let env = TestEnv::new();
+    let (zombie, usurper) = a_zombie_leader(&env).await;
+    // A follower by open: only an upgrade makes it lead.
+    let follower = second_engine_at(&env, "third").await;
+    follower
+        .open_as(REGION, RegionRole::Follower)
+        .await
+        .unwrap();
+    let error = follower.set_writable(REGION, true).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::RegionState, "{error}");
+    assert!(error.to_string().contains("upgrade"), "{error}");
+    assert_eq!(follower.region_role(REGION).unwrap(), RegionRole::Follower);
+    // A leader fenced out by a new one follows, and stays so.
+    put(&zombie, REGION, 0..2, 5, 5.0).await;
+    assert_eq!(
+        zombie.flush(REGION).await.unwrap_err().kind(),
+        ErrorKind::Fenced
+    );
+    let error = zombie.set_writable(REGION, true).await.unwrap_err();
+    assert!(error.to_string().contains("upgrade"), "{error}");
+    assert_eq!(zombie.region_role(REGION).unwrap(), RegionRole::Follower);
+    // A region the embedder made read-only comes back.
+    usurper.set_writable(REGION, false).await.unwrap();
+    assert_eq!(usurper.region_role(REGION).unwrap(), RegionRole::Follower);
+    usurper.set_writable(REGION, true).await.unwrap();
+    assert_eq!(usurper.region_role(REGION).unwrap(), RegionRole::Leader);
+    put(&usurper, REGION, 0..2, 6, 6.0).await;
+    // ... but not once it was made a follower by request.
+    usurper.set_writable(REGION, false).await.unwrap();
+    usurper
+        .set_role(REGION, RegionRole::Follower)
+        .await
+        .unwrap();
+    assert!(usurper.set_writable(REGION, true).await.is_err());
+    for engine in [zombie, usurper, follower] {
+        engine.stop().await.unwrap();
+    }
 }

@@ -13,6 +13,7 @@
 //! syncs and open's sweep hold a [`CommitGuard`].
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use snafu::Snafu;
@@ -149,6 +150,9 @@ pub struct RegionCommitter {
     region_id: RegionId,
     manifest: tokio::sync::Mutex<ManifestManager>,
     state: StateCell,
+    /// Read-only because the embedder asked (`pause`): the one read-only that `resume`
+    /// may end. A follower (by open, by request or by a fence) never is.
+    paused: AtomicBool,
 }
 
 impl RegionCommitter {
@@ -158,6 +162,7 @@ impl RegionCommitter {
             region_id: manifest.manifest().metadata().region_id(),
             manifest: tokio::sync::Mutex::new(manifest),
             state: StateCell::new(state),
+            paused: AtomicBool::new(false),
         }
     }
 
@@ -178,12 +183,59 @@ impl RegionCommitter {
             region_id: self.region_id,
             manifest: self.manifest.lock().await,
             state: &self.state,
+            paused: &self.paused,
         }
     }
 
     /// Sets the state under the lock (a running commit finishes first).
     pub async fn set_state(&self, state: RegionState) {
         self.lock().await.set_state(state);
+    }
+
+    /// Makes a writable region read-only because the embedder asked; only such a region
+    /// comes back with [`resume`](Self::resume).
+    pub async fn pause(&self) -> Result<(), CommitError> {
+        let mut guard = self.lock().await;
+        match guard.state() {
+            RegionState::Writable => {
+                guard.set_state(RegionState::ReadOnly);
+                self.paused.store(true, Ordering::Release);
+                Ok(())
+            }
+            RegionState::ReadOnly => Ok(()),
+            state => RefusedSnafu {
+                region_id: self.region_id,
+                state,
+                purpose: "change to read-only".to_string(),
+            }
+            .fail(),
+        }
+    }
+
+    /// Makes a region the embedder [paused](Self::pause) writable again. Any other
+    /// read-only region — a follower by open, by request or by a fence — is refused: only
+    /// an upgrade makes it lead (it checks the newest manifest and commits a new epoch).
+    pub async fn resume(&self) -> Result<(), CommitError> {
+        let mut guard = self.lock().await;
+        match guard.state() {
+            RegionState::Writable => Ok(()),
+            RegionState::ReadOnly if self.paused.load(Ordering::Acquire) => {
+                guard.set_state(RegionState::Writable);
+                Ok(())
+            }
+            state => RefusedSnafu {
+                region_id: self.region_id,
+                state,
+                purpose: "change to writable (only a region made read-only by set_writable(false) comes back that way; a follower takes the region over with an upgrade)".to_string(),
+            }
+            .fail(),
+        }
+    }
+
+    /// The region follows by request: a later [`resume`](Self::resume) must not make it
+    /// lead.
+    pub fn forget_pause(&self) {
+        self.paused.store(false, Ordering::Release);
     }
 
     /// Marks the region closed without the lock, for an engine that stops: nothing of it
@@ -242,6 +294,7 @@ pub struct CommitGuard<'a> {
     region_id: RegionId,
     manifest: tokio::sync::MutexGuard<'a, ManifestManager>,
     state: &'a StateCell,
+    paused: &'a AtomicBool,
 }
 
 impl CommitGuard<'_> {
@@ -255,8 +308,9 @@ impl CommitGuard<'_> {
         self.state.get()
     }
 
-    /// Sets the region's state.
+    /// Sets the region's state (a pause the embedder asked for is forgotten).
     pub fn set_state(&mut self, state: RegionState) {
+        self.paused.store(false, Ordering::Release);
         self.state.set(state);
     }
 
@@ -277,7 +331,7 @@ impl CommitGuard<'_> {
         match self.manifest.update(actions).await {
             Ok(version) => Ok(version),
             Err(error) if error.is_fenced() => {
-                self.state.set(RegionState::ReadOnly);
+                self.set_state(RegionState::ReadOnly);
                 tracing::warn!(%region_id, %error, "fenced out by another engine: the region follows here now");
                 Err(CommitError::Fenced {
                     region_id,
