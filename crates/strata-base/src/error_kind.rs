@@ -17,8 +17,13 @@ pub enum ErrorKind {
     WriteRejected,
     /// Storage I/O failed: the object store (SST or manifest I/O) or local files.
     Storage,
-    /// The write-ahead log failed.
+    /// The write-ahead log failed (an I/O error); retry.
     Wal,
+    /// A component failed in a way only a reopen clears: the write-ahead log refuses every
+    /// write after a failed sync (what reached the disk is unknown). Retrying the same
+    /// request fails the same way; stop the engine and open it again (replay recovers what
+    /// was durable).
+    NeedsReopen,
     /// Data read back from disk or object store is damaged.
     Corruption,
     /// The engine is stopping or stopped.
@@ -80,6 +85,7 @@ mod tests {
             ErrorKind::Unsupported,
             ErrorKind::ReadOnly,
             ErrorKind::Locked,
+            ErrorKind::NeedsReopen,
             ErrorKind::Internal,
         ] {
             assert!(!kind.is_retryable(), "{kind:?}");

@@ -105,9 +105,8 @@ impl WalError {
     /// The coarse class of the error.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            WalError::Io { .. } | WalError::Poisoned { .. } | WalError::Reclaimed { .. } => {
-                ErrorKind::Wal
-            }
+            WalError::Io { .. } | WalError::Reclaimed { .. } => ErrorKind::Wal,
+            WalError::Poisoned { .. } => ErrorKind::NeedsReopen,
             WalError::Corruption { .. } => ErrorKind::Corruption,
             // The same request will never fit.
             WalError::RecordTooLarge { .. } | WalError::Config { .. } => ErrorKind::InvalidRequest,
@@ -120,8 +119,73 @@ impl WalError {
 
     /// Whether retrying the same call later can succeed (I/O trouble, a segment reclaimed
     /// under a reader) as opposed to a caller bug, corruption, or a stopped or poisoned
-    /// log. Narrower than [`kind`](Self::kind)'s: a poisoned log needs a reopen, not a retry.
+    /// log (which needs a reopen, not a retry). Agrees with [`kind`](Self::kind)'s.
     pub fn is_retryable(&self) -> bool {
         matches!(self, WalError::Io { .. } | WalError::Reclaimed { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One of every variant.
+    fn every_variant() -> Vec<WalError> {
+        vec![
+            WalError::Io {
+                operation: "write segment",
+                path: PathBuf::from("x.wal"),
+                source: Arc::new(std::io::Error::other("disk")),
+            },
+            WalError::Corruption {
+                path: PathBuf::from("x.wal"),
+                offset: 1,
+                reason: "bad crc".into(),
+            },
+            WalError::OutOfOrder {
+                region_id: 1,
+                last_entry_id: 2,
+                entry_id: 2,
+            },
+            WalError::RecordTooLarge { size: 2, max: 1 },
+            WalError::Stopped,
+            WalError::Poisoned {
+                reason: "sync failed".into(),
+            },
+            WalError::ReadOnly {
+                operation: "append",
+            },
+            WalError::Reclaimed {
+                path: PathBuf::from("x.wal"),
+            },
+            WalError::Config {
+                reason: "bad".into(),
+            },
+            WalError::RegisterMetric {
+                name: "m",
+                source: Arc::new(prometheus::Error::Msg("twice".into())),
+            },
+        ]
+    }
+
+    #[test]
+    fn every_variants_kind_says_what_the_variant_says_about_retrying() {
+        for error in every_variant() {
+            assert_eq!(
+                error.kind().is_retryable(),
+                error.is_retryable(),
+                "{error}: kind {:?}",
+                error.kind()
+            );
+        }
+    }
+
+    #[test]
+    fn a_poisoned_log_needs_a_reopen_not_a_retry() {
+        let poisoned = WalError::Poisoned {
+            reason: "sync failed".into(),
+        };
+        assert_eq!(poisoned.kind(), ErrorKind::NeedsReopen);
+        assert!(!poisoned.kind().is_retryable());
     }
 }

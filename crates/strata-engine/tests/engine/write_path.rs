@@ -19,6 +19,7 @@ use crate::common::*;
 struct FailingLogStore {
     inner: MemoryLogStore,
     fail: AtomicBool,
+    poison: AtomicBool,
     ignore_start: AtomicBool,
     /// Most bytes of entry data an append may carry (0: no limit).
     max: AtomicUsize,
@@ -34,6 +35,7 @@ impl Default for FailingLogStore {
         Self {
             inner: MemoryLogStore::default(),
             fail: AtomicBool::new(false),
+            poison: AtomicBool::new(false),
             ignore_start: AtomicBool::new(false),
             max: AtomicUsize::new(0),
             hold: AtomicBool::new(false),
@@ -50,6 +52,11 @@ impl LogStore for FailingLogStore {
         if self.hold.swap(false, Ordering::SeqCst) {
             self.held.notify_one();
             drop(self.release.acquire().await);
+        }
+        if self.poison.load(Ordering::SeqCst) {
+            return Err(WalError::Poisoned {
+                reason: "an injected sync failure".into(),
+            });
         }
         if self.fail.load(Ordering::SeqCst) {
             return Err(WalError::Io {
@@ -89,6 +96,27 @@ impl LogStore for FailingLogStore {
     async fn stop(&self) -> Result<(), WalError> {
         Ok(())
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poisoned_wal_fails_writes_as_needing_a_reopen_not_a_retry() {
+    let env = TestEnv::new();
+    let wal = Arc::new(FailingLogStore::default());
+    let engine = EngineBuilder::new(env.config())
+        .log_store(wal.clone())
+        .build()
+        .await
+        .unwrap();
+    let region = RegionId::new(1, 0);
+    create(&engine, region).await;
+    wal.poison.store(true, Ordering::SeqCst);
+    let error = engine
+        .write(WriteRequest::put(region, rows(0..2, 1000, 1.0)))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::NeedsReopen, "{error}");
+    assert!(!error.is_retryable(), "a retry loop must not spin on it");
+    engine.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
