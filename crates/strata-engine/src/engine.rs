@@ -22,7 +22,9 @@ use strata_worker::{
 };
 
 use crate::config::{EngineConfig, WalProvider};
-use crate::error::{ConfigSnafu, ObjectStoreSnafu, OpenWalSnafu, Result, ScanSnafu};
+use crate::error::{
+    ConfigSnafu, ErrorKind, Inner, ObjectStoreSnafu, OpenWalSnafu, Result, ScanSnafu,
+};
 use crate::lock::{DataDirLock, LockedLogStore};
 
 /// Builds an [`Engine`] from a config and the components to use. Anything not given is
@@ -233,8 +235,9 @@ impl EngineBuilder {
         };
         let mut worker_config = config.worker_config();
         worker_config.read_only = read_only;
-        worker_config.flush_on_close =
-            custom_log_store.is_none() && config.wal.provider == WalProvider::Noop;
+        // No WAL: a region's memtables are the only copy of its rows until flushed.
+        let no_wal = custom_log_store.is_none() && config.wal.provider == WalProvider::Noop;
+        worker_config.flush_on_close = no_wal;
         let group = WorkerGroup::start(WorkerGroupParts {
             config: worker_config,
             store,
@@ -262,6 +265,7 @@ impl EngineBuilder {
             log_store,
             config,
             wal_report,
+            flush_before_stop: no_wal && !read_only,
         })
     }
 }
@@ -312,6 +316,9 @@ pub struct Engine {
     log_store: LogStoreRef,
     config: EngineConfig,
     wal_report: Option<RecoveryReport>,
+    /// No WAL (`wal.provider = "noop"`): memtables are the only copy of acknowledged rows,
+    /// so `stop` flushes them first.
+    flush_before_stop: bool,
 }
 
 impl Drop for Engine {
@@ -552,15 +559,50 @@ impl Engine {
         ids
     }
 
+    /// Flushes every region holding rows in memory (no WAL: they exist nowhere else).
+    async fn flush_all_before_stop(&self) -> Result<()> {
+        for region_id in self.regions() {
+            let holds_rows = self
+                .region_stats(region_id)
+                .is_ok_and(|stats| stats.memtable_bytes > 0);
+            if !holds_rows {
+                continue;
+            }
+            if let Err(error) = self.flush(region_id).await {
+                if error.kind() == ErrorKind::Stopped {
+                    // Stopped already (a second stop): nothing more can be flushed.
+                    return Ok(());
+                }
+                return Err(Inner::UnflushedAtStop {
+                    region_id,
+                    source: Box::new(error),
+                }
+                .into());
+            }
+        }
+        Ok(())
+    }
+
     /// Memtable bytes across all regions.
     pub fn memory_usage(&self) -> usize {
         self.group.memory_usage()
     }
 
     /// Stops the engine: running flushes finish, pending requests are answered with a
-    /// `Stopped` error, the WAL is stopped, and the data directory is unlocked. Unflushed
-    /// rows stay in the WAL for the next open. Idempotent.
+    /// `Stopped` error, the WAL is stopped, and the data directory is unlocked. Idempotent.
+    ///
+    /// What survives, by WAL provider:
+    /// - `file` (and any log store given to the builder): every acknowledged row — rows
+    ///   not yet flushed stay in the WAL and are replayed at the next open (under
+    ///   `sync = always` also across a power loss; under `never` across a process exit).
+    /// - `noop`: the memtables are the only copy, so `stop` first flushes every region
+    ///   holding rows; if one cannot be flushed (made read-only, the store failing) the
+    ///   engine does **not** stop and the error names the region — make it flushable and
+    ///   stop again, or exit the process knowingly dropping those rows.
     pub async fn stop(&self) -> Result<()> {
+        if self.flush_before_stop {
+            self.flush_all_before_stop().await?;
+        }
         if let Some(poll) = &self.follower_poll {
             poll.abort();
         }

@@ -38,6 +38,15 @@ pub(crate) enum Inner {
     /// The WAL could not be opened.
     #[snafu(display("cannot open the WAL: {source}"))]
     OpenWal { source: WalError },
+    /// Without a WAL, stop could not flush a region's rows (they exist only in memory):
+    /// the engine did not stop.
+    #[snafu(display(
+        "not stopping: region {region_id} holds rows that exist only in memory (no WAL) and its flush failed: {source}; make it flushable (writable, the store reachable) and stop again, or exit the process to drop them"
+    ))]
+    UnflushedAtStop {
+        region_id: RegionId,
+        source: Box<Error>,
+    },
     /// A scan failed.
     #[snafu(display("scan of region {region_id}: {source}"))]
     Scan {
@@ -55,6 +64,7 @@ impl Inner {
             Inner::Lock { source } => source.kind(),
             Inner::OpenWal { source } => source.kind(),
             Inner::Scan { source, .. } => source.kind(),
+            Inner::UnflushedAtStop { source, .. } => source.kind(),
         }
     }
 }

@@ -366,6 +366,38 @@ async fn without_a_wal_close_flushes_so_the_rows_survive() {
     engine.stop().await.unwrap();
 }
 
+/// Without a WAL the memtables are the only copy of acknowledged rows: stop flushes them;
+/// a region whose flush cannot run keeps the engine from stopping (nothing lost silently).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_wal_stop_flushes_every_region_or_refuses_to_stop() {
+    let env = TestEnv::new();
+    let mut config = env.config();
+    config.wal.provider = WalProvider::Noop;
+    let (a, b) = (RegionId::new(1, 0), RegionId::new(1, 1));
+    let engine = env.engine_with(config.clone()).await;
+    create(&engine, a).await;
+    create(&engine, b).await;
+    put(&engine, a, 0..4, 1000, 1.0).await;
+    put(&engine, b, 0..3, 1000, 1.0).await;
+    // A region made read-only cannot flush: the stop is refused and the engine serves on.
+    engine.set_writable(b, false).await.unwrap();
+    let error = engine.stop().await.unwrap_err();
+    assert!(
+        error.to_string().contains("1.1"),
+        "names the region: {error}"
+    );
+    assert_eq!(scan(&engine, b).await.len(), 3, "still serving");
+    engine.set_writable(b, true).await.unwrap();
+    engine.stop().await.unwrap();
+    drop(engine);
+    let engine = env.engine_with(config).await;
+    engine.open(a).await.unwrap();
+    engine.open(b).await.unwrap();
+    assert_eq!(scan(&engine, a).await.len(), 4);
+    assert_eq!(scan(&engine, b).await.len(), 3);
+    engine.stop().await.unwrap();
+}
+
 /// Every waiter gets exactly one answer, also when the engine stops under load.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_waiter_is_answered_when_the_engine_stops_under_load() {
