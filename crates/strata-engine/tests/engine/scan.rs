@@ -288,13 +288,18 @@ async fn a_count_takes_files_no_other_source_overlaps_from_the_manifest_and_equa
     assert_eq!(counted.rows, scanned(partial).await);
     assert_eq!(counted.rows, 45 + 95);
     assert_eq!((counted.files_from_metadata, counted.sources_read), (1, 1));
-    // Counted from metadata means not read: with the files gone the count still answers.
+    // Counted from metadata means not read, but each such file is confirmed (one stat):
+    // with the files gone the count fails, as a scan would, instead of the manifest's
+    // number.
     let dir = env.dir.path().join(strata_storage::region_data_dir(region));
     for file in engine.region_files(region).unwrap() {
         std::fs::remove_file(dir.join(format!("{}.parquet", file.file_id))).unwrap();
     }
-    let count_all = engine.count(region, ScanRequest::default()).await.unwrap();
-    assert_eq!(count_all, all);
+    let error = engine
+        .count(region, ScanRequest::default())
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("parquet"), "{error}");
     // An overwrite overlapping the first file joins it into a group that must be read.
     put(&engine, region, 0..3, 10_000, 5.0).await;
     engine.flush(region).await.unwrap();
@@ -303,5 +308,52 @@ async fn a_count_takes_files_no_other_source_overlaps_from_the_manifest_and_equa
         .await
         .unwrap_err();
     assert!(error.to_string().contains("parquet"), "{error}");
+    engine.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_count_from_the_manifest_fails_naming_a_file_that_is_missing_or_truncated() {
+    let env = TestEnv::new();
+    let mut config = env.config();
+    config.compaction.enabled = false;
+    let engine = env.engine_with(config).await;
+    let region = RegionId::new(1, 16);
+    create(&engine, region).await;
+    put(&engine, region, 0..20, 10_000, 1.0).await;
+    engine.flush(region).await.unwrap();
+    let counted = engine.count(region, ScanRequest::default()).await.unwrap();
+    assert_eq!((counted.rows, counted.files_from_metadata), (20, 1));
+    let [file] = <[std::path::PathBuf; 1]>::try_from(sst_files(&env, region)).unwrap();
+    let name = file.file_name().unwrap().to_string_lossy().into_owned();
+
+    // Truncated: the manifest's count would be wrong rows; the count fails like a scan.
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+    let error = engine
+        .count(region, ScanRequest::default())
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains(&name), "names the file: {error}");
+    assert!(error.to_string().contains("inspect"), "{error}");
+    assert!(
+        engine
+            .scan_to_vec(region, ScanRequest::default())
+            .await
+            .is_err()
+    );
+
+    // Missing.
+    std::fs::remove_file(&file).unwrap();
+    let error = engine
+        .count(region, ScanRequest::default())
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains(&name), "names the file: {error}");
+    assert!(
+        engine
+            .scan_to_vec(region, ScanRequest::default())
+            .await
+            .is_err()
+    );
     engine.stop().await.unwrap();
 }

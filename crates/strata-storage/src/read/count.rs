@@ -3,13 +3,15 @@
 
 use futures::{StreamExt, TryStreamExt};
 use opendal::Operator;
+use snafu::ResultExt;
 
 use super::merge::MergeOptions;
 use super::scan::{
     Part, merge_parts, narrowed, on_multi_thread_runtime, overlapping_groups, parts,
     runtime_workers, split_by_slices,
 };
-use crate::error::StorageError;
+use crate::error::{CorruptSstSnafu, ObjectStoreSnafu, StorageError};
+use crate::object_store::region_data_dir;
 use crate::request::{ScanOrder, ScanRequest};
 use crate::sst::FileMeta;
 use crate::time_range::TimeRange;
@@ -47,17 +49,25 @@ pub async fn count(
     let options = MergeOptions::scan_of(&version.options);
     let mut result = RowCount::default();
     let mut to_read: Vec<(Vec<Part>, Option<TimeRange>)> = Vec::new();
+    let mut from_metadata: Vec<FileMeta> = Vec::new();
     for group in overlapping_groups(parts(snapshot, &request)) {
         if let [Part::File(handle)] = group.as_slice()
             && let Some(rows) = rows_from_metadata(handle.meta(), &request, options)
         {
             result.rows += rows;
             result.files_from_metadata += 1;
+            from_metadata.push(handle.meta().clone());
         } else {
             result.sources_read += group.len();
             to_read.extend(split_by_slices(group, request.time_range));
         }
     }
+    confirm_files(
+        store,
+        &region_data_dir(version.metadata.region_id()),
+        &from_metadata,
+    )
+    .await?;
     let parallel = request.prefetch_batches > 0 && on_multi_thread_runtime();
     let width = if parallel { runtime_workers() } else { 1 };
     let counts = to_read.into_iter().map(|(group, range)| {
@@ -88,6 +98,41 @@ pub async fn count(
         result.rows += rows;
     }
     Ok(result)
+}
+
+/// Files whose existence and size a count confirms at once (one stat each).
+const CONCURRENT_STATS: usize = 16;
+
+/// Confirms that each file counted from its manifest entry exists with the size the entry
+/// records (one stat or HEAD each): a count must fail where a scan would, not return the
+/// manifest's number for a file that is gone or cut short.
+async fn confirm_files(
+    store: &Operator,
+    dir: &str,
+    files: &[FileMeta],
+) -> Result<(), StorageError> {
+    let checks = files.iter().map(|file| async move {
+        let path = file.path(dir);
+        let stat = store.stat(&path).await.context(ObjectStoreSnafu {
+            operation: "stat an SST counted from its manifest entry (`strata inspect manifest --check` checks every file)",
+            path: &path,
+        })?;
+        if stat.content_length() != file.file_size {
+            return CorruptSstSnafu {
+                path,
+                reason: format!(
+                    "{} bytes, the manifest records {} (`strata inspect manifest --check` checks every file)",
+                    stat.content_length(),
+                    file.file_size
+                ),
+            }
+            .fail();
+        }
+        Ok(())
+    });
+    let mut checks = futures::stream::iter(checks).buffer_unordered(CONCURRENT_STATS);
+    while checks.try_next().await?.is_some() {}
+    Ok(())
 }
 
 /// The rows a scan returns of `file` alone, if its manifest entry says so: the file lies
