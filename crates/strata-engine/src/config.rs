@@ -51,8 +51,8 @@ pub struct EngineConfig {
     /// Background file deletions at once.
     pub max_background_purges: usize,
     /// Region opens and creates (manifest read, WAL replay) at once, each off its worker
-    /// so the worker's other regions keep being served; at engine start, open regions
-    /// concurrently (`Engine::open_regions`) to use them.
+    /// so the worker's other regions keep being served; at engine start, call
+    /// `Engine::open` for several regions concurrently (one task each) to use them.
     pub max_background_opens: usize,
     /// Flush a region that has not flushed for this long.
     #[serde(with = "humantime_serde")]

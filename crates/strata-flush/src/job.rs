@@ -95,8 +95,9 @@ pub struct FlushContext {
     pub clock: ClockRef,
 }
 
-/// Test hook: told when a flush job starts, and may hold it there (for tests that need a
-/// flush in progress). Production engines install none.
+/// Told when a flush job starts, and may hold it there (tests that need a flush in
+/// progress). The worker group always installs one that forwards to the engine's
+/// `EventListener::on_flush_begin` (a no-op unless the embedder gave a listener).
 #[async_trait]
 pub trait FlushListener: Send + Sync + std::fmt::Debug + 'static {
     /// Called when the job for `region_id` starts writing (it holds its write permit);

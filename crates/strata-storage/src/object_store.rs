@@ -11,15 +11,15 @@ use strata_request::RegionId;
 
 use crate::durable_fs::DurableFsLayer;
 
-/// Where region files are stored.
+/// Where region files are stored: the engine config's `[object_store]` table.
 ///
 /// ```toml
-/// [storage]
+/// [object_store]
 /// type = "fs"              # the default
 /// root = "./strata-data"
 ///
 /// # or
-/// [storage]
+/// [object_store]
 /// type = "s3"
 /// bucket = "metrics"
 /// root = "strata"
