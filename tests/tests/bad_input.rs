@@ -510,27 +510,15 @@ fn bad_ddls() -> Vec<(&'static str, DdlRequest, ErrorKind)> {
         ),
         (
             "flush an unknown region",
-            DdlRequest::Flush(strata_engine::FlushRequest {
-                region_id: UNKNOWN,
-                row_group_size: None,
-            }),
+            DdlRequest::Flush(strata_engine::FlushRequest { region_id: UNKNOWN }),
             RegionNotFound,
         ),
         (
             "flush a read-only region",
             DdlRequest::Flush(strata_engine::FlushRequest {
                 region_id: READ_ONLY,
-                row_group_size: None,
             }),
             RegionState,
-        ),
-        (
-            "flush with a per-flush row group size",
-            DdlRequest::Flush(strata_engine::FlushRequest {
-                region_id: MAIN,
-                row_group_size: Some(10),
-            }),
-            Unsupported,
         ),
         (
             "truncate an unknown region",

@@ -394,12 +394,9 @@ impl Engine {
 
     /// Flushes a region's memtables to SST files; resolves when the flush is applied.
     pub async fn flush(&self, region_id: RegionId) -> Result<()> {
-        self.ddl(DdlRequest::Flush(FlushRequest {
-            region_id,
-            row_group_size: None,
-        }))
-        .await
-        .map(drop)
+        self.ddl(DdlRequest::Flush(FlushRequest { region_id }))
+            .await
+            .map(drop)
     }
 
     /// Compacts a region now: merges every window that is not one run yet, drops files

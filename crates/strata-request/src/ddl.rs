@@ -219,8 +219,6 @@ pub struct AlterRequest {
 pub struct FlushRequest {
     /// The region.
     pub region_id: RegionId,
-    /// Row-group size for the written files; `None` uses the engine default.
-    pub row_group_size: Option<usize>,
 }
 
 /// Compact a region's SST files.
@@ -387,10 +385,7 @@ mod tests {
                 schema_version: 0,
                 kind: AlterKind::DropColumns { names: vec![] },
             }),
-            DdlRequest::Flush(FlushRequest {
-                region_id: id,
-                row_group_size: None,
-            }),
+            DdlRequest::Flush(FlushRequest { region_id: id }),
             DdlRequest::Compact(CompactRequest { region_id: id }),
             DdlRequest::Truncate(TruncateRequest { region_id: id }),
         ];

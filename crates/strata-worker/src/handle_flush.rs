@@ -20,13 +20,6 @@ impl RegionWorkerLoop {
             sender.send(Err(WorkerError::RegionNotFound { region_id }));
             return;
         };
-        if request.row_group_size.is_some() {
-            sender.send(Err(WorkerError::Unsupported {
-                what: "a per-flush row_group_size (set sst.row_group_size in the engine config)"
-                    .into(),
-            }));
-            return;
-        }
         let state = region.state();
         // A downgrading leader still flushes: that is how it hands its rows over.
         if !matches!(state, RegionState::Writable | RegionState::Downgrading) {

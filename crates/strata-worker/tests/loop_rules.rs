@@ -408,10 +408,7 @@ async fn a_finished_flush_is_applied_before_the_writes_queued_behind_it() {
 
     // A flush of B starts and is held; then the worker is kept busy in a WAL append of A.
     world.flushes.hold();
-    let flush = world.spawn_ddl(DdlRequest::Flush(FlushRequest {
-        region_id: B,
-        row_group_size: None,
-    }));
+    let flush = world.spawn_ddl(DdlRequest::Flush(FlushRequest { region_id: B }));
     world.events.wait_for(Event::FlushBegin(B), 1).await;
     world.appends.hold();
     let busy = world.spawn_write(A, 1);
@@ -497,10 +494,7 @@ async fn close_behind_a_held_flush() -> (World, Call, Call) {
     world.create(A).await;
     world.spawn_write(A, 2).await.unwrap().unwrap();
     world.flushes.hold();
-    let flush = world.spawn_ddl(DdlRequest::Flush(FlushRequest {
-        region_id: A,
-        row_group_size: None,
-    }));
+    let flush = world.spawn_ddl(DdlRequest::Flush(FlushRequest { region_id: A }));
     world.events.wait_for(Event::FlushBegin(A), 1).await;
     let close = world.spawn_ddl(DdlRequest::Close(CloseRequest { region_id: A }));
     settle().await;
@@ -557,10 +551,7 @@ async fn a_failed_flush_fails_the_alter_and_writes_behind_it_and_still_runs_the_
     world.create(A).await;
     world.spawn_write(A, 2).await.unwrap().unwrap();
     world.flushes.hold();
-    let flush = world.spawn_ddl(DdlRequest::Flush(FlushRequest {
-        region_id: A,
-        row_group_size: None,
-    }));
+    let flush = world.spawn_ddl(DdlRequest::Flush(FlushRequest { region_id: A }));
     world.events.wait_for(Event::FlushBegin(A), 1).await;
     let schema_version = world
         .group
@@ -652,10 +643,7 @@ async fn stop_lets_the_running_flush_finish_and_answers_everything_accepted_befo
     // A held flush with a close fenced behind it, a write held in the WAL and writes
     // queued behind it.
     world.flushes.hold();
-    let flush = world.spawn_ddl(DdlRequest::Flush(FlushRequest {
-        region_id: B,
-        row_group_size: None,
-    }));
+    let flush = world.spawn_ddl(DdlRequest::Flush(FlushRequest { region_id: B }));
     world.events.wait_for(Event::FlushBegin(B), 1).await;
     let close = world.spawn_ddl(DdlRequest::Close(CloseRequest { region_id: B }));
     world.appends.hold();
