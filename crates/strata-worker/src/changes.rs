@@ -4,7 +4,8 @@
 //! like opens, so the worker keeps serving its other regions. The task reports a
 //! [`Change`]; the worker applies it to the region's in-memory state and answers.
 //!
-//! While a change runs, the region's writes and DDLs wait in its gate, in order, and no flush or compaction starts for it (a flush that froze rows a truncate is
+//! While a change runs, the region's writes and DDLs wait in its gate, in order, and no
+//! flush or compaction starts for it (a flush that froze rows a truncate is
 //! removing would bring them back); they are handled once the change is applied. One
 //! change of a region runs at a time.
 
@@ -118,10 +119,7 @@ impl RegionWorkerLoop {
             Ok(_) => tracing::info!(%region_id, kind = changing.kind, "region changed"),
             Err(error) => {
                 tracing::warn!(%region_id, kind = changing.kind, %error, "region change failed");
-                if error.kind() == strata_base::ErrorKind::Fenced {
-                    // The committer made the region follow before the task reported.
-                    self.on_fenced(region_id, &error.to_string()).await;
-                }
+                self.after_failed_commit(region_id, error.kind(), &error);
             }
         }
         changing.sender.send(answer);

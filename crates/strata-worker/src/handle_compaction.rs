@@ -186,9 +186,7 @@ impl RegionWorkerLoop {
         match result {
             Ok(_) => answer_all(callers, &Ok(0)),
             Err(error) => {
-                if error.kind() == strata_base::ErrorKind::Fenced {
-                    self.on_fenced(region_id, &error.to_string()).await;
-                }
+                self.after_failed_commit(region_id, error.kind(), &error);
                 answer_all(callers, &Err(WorkerError::from(error)));
             }
         }

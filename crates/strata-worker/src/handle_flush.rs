@@ -144,9 +144,7 @@ impl RegionWorkerLoop {
         if let Some(region) = self.regions.get(&region_id) {
             region.set_flush_failed_millis(self.shared.clock.now_millis());
         }
-        if error.kind() == strata_base::ErrorKind::Fenced {
-            self.on_fenced(region_id, &error.to_string()).await;
-        }
+        self.after_failed_commit(region_id, error.kind(), &error);
         self.flush.scheduler.on_flush_failed(region_id);
         let (callers, follow_up, behind) = self.gates.take(region_id, |gate| {
             (

@@ -83,18 +83,26 @@ impl RegionWorkerLoop {
         }
     }
 
-    /// A flush or compaction commit of `region_id` lost its manifest version to another
-    /// engine: the region follows from now on. Its memtables stay (scans still see them
-    /// here until a sync installs the new leader's state) and its rows stay in this
-    /// engine's WAL; writes fail `NotLeader`.
-    pub(crate) async fn on_fenced(&mut self, region_id: RegionId, why: &str) {
+    /// A flush, compaction or change of `region_id` failed with `error` (of `kind`): if
+    /// another engine fenced it out, the region follows from now on. Its memtables stay
+    /// (scans still see them here until a sync installs the new leader's state) and its
+    /// rows stay in this engine's WAL; its stalled writes fail `NotLeader`.
+    pub(crate) fn after_failed_commit(
+        &mut self,
+        region_id: RegionId,
+        kind: strata_base::ErrorKind,
+        error: &dyn std::fmt::Display,
+    ) {
+        if kind != strata_base::ErrorKind::Fenced {
+            return;
+        }
         let Some(region) = self.regions.get(&region_id).cloned() else {
             return;
         };
         // The committer already made it follow, under the manifest lock, before anyone
         // heard of the failure; the region may even lead again by now (an upgrade the
         // caller sent on hearing it, handled before this notification): leave the state.
-        tracing::warn!(%region_id, why, "fenced out by another engine");
+        tracing::warn!(%region_id, %error, "fenced out by another engine");
         if region.state() == RegionState::ReadOnly {
             self.fail_stalled_not_leader(region_id, RegionState::ReadOnly);
         }

@@ -313,6 +313,12 @@ impl World {
         tokio::spawn(async move { group.ddl(request).await })
     }
 
+    /// The region's schema now.
+    fn metadata(&self, region_id: RegionId) -> Arc<strata_request::RegionMetadata> {
+        let region = self.group.regions().get(region_id).unwrap();
+        region.snapshot().version().metadata().clone()
+    }
+
     /// Rows in the region's memtables.
     fn memtable_rows(&self, region_id: RegionId) -> usize {
         self.memtable_rows_if_open(region_id).unwrap()
@@ -487,15 +493,21 @@ async fn over_the_reject_limit_the_new_writes_and_every_stalled_write_fail() {
 
 type Call = tokio::task::JoinHandle<Result<usize>>;
 
-/// A region of a `flush_on_close` group (no WAL) holding two rows, a flush of it held at
-/// its start, and a close sent after it — fenced behind it.
-async fn close_behind_a_held_flush() -> (World, Call, Call) {
-    let world = World::new(|c| c.flush_on_close = true);
+/// Region `A` of `world` holding two rows, and a flush of it held at its start.
+async fn a_held_flush(world: &World) -> Call {
     world.create(A).await;
     world.spawn_write(A, 2).await.unwrap().unwrap();
     world.flushes.hold();
     let flush = world.spawn_ddl(DdlRequest::Flush(FlushRequest { region_id: A }));
     world.events.wait_for(Event::FlushBegin(A), 1).await;
+    flush
+}
+
+/// A region of a `flush_on_close` group (no WAL) holding two rows, a flush of it held at
+/// its start, and a close sent after it — fenced behind it.
+async fn close_behind_a_held_flush() -> (World, Call, Call) {
+    let world = World::new(|c| c.flush_on_close = true);
+    let flush = a_held_flush(&world).await;
     let close = world.spawn_ddl(DdlRequest::Close(CloseRequest { region_id: A }));
     settle().await;
     assert!(!close.is_finished(), "the close is fenced behind the flush");
@@ -548,20 +560,8 @@ async fn a_close_fenced_behind_a_successful_flush_runs_after_it() {
 #[tokio::test]
 async fn a_failed_flush_fails_the_alter_and_writes_behind_it_and_still_runs_the_truncate() {
     let world = World::new(|_| {});
-    world.create(A).await;
-    world.spawn_write(A, 2).await.unwrap().unwrap();
-    world.flushes.hold();
-    let flush = world.spawn_ddl(DdlRequest::Flush(FlushRequest { region_id: A }));
-    world.events.wait_for(Event::FlushBegin(A), 1).await;
-    let schema_version = world
-        .group
-        .regions()
-        .get(A)
-        .unwrap()
-        .snapshot()
-        .version()
-        .metadata()
-        .schema_version();
+    let flush = a_held_flush(&world).await;
+    let schema_version = world.metadata(A).schema_version();
     // A schema change needs empty memtables: it waits behind the flush, and so does the
     // write sent after it; the truncate waits only so that no flush runs beside it.
     let alter = world.spawn_ddl(DdlRequest::Alter(AlterRequest {
@@ -595,20 +595,7 @@ async fn a_failed_flush_fails_the_alter_and_writes_behind_it_and_still_runs_the_
     }
     within("truncate", truncate).await.unwrap().unwrap();
     assert_eq!(world.memtable_rows(A), 0, "the truncate ran");
-    assert_eq!(
-        world
-            .group
-            .regions()
-            .get(A)
-            .unwrap()
-            .snapshot()
-            .version()
-            .metadata()
-            .columns()
-            .len(),
-        3,
-        "the alter did not"
-    );
+    assert_eq!(world.metadata(A).columns().len(), 3, "the alter did not");
     world.group.stop().await.unwrap();
 }
 
