@@ -3,8 +3,10 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use opendal::Operator;
+use opendal::layers::{RetryEvent, RetryInterceptor, RetryLayer};
 use serde::{Deserialize, Serialize};
 use snafu::{ResultExt, Snafu, ensure};
 use strata_request::RegionId;
@@ -72,6 +74,30 @@ pub struct S3Config {
     /// Secret key; from the environment when left out. Never printed or serialized.
     #[serde(default, skip_serializing)]
     pub secret_access_key: Option<Secret>,
+}
+
+impl S3Config {
+    /// How many times the S3 store retries a request that failed with an error OpenDAL
+    /// marks temporary (HTTP 500, 502, 503, 504, 429, `SlowDown`, a reset connection, a
+    /// response cut off) before the error reaches its caller: up to `1 + MAX_RETRIES`
+    /// attempts.
+    ///
+    /// A fixed budget, not a setting: a flush or compaction that still fails is retried by
+    /// the engine itself (the flush backoff), so a longer per-request budget would only
+    /// hold a region's manifest lock longer.
+    pub const MAX_RETRIES: usize = 5;
+
+    /// The first backoff; each later one doubles, up to [`RETRY_MAX_DELAY`], and gets a
+    /// random jitter of up to its own length on top (so engines backing off from one
+    /// overloaded bucket do not come back in step). With [`MAX_RETRIES`] = 5 a request
+    /// gives up after 3.1–6.2 s of backoff.
+    ///
+    /// [`RETRY_MAX_DELAY`]: Self::RETRY_MAX_DELAY
+    /// [`MAX_RETRIES`]: Self::MAX_RETRIES
+    pub const RETRY_MIN_DELAY: Duration = Duration::from_millis(100);
+
+    /// The longest backoff between two attempts, before jitter.
+    pub const RETRY_MAX_DELAY: Duration = Duration::from_secs(3);
 }
 
 /// A secret string: `Debug` and `Display` print `<redacted>`.
@@ -200,7 +226,9 @@ impl ObjectStoreConfig {
         }
     }
 
-    /// Builds the OpenDAL operator.
+    /// Builds the OpenDAL operator. An S3 store retries requests that fail with a
+    /// temporary error ([`S3Config::MAX_RETRIES`] times, exponential backoff with jitter);
+    /// local-file and memory stores do not retry.
     pub fn build(&self) -> Result<Operator, ObjectStoreError> {
         self.validate()?;
         Ok(match self {
@@ -238,9 +266,47 @@ impl ObjectStoreConfig {
                 if let Some(secret) = &s3.secret_access_key {
                     builder = builder.secret_access_key(secret.expose());
                 }
-                Operator::new(builder).context(BuildSnafu { kind: "s3" })?
+                Operator::new(builder)
+                    .context(BuildSnafu { kind: "s3" })?
+                    .layer(s3_retry_layer())
             }
         })
+    }
+}
+
+/// OpenDAL's retry layer as the S3 store uses it: [`S3Config::MAX_RETRIES`] retries of
+/// requests that failed with a temporary error, with exponential backoff from
+/// [`S3Config::RETRY_MIN_DELAY`] to [`S3Config::RETRY_MAX_DELAY`] and jitter; each retry is
+/// logged.
+///
+/// Only S3 gets it: local-file and memory errors are not transient. Every request Strata
+/// makes is safe to repeat — plain puts overwrite with the same bytes, deletes of a missing
+/// object succeed — except a conditional create (`if_not_exists`: manifest deltas and
+/// checkpoints) whose first attempt landed but whose answer was lost: the retry is answered
+/// 412, and the manifest reads the object back and takes it as its own when it holds
+/// exactly its bytes (`create_bytes` in `manifest/manager.rs`).
+fn s3_retry_layer() -> RetryLayer<LogRetry> {
+    RetryLayer::new()
+        .with_max_times(S3Config::MAX_RETRIES)
+        .with_factor(2.0)
+        .with_min_delay(S3Config::RETRY_MIN_DELAY)
+        .with_max_delay(S3Config::RETRY_MAX_DELAY)
+        .with_jitter()
+        .with_notify(LogRetry)
+}
+
+/// Logs each retry through `tracing` (OpenDAL's default logs through the `log` crate).
+struct LogRetry;
+
+impl RetryInterceptor for LogRetry {
+    fn intercept(&self, event: RetryEvent<'_>) {
+        tracing::warn!(
+            operation = ?event.op,
+            attempt = event.attempt,
+            retry_after = ?event.retry_after,
+            error = %event.err,
+            "object store: a request failed with a temporary error; retrying"
+        );
     }
 }
 
