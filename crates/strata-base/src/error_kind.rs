@@ -26,6 +26,10 @@ pub enum ErrorKind {
     NeedsReopen,
     /// Data read back from disk or object store is damaged.
     Corruption,
+    /// A file is in an on-disk format newer than this build reads (the error names the
+    /// file and both versions): a newer Strata build wrote it. Retrying cannot help; read
+    /// it with a build at least that new.
+    NewerFormat,
     /// The engine is stopping or stopped.
     Stopped,
     /// The feature is not supported by this engine.
@@ -81,6 +85,7 @@ mod tests {
             ErrorKind::InvalidRequest,
             ErrorKind::RegionNotFound,
             ErrorKind::Corruption,
+            ErrorKind::NewerFormat,
             ErrorKind::Stopped,
             ErrorKind::Unsupported,
             ErrorKind::ReadOnly,

@@ -79,7 +79,11 @@ async fn manifest(args: &RegionArgs) -> Result<(), String> {
     for entry in entries.iter().filter(|e| e.path().ends_with(".json")) {
         let name = entry.name().to_string();
         match store.read(entry.path()).await {
-            Ok(bytes) => deltas.push((name, RegionMetaActionList::decode(&bytes.to_vec()))),
+            Ok(bytes) => deltas.push((
+                name,
+                RegionMetaActionList::decode(entry.path(), &bytes.to_vec())
+                    .map_err(|e| e.to_string()),
+            )),
             // A writer's checkpoint covered and deleted it after the listing.
             Err(e) if e.kind() == opendal::ErrorKind::NotFound => deltas.push((
                 name,

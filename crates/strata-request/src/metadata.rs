@@ -185,6 +185,7 @@ pub struct RegionMetadata {
 
 /// The serialized form of [`RegionMetadata`]; derived parts are rebuilt on load.
 #[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawRegionMetadata {
     region_id: RegionId,
     schema_version: u64,

@@ -225,6 +225,7 @@ impl Value {
 /// [`ColumnSchema::timestamp`]; whether the combination is valid is checked when the region
 /// schema is built ([`crate::RegionMetadataBuilder::build`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ColumnSchema {
     /// Column name, unique within the region.
     pub name: String,

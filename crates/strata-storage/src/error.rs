@@ -75,6 +75,19 @@ pub enum StorageError {
         /// What is wrong.
         reason: String,
     },
+    /// An SST's footer says it is in a format newer than this build reads
+    /// ([`SST_FORMAT`](crate::SST_FORMAT)).
+    #[snafu(display(
+        "SST file {path} is in format {found}, newer than this build reads (format {newest} at most); read it with a newer Strata build"
+    ))]
+    NewerFormat {
+        /// The file.
+        path: String,
+        /// Its format.
+        found: u32,
+        /// The newest format this build reads.
+        newest: u32,
+    },
     /// An Arrow kernel failed (a bug if it ever happens: inputs are validated).
     #[snafu(display("region {region_id}: {operation}: {source}"))]
     Arrow {
@@ -98,6 +111,7 @@ impl StorageError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             StorageError::CorruptSst { .. } => ErrorKind::Corruption,
+            StorageError::NewerFormat { .. } => ErrorKind::NewerFormat,
             // Parquet errors wrap the object store's I/O errors on writes: transient.
             StorageError::Parquet { .. } | StorageError::ObjectStore { .. } => ErrorKind::Storage,
             StorageError::BadProjection { .. } => ErrorKind::InvalidRequest,

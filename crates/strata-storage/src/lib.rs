@@ -41,6 +41,7 @@ mod batch;
 mod durable_fs;
 mod error;
 mod flush;
+mod format;
 mod key;
 mod manifest;
 mod memtable;
@@ -60,6 +61,7 @@ pub use batch::{BatchStream, OP_TYPE_COLUMN, SEQUENCE_COLUMN, SortedBatch, outpu
 pub use durable_fs::DurableFsLayer;
 pub use error::StorageError;
 pub use flush::{flush_memtable, flush_memtable_windowed};
+pub use format::{CHECKPOINT_FORMAT, DELTA_FORMAT, SST_FORMAT, SST_FORMAT_KEY};
 pub use key::KeyCodec;
 pub use manifest::{
     ManifestConfig, ManifestError, ManifestManager, RegionEdit, RegionManifest, RegionMetaAction,

@@ -4,6 +4,7 @@
 //! [`RegionManifest`] is the state those deltas build. See [`ManifestManager`] for the
 //! layout on the object store.
 
+mod codec;
 mod manager;
 
 use std::collections::BTreeMap;
@@ -17,7 +18,7 @@ pub use manager::{ManifestConfig, ManifestError, ManifestManager};
 
 /// One change to a region.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 #[non_exhaustive]
 pub enum RegionMetaAction {
     /// A new schema (and options): at creation and on alter.
@@ -92,6 +93,7 @@ impl fmt::Display for RegionMetaAction {
 
 /// Files added and removed, with the WAL and sequence progress they make durable.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RegionEdit {
     /// New SST files.
     #[serde(default)]
@@ -130,68 +132,25 @@ impl RegionMetaActionList {
         }
     }
 
-    /// The delta file's bytes: `{"format":2,"crc32c":N,"actions":[...]}`, `N` the crc32c of
-    /// the `actions` JSON exactly as written — plain JSON that any tool reads, and a
-    /// flipped byte anywhere is noticed.
-    pub fn encode(&self) -> Result<Vec<u8>, String> {
-        let actions = serde_json::to_string(&self.actions).map_err(|e| e.to_string())?;
-        let actions =
-            serde_json::value::RawValue::from_string(actions).map_err(|e| e.to_string())?;
-        serde_json::to_vec(&DeltaFile {
-            format: DELTA_FORMAT,
-            crc32c: crc32c::crc32c(actions.get().as_bytes()),
-            actions: &actions,
-        })
-        .map_err(|e| e.to_string())
+    /// The bytes of the delta file at `path` holding these actions, in the format this
+    /// build writes ([`DELTA_FORMAT`](crate::DELTA_FORMAT)): `{"format":3,"crc32c":N,
+    /// "changes":[...]}`, `N` the crc32c of the action list's JSON exactly as written.
+    pub fn encode(&self, path: &str) -> Result<Vec<u8>, ManifestError> {
+        codec::encode_delta(path, self)
     }
 
-    /// Reads a delta file: the checksummed format, or the bare `{"actions":[...]}` that
-    /// earlier builds wrote (only in exactly that shape, so a damaged checksummed file
-    /// never passes for one). Says what is wrong otherwise.
-    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
-        match serde_json::from_slice::<DeltaFile<'_>>(bytes) {
-            Ok(file) => {
-                if file.format != DELTA_FORMAT {
-                    return Err(format!("unknown manifest delta format {}", file.format));
-                }
-                if crc32c::crc32c(file.actions.get().as_bytes()) != file.crc32c {
-                    return Err("checksum mismatch".into());
-                }
-                let actions =
-                    serde_json::from_str(file.actions.get()).map_err(|e| e.to_string())?;
-                Ok(Self { actions })
-            }
-            Err(error) => serde_json::from_slice::<LegacyDelta>(bytes)
-                .map(|legacy| Self {
-                    actions: legacy.actions,
-                })
-                .map_err(|_| error.to_string()),
-        }
+    /// Reads the delta file at `path`: any format up to
+    /// [`DELTA_FORMAT`](crate::DELTA_FORMAT); a newer one is
+    /// [`ManifestError::NewerFormat`], damage or an unknown field
+    /// [`ManifestError::Corrupted`].
+    pub fn decode(path: &str, bytes: &[u8]) -> Result<Self, ManifestError> {
+        codec::decode_delta(path, bytes)
     }
-}
-
-/// Version of the delta file format written by [`RegionMetaActionList::encode`].
-const DELTA_FORMAT: u32 = 2;
-
-/// A delta file as written and read.
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DeltaFile<'a> {
-    format: u32,
-    crc32c: u32,
-    #[serde(borrow)]
-    actions: &'a serde_json::value::RawValue,
-}
-
-/// A delta written before deltas had a checksum.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LegacyDelta {
-    actions: Vec<RegionMetaAction>,
 }
 
 /// A region's state as recorded by its manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RegionManifest {
     /// Current schema.
     pub(crate) metadata: RegionMetadata,

@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use snafu::{ResultExt, Snafu, ensure};
 use strata_request::{RegionId, RegionMetadata, RegionOptions};
 
-use super::{RegionManifest, RegionMetaAction, RegionMetaActionList};
+use super::{RegionManifest, RegionMetaAction, RegionMetaActionList, codec};
 use crate::object_store::region_manifest_dir;
 
 const LAST_CHECKPOINT: &str = "_last_checkpoint";
@@ -115,6 +115,21 @@ pub enum ManifestError {
         /// The version this engine tried to commit.
         version: u64,
     },
+    /// A manifest file is in a format newer than this build reads
+    /// ([`DELTA_FORMAT`](crate::DELTA_FORMAT), [`CHECKPOINT_FORMAT`](crate::CHECKPOINT_FORMAT)).
+    #[snafu(display(
+        "manifest {what} {path} is in format {found}, newer than this build reads (format {newest} at most); open the region with a newer Strata build"
+    ))]
+    NewerFormat {
+        /// The file.
+        path: String,
+        /// Which kind of manifest file: `delta` or `checkpoint`.
+        what: &'static str,
+        /// Its format.
+        found: u32,
+        /// The newest format this build reads.
+        newest: u32,
+    },
     /// `create` found a manifest already there.
     #[snafu(display("region {region_id} already has a manifest"))]
     AlreadyExists {
@@ -130,6 +145,7 @@ impl ManifestError {
         match self {
             ManifestError::ObjectStore { .. } => ErrorKind::Storage,
             ManifestError::Corrupted { .. } => ErrorKind::Corruption,
+            ManifestError::NewerFormat { .. } => ErrorKind::NewerFormat,
             ManifestError::AlreadyExists { .. } => ErrorKind::InvalidRequest,
             ManifestError::Fenced { .. } | ManifestError::Superseded { .. } => ErrorKind::Fenced,
         }
@@ -160,13 +176,6 @@ struct LastCheckpoint {
     version: u64,
     size: u64,
     checksum: u32,
-}
-
-/// A checkpoint file.
-#[derive(Debug, Serialize, Deserialize)]
-struct Checkpoint {
-    last_version: u64,
-    manifest: RegionManifest,
 }
 
 /// Reads and writes one region's manifest.
@@ -371,12 +380,7 @@ impl ManifestManager {
             region_id: self.manifest.metadata.region_id(),
             version,
         };
-        let bytes = actions
-            .encode()
-            .map_err(|reason| ManifestError::Corrupted {
-                path: path.clone(),
-                reason: format!("cannot serialize: {reason}"),
-            })?;
+        let bytes = actions.encode(&path)?;
         match create_bytes(&self.store, &path, bytes.clone()).await {
             Ok(Created::Ours) => {}
             Ok(Created::Theirs) => return fenced.fail(),
@@ -500,14 +504,7 @@ impl ManifestManager {
 
     async fn checkpoint(&mut self, version: u64) -> Result<(), ManifestError> {
         let path = checkpoint_path(&self.dir, version);
-        let bytes = serde_json::to_vec(&Checkpoint {
-            last_version: version,
-            manifest: self.manifest.clone(),
-        })
-        .map_err(|e| ManifestError::Corrupted {
-            path: path.clone(),
-            reason: format!("cannot serialize: {e}"),
-        })?;
+        let bytes = codec::encode_checkpoint(&path, version, &self.manifest)?;
         let pointer = LastCheckpoint {
             version,
             size: bytes.len() as u64,
@@ -652,19 +649,15 @@ async fn read_checkpoint(
             reason: "size or checksum differs from _last_checkpoint",
         }
     );
-    let checkpoint: Checkpoint =
-        serde_json::from_slice(&bytes).map_err(|e| ManifestError::Corrupted {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
+    let (last_version, manifest) = codec::decode_checkpoint(&path, &bytes)?;
     ensure!(
-        checkpoint.last_version == pointer.version,
+        last_version == pointer.version,
         CorruptedSnafu {
             path,
             reason: "version differs from _last_checkpoint",
         }
     );
-    Ok((checkpoint.manifest, pointer.version))
+    Ok((manifest, pointer.version))
 }
 
 async fn read_json<T: for<'de> Deserialize<'de>>(
@@ -692,12 +685,7 @@ async fn create_delta(
     path: &str,
     actions: &RegionMetaActionList,
 ) -> Result<Created, ManifestError> {
-    let bytes = actions
-        .encode()
-        .map_err(|reason| ManifestError::Corrupted {
-            path: path.to_string(),
-            reason: format!("cannot serialize: {reason}"),
-        })?;
+    let bytes = actions.encode(path)?;
     create_bytes(store, path, bytes).await
 }
 
@@ -756,10 +744,7 @@ async fn read_delta(store: &Operator, path: &str) -> Result<RegionMetaActionList
             path,
         })?
         .to_vec();
-    RegionMetaActionList::decode(&bytes).map_err(|reason| ManifestError::Corrupted {
-        path: path.to_string(),
-        reason,
-    })
+    RegionMetaActionList::decode(path, &bytes)
 }
 
 async fn write_json<T: Serialize>(

@@ -20,7 +20,10 @@
 use parquet::file::metadata::ParquetMetaData;
 use parquet::file::statistics::Statistics;
 
-use crate::error::StorageError;
+use snafu::ensure;
+
+use crate::error::{NewerFormatSnafu, StorageError};
+use crate::format::{SST_FORMAT, SST_FORMAT_KEY};
 use crate::time_range::TimeRange;
 use crate::window::window_start;
 
@@ -93,17 +96,26 @@ pub(crate) fn one_slice_within(file: TimeRange, range: Option<TimeRange>, width:
 }
 
 /// The time-slice width a file's key-value metadata records; `None` for a file of one
-/// slice.
+/// slice. Refuses a file of a format newer than [`SST_FORMAT`] (its layout is unknown).
 pub(crate) fn file_slice_width(
     file: &ParquetMetaData,
     path: &str,
 ) -> Result<Option<i64>, StorageError> {
-    let Some(value) = file
-        .file_metadata()
-        .key_value_metadata()
-        .and_then(|pairs| pairs.iter().find(|pair| pair.key == TIME_SLICE_KEY))
-        .map(|pair| pair.value.as_deref().unwrap_or_default())
-    else {
+    let format = footer_value(file, SST_FORMAT_KEY).map_or(Ok(1), |value| {
+        value.parse::<u32>().map_err(|_| StorageError::CorruptSst {
+            path: path.to_string(),
+            reason: format!("format {value:?} is not a number"),
+        })
+    })?;
+    ensure!(
+        format <= SST_FORMAT,
+        NewerFormatSnafu {
+            path,
+            found: format,
+            newest: SST_FORMAT,
+        }
+    );
+    let Some(value) = footer_value(file, TIME_SLICE_KEY) else {
         return Ok(None);
     };
     match value.parse::<i64>() {
@@ -113,6 +125,14 @@ pub(crate) fn file_slice_width(
             reason: format!("time-slice width {value:?} is not a positive integer"),
         }),
     }
+}
+
+/// The value of `key` in a file's key-value metadata.
+fn footer_value<'a>(file: &'a ParquetMetaData, key: &str) -> Option<&'a str> {
+    file.file_metadata()
+        .key_value_metadata()
+        .and_then(|pairs| pairs.iter().find(|pair| pair.key == key))
+        .map(|pair| pair.value.as_deref().unwrap_or_default())
 }
 
 /// `row_groups` (ascending) of a file written in slices of `width`, grouped by the slice

@@ -690,3 +690,62 @@ async fn manifest_entries_name_the_slice_width_only_when_there_is_one() {
     assert!(json.contains("\"time_slice\":2048"), "{json}");
     assert_eq!(serde_json::from_str::<FileMeta>(&json).unwrap(), sliced);
 }
+
+/// The SST at `path` with the value of its footer's format key replaced by `format` (one
+/// digit, so the footer keeps its length): what a newer build would have written.
+async fn set_footer_format(store: &Operator, path: &str, format: u8) {
+    let mut bytes = store.read(path).await.unwrap().to_vec();
+    let key = crate::SST_FORMAT_KEY.as_bytes();
+    let at = bytes
+        .windows(key.len())
+        .position(|w| w == key)
+        .expect("the footer names its format");
+    // Thrift compact: the value's field header and length (1) follow the key.
+    let value = at + key.len() + 2;
+    assert!(
+        bytes[value - 1] == 1 && bytes[value].is_ascii_digit(),
+        "the value is one digit"
+    );
+    bytes[value] = b'0' + format;
+    store.write(path, bytes).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_sst_of_a_newer_format_is_refused_naming_the_file_and_both_versions() {
+    let codec = Arc::new(KeyCodec::new(metadata()).unwrap());
+    let store = memory_store();
+    let meta = flush(&store, memtable(&codec, 3, 10), 1024).await;
+    let path = meta.path(&crate::object_store::region_data_dir(meta.region_id));
+    let file = parquet_metadata(&store, &path).await;
+    let format = file
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|kv| kv.key == crate::SST_FORMAT_KEY))
+        .and_then(|kv| kv.value.clone());
+    assert_eq!(
+        format,
+        Some(crate::SST_FORMAT.to_string()),
+        "written with its format"
+    );
+    // Its own format and an older one read; a newer one is refused before any row.
+    for older in [1, 2] {
+        set_footer_format(&store, &path, older).await;
+        let read = read_sst(&store, &path, codec.clone(), SstReadOptions::default());
+        assert_eq!(rows(read.await.unwrap()).await.len(), 30, "format {older}");
+        set_footer_format(&store, &path, 2).await;
+    }
+    set_footer_format(&store, &path, 3).await;
+    let Err(error) = read_sst(&store, &path, codec.clone(), SstReadOptions::default()).await else {
+        panic!("a file of format 3 was read");
+    };
+    assert!(
+        matches!(&error, StorageError::NewerFormat { path: p, found: 3, newest: 2 } if *p == path),
+        "{error:?}"
+    );
+    assert_eq!(error.kind(), strata_base::ErrorKind::NewerFormat);
+    let message = error.to_string();
+    assert!(
+        message.contains(&path) && message.contains("format 3"),
+        "{message}"
+    );
+}

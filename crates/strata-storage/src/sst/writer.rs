@@ -17,6 +17,7 @@ use super::slices::slice_start;
 use super::{FileId, FileMeta, REGION_METADATA_KEY, TIME_SLICE_KEY, delete_ssts};
 use crate::batch::{BatchStream, OP_TYPE_COLUMN, SEQUENCE_COLUMN, SortedBatch, output_schema};
 use crate::error::{ArrowSnafu, CorruptSstSnafu, ObjectStoreSnafu, ParquetSnafu, StorageError};
+use crate::format::{SST_FORMAT, SST_FORMAT_KEY};
 
 /// How SST files are written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -349,8 +350,8 @@ fn max_row_group_rows(options: &SstWriteOptions) -> usize {
 /// The Parquet writer properties of SSTs for `metadata`: zstd, except for the tag and
 /// op-type columns; timestamps and sequences delta-encoded without dictionaries; float
 /// fields without dictionaries (high cardinality makes dictionaries a ~3× slowdown) in
-/// byte-stream-split encoding; the region schema (and the time-slice width, if any) in the
-/// key-value metadata. Public so
+/// byte-stream-split encoding; the format ([`SST_FORMAT`]), the region schema and the
+/// time-slice width, if any, in the key-value metadata. Public so
 /// benchmarks compare like with like.
 ///
 /// Tags and op types are dictionary-encoded and sorted, so their pages are already a few
@@ -365,7 +366,10 @@ pub fn writer_properties(
         path: String::new(),
         reason: format!("cannot serialize region metadata: {e}"),
     })?;
-    let mut key_values = vec![KeyValue::new(REGION_METADATA_KEY.to_string(), json)];
+    let mut key_values = vec![
+        KeyValue::new(SST_FORMAT_KEY.to_string(), SST_FORMAT.to_string()),
+        KeyValue::new(REGION_METADATA_KEY.to_string(), json),
+    ];
     if let Some(width) = options.time_slice {
         key_values.push(KeyValue::new(TIME_SLICE_KEY.to_string(), width.to_string()));
     }

@@ -359,23 +359,185 @@ async fn an_open_beside_a_checkpointing_writer_always_succeeds_and_never_goes_ba
 }
 
 #[test]
-fn deltas_carry_a_checksum_and_legacy_deltas_still_read() {
+fn deltas_carry_their_format_and_a_checksum_and_older_formats_still_read() {
     let actions = edit(vec![file(7)], vec![], 5, 9);
-    let bytes = actions.encode().unwrap();
+    let bytes = actions.encode("d").unwrap();
     let text = String::from_utf8(bytes.clone()).unwrap();
-    assert!(text.starts_with(r#"{"format":2,"crc32c":"#), "{text}");
-    assert_eq!(RegionMetaActionList::decode(&bytes).unwrap(), actions);
+    assert!(text.starts_with(r#"{"format":3,"crc32c":"#), "{text}");
+    assert!(text.contains(r#","changes":[{"type":"edit""#), "{text}");
+    assert_eq!(RegionMetaActionList::decode("d", &bytes).unwrap(), actions);
     // A changed digit inside the actions: the checksum notices.
     let damaged = text.replacen("\"flushed_entry_id\":5", "\"flushed_entry_id\":6", 1);
     assert_ne!(damaged, text);
-    let error = RegionMetaActionList::decode(damaged.as_bytes()).unwrap_err();
-    assert!(error.contains("checksum"), "{error}");
-    // What earlier builds wrote (a bare action list) is read as it was.
+    let error = RegionMetaActionList::decode("d", damaged.as_bytes()).unwrap_err();
+    assert!(error.to_string().contains("checksum"), "{error}");
+    // Format 2 (the same shape) and format 1 (a bare action list) read as they were.
+    let format2 = text
+        .replacen(r#"{"format":3"#, r#"{"format":2"#, 1)
+        .replacen(r#""changes":"#, r#""actions":"#, 1);
+    assert_eq!(
+        RegionMetaActionList::decode("d", format2.as_bytes()).unwrap(),
+        actions
+    );
     let legacy = serde_json::to_vec(&actions).unwrap();
-    assert_eq!(RegionMetaActionList::decode(&legacy).unwrap(), actions);
+    assert_eq!(RegionMetaActionList::decode("d", &legacy).unwrap(), actions);
     // A damaged envelope never passes for a legacy delta.
     let renamed = text.replacen("\"crc32c\"", "\"crc32d\"", 1);
-    assert!(RegionMetaActionList::decode(renamed.as_bytes()).is_err());
+    assert!(RegionMetaActionList::decode("d", renamed.as_bytes()).is_err());
+}
+
+/// `text` with `from` replaced by `to` once (which must be there), and the delta's
+/// checksum recomputed: a well-formed file a different build could have written.
+fn rewritten_delta(text: &str, from: &str, to: &str) -> Vec<u8> {
+    assert!(text.contains(from), "{from} not in {text}");
+    let text = text.replacen(from, to, 1);
+    let start = text.find(r#""changes":"#).unwrap() + r#""changes":"#.len();
+    let actions = &text[start..text.len() - 1];
+    let crc = serde_json::from_str::<serde_json::Value>(&text).unwrap()["crc32c"].clone();
+    text.replacen(
+        &format!(r#""crc32c":{crc}"#),
+        &format!(r#""crc32c":{}"#, crc32c::crc32c(actions.as_bytes())),
+        1,
+    )
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn a_manifest_file_of_a_newer_format_is_refused_naming_the_file_and_both_versions() {
+    let store = store();
+    let mut m = ManifestManager::create(
+        store.clone(),
+        metadata(),
+        RegionOptions::default(),
+        config(2),
+    )
+    .await
+    .unwrap();
+    m.update(edit(vec![file(1)], vec![], 1, 1)).await.unwrap();
+    m.update(edit(vec![file(2)], vec![], 2, 2)).await.unwrap();
+    m.update(edit(vec![file(3)], vec![], 3, 3)).await.unwrap();
+    m.wait_for_cleanup().await;
+    assert_eq!(
+        names(&store).await,
+        [
+            "00000000000000000002.checkpoint",
+            "00000000000000000003.json",
+            "_last_checkpoint"
+        ]
+    );
+    let dir = region_manifest_dir(region());
+
+    // A delta of format 4 after the checkpoint.
+    let delta = format!("{dir}/00000000000000000003.json");
+    let text = String::from_utf8(store.read(&delta).await.unwrap().to_vec()).unwrap();
+    store
+        .write(&delta, text.replacen(r#""format":3"#, r#""format":4"#, 1))
+        .await
+        .unwrap();
+    let err = ManifestManager::open(store.clone(), region(), config(2))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ManifestError::NewerFormat { path, what: "delta", found: 4, newest: 3 } if *path == delta),
+        "{err:?}"
+    );
+    assert_eq!(err.kind(), strata_base::ErrorKind::NewerFormat);
+    assert!(err.to_string().contains(&delta), "{err}");
+    store.write(&delta, text).await.unwrap();
+
+    // A checkpoint of format 3, its pointer updated to match.
+    let checkpoint = format!("{dir}/00000000000000000002.checkpoint");
+    let text = String::from_utf8(store.read(&checkpoint).await.unwrap().to_vec()).unwrap();
+    assert!(
+        text.starts_with(r#"{"format":2,"last_version":2,"state":"#),
+        "{text}"
+    );
+    let newer = text.replacen(r#""format":2"#, r#""format":3"#, 1);
+    write_checkpoint(&store, 2, newer.as_bytes()).await;
+    let err = ManifestManager::open(store.clone(), region(), config(2))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ManifestError::NewerFormat { path, what: "checkpoint", found: 3, newest: 2 } if *path == checkpoint),
+        "{err:?}"
+    );
+
+    // A checkpoint of format 1 (before the gate) reads as it was.
+    let legacy = text.replacen(
+        r#"{"format":2,"last_version":2,"state":"#,
+        r#"{"last_version":2,"manifest":"#,
+        1,
+    );
+    write_checkpoint(&store, 2, legacy.as_bytes()).await;
+    let reopened = ManifestManager::open(store.clone(), region(), config(2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reopened.manifest(), m.manifest());
+}
+
+/// Writes checkpoint `version` with `bytes` and points `_last_checkpoint` at it.
+async fn write_checkpoint(store: &Operator, version: u64, bytes: &[u8]) {
+    let dir = region_manifest_dir(region());
+    store
+        .write(&checkpoint_path(&dir, version), bytes.to_vec())
+        .await
+        .unwrap();
+    let pointer = LastCheckpoint {
+        version,
+        size: bytes.len() as u64,
+        checksum: crc32c::crc32c(bytes),
+    };
+    store
+        .write(
+            &format!("{dir}/{LAST_CHECKPOINT}"),
+            serde_json::to_vec(&pointer).unwrap(),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn unknown_fields_in_manifest_entries_are_refused_not_dropped() {
+    let actions = edit(vec![file(7)], vec![], 5, 9);
+    let text = String::from_utf8(actions.encode("d").unwrap()).unwrap();
+    // A field no build knows, with a valid checksum, at each level of an entry.
+    for (from, to) in [
+        (r#""type":"edit","#, r#""type":"edit","priority":1,"#),
+        (r#""level":0,"#, r#""level":0,"bloom_filter":true,"#),
+        (
+            r#""flushed_entry_id":5"#,
+            r#""flushed_entry_id":5,"hint":2"#,
+        ),
+    ] {
+        let bytes = rewritten_delta(&text, from, to);
+        let error = RegionMetaActionList::decode("d", &bytes).unwrap_err();
+        assert!(
+            matches!(&error, ManifestError::Corrupted { reason, .. } if reason.contains("unknown field")),
+            "{to}: {error}"
+        );
+    }
+    // The same rewrite without a new field reads: the refusal is the field's.
+    let same = rewritten_delta(&text, r#""level":0,"#, r#""level":0,"#);
+    assert_eq!(RegionMetaActionList::decode("d", &same).unwrap(), actions);
+
+    // In a region schema (as a change action and a checkpoint carry it).
+    let change = RegionMetaActionList::one(RegionMetaAction::Change {
+        metadata: metadata(),
+        options: RegionOptions::default(),
+    });
+    let text = String::from_utf8(change.encode("d").unwrap()).unwrap();
+    for (from, to) in [
+        (
+            r#""schema_version":0"#,
+            r#""schema_version":0,"partition":"a""#,
+        ),
+        (r#""nullable":"#, r#""codec":"lz4","nullable":"#),
+    ] {
+        let bytes = rewritten_delta(&text, from, to);
+        let error = RegionMetaActionList::decode("d", &bytes).unwrap_err();
+        assert!(error.to_string().contains("unknown field"), "{to}: {error}");
+    }
 }
 
 /// A new region's manifest (checkpoints every `first` versions) and a second manager of it
@@ -652,7 +814,7 @@ async fn a_delta_reported_failed_that_landed_is_taken_back_by_the_next_update() 
     .unwrap();
     // The write of version 1 "failed" (as far as the caller knows) but landed.
     let lost = edit(vec![file(1)], vec![], 1, 1);
-    let bytes = lost.encode().unwrap();
+    let bytes = lost.encode("d").unwrap();
     store
         .write(&delta_path(&m.dir, 1), bytes.clone())
         .await
@@ -673,11 +835,11 @@ async fn a_delta_reported_failed_that_landed_is_taken_back_by_the_next_update() 
     // Had a rival's delta been there instead, the update would be fenced.
     let rival = edit(vec![file(3)], vec![], 3, 3);
     store
-        .write(&delta_path(&m.dir, 2), rival.encode().unwrap())
+        .write(&delta_path(&m.dir, 2), rival.encode("d").unwrap())
         .await
         .unwrap();
     let mine = edit(vec![file(4)], vec![], 4, 4);
-    m.uncertain = Some((2, mine.encode().unwrap(), mine.clone()));
+    m.uncertain = Some((2, mine.encode("d").unwrap(), mine.clone()));
     let error = m.update(mine).await.unwrap_err();
     assert!(
         matches!(error, ManifestError::Fenced { version: 2, .. }),
