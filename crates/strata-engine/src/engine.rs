@@ -14,7 +14,7 @@ use strata_request::{
     SetWritableRequest, TruncateRequest, WriteRequest,
 };
 use strata_scheduler::{ClockRef, SchedulerRef, SystemClock};
-use strata_storage::{FileMeta, RecordBatchStream, RowCount, ScanRequest, count, scan};
+use strata_storage::{FileMeta, RowCount, ScanRequest, count, scan};
 use strata_wal::{FileLogStore, NoopLogStore, RecoveryReport};
 use strata_worker::{
     EventListener, LogStoreRef, NoopListener, RegionState, WorkerError, WorkerGroup,
@@ -23,7 +23,8 @@ use strata_worker::{
 
 use crate::config::{EngineConfig, WalProvider};
 use crate::error::{
-    ConfigSnafu, ErrorKind, Inner, ObjectStoreSnafu, OpenWalSnafu, Result, ScanSnafu,
+    ConfigSnafu, Error, ErrorKind, Inner, ObjectStoreSnafu, OpenWalSnafu, RecordBatchStream,
+    Result, ScanSnafu,
 };
 use crate::lock::{DataDirLock, LockedLogStore};
 
@@ -436,7 +437,8 @@ impl Engine {
     }
 
     /// Scans a snapshot of the region taken now: rows merged and deduplicated, in
-    /// (primary key, timestamp) order.
+    /// (primary key, timestamp) order. The stream's errors are this crate's [`Error`]
+    /// (naming the region), so `?` works on them as on the call itself.
     pub async fn scan(
         &self,
         region_id: RegionId,
@@ -448,9 +450,12 @@ impl Engine {
         // removed them yet.
         let cutoff = snapshot.version().ttl_cutoff(self.clock.now_millis());
         let request = request.alive_from(cutoff);
-        Ok(scan(self.group.store(), &snapshot, request)
+        let stream = scan(self.group.store(), &snapshot, request)
             .await
-            .context(ScanSnafu { region_id })?)
+            .context(ScanSnafu { region_id })?;
+        Ok(Box::pin(stream.map_err(move |source| {
+            Error::from(Inner::Scan { region_id, source })
+        })))
     }
 
     /// How many rows [`scan`](Self::scan) with `request` returns (its projection is
@@ -474,12 +479,7 @@ impl Engine {
         region_id: RegionId,
         request: ScanRequest,
     ) -> Result<Vec<RecordBatch>> {
-        Ok(self
-            .scan(region_id, request)
-            .await?
-            .try_collect()
-            .await
-            .context(ScanSnafu { region_id })?)
+        self.scan(region_id, request).await?.try_collect().await
     }
 
     /// Progress and size of an open region.

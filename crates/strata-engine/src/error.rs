@@ -117,6 +117,11 @@ impl std::error::Error for Error {
 /// Results of the engine.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The batches of a scan ([`Engine::scan`](crate::Engine::scan)), in (primary key,
+/// timestamp) order; an error (a file that cannot be read, naming it) ends the stream.
+pub type RecordBatchStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<arrow_array::RecordBatch>> + Send>>;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -83,21 +83,19 @@ pub use config::{
     WalProvider,
 };
 pub use engine::{Engine, EngineBuilder, RegionStats};
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, RecordBatchStream, Result};
 pub use lock::{DataDirLock, LockError};
 pub use roles::Downgraded;
 
 // Requests and the region vocabulary.
 pub use strata_request::{
-    AlterKind, AlterRequest, CloseRequest, ColumnDataType, ColumnSchema, CompactRequest,
-    CreateRequest, DdlRequest, DropRequest, FlushRequest, OpType, OpenRequest, RegionId,
-    RegionMetadata, RegionMetadataBuilder, RegionOptionChange, RegionOptions, RegionRole,
+    AffectedRows, AlterKind, AlterRequest, CloseRequest, ColumnDataType, ColumnSchema,
+    CompactRequest, CreateRequest, DdlRequest, DropRequest, FlushRequest, OpType, OpenRequest,
+    RegionId, RegionMetadata, RegionMetadataBuilder, RegionOptionChange, RegionOptions, RegionRole,
     SemanticType, SetRoleRequest, SetWritableRequest, SyncRequest, TruncateRequest, Value,
     WriteRequest,
 };
-pub use strata_storage::{
-    FileId, FileMeta, RecordBatchStream, RowCount, ScanOrder, ScanRequest, TimeRange,
-};
+pub use strata_storage::{FileId, FileMeta, RowCount, ScanOrder, ScanRequest, TimeRange};
 pub use strata_worker::{RegionState, WorkerError};
 
 // Components an embedder can give the builder instead of the configured ones.

@@ -49,6 +49,57 @@ async fn a_scan_verifying_checksums_refuses_a_file_that_decodes_but_is_not_the_o
     engine.stop().await.unwrap();
 }
 
+/// Rows of a scan, with `?` on the call and on every batch: the stream's errors are the
+/// engine's own.
+async fn rows_of(
+    engine: &strata_engine::Engine,
+    region: RegionId,
+    request: ScanRequest,
+) -> strata_engine::Result<usize> {
+    use futures::TryStreamExt;
+    let mut stream = engine.scan(region, request).await?;
+    let mut rows = 0;
+    while let Some(batch) = stream.try_next().await? {
+        rows += batch.num_rows();
+    }
+    Ok(rows)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_streams_engine_errors_naming_the_region_and_the_file() {
+    let env = TestEnv::new();
+    let mut config = env.config();
+    config.compaction.enabled = false;
+    let engine = env.engine_with(config).await;
+    let region = RegionId::new(1, 17);
+    create(&engine, region).await;
+    put(&engine, region, 0..10, 1_000, 1.0).await;
+    engine.flush(region).await.unwrap();
+    put(&engine, region, 0..10, 2_000, 2.0).await;
+    engine.flush(region).await.unwrap();
+    let verify = ScanRequest {
+        verify_checksums: true,
+        ..ScanRequest::default()
+    };
+    assert_eq!(rows_of(&engine, region, verify.clone()).await.unwrap(), 20);
+    // The first file replaced by the second: the checksum check fails while streaming.
+    let mut files = engine.region_files(region).unwrap();
+    files.sort_by_key(|f| f.time_range);
+    let dir = env.dir.path().join(strata_storage::region_data_dir(region));
+    std::fs::copy(
+        dir.join(format!("{}.parquet", files[1].file_id)),
+        dir.join(format!("{}.parquet", files[0].file_id)),
+    )
+    .unwrap();
+    let error = rows_of(&engine, region, verify).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Corruption, "{error}");
+    assert!(!error.is_retryable());
+    let message = error.to_string();
+    assert!(message.contains(&region.to_string()), "{message}");
+    assert!(message.contains(&files[0].file_id.to_string()), "{message}");
+    engine.stop().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scan_decoding_files_ahead_returns_exactly_what_the_sequential_one_does() {
     let env = TestEnv::new();
