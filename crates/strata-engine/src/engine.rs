@@ -14,7 +14,9 @@ use strata_request::{
     SetWritableRequest, TruncateRequest, WriteRequest,
 };
 use strata_scheduler::{ClockRef, SchedulerRef, SystemClock};
-use strata_storage::{FileMeta, RowCount, ScanRequest, count, scan};
+use strata_storage::{
+    FileMeta, RegionFiles, RowCount, ScanRequest, StorageError, count, region_manifest_dir, scan,
+};
 use strata_wal::{FileLogStore, NoopLogStore, RecoveryReport};
 use strata_worker::{
     EventListener, LogStoreRef, NoopListener, RegionState, WorkerError, WorkerGroup,
@@ -23,8 +25,8 @@ use strata_worker::{
 
 use crate::config::{EngineConfig, WalProvider};
 use crate::error::{
-    ConfigSnafu, Error, ErrorKind, Inner, ObjectStoreSnafu, OpenWalSnafu, RecordBatchStream,
-    Result, ScanSnafu,
+    ConfigSnafu, Error, ErrorKind, Inner, ListRegionsSnafu, ObjectStoreSnafu, OpenWalSnafu,
+    RecordBatchStream, Result, ScanSnafu,
 };
 use crate::lock::{DataDirLock, LockedLogStore};
 
@@ -554,6 +556,45 @@ impl Engine {
             .collect();
         ids.sort();
         ids
+    }
+
+    /// The regions the engine's object store holds — open on this engine or not (the open
+    /// ones: [`regions`](Self::regions)), ascending: every region directory with a
+    /// manifest, less the regions being dropped. What a start-up that opens every region
+    /// iterates.
+    pub async fn list_regions(&self) -> Result<Vec<RegionId>> {
+        let store = self.group.store();
+        let listed = strata_storage::list_regions(store)
+            .await
+            .map_err(|source| StorageError::ObjectStore {
+                operation: "list regions",
+                path: "regions/".to_string(),
+                source: Box::new(source),
+            })
+            .context(ListRegionsSnafu)?;
+        let mut regions = Vec::with_capacity(listed.len());
+        for region_id in listed {
+            let files = RegionFiles::new(store.clone(), region_id);
+            if files.is_dropping().await.context(ListRegionsSnafu)? {
+                continue;
+            }
+            let manifest = format!("{}/", region_manifest_dir(region_id));
+            let has_manifest = store
+                .list(&manifest)
+                .await
+                .map_err(|source| StorageError::ObjectStore {
+                    operation: "list manifest",
+                    path: manifest,
+                    source: Box::new(source),
+                })
+                .context(ListRegionsSnafu)?
+                .iter()
+                .any(|entry| !entry.metadata().is_dir());
+            if has_manifest {
+                regions.push(region_id);
+            }
+        }
+        Ok(regions)
     }
 
     /// Flushes every region holding rows in memory (no WAL: they exist nowhere else).

@@ -53,6 +53,9 @@ pub(crate) enum Inner {
         region_id: RegionId,
         source: StorageError,
     },
+    /// Listing the store's regions failed.
+    #[snafu(display("cannot list the regions: {source}"))]
+    ListRegions { source: StorageError },
 }
 
 impl Inner {
@@ -64,6 +67,7 @@ impl Inner {
             Inner::Lock { source } => source.kind(),
             Inner::OpenWal { source } => source.kind(),
             Inner::Scan { source, .. } => source.kind(),
+            Inner::ListRegions { source } => source.kind(),
             Inner::UnflushedAtStop { source, .. } => source.kind(),
         }
     }

@@ -38,6 +38,55 @@ async fn create_is_idempotent_and_refuses_a_different_schema() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_regions_names_every_region_in_the_store_open_or_closed_but_not_dropped() {
+    let env = TestEnv::new();
+    let engine = env.engine().await;
+    assert_eq!(engine.list_regions().await.unwrap(), Vec::<RegionId>::new());
+    let (a, b, c) = (
+        RegionId::new(7, 2),
+        RegionId::new(7, 1),
+        RegionId::new(3, 9),
+    );
+    for region in [a, b, c] {
+        create(&engine, region).await;
+    }
+    engine.close(b).await.unwrap();
+    engine.drop_region(c).await.unwrap();
+    assert_eq!(engine.regions(), vec![a], "open here");
+    assert_eq!(
+        engine.list_regions().await.unwrap(),
+        vec![b, a],
+        "in the store"
+    );
+    // Neither a leftover directory without a manifest nor a region whose drop started
+    // (its marker written, the crash before the purge) is listed.
+    let leftover = env
+        .dir
+        .path()
+        .join(strata_storage::region_data_dir(RegionId::new(5, 1)));
+    std::fs::create_dir_all(&leftover).unwrap();
+    std::fs::write(leftover.join("orphan.parquet"), b"x").unwrap();
+    let d = RegionId::new(7, 3);
+    create(&engine, d).await;
+    engine.close(d).await.unwrap();
+    // (The marker's path does not depend on the store.)
+    let store = opendal::Operator::new(opendal::services::Memory::default()).unwrap();
+    let marker = strata_storage::RegionFiles::new(store, d).drop_marker();
+    std::fs::write(env.dir.path().join(marker), b"").unwrap();
+    assert_eq!(engine.list_regions().await.unwrap(), vec![b, a]);
+    engine.stop().await.unwrap();
+    // A new engine has nothing open yet; the store still lists both.
+    let engine = env.engine().await;
+    assert_eq!(engine.regions(), Vec::<RegionId>::new());
+    assert_eq!(engine.list_regions().await.unwrap(), vec![b, a]);
+    for region in engine.list_regions().await.unwrap() {
+        engine.open(region).await.unwrap();
+    }
+    assert_eq!(engine.regions(), vec![b, a]);
+    engine.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opening_a_region_that_was_never_created_is_not_found() {
     let env = TestEnv::new();
     let engine = env.engine().await;
