@@ -60,11 +60,70 @@ impl CompactionError {
             CompactionError::Dropped { .. } => ErrorKind::Stopped,
         }
     }
+
+    /// One value of every variant, for tests that walk every error (strata-engine's
+    /// checks that its public error keeps each one's kind and retryability). Adding a
+    /// variant fails to compile here until it is numbered, and then this panics until it
+    /// has a sample.
+    #[cfg(any(test, feature = "testing"))]
+    #[doc(hidden)]
+    pub fn every_variant() -> Vec<Self> {
+        let region_id = RegionId::new(1, 2);
+        let samples = vec![
+            CompactionError::Sst {
+                region_id,
+                source: Arc::new(StorageError::ObjectStore {
+                    operation: "read SST",
+                    path: "a.parquet".into(),
+                    source: Box::new(
+                        opendal::Error::new(opendal::ErrorKind::Unexpected, "reset")
+                            .set_temporary(),
+                    ),
+                }),
+            },
+            CompactionError::Sst {
+                region_id,
+                source: Arc::new(StorageError::CorruptSst {
+                    path: "a.parquet".into(),
+                    reason: "bad footer".into(),
+                }),
+            },
+            CompactionError::Commit {
+                region_id,
+                source: CommitError::Stale {
+                    region_id,
+                    reason: "an input is gone".into(),
+                },
+            },
+            CompactionError::Cancelled {
+                region_id,
+                by: "truncate",
+            },
+            CompactionError::Dropped { region_id },
+        ];
+        // No wildcard: a new variant must be numbered (and sampled) before this compiles.
+        let variant = |error: &CompactionError| match error {
+            CompactionError::Sst { .. } => 0,
+            CompactionError::Commit { .. } => 1,
+            CompactionError::Cancelled { .. } => 2,
+            CompactionError::Dropped { .. } => 3,
+        };
+        let mut sampled = [false; 4];
+        samples.iter().for_each(|e| sampled[variant(e)] = true);
+        assert!(!sampled.contains(&false), "unsampled variants: {sampled:?}");
+        samples
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_variant_has_a_sample() {
+        // Panics naming the unsampled variant's number.
+        assert!(CompactionError::every_variant().len() >= 4);
+    }
 
     #[test]
     fn io_failures_are_retryable_and_a_changed_region_is_a_state_error() {

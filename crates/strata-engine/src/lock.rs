@@ -52,12 +52,49 @@ pub enum LockError {
 }
 
 impl LockError {
-    /// The coarse class of the error.
+    /// The coarse class of the error. An OS error only changed permissions (or another
+    /// file system, one with locks) clear is not retryable; anything else may pass.
     pub fn kind(&self) -> strata_base::ErrorKind {
+        use strata_base::ErrorKind;
         match self {
-            LockError::InUse { .. } => strata_base::ErrorKind::Locked,
-            LockError::Io { .. } => strata_base::ErrorKind::Storage,
+            LockError::InUse { .. } => ErrorKind::Locked,
+            LockError::Io { source, .. } => match source.kind() {
+                std::io::ErrorKind::PermissionDenied => ErrorKind::InvalidRequest,
+                std::io::ErrorKind::Unsupported => ErrorKind::Unsupported,
+                _ => ErrorKind::Storage,
+            },
         }
+    }
+
+    /// One value of every variant — [`Io`](Self::Io) with each class of OS error — for
+    /// the walk that checks the engine's public error keeps each one's kind and
+    /// retryability. Adding a variant fails to compile here until it is numbered, and
+    /// then this panics until it has a sample.
+    #[cfg(test)]
+    pub(crate) fn every_variant() -> Vec<Self> {
+        let io = |kind: std::io::ErrorKind| LockError::Io {
+            operation: "open the lock file",
+            path: PathBuf::from("/data/LOCK"),
+            source: std::io::Error::from(kind),
+        };
+        let samples = vec![
+            LockError::InUse {
+                dir: PathBuf::from("/data"),
+                holder: Some(7),
+            },
+            io(std::io::ErrorKind::Other),
+            io(std::io::ErrorKind::PermissionDenied),
+            io(std::io::ErrorKind::Unsupported),
+        ];
+        // No wildcard: a new variant must be numbered (and sampled) before this compiles.
+        let variant = |error: &LockError| match error {
+            LockError::InUse { .. } => 0,
+            LockError::Io { .. } => 1,
+        };
+        let mut sampled = [false; 2];
+        samples.iter().for_each(|e| sampled[variant(e)] = true);
+        assert!(!sampled.contains(&false), "unsampled variants: {sampled:?}");
+        samples
     }
 }
 

@@ -93,6 +93,89 @@ impl FlushError {
         }
     }
 
+    /// One value of every variant — [`FlushFailed`](Self::FlushFailed) with causes it
+    /// re-classifies and causes it passes on — for tests that walk every error
+    /// (strata-engine's checks that its public error keeps each one's kind and
+    /// retryability). Adding a variant fails to compile here until it is numbered, and
+    /// then this panics until it has a sample.
+    #[cfg(any(test, feature = "testing"))]
+    #[doc(hidden)]
+    pub fn every_variant() -> Vec<Self> {
+        let region_id = RegionId::new(1, 2);
+        let write_sst = |source| FlushError::WriteSst {
+            region_id,
+            source: Arc::new(source),
+        };
+        let failed = |cause| FlushError::FlushFailed {
+            region_id,
+            cause: Box::new(cause),
+        };
+        let unreachable = || StorageError::ObjectStore {
+            operation: "write SST",
+            path: "a.parquet".into(),
+            source: Box::new(
+                opendal::Error::new(opendal::ErrorKind::Unexpected, "reset").set_temporary(),
+            ),
+        };
+        let corrupt = || StorageError::CorruptSst {
+            path: "a.parquet".into(),
+            reason: "bad footer".into(),
+        };
+        let fenced = || FlushError::Commit {
+            region_id,
+            source: CommitError::Fenced {
+                region_id,
+                source: Arc::new(strata_storage::ManifestError::Fenced {
+                    region_id,
+                    version: 3,
+                }),
+            },
+        };
+        let samples = vec![
+            write_sst(unreachable()),
+            write_sst(corrupt()),
+            FlushError::Commit {
+                region_id,
+                source: CommitError::Stale {
+                    region_id,
+                    reason: "an input is gone".into(),
+                },
+            },
+            fenced(),
+            // Re-classified: the flush is retried, so is the work behind it.
+            failed(write_sst(corrupt())),
+            // Passed on.
+            failed(write_sst(unreachable())),
+            failed(fenced()),
+            failed(FlushError::Dropped { region_id }),
+            FlushError::RegionDropped { region_id },
+            FlushError::RegionClosed { region_id },
+            FlushError::RegionTruncated { region_id },
+            FlushError::Schedule {
+                region_id,
+                source: SchedulerError::Stopped {
+                    name: "flush".into(),
+                },
+            },
+            FlushError::Dropped { region_id },
+        ];
+        // No wildcard: a new variant must be numbered (and sampled) before this compiles.
+        let variant = |error: &FlushError| match error {
+            FlushError::WriteSst { .. } => 0,
+            FlushError::Commit { .. } => 1,
+            FlushError::FlushFailed { .. } => 2,
+            FlushError::RegionDropped { .. } => 3,
+            FlushError::RegionClosed { .. } => 4,
+            FlushError::RegionTruncated { .. } => 5,
+            FlushError::Schedule { .. } => 6,
+            FlushError::Dropped { .. } => 7,
+        };
+        let mut sampled = [false; 8];
+        samples.iter().for_each(|e| sampled[variant(e)] = true);
+        assert!(!sampled.contains(&false), "unsampled variants: {sampled:?}");
+        samples
+    }
+
     /// The region the error is about.
     pub fn region_id(&self) -> RegionId {
         match self {
@@ -104,6 +187,34 @@ impl FlushError {
             | FlushError::RegionTruncated { region_id }
             | FlushError::Schedule { region_id, .. }
             | FlushError::Dropped { region_id } => *region_id,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_variant_has_a_sample() {
+        // Panics naming the unsampled variant's number.
+        assert!(FlushError::every_variant().len() >= 8);
+    }
+
+    #[test]
+    fn work_behind_a_failed_flush_fails_as_retryable_as_the_flush_unless_it_was_damage() {
+        let region_id = RegionId::new(1, 2);
+        for cause in FlushError::every_variant() {
+            let work = FlushError::FlushFailed {
+                region_id,
+                cause: Box::new(cause.clone()),
+            };
+            match cause.kind() {
+                ErrorKind::Corruption | ErrorKind::Internal => {
+                    assert_eq!(work.kind(), ErrorKind::RegionState, "{work}")
+                }
+                kind => assert_eq!(work.kind(), kind, "{work}"),
+            }
         }
     }
 }

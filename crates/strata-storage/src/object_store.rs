@@ -173,6 +173,46 @@ impl ObjectStoreError {
     pub fn kind(&self) -> strata_base::ErrorKind {
         strata_base::ErrorKind::InvalidRequest
     }
+
+    /// One value of every variant, for tests that walk every error (strata-engine's
+    /// checks that its public error keeps each one's kind and retryability). Adding a
+    /// variant fails to compile here until it is numbered, and then this panics until it
+    /// has a sample.
+    #[cfg(any(test, feature = "testing"))]
+    #[doc(hidden)]
+    pub fn every_variant() -> Vec<Self> {
+        let samples = vec![
+            ObjectStoreError::InvalidPath {
+                setting: "storage.root",
+                value: "../x".into(),
+                reason: "escapes the root",
+            },
+            ObjectStoreError::Missing {
+                setting: "storage.bucket",
+            },
+            ObjectStoreError::NoDirectory {
+                root: PathBuf::from("/nowhere"),
+            },
+            ObjectStoreError::Build {
+                kind: "s3",
+                source: Box::new(opendal::Error::new(
+                    opendal::ErrorKind::ConfigInvalid,
+                    "no region",
+                )),
+            },
+        ];
+        // No wildcard: a new variant must be numbered (and sampled) before this compiles.
+        let variant = |error: &ObjectStoreError| match error {
+            ObjectStoreError::InvalidPath { .. } => 0,
+            ObjectStoreError::Missing { .. } => 1,
+            ObjectStoreError::NoDirectory { .. } => 2,
+            ObjectStoreError::Build { .. } => 3,
+        };
+        let mut sampled = [false; 4];
+        samples.iter().for_each(|e| sampled[variant(e)] = true);
+        assert!(!sampled.contains(&false), "unsampled variants: {sampled:?}");
+        samples
+    }
 }
 
 impl ObjectStoreConfig {

@@ -105,7 +105,8 @@ impl WalError {
     /// The coarse class of the error.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            WalError::Io { .. } | WalError::Reclaimed { .. } => ErrorKind::Wal,
+            WalError::Io { source, .. } => io_kind(source),
+            WalError::Reclaimed { .. } => ErrorKind::Wal,
             WalError::Poisoned { .. } => ErrorKind::NeedsReopen,
             WalError::Corruption { .. } => ErrorKind::Corruption,
             // The same request will never fit.
@@ -118,25 +119,29 @@ impl WalError {
     }
 
     /// Whether retrying the same call later can succeed (I/O trouble, a segment reclaimed
-    /// under a reader) as opposed to a caller bug, corruption, or a stopped or poisoned
-    /// log (which needs a reopen, not a retry). Agrees with [`kind`](Self::kind)'s.
+    /// under a reader) as opposed to a caller bug, corruption, a file the log may not
+    /// touch, or a stopped or poisoned log (which needs a reopen, not a retry): what
+    /// [`kind`](Self::kind) says.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, WalError::Io { .. } | WalError::Reclaimed { .. })
+        self.kind().is_retryable()
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// One of every variant.
-    fn every_variant() -> Vec<WalError> {
-        vec![
-            WalError::Io {
-                operation: "write segment",
-                path: PathBuf::from("x.wal"),
-                source: Arc::new(std::io::Error::other("disk")),
-            },
+    /// One value of every variant — two more of [`Io`](Self::Io), whose class depends on
+    /// the OS error — for tests that walk every error (strata-engine's checks that its
+    /// public error keeps each one's kind and retryability). Adding a variant fails to
+    /// compile here until it is numbered, and then this panics until it has a sample.
+    #[cfg(any(test, feature = "testing"))]
+    #[doc(hidden)]
+    pub fn every_variant() -> Vec<Self> {
+        let io = |kind: std::io::ErrorKind| WalError::Io {
+            operation: "write segment",
+            path: PathBuf::from("x.wal"),
+            source: Arc::new(std::io::Error::from(kind)),
+        };
+        let samples = vec![
+            io(std::io::ErrorKind::Other),
+            io(std::io::ErrorKind::PermissionDenied),
+            io(std::io::ErrorKind::Unsupported),
             WalError::Corruption {
                 path: PathBuf::from("x.wal"),
                 offset: 1,
@@ -165,18 +170,77 @@ mod tests {
                 name: "m",
                 source: Arc::new(prometheus::Error::Msg("twice".into())),
             },
-        ]
+        ];
+        // No wildcard: a new variant must be numbered (and sampled) before this compiles.
+        let variant = |error: &WalError| match error {
+            WalError::Io { .. } => 0,
+            WalError::Corruption { .. } => 1,
+            WalError::OutOfOrder { .. } => 2,
+            WalError::RecordTooLarge { .. } => 3,
+            WalError::Stopped => 4,
+            WalError::Poisoned { .. } => 5,
+            WalError::ReadOnly { .. } => 6,
+            WalError::Reclaimed { .. } => 7,
+            WalError::Config { .. } => 8,
+            WalError::RegisterMetric { .. } => 9,
+        };
+        let mut sampled = [false; 10];
+        samples.iter().for_each(|e| sampled[variant(e)] = true);
+        assert!(!sampled.contains(&false), "unsampled variants: {sampled:?}");
+        samples
+    }
+}
+
+/// The class of an OS error: one only changed permissions (or another file system) clear
+/// is not retryable; anything else — a full disk, an interrupted call — may pass.
+fn io_kind(error: &std::io::Error) -> ErrorKind {
+    match error.kind() {
+        std::io::ErrorKind::PermissionDenied => ErrorKind::InvalidRequest,
+        std::io::ErrorKind::Unsupported => ErrorKind::Unsupported,
+        _ => ErrorKind::Wal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_variant_has_a_sample() {
+        // Panics naming the unsampled variant's number.
+        assert!(WalError::every_variant().len() >= 10);
     }
 
     #[test]
-    fn every_variants_kind_says_what_the_variant_says_about_retrying() {
-        for error in every_variant() {
-            assert_eq!(
-                error.kind().is_retryable(),
-                error.is_retryable(),
-                "{error}: kind {:?}",
-                error.kind()
-            );
+    fn an_io_error_is_retryable_only_when_a_retry_can_help() {
+        let io = |kind: std::io::ErrorKind| WalError::Io {
+            operation: "create segment",
+            path: PathBuf::from("x.wal"),
+            source: Arc::new(std::io::Error::from(kind)),
+        };
+        // Only changed permissions (or configuration) help these.
+        assert_eq!(
+            io(std::io::ErrorKind::PermissionDenied).kind(),
+            ErrorKind::InvalidRequest
+        );
+        assert_eq!(
+            io(std::io::ErrorKind::Unsupported).kind(),
+            ErrorKind::Unsupported
+        );
+        for error in [
+            io(std::io::ErrorKind::PermissionDenied),
+            io(std::io::ErrorKind::Unsupported),
+        ] {
+            assert!(!error.is_retryable(), "{error}");
+        }
+        // A full disk, an interrupted call, anything else: a later retry may succeed.
+        for kind in [
+            std::io::ErrorKind::StorageFull,
+            std::io::ErrorKind::Interrupted,
+            std::io::ErrorKind::Other,
+        ] {
+            assert_eq!(io(kind).kind(), ErrorKind::Wal);
+            assert!(io(kind).is_retryable());
         }
     }
 

@@ -220,7 +220,7 @@ impl WorkerError {
             WorkerError::Manifest { source, .. } => source.kind(),
             WorkerError::Commit { source } => source.kind(),
             WorkerError::Storage { source, .. } => source.kind(),
-            WorkerError::ObjectStore { .. } => ErrorKind::Storage,
+            WorkerError::ObjectStore { source, .. } => StorageError::object_store_kind(source),
             WorkerError::Flush { source } => source.kind(),
             WorkerError::Compaction { source } => source.kind(),
             WorkerError::WorkerStopped => ErrorKind::Stopped,
@@ -233,6 +233,139 @@ impl WorkerError {
     /// Whether retrying the same request later can succeed.
     pub fn is_retryable(&self) -> bool {
         self.kind().is_retryable()
+    }
+
+    /// One value of every variant — those that wrap another crate's error with one or
+    /// two of its values (strata-engine's walk wraps every sample of every crate) — for
+    /// tests that walk every error (strata-engine's checks that its public error keeps
+    /// each one's kind and retryability). Adding a variant fails to compile here until it
+    /// is numbered, and then this panics until it has a sample.
+    #[cfg(any(test, feature = "testing"))]
+    #[doc(hidden)]
+    pub fn every_variant() -> Vec<Self> {
+        let region_id = RegionId::new(1, 2);
+        let reset = || opendal::Error::new(opendal::ErrorKind::Unexpected, "reset").set_temporary();
+        let denied = || opendal::Error::new(opendal::ErrorKind::PermissionDenied, "denied");
+        let object_store = |source| WorkerError::ObjectStore {
+            operation: "delete",
+            path: "a.parquet".into(),
+            source: Arc::new(source),
+        };
+        let samples = vec![
+            WorkerError::RegionNotFound { region_id },
+            WorkerError::RegionState {
+                region_id,
+                state: RegionState::ReadOnly,
+                operation: "write",
+            },
+            WorkerError::NotLeader {
+                region_id,
+                why: "follower".into(),
+            },
+            WorkerError::NotCaughtUp {
+                region_id,
+                flushed_entry_id: 1,
+                last_entry_id: 2,
+            },
+            WorkerError::ManifestBehind {
+                region_id,
+                version: 1,
+                wanted: 2,
+            },
+            WorkerError::InvalidWrite {
+                source: WriteError::EmptyBatch {
+                    region_id,
+                    op_type: strata_request::OpType::Put,
+                },
+            },
+            WorkerError::InvalidRequest {
+                region_id,
+                reason: "bad".into(),
+            },
+            WorkerError::RejectWrite {
+                region_id,
+                usage: 10,
+                stalled: 0,
+                limit: 10,
+            },
+            WorkerError::Wal {
+                source: Arc::new(WalError::Poisoned {
+                    reason: "sync failed".into(),
+                }),
+            },
+            WorkerError::Wal {
+                source: Arc::new(WalError::Stopped),
+            },
+            WorkerError::CorruptWalEntry {
+                region_id,
+                entry_id: 1,
+                reason: "bad".into(),
+            },
+            WorkerError::StaleEntry {
+                region_id,
+                entry_id: 1,
+                flushed_entry_id: 2,
+            },
+            WorkerError::Manifest {
+                region_id,
+                source: Arc::new(ManifestError::Fenced {
+                    region_id,
+                    version: 3,
+                }),
+            },
+            WorkerError::Commit {
+                source: CommitError::Stale {
+                    region_id,
+                    reason: "an input is gone".into(),
+                },
+            },
+            WorkerError::Storage {
+                region_id,
+                source: Arc::new(StorageError::MemtablesNotEmpty { region_id }),
+            },
+            object_store(reset()),
+            object_store(denied()),
+            WorkerError::Flush {
+                source: FlushError::RegionDropped { region_id },
+            },
+            WorkerError::Compaction {
+                source: CompactionError::Dropped { region_id },
+            },
+            WorkerError::RegionClosed { region_id },
+            WorkerError::WorkerStopped,
+            WorkerError::Unsupported { what: "x".into() },
+            WorkerError::ReadOnly { operation: "write" },
+            WorkerError::Start { reason: "x".into() },
+        ];
+        // No wildcard: a new variant must be numbered (and sampled) before this compiles.
+        let variant = |error: &WorkerError| match error {
+            WorkerError::RegionNotFound { .. } => 0,
+            WorkerError::RegionState { .. } => 1,
+            WorkerError::NotLeader { .. } => 2,
+            WorkerError::NotCaughtUp { .. } => 3,
+            WorkerError::ManifestBehind { .. } => 4,
+            WorkerError::InvalidWrite { .. } => 5,
+            WorkerError::InvalidRequest { .. } => 6,
+            WorkerError::RejectWrite { .. } => 7,
+            WorkerError::Wal { .. } => 8,
+            WorkerError::CorruptWalEntry { .. } => 9,
+            WorkerError::StaleEntry { .. } => 10,
+            WorkerError::Manifest { .. } => 11,
+            WorkerError::Commit { .. } => 12,
+            WorkerError::Storage { .. } => 13,
+            WorkerError::ObjectStore { .. } => 14,
+            WorkerError::Flush { .. } => 15,
+            WorkerError::Compaction { .. } => 16,
+            WorkerError::RegionClosed { .. } => 17,
+            WorkerError::WorkerStopped => 18,
+            WorkerError::Unsupported { .. } => 19,
+            WorkerError::ReadOnly { .. } => 20,
+            WorkerError::Start { .. } => 21,
+        };
+        let mut sampled = [false; 22];
+        samples.iter().for_each(|e| sampled[variant(e)] = true);
+        assert!(!sampled.contains(&false), "unsampled variants: {sampled:?}");
+        samples
     }
 }
 
@@ -268,6 +401,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_variant_has_a_sample() {
+        // Panics naming the unsampled variant's number.
+        assert!(WorkerError::every_variant().len() >= 22);
+    }
+
+    #[test]
     fn rejected_writes_and_wal_failures_are_retryable_invalid_requests_are_not() {
         let region_id = RegionId::new(1, 0);
         let rejected = WorkerError::RejectWrite {
@@ -292,5 +431,19 @@ mod tests {
             WorkerError::from(FlushError::RegionDropped { region_id }).kind(),
             ErrorKind::RegionState
         );
+    }
+
+    #[test]
+    fn an_object_store_error_keeps_the_storage_crates_classification() {
+        let object_store = |kind| WorkerError::ObjectStore {
+            operation: "delete",
+            path: "x".into(),
+            source: Arc::new(opendal::Error::new(kind, "from the store")),
+        };
+        let denied = object_store(opendal::ErrorKind::PermissionDenied);
+        assert_eq!(denied.kind(), ErrorKind::InvalidRequest, "{denied}");
+        assert!(!denied.is_retryable());
+        let flaky = object_store(opendal::ErrorKind::Unexpected);
+        assert_eq!(flaky.kind(), ErrorKind::Storage, "{flaky}");
     }
 }

@@ -143,7 +143,9 @@ impl ManifestError {
     pub fn kind(&self) -> strata_base::ErrorKind {
         use strata_base::ErrorKind;
         match self {
-            ManifestError::ObjectStore { .. } => ErrorKind::Storage,
+            ManifestError::ObjectStore { source, .. } => {
+                crate::StorageError::object_store_kind(source)
+            }
             ManifestError::Corrupted { .. } => ErrorKind::Corruption,
             ManifestError::NewerFormat { .. } => ErrorKind::NewerFormat,
             ManifestError::AlreadyExists { .. } => ErrorKind::InvalidRequest,
@@ -167,6 +169,59 @@ impl ManifestError {
             self,
             ManifestError::Fenced { .. } | ManifestError::Superseded { .. }
         )
+    }
+
+    /// One value of every variant — one [`ObjectStore`](Self::ObjectStore) per OpenDAL
+    /// error kind ([`StorageError::object_store_samples`](crate::StorageError::object_store_samples))
+    /// — for tests that walk every error (strata-engine's checks that its public error
+    /// keeps each one's kind and retryability). Adding a variant fails to compile here
+    /// until it is numbered, and then this panics until it has a sample.
+    #[cfg(any(test, feature = "testing"))]
+    #[doc(hidden)]
+    pub fn every_variant() -> Vec<Self> {
+        let region_id = RegionId::new(1, 2);
+        let mut samples: Vec<Self> = crate::StorageError::object_store_samples()
+            .into_iter()
+            .map(|source| ManifestError::ObjectStore {
+                operation: "write delta",
+                path: "manifest/00000000000000000001.json".into(),
+                source: Box::new(source),
+            })
+            .collect();
+        samples.extend([
+            ManifestError::Corrupted {
+                path: "manifest/00000000000000000001.json".into(),
+                reason: "bad crc".into(),
+            },
+            ManifestError::Fenced {
+                region_id,
+                version: 1,
+            },
+            ManifestError::Superseded {
+                region_id,
+                version: 1,
+            },
+            ManifestError::NewerFormat {
+                path: "manifest/00000000000000000001.json".into(),
+                what: "delta",
+                found: 9,
+                newest: 3,
+            },
+            ManifestError::AlreadyExists { region_id },
+        ]);
+        // No wildcard: a new variant must be numbered (and sampled) before this compiles.
+        let variant = |error: &ManifestError| match error {
+            ManifestError::ObjectStore { .. } => 0,
+            ManifestError::Corrupted { .. } => 1,
+            ManifestError::Fenced { .. } => 2,
+            ManifestError::Superseded { .. } => 3,
+            ManifestError::NewerFormat { .. } => 4,
+            ManifestError::AlreadyExists { .. } => 5,
+        };
+        let mut sampled = [false; 6];
+        samples.iter().for_each(|e| sampled[variant(e)] = true);
+        assert!(!sampled.contains(&false), "unsampled variants: {sampled:?}");
+        samples
     }
 }
 

@@ -128,6 +128,72 @@ impl CommitError {
     pub fn is_fenced(&self) -> bool {
         matches!(self, CommitError::Fenced { .. })
     }
+
+    /// One value of every variant — [`Fenced`](Self::Fenced) by both fenced manifest
+    /// errors, [`Manifest`](Self::Manifest) with a retryable and a permanent one — for
+    /// tests that walk every error (strata-engine's checks that its public error keeps
+    /// each one's kind and retryability). Adding a variant fails to compile here until it
+    /// is numbered, and then this panics until it has a sample.
+    #[cfg(any(test, feature = "testing"))]
+    #[doc(hidden)]
+    pub fn every_variant() -> Vec<Self> {
+        let region_id = RegionId::new(1, 2);
+        let manifest = |error| Arc::new(error);
+        let samples = vec![
+            CommitError::Refused {
+                region_id,
+                state: RegionState::ReadOnly,
+                purpose: "compaction".into(),
+            },
+            CommitError::Stale {
+                region_id,
+                reason: "an input is gone".into(),
+            },
+            CommitError::Fenced {
+                region_id,
+                source: manifest(ManifestError::Fenced {
+                    region_id,
+                    version: 3,
+                }),
+            },
+            CommitError::Fenced {
+                region_id,
+                source: manifest(ManifestError::Superseded {
+                    region_id,
+                    version: 3,
+                }),
+            },
+            CommitError::Manifest {
+                region_id,
+                source: manifest(ManifestError::ObjectStore {
+                    operation: "write delta",
+                    path: "manifest/00000000000000000003.json".into(),
+                    source: Box::new(
+                        opendal::Error::new(opendal::ErrorKind::Unexpected, "reset")
+                            .set_temporary(),
+                    ),
+                }),
+            },
+            CommitError::Manifest {
+                region_id,
+                source: manifest(ManifestError::Corrupted {
+                    path: "manifest/00000000000000000002.json".into(),
+                    reason: "bad crc".into(),
+                }),
+            },
+        ];
+        // No wildcard: a new variant must be numbered (and sampled) before this compiles.
+        let variant = |error: &CommitError| match error {
+            CommitError::Refused { .. } => 0,
+            CommitError::Stale { .. } => 1,
+            CommitError::Fenced { .. } => 2,
+            CommitError::Manifest { .. } => 3,
+        };
+        let mut sampled = [false; 4];
+        samples.iter().for_each(|e| sampled[variant(e)] = true);
+        assert!(!sampled.contains(&false), "unsampled variants: {sampled:?}");
+        samples
+    }
 }
 
 /// Commits a flush's or compaction's edit — the seam flush and compaction jobs see.
