@@ -109,30 +109,13 @@ async fn scan(engine: &strata_engine::Engine, args: &ScanArgs) -> Result<(), Str
         .open_as(region, role)
         .await
         .map_err(|e| crate::open_error(&e, engine.config()))?;
-    let metadata = engine.region_metadata(region).map_err(|e| e.to_string())?;
-    let projection = if args.columns.is_empty() {
-        None
-    } else {
-        let mut indices = args
-            .columns
-            .iter()
-            .map(|name| {
-                metadata
-                    .column_by_name(name)
-                    .map(|(i, _)| i)
-                    .ok_or_else(|| format!("region {region} has no column {name:?}"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        indices.sort_unstable();
-        indices.dedup();
-        Some(indices)
-    };
+    let columns = (!args.columns.is_empty()).then(|| args.columns.clone());
     let time_range = (args.start.is_some() || args.end.is_some()).then(|| TimeRange {
         start: args.start.unwrap_or(i64::MIN),
         end: args.end.map_or(i64::MAX, |e| e.saturating_sub(1)),
     });
     let request = ScanRequest {
-        projection,
+        columns,
         time_range,
         batch_rows: 8192,
         verify_checksums: args.verify_checksums,

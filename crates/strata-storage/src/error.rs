@@ -47,6 +47,15 @@ pub enum StorageError {
         /// Number of columns.
         columns: usize,
     },
+    /// A scan's columns by name do not fit the region's schema (an unknown name, or
+    /// names and indices both given).
+    #[snafu(display("region {region_id}: bad scan columns: {reason}"))]
+    BadColumns {
+        /// The region.
+        region_id: RegionId,
+        /// What is wrong, naming the column.
+        reason: String,
+    },
     /// The object store failed.
     #[snafu(display("object store: {operation} {path}: {source}"))]
     ObjectStore {
@@ -121,7 +130,9 @@ impl StorageError {
                     .map_or(ErrorKind::Storage, Self::object_store_kind),
                 _ => ErrorKind::Storage,
             },
-            StorageError::BadProjection { .. } => ErrorKind::InvalidRequest,
+            StorageError::BadProjection { .. } | StorageError::BadColumns { .. } => {
+                ErrorKind::InvalidRequest
+            }
             StorageError::MemtablesNotEmpty { .. }
             | StorageError::Frozen { .. }
             | StorageError::Cancelled { .. } => ErrorKind::RegionState,
@@ -221,6 +232,10 @@ impl StorageError {
                 index: 9,
                 columns: 3,
             },
+            StorageError::BadColumns {
+                region_id,
+                reason: "no column named \"x\"".into(),
+            },
             parquet(ParquetError::General("bad page".into())),
             parquet(ParquetError::External(Box::new(
                 opendal::Error::new(opendal::ErrorKind::Unexpected, "reset").set_temporary(),
@@ -259,8 +274,9 @@ impl StorageError {
             StorageError::NewerFormat { .. } => 7,
             StorageError::Arrow { .. } => 8,
             StorageError::Cancelled { .. } => 9,
+            StorageError::BadColumns { .. } => 10,
         };
-        let mut sampled = [false; 10];
+        let mut sampled = [false; 11];
         samples.iter().for_each(|e| sampled[variant(e)] = true);
         assert!(!sampled.contains(&false), "unsampled variants: {sampled:?}");
         samples
@@ -280,7 +296,7 @@ mod tests {
     #[test]
     fn every_variant_has_a_sample() {
         // Panics naming the unsampled variant's number.
-        assert!(StorageError::every_variant().len() >= 10);
+        assert!(StorageError::every_variant().len() >= 11);
         assert!(ManifestError::every_variant().len() >= 6);
         assert!(crate::ObjectStoreError::every_variant().len() >= 4);
         assert!(crate::CommitError::every_variant().len() >= 4);

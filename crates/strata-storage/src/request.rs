@@ -2,13 +2,24 @@
 //! batch size, order — and [`ScanOrder`]. Ground floor: scans, counts and memtable
 //! iterators all take it.
 
+use strata_request::RegionMetadata;
+
+use crate::error::StorageError;
 use crate::time_range::TimeRange;
 
 /// What to scan.
+///
+/// Built field by field or with the builder methods:
+/// `ScanRequest::new().columns(["host", "usage"]).between(t0, t1)`.
 #[derive(Debug, Clone)]
 pub struct ScanRequest {
     /// Region column indices to return, ascending; `None` returns every column.
     pub projection: Option<Vec<usize>>,
+    /// Region columns to return by name, instead of [`projection`](Self::projection)'s
+    /// indices (setting both is an error): resolved against the region's schema when the
+    /// scan starts — an unknown name is an error naming it — and returned in the region's
+    /// column order, whatever the order given here.
+    pub columns: Option<Vec<String>>,
     /// Only rows whose timestamp lies in this range.
     pub time_range: Option<TimeRange>,
     /// Only rows with a sequence at or below this; `None` = the snapshot's committed
@@ -59,6 +70,84 @@ pub enum ScanOrder {
 }
 
 impl ScanRequest {
+    /// Every column of every row, in key order ([`ScanRequest::default`]).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Only these columns, by name (see [`columns`](Self::columns)).
+    pub fn columns<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.columns = Some(names.into_iter().map(Into::into).collect());
+        self.projection = None;
+        self
+    }
+
+    /// Only these columns, by index in the region's schema (see
+    /// [`projection`](Self::projection)).
+    pub fn column_indices(mut self, indices: impl IntoIterator<Item = usize>) -> Self {
+        self.projection = Some(indices.into_iter().collect());
+        self.columns = None;
+        self
+    }
+
+    /// Only rows with a timestamp from `start` to `end`, both inclusive (in the region's
+    /// timestamp unit).
+    pub fn between(mut self, start: i64, end: i64) -> Self {
+        self.time_range = Some(TimeRange { start, end });
+        self
+    }
+
+    /// Rows in `order` ([`ScanOrder::Key`] by default).
+    pub fn order(mut self, order: ScanOrder) -> Self {
+        self.order = order;
+        self
+    }
+
+    /// This request with [`columns`](Self::columns) turned into
+    /// [`projection`](Self::projection) for `metadata`'s schema.
+    pub(crate) fn resolve_columns(
+        mut self,
+        metadata: &RegionMetadata,
+    ) -> Result<Self, StorageError> {
+        let Some(names) = self.columns.take() else {
+            return Ok(self);
+        };
+        let region_id = metadata.region_id();
+        if self.projection.is_some() {
+            return Err(StorageError::BadColumns {
+                region_id,
+                reason: "set either projection (indices) or columns (names), not both".into(),
+            });
+        }
+        let mut indices = names
+            .iter()
+            .map(|name| {
+                metadata
+                    .column_by_name(name)
+                    .map(|(index, _)| index)
+                    .ok_or_else(|| {
+                        let known: Vec<&str> =
+                            metadata.columns().iter().map(|c| c.name.as_str()).collect();
+                        StorageError::BadColumns {
+                            region_id,
+                            reason: format!(
+                                "no column named {name:?} (columns: {})",
+                                known.join(", ")
+                            ),
+                        }
+                    })
+            })
+            .collect::<Result<Vec<usize>, StorageError>>()?;
+        indices.sort_unstable();
+        indices.dedup();
+        self.projection = Some(indices);
+        Ok(self)
+    }
+
     /// This request, narrowed to rows at or after `first_alive` (a TTL cutoff from
     /// [`Version::ttl_cutoff`](crate::Version::ttl_cutoff)); unchanged for `None`.
     pub fn alive_from(mut self, first_alive: Option<i64>) -> Self {
@@ -81,6 +170,7 @@ impl Default for ScanRequest {
     fn default() -> Self {
         Self {
             projection: None,
+            columns: None,
             time_range: None,
             max_sequence: None,
             batch_rows: 4096,

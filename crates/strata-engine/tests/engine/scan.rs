@@ -408,3 +408,58 @@ async fn a_count_from_the_manifest_fails_naming_a_file_that_is_missing_or_trunca
     );
     engine.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_projects_columns_by_name_in_region_order_and_names_an_unknown_one() {
+    let env = TestEnv::new();
+    let engine = env.engine().await;
+    let region = RegionId::new(1, 18);
+    create(&engine, region).await;
+    put(&engine, region, 0..4, 1_000, 1.0).await;
+    engine.flush(region).await.unwrap();
+    put(&engine, region, 0..4, 2_000, 2.0).await;
+    let metadata = engine.region_metadata(region).unwrap();
+    let names: Vec<&str> = metadata.columns().iter().map(|c| c.name.as_str()).collect();
+    let (first, last) = (names[0], names[names.len() - 1]);
+
+    // By name, given in any order (and twice): the region's order, each column once —
+    // the same batches as by index.
+    let by_name = engine
+        .scan_to_vec(
+            region,
+            ScanRequest::new()
+                .columns([last, first, last])
+                .between(0, 1_500),
+        )
+        .await
+        .unwrap();
+    let by_index = engine
+        .scan_to_vec(
+            region,
+            ScanRequest::new()
+                .column_indices([0, names.len() - 1])
+                .between(0, 1_500),
+        )
+        .await
+        .unwrap();
+    assert_eq!(by_name, by_index);
+    let schema = by_name[0].schema();
+    let got: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(got, [first, last]);
+    assert_eq!(by_name.iter().map(|b| b.num_rows()).sum::<usize>(), 4);
+
+    // An unknown name is the caller's mistake, named; so is giving names and indices.
+    let error = engine
+        .scan_to_vec(region, ScanRequest::new().columns([first, "disk"]))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::InvalidRequest, "{error}");
+    assert!(error.to_string().contains("\"disk\""), "{error}");
+    let both = ScanRequest {
+        projection: Some(vec![0]),
+        ..ScanRequest::new().columns([first])
+    };
+    let error = engine.scan_to_vec(region, both).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::InvalidRequest, "{error}");
+    engine.stop().await.unwrap();
+}

@@ -40,6 +40,7 @@ pub async fn scan(
     let version = &snapshot.version;
     let metadata = version.metadata.clone();
     let region_id = metadata.region_id();
+    let request = request.resolve_columns(&metadata)?;
     let projection = request
         .projection
         .clone()
