@@ -67,6 +67,16 @@
 //! # }
 //! ```
 //!
+//! # Test kit
+//!
+//! With feature `testing`, the module `testing` holds what property tests of an embedding
+//! need: a `TestEngine` (memory object store behind a fault plan, a memory log that
+//! outlives restarts, a manual clock, a recording listener), the reference `Model` Strata's
+//! own model test checks the engine against (last write wins, deletes, truncates, drops,
+//! added fields, TTL), and proptest strategies for region schemas, write batches and
+//! operation sequences — so `engine.run(&mut model, &ops)` inside a `proptest!` checks
+//! every step. (Also the log-store conformance suite, `log_store_conformance`.)
+//!
 //! # Layering
 //!
 //! The top of the library stack: depends on `strata-worker` and the crates below it;
@@ -77,6 +87,8 @@ mod engine;
 mod error;
 mod lock;
 mod roles;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use config::{
     CompactionConfig, EXAMPLE_CONFIG, EngineConfig, SstConfig, WalCompression, WalConfig,

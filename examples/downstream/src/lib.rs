@@ -2,7 +2,8 @@
 //! with its own log store (a memory log that counts appends) and its own event listener
 //! (counting flushes), creates a region, writes, flushes, scans, and handles errors by
 //! their kind. `cargo run -p strata-example-downstream` prints what happened; the test
-//! checks it.
+//! checks it. `tests/property.rs` checks the engine — also with `CountingLog` as its log —
+//! against Strata's reference model with the test kit (`strata_engine::testing`).
 
 use std::path::Path;
 use std::sync::Arc;
