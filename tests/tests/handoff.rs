@@ -249,7 +249,7 @@ fn run_child(home: PathBuf, follower_sync_interval: std::time::Duration) {
                 ["epoch"] => reply(engine.leader_epoch(region()).await, |e| e.to_string()),
                 ["sync"] => reply(engine.sync(region(), 0).await, |v| format!("ok {v}")),
                 ["flush"] => reply(engine.flush(region()).await, |()| "ok".into()),
-                ["compact"] => reply(engine.compact(region()).await, |()| "ok".into()),
+                ["compact"] => reply(engine.compact(region()).await, |_| "ok".into()),
                 ["files"] => reply(engine.region_files(region()), |files| {
                     let mut names: Vec<String> =
                         files.iter().map(|f| f.file_id.to_string()).collect();

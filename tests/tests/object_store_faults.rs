@@ -171,7 +171,7 @@ async fn run(rounds: u64, s3_root: Option<&str>) {
             // Compactions (manual here, automatic after flushes) under the same faults:
             // a failure leaves the inputs alone.
             match engine.compact(region).await {
-                Ok(()) => compact_ok += 1,
+                Ok(_) => compact_ok += 1,
                 Err(error) => {
                     assert!(
                         matches!(error.kind(), ErrorKind::Storage | ErrorKind::RegionState),

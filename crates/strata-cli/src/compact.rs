@@ -16,7 +16,8 @@ pub(crate) struct CompactArgs {
 
 /// Opens the engine read-write (refused while an ingest holds the directory), compacts
 /// the region — every time window merged into one run, files past the TTL dropped — and
-/// prints its files and bytes before and after.
+/// prints what the compaction did: files, rows and bytes removed and written, in total
+/// and per time window.
 pub(crate) async fn run(args: CompactArgs) -> Result<(), String> {
     let config = args.engine.engine_config()?;
     let engine = EngineBuilder::new(config.clone())
@@ -29,35 +30,42 @@ pub(crate) async fn run(args: CompactArgs) -> Result<(), String> {
     result
 }
 
-/// Files and bytes of the region's SSTs.
-fn size(engine: &Engine, region: RegionId) -> Result<(usize, u64, u64), String> {
-    let files = engine.region_files(region).map_err(|e| e.to_string())?;
-    Ok((
-        files.len(),
-        files.iter().map(|f| f.file_size).sum(),
-        files.iter().map(|f| f.num_rows).sum(),
-    ))
-}
-
 async fn compact(engine: &Engine, region: RegionId) -> Result<(), String> {
     engine
         .open(region)
         .await
         .map_err(|e| crate::open_error(&e, engine.config()))?;
-    let (files, bytes, rows) = size(engine, region)?;
-    outln!(
-        "region {region}: {}, {bytes} bytes, {rows} rows before",
-        plural(files)
-    );
     let clock = strata_engine::SystemClock;
     let started = clock.now();
-    engine.compact(region).await.map_err(|e| e.to_string())?;
-    let (after_files, after_bytes, after_rows) = size(engine, region)?;
-    outln!(
-        "region {region}: {}, {after_bytes} bytes, {after_rows} rows after ({:.1} s)",
-        plural(after_files),
-        clock.elapsed(started).as_secs_f64()
-    );
+    let stats = engine.compact(region).await.map_err(|e| e.to_string())?;
+    let seconds = clock.elapsed(started).as_secs_f64();
+    if stats.windows.is_empty() {
+        outln!("region {region}: nothing to compact ({seconds:.1} s)");
+    } else {
+        outln!(
+            "region {region}: {} -> {}, {} -> {} rows, {} -> {} bytes ({seconds:.1} s)",
+            plural(stats.files_removed),
+            plural(stats.files_added),
+            stats.rows_read,
+            stats.rows_written,
+            stats.bytes_read,
+            stats.bytes_written,
+        );
+        if stats.expired_files > 0 {
+            outln!("  {} past the TTL dropped whole", plural(stats.expired_files));
+        }
+        outln!("  window start (ms)   files before -> after   rows before -> after");
+        for window in &stats.windows {
+            outln!(
+                "  {:<19} {:>12} -> {:<5}   {:>11} -> {}",
+                window.window_start,
+                window.before.files,
+                window.after.files,
+                window.before.rows,
+                window.after.rows
+            );
+        }
+    }
     let window = engine
         .compaction_window(region)
         .map_err(|e| e.to_string())?
@@ -72,7 +80,7 @@ async fn compact(engine: &Engine, region: RegionId) -> Result<(), String> {
     Ok(())
 }
 
-fn plural(files: usize) -> String {
+fn plural(files: u64) -> String {
     if files == 1 {
         "1 file".into()
     } else {

@@ -148,7 +148,27 @@ fn ingest_compacts_as_it_goes_and_compact_leaves_one_file_per_window_with_the_sa
     assert!(before.len() < 6, "{before:?}");
 
     let said = stdout(&strata(dir.path(), &["compact", "--region", "1024.0"]));
-    assert!(said.contains("1 file, "), "{said}");
+    // What the compaction did, from the engine: every file into one, no row lost.
+    let did = format!("{} files -> 1 file, {rows} -> {rows} rows", before.len());
+    assert!(said.contains(&did), "{said}");
+    let window = said
+        .lines()
+        .find(|l| l.trim_start().starts_with("1451606400000"))
+        .unwrap_or_else(|| panic!("no line for the window: {said}"));
+    let columns: Vec<&str> = window.split_whitespace().collect();
+    assert_eq!(
+        columns,
+        [
+            "1451606400000",
+            &before.len().to_string(),
+            "->",
+            "1",
+            &rows.to_string(),
+            "->",
+            &rows.to_string()
+        ],
+        "{said}"
+    );
     assert!(said.contains("compaction window 1h"), "{said}");
     let after = files(dir.path());
     assert_eq!(after.len(), 1, "{after:?}");

@@ -21,6 +21,7 @@ use crate::error::CompactionError;
 use crate::metrics::CompactionMetrics;
 use crate::picker::{CompactionPick, MergeGroup, PickMode, PickerOptions};
 use crate::slicing::{merged_slices, output_slice_width};
+use crate::stats::{CompactionStats, WindowStats};
 
 /// The level compaction outputs are written at.
 pub const COMPACTED_LEVEL: u8 = 1;
@@ -95,25 +96,6 @@ impl CompactionContext {
         self.listener = Some(listener);
         self
     }
-}
-
-/// What a finished compaction did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CompactionStats {
-    /// Files removed (inputs and expired files).
-    pub files_removed: u64,
-    /// Files written.
-    pub files_added: u64,
-    /// Files removed whole because they had expired.
-    pub expired_files: u64,
-    /// Rows read from the inputs.
-    pub rows_read: u64,
-    /// Rows written to the outputs.
-    pub rows_written: u64,
-    /// Bytes of the removed files.
-    pub bytes_read: u64,
-    /// Bytes of the outputs.
-    pub bytes_written: u64,
 }
 
 /// A committed compaction, for the worker to apply.
@@ -319,6 +301,7 @@ async fn run(
     stats.files_added = outputs.len() as u64;
     stats.rows_written = outputs.iter().map(|f| f.num_rows).sum();
     stats.bytes_written = outputs.iter().map(|f| f.file_size).sum();
+    stats.windows = WindowStats::of(task.pick.window, &removed, &outputs);
     let edit = RegionEdit {
         files_to_remove: removed.iter().map(|f| f.file_id).collect(),
         files_to_add: outputs,

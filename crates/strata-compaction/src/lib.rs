@@ -28,14 +28,16 @@ mod metrics;
 mod picker;
 mod scheduler;
 mod slicing;
+mod stats;
 
 pub use error::CompactionError;
 pub use job::{
     COMPACTED_LEVEL, Cancel, CompactionContext, CompactionFinished, CompactionInputs,
-    CompactionListener, CompactionNotify, CompactionStats, CompactionTask,
+    CompactionListener, CompactionNotify, CompactionTask,
 };
 pub use metrics::CompactionMetrics;
 pub use picker::{
     CompactionPick, MergeGroup, PickInput, PickMode, PickerOptions, pick, pick_files,
 };
 pub use scheduler::{CompactionScheduler, Ended, Scheduled};
+pub use stats::{CompactionStats, FileSetStats, WindowStats};

@@ -8,10 +8,11 @@ use opendal::Operator;
 use prometheus::Registry;
 use snafu::ResultExt;
 use strata_buffer::WriteBufferManagerRef;
+use strata_compaction::CompactionStats;
 use strata_request::{
-    AffectedRows, AlterRequest, CloseRequest, CompactRequest, CreateRequest, DdlRequest,
-    DropRequest, FlushRequest, OpenRequest, RegionId, RegionMetadata, RegionOptions,
-    SetWritableRequest, TruncateRequest, WriteRequest,
+    AffectedRows, AlterRequest, CloseRequest, CreateRequest, DdlRequest, DropRequest, FlushRequest,
+    OpenRequest, RegionId, RegionMetadata, RegionOptions, SetWritableRequest, TruncateRequest,
+    WriteRequest,
 };
 use strata_scheduler::{ClockRef, SchedulerRef, SystemClock};
 use strata_storage::{
@@ -405,11 +406,11 @@ impl Engine {
     /// Compacts a region now: merges every window that is not one run yet, drops files
     /// (and rows) past the region's TTL. Resolves when the edit is applied — at once when
     /// there is nothing to compact; after the running compaction (and then its own) when
-    /// one runs. Inputs are deleted once no scan holds them.
-    pub async fn compact(&self, region_id: RegionId) -> Result<()> {
-        self.ddl(DdlRequest::Compact(CompactRequest { region_id }))
-            .await
-            .map(drop)
+    /// one runs — with what its own compaction did: files, rows and bytes removed and
+    /// written, in total and per time window (empty when there was nothing to do). Inputs
+    /// are deleted once no scan holds them.
+    pub async fn compact(&self, region_id: RegionId) -> Result<CompactionStats> {
+        Ok(self.group.compact(region_id).await?)
     }
 
     /// Removes every row of a region.

@@ -2,7 +2,12 @@
 //! data.
 //!
 //! - [`EngineBuilder`] → [`Engine`]: `create / open / close / drop_region / alter / write /
-//!   flush / truncate / set_writable / scan / region_stats / stop`.
+//!   flush / compact / truncate / set_writable / scan / scan_to_vec / count / region_stats
+//!   / region_files / regions / list_regions / stop`; region roles (`open_as / set_role /
+//!   upgrade / downgrade / sync / renew_lease`, see `docs/distributed.md`). Scans stream
+//!   [`RecordBatchStream`], whose errors are this crate's [`Error`]. Examples:
+//!   `quickstart`, `streaming_scan`, `deletes`, `metrics`, `s3` (`cargo run -p
+//!   strata-engine --example <name>`).
 //! - One read-write engine per data directory: it holds a [`DataDirLock`] (an OS file lock
 //!   on `<data_home>/LOCK` naming its pid) while it runs; a second one fails with
 //!   [`ErrorKind::Locked`]. [`EngineBuilder::read_only`] engines take no lock, change
@@ -108,6 +113,8 @@ pub use strata_request::{
     WriteRequest,
 };
 pub use strata_storage::{FileId, FileMeta, RowCount, ScanOrder, ScanRequest, TimeRange};
+// What a compaction did.
+pub use strata_compaction::{CompactionStats, FileSetStats, WindowStats};
 pub use strata_worker::{RegionState, WorkerError};
 
 // Components an embedder can give the builder instead of the configured ones.

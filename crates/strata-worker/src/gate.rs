@@ -21,7 +21,9 @@ use strata_flush::FlushError;
 use strata_request::RegionId;
 
 use crate::error::WorkerError;
-use crate::request::{ReplyTx, SenderDdlRequest, SenderWriteRequest};
+use strata_compaction::CompactionStats;
+
+use crate::request::{ReplyTx, SenderDdlRequest, SenderWriteRequest, StatsTx};
 
 /// Requests of one region that wait, in arrival order.
 #[derive(Default)]
@@ -54,6 +56,34 @@ pub(crate) fn answer_all(callers: Vec<ReplyTx>, answer: &Result<usize, WorkerErr
     }
 }
 
+/// The caller of a compaction: its reply, and where the stats of the compaction it waited
+/// for go, if it asked.
+pub(crate) struct CompactCaller {
+    pub(crate) reply: ReplyTx,
+    pub(crate) stats: Option<StatsTx>,
+}
+
+impl CompactCaller {
+    /// Answers the caller: the reply (no rows affected) and, on success, the stats.
+    pub(crate) fn answer(self, result: &Result<CompactionStats, WorkerError>) {
+        if let (Ok(stats), Some(tx)) = (result, self.stats) {
+            let _ = tx.send(stats.clone());
+        }
+        self.reply
+            .send(result.as_ref().map(|_| 0).map_err(Clone::clone));
+    }
+}
+
+/// Answers every compaction caller with `result`.
+pub(crate) fn answer_compactions(
+    callers: Vec<CompactCaller>,
+    result: &Result<CompactionStats, WorkerError>,
+) {
+    for caller in callers {
+        caller.answer(result);
+    }
+}
+
 /// What waits on one region, and why.
 #[derive(Default)]
 pub(crate) struct Gate {
@@ -68,9 +98,9 @@ pub(crate) struct Gate {
     /// Close, drop and truncate, behind the compaction they cancelled.
     pub(crate) behind_compaction: Vec<SenderDdlRequest>,
     /// Callers of the running compaction.
-    pub(crate) compaction_callers: Vec<ReplyTx>,
+    pub(crate) compaction_callers: Vec<CompactCaller>,
     /// Callers of the follow-up compaction queued behind it.
-    pub(crate) follow_up_compaction_callers: Vec<ReplyTx>,
+    pub(crate) follow_up_compaction_callers: Vec<CompactCaller>,
 }
 
 impl Gate {
@@ -86,10 +116,10 @@ impl Gate {
         for ddl in self.behind_compaction {
             ddl.sender.send(Err(stopped.clone()));
         }
+        answer_all(self.flush_callers, &Err(stopped.clone()));
         let stopped = Err(stopped);
-        answer_all(self.flush_callers, &stopped);
-        answer_all(self.compaction_callers, &stopped);
-        answer_all(self.follow_up_compaction_callers, &stopped);
+        answer_compactions(self.compaction_callers, &stopped);
+        answer_compactions(self.follow_up_compaction_callers, &stopped);
     }
 
     fn is_empty(&self) -> bool {

@@ -8,10 +8,12 @@ use opendal::Operator;
 use prometheus::Registry;
 use strata_buffer::{ReleaseNotifier, WriteBufferManagerImpl, WriteBufferManagerRef};
 use strata_compaction::{
-    CompactionContext, CompactionListener, CompactionMetrics, CompactionScheduler,
+    CompactionContext, CompactionListener, CompactionMetrics, CompactionScheduler, CompactionStats,
 };
 use strata_flush::{FlushContext, FlushListener, FlushMetrics, FlushScheduler};
-use strata_request::{AffectedRows, DdlRequest, RegionId, WriteRequest, reply_channel};
+use strata_request::{
+    AffectedRows, CompactRequest, DdlRequest, RegionId, WriteRequest, reply_channel,
+};
 use strata_scheduler::{ClockRef, LocalScheduler, SchedulerRef};
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinHandle;
@@ -21,7 +23,7 @@ use crate::error::{Result, WorkerError};
 use crate::listener::EventListener;
 use crate::metrics::WorkerMetrics;
 use crate::region::RegionMap;
-use crate::request::{SenderDdlRequest, SenderWriteRequest, WorkerRequest};
+use crate::request::{SenderDdlRequest, SenderWriteRequest, StatsTx, WorkerRequest};
 use crate::worker::{RegionWorkerLoop, Shared};
 use strata_wal::LogStoreRef;
 
@@ -271,6 +273,24 @@ impl WorkerGroup {
 
     /// Runs a DDL on the region's worker. A read-only group runs only open and close.
     pub async fn ddl(&self, request: DdlRequest) -> Result<AffectedRows> {
+        self.run_ddl(request, None).await
+    }
+
+    /// Compacts a region now ([`DdlRequest::Compact`]) and says what the compaction it
+    /// waited for did: nothing (empty stats) when there was nothing to compact.
+    pub async fn compact(&self, region_id: RegionId) -> Result<CompactionStats> {
+        let (stats, compacted) = tokio::sync::oneshot::channel();
+        let request = DdlRequest::Compact(CompactRequest { region_id });
+        self.run_ddl(request, Some(stats)).await?;
+        // The worker sends the stats before it answers the request.
+        compacted.await.map_err(|_| WorkerError::WorkerStopped)
+    }
+
+    async fn run_ddl(
+        &self,
+        request: DdlRequest,
+        compacted: Option<StatsTx>,
+    ) -> Result<AffectedRows> {
         if self.shared.config.read_only {
             let operation = match &request {
                 DdlRequest::Open(_) | DdlRequest::Close(_) | DdlRequest::Sync(_) => None,
@@ -289,7 +309,11 @@ impl WorkerGroup {
         }
         let (sender, reply) = reply_channel();
         let region_id = request.region_id();
-        let ddl = SenderDdlRequest { request, sender };
+        let ddl = SenderDdlRequest {
+            request,
+            sender,
+            compacted,
+        };
         self.submit(region_id, WorkerRequest::Ddl(ddl, self.shared.clock.now()))
             .await?;
         reply.await

@@ -47,10 +47,7 @@ impl RegionWorkerLoop {
             if !self.flush.scheduler.is_flush_requested(region_id) {
                 self.schedule_flush(&region, FlushReason::Alter, None);
             }
-            let ddl = SenderDdlRequest {
-                request: DdlRequest::Alter(request),
-                sender,
-            };
+            let ddl = SenderDdlRequest::new(DdlRequest::Alter(request), sender);
             if self.flush.scheduler.is_flush_requested(region_id) {
                 self.gates.of(region_id).behind_flush.ddls.push(ddl);
             } else {

@@ -35,10 +35,10 @@ impl RegionWorkerLoop {
                 .of(region_id)
                 .background
                 .ddls
-                .push(crate::request::SenderDdlRequest {
-                    request: DdlRequest::Close(request),
+                .push(crate::request::SenderDdlRequest::new(
+                    DdlRequest::Close(request),
                     sender,
-                });
+                ));
             return;
         }
         if !self.regions.contains_key(&region_id) {

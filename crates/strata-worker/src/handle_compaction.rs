@@ -11,14 +11,16 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata_compaction::{CompactionNotify, CompactionScheduler, PickMode, Scheduled};
+use strata_compaction::{
+    CompactionNotify, CompactionScheduler, CompactionStats, PickMode, Scheduled,
+};
 use strata_request::{CompactRequest, RegionId};
 use tokio::sync::mpsc;
 
 use crate::error::WorkerError;
-use crate::gate::answer_all;
+use crate::gate::{CompactCaller, answer_compactions};
 use crate::region::{Region, RegionState};
-use crate::request::ReplyTx;
+
 use crate::worker::RegionWorkerLoop;
 
 /// How long automatic compactions leave a region alone after its compaction failed.
@@ -50,17 +52,26 @@ impl CompactionState {
 
 impl RegionWorkerLoop {
     /// `Compact` DDL: a manual compaction, answered when its edit is applied (at once when
-    /// there is nothing to compact; after the running one when one runs).
-    pub(crate) fn handle_compact_request(&mut self, request: CompactRequest, sender: ReplyTx) {
-        let Some((region, sender)) = self.region_in_state(
+    /// there is nothing to compact; after the running one when one runs) with what it did.
+    pub(crate) fn handle_compact_request(
+        &mut self,
+        request: CompactRequest,
+        caller: CompactCaller,
+    ) {
+        let CompactCaller { reply, stats } = caller;
+        let Some((region, reply)) = self.region_in_state(
             request.region_id,
             &[RegionState::Writable],
             "compact",
-            sender,
+            reply,
         ) else {
             return;
         };
-        self.schedule_compaction(&region, PickMode::Manual, vec![sender]);
+        self.schedule_compaction(
+            &region,
+            PickMode::Manual,
+            vec![CompactCaller { reply, stats }],
+        );
     }
 
     /// Starts (or queues) a compaction of `region` in `mode`.
@@ -68,7 +79,7 @@ impl RegionWorkerLoop {
         &mut self,
         region: &Arc<Region>,
         mode: PickMode,
-        waiters: Vec<ReplyTx>,
+        waiters: Vec<CompactCaller>,
     ) {
         let region_id = region.region_id();
         let version = region.version_control.current().version().clone();
@@ -90,9 +101,11 @@ impl RegionWorkerLoop {
                 if mode == PickMode::Idle {
                     self.compaction.consolidated.insert(region_id);
                 }
-                answer_all(waiters, &Ok(0));
+                answer_compactions(waiters, &Ok(CompactionStats::default()));
             }
-            Scheduled::PoolStopped => answer_all(waiters, &Err(WorkerError::WorkerStopped)),
+            Scheduled::PoolStopped => {
+                answer_compactions(waiters, &Err(WorkerError::WorkerStopped));
+            }
         }
     }
 
@@ -184,10 +197,10 @@ impl RegionWorkerLoop {
             )
         });
         match result {
-            Ok(_) => answer_all(callers, &Ok(0)),
+            Ok(finished) => answer_compactions(callers, &Ok(finished.stats)),
             Err(error) => {
                 self.after_failed_commit(region_id, error.kind(), &error);
-                answer_all(callers, &Err(WorkerError::from(error)));
+                answer_compactions(callers, &Err(WorkerError::from(error)));
             }
         }
         if idle_run && region.is_some() {
@@ -205,7 +218,7 @@ impl RegionWorkerLoop {
                 Some(region) if region.state() == RegionState::Writable => {
                     self.schedule_compaction(&region, mode, follow_up_callers);
                 }
-                Some(region) => answer_all(
+                Some(region) => answer_compactions(
                     follow_up_callers,
                     &Err(WorkerError::RegionState {
                         region_id,
@@ -213,7 +226,7 @@ impl RegionWorkerLoop {
                         operation: "compact",
                     }),
                 ),
-                None => answer_all(
+                None => answer_compactions(
                     follow_up_callers,
                     &Err(WorkerError::RegionNotFound { region_id }),
                 ),

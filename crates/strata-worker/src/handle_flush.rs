@@ -182,6 +182,7 @@ impl RegionWorkerLoop {
                     self.handle_ddl(SenderDdlRequest {
                         request,
                         sender: ddl.sender,
+                        compacted: ddl.compacted,
                     })
                     .await;
                 }

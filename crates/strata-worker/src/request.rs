@@ -2,12 +2,16 @@
 
 use std::time::Instant;
 
+use strata_compaction::CompactionStats;
 use strata_request::{AffectedRows, DdlRequest, OutputTx, WriteRequest};
 
 use crate::error::WorkerError;
 
 /// Answers one caller.
 pub(crate) type ReplyTx = OutputTx<AffectedRows, WorkerError>;
+
+/// Where the caller of a compaction hears what it did, besides its reply.
+pub(crate) type StatsTx = tokio::sync::oneshot::Sender<CompactionStats>;
 
 /// A write and its caller.
 #[derive(Debug)]
@@ -38,6 +42,19 @@ impl SenderWriteRequest {
 pub(crate) struct SenderDdlRequest {
     pub(crate) request: DdlRequest,
     pub(crate) sender: ReplyTx,
+    /// For a compaction: where its stats go (`WorkerGroup::compact`).
+    pub(crate) compacted: Option<StatsTx>,
+}
+
+impl SenderDdlRequest {
+    /// A DDL answered by its reply alone.
+    pub(crate) fn new(request: DdlRequest, sender: ReplyTx) -> Self {
+        Self {
+            request,
+            sender,
+            compacted: None,
+        }
+    }
 }
 
 impl SenderDdlRequest {

@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::WorkerConfig;
 use crate::error::WorkerError;
-use crate::gate::Gates;
+use crate::gate::{CompactCaller, Gates};
 use crate::handle_close::FlushBeforeClose;
 use crate::handle_compaction::CompactionState;
 use crate::handle_write::{RegionPressure, WriteOrigin};
@@ -295,7 +295,11 @@ impl RegionWorkerLoop {
             self.gates.of(region_id).background.ddls.push(ddl);
             return;
         }
-        let SenderDdlRequest { request, sender } = ddl;
+        let SenderDdlRequest {
+            request,
+            sender,
+            compacted,
+        } = ddl;
         match request {
             DdlRequest::Create(request) => self.handle_create(request, sender),
             DdlRequest::Open(request) => self.handle_open(request, sender),
@@ -308,7 +312,13 @@ impl RegionWorkerLoop {
             DdlRequest::Flush(request) => self.handle_flush_request(request, sender),
             DdlRequest::Truncate(request) => self.handle_truncate(request, sender),
             DdlRequest::SetWritable(request) => self.handle_set_writable(request, sender),
-            DdlRequest::Compact(request) => self.handle_compact_request(request, sender),
+            DdlRequest::Compact(request) => self.handle_compact_request(
+                request,
+                CompactCaller {
+                    reply: sender,
+                    stats: compacted,
+                },
+            ),
             DdlRequest::SetRole(request) => self.handle_set_role(request, sender),
             DdlRequest::Sync(request) => self.handle_sync(request, sender),
         }
@@ -348,7 +358,7 @@ impl RegionWorkerLoop {
         request: DdlRequest,
         sender: ReplyTx,
     ) -> Option<(DdlRequest, ReplyTx)> {
-        let fenced = SenderDdlRequest { request, sender };
+        let fenced = SenderDdlRequest::new(request, sender);
         if self.flush.scheduler.is_flush_requested(region_id) {
             self.gates.of(region_id).behind_flush.ddls.push(fenced);
             return None;

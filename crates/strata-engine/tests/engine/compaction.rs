@@ -112,13 +112,44 @@ async fn a_manual_compaction_leaves_one_file_per_window_and_every_scan_unchanged
     );
     assert!(expected.contains_key(&("host4".to_string(), 2_000)));
 
-    engine.compact(region).await.unwrap();
+    let inputs = engine.region_files(region).unwrap();
+    let stats = engine.compact(region).await.unwrap();
     assert_eq!(
         windows(&engine, region),
         BTreeMap::from([(0, vec![1]), (1, vec![1])]),
         "one level-1 file per window"
     );
     assert_eq!(scan(&engine, region).await, expected);
+    // What it says it did is what happened: every input removed, one output per window,
+    // window by window summing to the totals.
+    let outputs = engine.region_files(region).unwrap();
+    assert_eq!(stats.files_removed, 7);
+    assert_eq!(stats.files_added, 2);
+    assert_eq!(stats.rows_read, inputs.iter().map(|f| f.num_rows).sum::<u64>());
+    assert_eq!(stats.rows_written, outputs.iter().map(|f| f.num_rows).sum::<u64>());
+    assert_eq!(stats.bytes_written, outputs.iter().map(|f| f.file_size).sum::<u64>());
+    let per_window: Vec<(i64, u64, u64)> = stats
+        .windows
+        .iter()
+        .map(|w| (w.window_start, w.before.files, w.after.files))
+        .collect();
+    let mut inputs_per_window = BTreeMap::new();
+    for file in &inputs {
+        *inputs_per_window
+            .entry(file.time_range.1.div_euclid(HOUR) * HOUR)
+            .or_insert(0) += 1;
+    }
+    assert_eq!(
+        per_window,
+        inputs_per_window
+            .iter()
+            .map(|(&start, &files)| (start, files, 1))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        stats.windows.iter().map(|w| w.after.rows).sum::<u64>(),
+        stats.rows_written
+    );
     // A time-range scan of one window is unchanged too.
     let one_window = engine
         .scan_to_vec(
@@ -141,7 +172,8 @@ async fn a_manual_compaction_leaves_one_file_per_window_and_every_scan_unchanged
     assert_eq!(sst_files(&env, region).len(), 2);
 
     // Nothing left to do: the next compaction is a no-op, and the state survives a reopen.
-    engine.compact(region).await.unwrap();
+    let stats = engine.compact(region).await.unwrap();
+    assert_eq!(stats, strata_engine::CompactionStats::default(), "did nothing");
     assert_eq!(engine.region_files(region).unwrap().len(), 2);
     engine.close(region).await.unwrap();
     engine.open(region).await.unwrap();
