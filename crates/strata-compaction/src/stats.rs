@@ -102,7 +102,8 @@ mod tests {
         let outputs = [file(0, 99, 4), file(100, 150, 6)];
         let removed: Vec<&FileMeta> = inputs.iter().collect();
         let windows = WindowStats::of(100, &removed, &outputs);
-        let view: Vec<(i64, (u64, u64), (u64, u64))> = windows
+        type View = (i64, (u64, u64), (u64, u64));
+        let view: Vec<View> = windows
             .iter()
             .map(|w| {
                 (
