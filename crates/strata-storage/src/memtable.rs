@@ -179,6 +179,14 @@ impl TimeSeriesMemtable {
             .map(|&i| batch.column(i).clone())
             .collect();
         let keys = self.codec.encode(&tags)?;
+        // A schema without tags (no longer buildable; one an earlier build recorded) has
+        // no keys to index rows by: refuse its writes rather than index past the keys.
+        if keys.num_rows() != rows {
+            return Err(StorageError::BadColumns {
+                region_id,
+                reason: "the region has no tag column, so its rows have no primary key".into(),
+            });
+        }
         let timestamps =
             timestamp_values(batch.column(metadata.time_index())).ok_or_else(|| {
                 StorageError::SchemaMismatch {

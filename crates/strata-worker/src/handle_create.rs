@@ -15,6 +15,15 @@ impl RegionWorkerLoop {
             region_id,
             reason: "the region already exists with a different schema".into(),
         };
+        // Tags form the primary key every row is indexed by; a region without one could
+        // not hold a row (found by the test kit: its first write panicked the worker).
+        if request.metadata.primary_key().is_empty() {
+            sender.send(Err(WorkerError::InvalidRequest {
+                region_id,
+                reason: "the schema has no tag column: at least one tag is required (tags form the series' primary key)".into(),
+            }));
+            return;
+        }
         if let Some(region) = self.regions.get(&region_id) {
             let same = region
                 .version_control

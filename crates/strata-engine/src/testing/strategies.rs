@@ -125,9 +125,8 @@ impl Mix {
 /// Region schemas: 1–3 string tags, a millisecond, microsecond or nanosecond time index,
 /// and 0–3 fields of any field type, most of them nullable.
 ///
-/// Never without tags: the region schema builder accepts a region with no tag columns,
-/// but today the first write to one panics its worker (the memtable's key encoding has
-/// no rows to index), stopping the engine.
+/// Never without tags: the engine refuses to create a region without a tag column
+/// (`InvalidRequest`; tags form the primary key rows are indexed by).
 pub fn region_schema() -> BoxedStrategy<TableSchema> {
     let field = (
         proptest::sample::select(FIELD_TYPES.to_vec()),

@@ -87,6 +87,40 @@ async fn list_regions_names_every_region_in_the_store_open_or_closed_but_not_dro
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_region_without_a_tag_is_refused_at_create_and_the_engine_goes_on() {
+    let env = TestEnv::new();
+    let engine = env.engine().await;
+    let region = RegionId::new(8, 1);
+    let tagless = strata_engine::RegionMetadataBuilder::new(region)
+        .column(strata_engine::ColumnSchema::timestamp(
+            "ts",
+            strata_engine::ColumnDataType::TimestampMillisecond,
+        ))
+        .column(strata_engine::ColumnSchema::field(
+            "v",
+            strata_engine::ColumnDataType::Float64,
+        ))
+        .build()
+        .unwrap();
+    let error = engine
+        .create(CreateRequest {
+            metadata: tagless,
+            options: RegionOptions::default(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::InvalidRequest, "{error}");
+    assert!(error.to_string().contains("no tag column"), "{error}");
+    assert_eq!(engine.list_regions().await.unwrap(), Vec::<RegionId>::new());
+    // The worker is fine: a region with a tag takes a write.
+    let other = RegionId::new(8, 2);
+    create(&engine, other).await;
+    put(&engine, other, 0..3, 1_000, 1.0).await;
+    engine.flush(other).await.unwrap();
+    engine.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opening_a_region_that_was_never_created_is_not_found() {
     let env = TestEnv::new();
     let engine = env.engine().await;
