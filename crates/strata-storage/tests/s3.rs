@@ -6,6 +6,9 @@
 // Test code: a failed unwrap is a failed test, and the skip reason is printed.
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
+mod common;
+
+use common::s3_server;
 use std::sync::Arc;
 
 use futures::TryStreamExt;
@@ -16,28 +19,6 @@ use strata_storage::{
     TimeSeriesMemtable, flush_memtable, read_sst, region_data_dir, verify_sst,
 };
 use strata_workload::CpuWorkload;
-
-/// The loopback S3 server `cargo xtask ci` starts: `(endpoint, bucket)`. Where the run
-/// requires S3 (`STRATA_S3_REQUIRED`, set by `cargo xtask ci`) a missing server fails the
-/// test with the reason; elsewhere (a plain `cargo test`) the test is skipped, saying so.
-fn s3_server(test: &str) -> Option<(String, String)> {
-    match (
-        std::env::var("STRATA_S3_ENDPOINT"),
-        std::env::var("STRATA_S3_BUCKET"),
-    ) {
-        (Ok(endpoint), Ok(bucket)) => Some((endpoint, bucket)),
-        _ if std::env::var_os("STRATA_S3_REQUIRED").is_some() => panic!(
-            "{test}: S3 is required in this run but no server is configured: {}",
-            std::env::var("STRATA_S3_UNAVAILABLE").unwrap_or_else(|_| "no reason given".into())
-        ),
-        _ => {
-            eprintln!(
-                "skipping {test}: STRATA_S3_ENDPOINT/STRATA_S3_BUCKET are not set (`cargo xtask ci` starts a local moto server, sets them, and requires them)"
-            );
-            None
-        }
-    }
-}
 
 #[tokio::test]
 async fn ssts_and_manifests_round_trip_through_s3_with_multipart_uploads() {

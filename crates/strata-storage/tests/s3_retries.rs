@@ -23,6 +23,9 @@
 // Test code: a failed unwrap is a failed test, and the skip reason is printed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
+mod common;
+
+use common::s3_server;
 use std::sync::Arc;
 
 use futures::TryStreamExt;
@@ -36,28 +39,6 @@ use strata_storage::{
 use strata_workload::CpuWorkload;
 
 use proxy::{Fault, Proxy};
-
-/// The loopback S3 server `cargo xtask ci` starts: `(endpoint, bucket)`. Where the run
-/// requires S3 (`STRATA_S3_REQUIRED`, set by `cargo xtask ci`) a missing server fails the
-/// test with the reason; elsewhere (a plain `cargo test`) the test is skipped, saying so.
-fn s3_server(test: &str) -> Option<(String, String)> {
-    match (
-        std::env::var("STRATA_S3_ENDPOINT"),
-        std::env::var("STRATA_S3_BUCKET"),
-    ) {
-        (Ok(endpoint), Ok(bucket)) => Some((endpoint, bucket)),
-        _ if std::env::var_os("STRATA_S3_REQUIRED").is_some() => panic!(
-            "{test}: S3 is required in this run but no server is configured: {}",
-            std::env::var("STRATA_S3_UNAVAILABLE").unwrap_or_else(|_| "no reason given".into())
-        ),
-        _ => {
-            eprintln!(
-                "skipping {test}: STRATA_S3_ENDPOINT/STRATA_S3_BUCKET are not set (`cargo xtask ci` starts a local moto server, sets them, and requires them)"
-            );
-            None
-        }
-    }
-}
 
 /// A proxy in front of the server, and the production S3 store built to talk through it,
 /// under a prefix of its own.

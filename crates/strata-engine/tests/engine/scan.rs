@@ -4,19 +4,27 @@ use strata_engine::{ErrorKind, RegionId, ScanOrder, ScanRequest, TimeRange};
 
 use crate::common::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_scan_verifying_checksums_refuses_a_file_that_decodes_but_is_not_the_one_written() {
-    let env = TestEnv::new();
+/// An engine without compaction and `region` with two flushed files (10 rows each); the
+/// caller then damages them.
+async fn two_files(env: &TestEnv, region: RegionId) -> strata_engine::Engine {
     let mut config = env.config();
     config.compaction.enabled = false;
     let engine = env.engine_with(config).await;
-    let region = RegionId::new(1, 13);
     create(&engine, region).await;
     put(&engine, region, 0..10, 1_000, 1.0).await;
     engine.flush(region).await.unwrap();
     put(&engine, region, 0..10, 2_000, 2.0).await;
     engine.flush(region).await.unwrap();
-    // Replace the first file with the second: valid Parquet, other rows.
+    engine
+}
+
+/// Replaces the region's older file with its newer one (valid Parquet, other rows) and
+/// returns the files, oldest first.
+fn copy_newer_over_older(
+    env: &TestEnv,
+    engine: &strata_engine::Engine,
+    region: RegionId,
+) -> Vec<strata_engine::FileMeta> {
     let mut files = engine.region_files(region).unwrap();
     files.sort_by_key(|f| f.time_range);
     let dir = env.dir.path().join(strata_storage::region_data_dir(region));
@@ -25,6 +33,16 @@ async fn a_scan_verifying_checksums_refuses_a_file_that_decodes_but_is_not_the_o
         dir.join(format!("{}.parquet", files[0].file_id)),
     )
     .unwrap();
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_verifying_checksums_refuses_a_file_that_decodes_but_is_not_the_one_written() {
+    let env = TestEnv::new();
+    let region = RegionId::new(1, 13);
+    let engine = two_files(&env, region).await;
+    // Replace the first file with the second: valid Parquet, other rows.
+    let files = copy_newer_over_older(&env, &engine, region);
     let plain = engine
         .scan_to_vec(region, ScanRequest::default())
         .await
@@ -68,29 +86,15 @@ async fn rows_of(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scan_streams_engine_errors_naming_the_region_and_the_file() {
     let env = TestEnv::new();
-    let mut config = env.config();
-    config.compaction.enabled = false;
-    let engine = env.engine_with(config).await;
     let region = RegionId::new(1, 17);
-    create(&engine, region).await;
-    put(&engine, region, 0..10, 1_000, 1.0).await;
-    engine.flush(region).await.unwrap();
-    put(&engine, region, 0..10, 2_000, 2.0).await;
-    engine.flush(region).await.unwrap();
+    let engine = two_files(&env, region).await;
     let verify = ScanRequest {
         verify_checksums: true,
         ..ScanRequest::default()
     };
     assert_eq!(rows_of(&engine, region, verify.clone()).await.unwrap(), 20);
     // The first file replaced by the second: the checksum check fails while streaming.
-    let mut files = engine.region_files(region).unwrap();
-    files.sort_by_key(|f| f.time_range);
-    let dir = env.dir.path().join(strata_storage::region_data_dir(region));
-    std::fs::copy(
-        dir.join(format!("{}.parquet", files[1].file_id)),
-        dir.join(format!("{}.parquet", files[0].file_id)),
-    )
-    .unwrap();
+    let files = copy_newer_over_older(&env, &engine, region);
     let error = rows_of(&engine, region, verify).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Corruption, "{error}");
     assert!(!error.is_retryable());
