@@ -15,7 +15,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::{Float64Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use strata_engine::{
     ColumnDataType, ColumnSchema, CreateRequest, EngineBuilder, EngineConfig, RegionId,
-    RegionMetadata, RegionMetadataBuilder, RegionOptions, ScanRequest, WriteRequest,
+    RegionMetadata, RegionMetadataBuilder, ScanRequest, WriteRequest,
 };
 
 fn rows(
@@ -68,12 +68,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .column(ColumnSchema::field("usage", ColumnDataType::Float64))
         .build()?;
     let engine = EngineBuilder::new(config.clone()).build().await?;
-    engine
-        .create(CreateRequest {
-            metadata: metadata.clone(),
-            options: RegionOptions::default(),
-        })
-        .await?;
+    engine.create(CreateRequest::new(metadata.clone())).await?;
     engine
         .write(WriteRequest::put(
             region,

@@ -15,7 +15,7 @@ use arrow_array::{Float64Array, RecordBatch, StringArray, TimestampMillisecondAr
 use strata_engine::prometheus::{Encoder, Registry, TextEncoder};
 use strata_engine::{
     ColumnDataType, ColumnSchema, CreateRequest, EngineBuilder, EngineConfig, RegionId,
-    RegionMetadataBuilder, RegionOptions, WriteRequest,
+    RegionMetadataBuilder, WriteRequest,
 };
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -39,12 +39,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ))
         .column(ColumnSchema::field("usage", ColumnDataType::Float64))
         .build()?;
-    engine
-        .create(CreateRequest {
-            metadata: metadata.clone(),
-            options: RegionOptions::default(),
-        })
-        .await?;
+    engine.create(CreateRequest::new(metadata.clone())).await?;
     let batch = RecordBatch::try_new(
         metadata.arrow_schema().clone(),
         vec![

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use arrow_array::{Float64Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use strata_engine::{
     ColumnDataType, ColumnSchema, CreateRequest, EngineBuilder, EngineConfig, ObjectStoreConfig,
-    RegionId, RegionMetadataBuilder, RegionOptions, S3Config, ScanRequest, WriteRequest,
+    RegionId, RegionMetadataBuilder, S3Config, ScanRequest, WriteRequest,
 };
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -57,12 +57,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .column(ColumnSchema::field("usage", ColumnDataType::Float64))
         .build()?;
     let engine = EngineBuilder::new(config).build().await?;
-    engine
-        .create(CreateRequest {
-            metadata: metadata.clone(),
-            options: RegionOptions::default(),
-        })
-        .await?;
+    engine.create(CreateRequest::new(metadata.clone())).await?;
     let batch = RecordBatch::try_new(
         metadata.arrow_schema().clone(),
         vec![

@@ -14,7 +14,7 @@ use arrow_array::{Float64Array, RecordBatch, StringArray, TimestampMillisecondAr
 use futures::TryStreamExt;
 use strata_engine::{
     ColumnDataType, ColumnSchema, CreateRequest, EngineBuilder, EngineConfig, RegionId,
-    RegionMetadataBuilder, RegionOptions, ScanRequest, TimeRange, WriteRequest,
+    RegionMetadataBuilder, ScanRequest, TimeRange, WriteRequest,
 };
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -34,12 +34,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .column(ColumnSchema::field("usage", ColumnDataType::Float64))
         .build()?;
     let engine = EngineBuilder::new(config).build().await?;
-    engine
-        .create(CreateRequest {
-            metadata: metadata.clone(),
-            options: RegionOptions::default(),
-        })
-        .await?;
+    engine.create(CreateRequest::new(metadata.clone())).await?;
 
     // 100 hosts × 1,000 seconds; half flushed to files, half still in the memtable.
     for second in 0..1_000_i64 {

@@ -85,6 +85,22 @@ pub struct CreateRequest {
     pub options: RegionOptions,
 }
 
+impl CreateRequest {
+    /// A region of `metadata`'s schema (its region id names the region), default options.
+    pub fn new(metadata: RegionMetadata) -> Self {
+        Self {
+            metadata,
+            options: RegionOptions::default(),
+        }
+    }
+
+    /// With these options.
+    pub fn options(mut self, options: RegionOptions) -> Self {
+        self.options = options;
+        self
+    }
+}
+
 /// Open an existing region from its manifest and WAL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenRequest {
@@ -96,6 +112,31 @@ pub struct OpenRequest {
     /// follower (read-only from the shared object store: no WAL, nothing deleted or
     /// written; see [`RegionRole`]).
     pub role: RegionRole,
+}
+
+impl OpenRequest {
+    /// Open `region_id` as its leader: WAL replayed, writable.
+    pub fn leader(region_id: RegionId) -> Self {
+        Self {
+            region_id,
+            skip_wal_replay: false,
+            role: RegionRole::Leader,
+        }
+    }
+
+    /// Open `region_id` as a follower: read-only from the shared object store.
+    pub fn follower(region_id: RegionId) -> Self {
+        Self {
+            role: RegionRole::Follower,
+            ..Self::leader(region_id)
+        }
+    }
+
+    /// Without replaying the WAL (the caller catches up later).
+    pub fn skip_wal_replay(mut self) -> Self {
+        self.skip_wal_replay = true;
+        self
+    }
 }
 
 /// What a region is to an engine that has it open. Several engines may open one region on
@@ -356,6 +397,41 @@ mod tests {
         assert_eq!(o.auto_flush_interval, Some(Duration::from_secs(9)));
         let reset = o.with_changes(&[RegionOptionChange::AutoFlushInterval(None)]);
         assert_eq!(reset.auto_flush_interval, None);
+    }
+
+    #[test]
+    fn constructors_fill_in_the_defaults_and_the_builders_change_one_thing() {
+        let id = RegionId::new(3, 2);
+        let open = OpenRequest::leader(id);
+        assert_eq!(
+            (open.role, open.skip_wal_replay),
+            (RegionRole::Leader, false)
+        );
+        let open = OpenRequest::follower(id).skip_wal_replay();
+        assert_eq!(
+            (open.region_id, open.role, open.skip_wal_replay),
+            (id, RegionRole::Follower, true)
+        );
+        let metadata = RegionMetadataBuilder::new(id)
+            .column(ColumnSchema::tag("host"))
+            .column(ColumnSchema::timestamp(
+                "ts",
+                ColumnDataType::TimestampMillisecond,
+            ))
+            .build()
+            .unwrap();
+        let create = CreateRequest::new(metadata.clone());
+        assert_eq!(create.options, RegionOptions::default());
+        let options = RegionOptions {
+            append_mode: true,
+            ..RegionOptions::default()
+        };
+        assert_eq!(
+            CreateRequest::new(metadata)
+                .options(options.clone())
+                .options,
+            options
+        );
     }
 
     #[test]
