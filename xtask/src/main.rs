@@ -6,6 +6,8 @@
 //! - `cargo xtask stress` — the randomized suites with large case counts.
 //! - `cargo xtask layering` — only the layering check.
 //! - `cargo xtask bench` — every benchmark, once; results go to `docs/benchmarks.md`.
+//! - `cargo xtask golden [<era>…]` — builds the golden fixtures of the on-disk formats,
+//!   each with the build of its era (see `golden.rs`).
 //!
 //! Randomized tests take their root seed from `SEED` (random when unset, always printed), so
 //! a failure replays with `SEED=<n> cargo xtask ci`.
@@ -17,6 +19,7 @@
 mod bench;
 mod ci;
 mod fuse;
+mod golden;
 mod layering;
 mod publish;
 mod python;
@@ -34,6 +37,7 @@ commands:
   stress     randomized suites with large case counts (SEED=<n> to replay)
   layering   check that crate dependencies only point down (see docs/architecture.md)
   bench      run the benchmarks and write docs/benchmarks.md
+  golden     build the golden fixture of each on-disk format era (or of the eras named)
 ";
 
 fn main() -> ExitCode {
@@ -44,6 +48,7 @@ fn main() -> ExitCode {
         Some("stress") => ci::stress(&root),
         Some("layering") => layering::run(&root),
         Some("bench") => bench::bench(&root),
+        Some("golden") => golden::golden(&root, &args[1..]),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

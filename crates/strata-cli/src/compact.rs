@@ -52,7 +52,10 @@ async fn compact(engine: &Engine, region: RegionId) -> Result<(), String> {
             stats.bytes_written,
         );
         if stats.expired_files > 0 {
-            outln!("  {} past the TTL dropped whole", plural(stats.expired_files));
+            outln!(
+                "  {} past the TTL dropped whole",
+                plural(stats.expired_files)
+            );
         }
         outln!("  window start (ms)   files before -> after   rows before -> after");
         for window in &stats.windows {

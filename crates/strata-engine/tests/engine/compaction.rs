@@ -125,9 +125,18 @@ async fn a_manual_compaction_leaves_one_file_per_window_and_every_scan_unchanged
     let outputs = engine.region_files(region).unwrap();
     assert_eq!(stats.files_removed, 7);
     assert_eq!(stats.files_added, 2);
-    assert_eq!(stats.rows_read, inputs.iter().map(|f| f.num_rows).sum::<u64>());
-    assert_eq!(stats.rows_written, outputs.iter().map(|f| f.num_rows).sum::<u64>());
-    assert_eq!(stats.bytes_written, outputs.iter().map(|f| f.file_size).sum::<u64>());
+    assert_eq!(
+        stats.rows_read,
+        inputs.iter().map(|f| f.num_rows).sum::<u64>()
+    );
+    assert_eq!(
+        stats.rows_written,
+        outputs.iter().map(|f| f.num_rows).sum::<u64>()
+    );
+    assert_eq!(
+        stats.bytes_written,
+        outputs.iter().map(|f| f.file_size).sum::<u64>()
+    );
     let per_window: Vec<(i64, u64, u64)> = stats
         .windows
         .iter()
@@ -173,7 +182,11 @@ async fn a_manual_compaction_leaves_one_file_per_window_and_every_scan_unchanged
 
     // Nothing left to do: the next compaction is a no-op, and the state survives a reopen.
     let stats = engine.compact(region).await.unwrap();
-    assert_eq!(stats, strata_engine::CompactionStats::default(), "did nothing");
+    assert_eq!(
+        stats,
+        strata_engine::CompactionStats::default(),
+        "did nothing"
+    );
     assert_eq!(engine.region_files(region).unwrap().len(), 2);
     engine.close(region).await.unwrap();
     engine.open(region).await.unwrap();
