@@ -87,7 +87,7 @@ pub enum StorageError {
     /// An SST's footer says it is in a format newer than this build reads
     /// ([`SST_FORMAT`](crate::SST_FORMAT)).
     #[snafu(display(
-        "SST file {path} is in format {found}, newer than this build reads (format {newest} at most); read it with a newer Strata build"
+        "SST file {path} is in format {found}, newer than this build reads (format {newest} at most): read it with a newer Strata build — or, if no newer build wrote it, the file is damaged"
     ))]
     NewerFormat {
         /// The file.

@@ -118,7 +118,7 @@ pub enum ManifestError {
     /// A manifest file is in a format newer than this build reads
     /// ([`DELTA_FORMAT`](crate::DELTA_FORMAT), [`CHECKPOINT_FORMAT`](crate::CHECKPOINT_FORMAT)).
     #[snafu(display(
-        "manifest {what} {path} is in format {found}, newer than this build reads (format {newest} at most); open the region with a newer Strata build"
+        "manifest {what} {path} is in format {found}, newer than this build reads (format {newest} at most): open the region with a newer Strata build — or, if no newer build wrote it, the file is damaged (the format number is outside its checksum)"
     ))]
     NewerFormat {
         /// The file.

@@ -546,8 +546,12 @@ impl Layout {
                     return Err(corrupt("sequence or op type has nulls"));
                 }
                 let tags: Vec<ArrayRef> = merge.tags.iter().map(|&i| column(i).clone()).collect();
-                // Rows are sorted by key: each run of one key is encoded once.
-                let (keys, key_index) = codec.encode_sorted(&tags)?;
+                // Rows are sorted by key: each run of one key is encoded once. The tags
+                // come from the file: a type the key encoding refuses (a damaged footer can
+                // decode a string column as binary) is the file's damage.
+                let (keys, key_index) = codec
+                    .encode_sorted(&tags)
+                    .map_err(|e| corrupt(&format!("cannot encode its primary keys: {e}")))?;
                 let sequences = column(merge.sequence)
                     .as_primitive_opt::<UInt64Type>()
                     .ok_or_else(|| corrupt("__sequence is not UInt64"))?
