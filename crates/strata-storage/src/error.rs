@@ -67,7 +67,9 @@ pub enum StorageError {
         #[snafu(source(from(opendal::Error, Box::new)))]
         source: Box<opendal::Error>,
     },
-    /// Writing or decoding Parquet failed.
+    /// Writing Parquet failed, or the store failed under a Parquet read or write (an OpenDAL
+    /// error inside, classified as the store's). A file a reader cannot decode is
+    /// [`CorruptSst`](Self::CorruptSst) instead.
     #[snafu(display("parquet file {path}: {source}"))]
     Parquet {
         /// The file.
@@ -124,11 +126,14 @@ impl StorageError {
             StorageError::ObjectStore { source, .. } => Self::object_store_kind(source),
             // The Parquet reader and writer do their I/O through OpenDAL: its errors come
             // back wrapped. Anything else is taken as transient too (see the docs).
+            // Readers turn everything but the store's own failures into `CorruptSst`, so
+            // what is left without an OpenDAL error inside is the writer refusing its own
+            // input: a bug, which no retry mends.
             StorageError::Parquet { source, .. } => match &**source {
                 parquet::errors::ParquetError::External(inner) => inner
                     .downcast_ref::<opendal::Error>()
-                    .map_or(ErrorKind::Storage, Self::object_store_kind),
-                _ => ErrorKind::Storage,
+                    .map_or(ErrorKind::Internal, Self::object_store_kind),
+                _ => ErrorKind::Internal,
             },
             StorageError::BadProjection { .. } | StorageError::BadColumns { .. } => {
                 ErrorKind::InvalidRequest

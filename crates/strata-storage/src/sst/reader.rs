@@ -24,7 +24,7 @@ use strata_request::{ColumnSchema, RegionMetadata};
 use super::opendal_io::OpendalReader;
 use super::slices::{file_slice_width, row_groups_by_slice};
 use crate::batch::{BatchStream, OP_TYPE_COLUMN, SEQUENCE_COLUMN, SortedBatch};
-use crate::error::{CorruptSstSnafu, ObjectStoreSnafu, ParquetSnafu, StorageError};
+use crate::error::{CorruptSstSnafu, ObjectStoreSnafu, StorageError};
 use crate::key::KeyCodec;
 use crate::plain::plain;
 use crate::time_range::{TimeRange, timestamp_values};
@@ -272,13 +272,13 @@ impl SliceRead<'_> {
             .with_projection(mask)
             .with_batch_size(options.batch_rows.max(1))
             .build()
-            .context(ParquetSnafu { path })?;
+            .map_err(read_error(path))?;
         let path = path.to_string();
         Ok(Box::pin(AssertUnwindSafe(stream).catch_unwind().map(
             move |item| {
                 let batch = item
                     .map_err(|panic| decoder_panic(&path, panic.as_ref()))?
-                    .context(ParquetSnafu { path: &path })?;
+                    .map_err(read_error(&path))?;
                 layout.convert(&codec, batch, &path)
             },
         )))
@@ -319,7 +319,7 @@ async fn load_metadata(
     .catch_unwind()
     .await
     .map_err(|panic| decoder_panic(path, panic.as_ref()))?
-    .context(ParquetSnafu { path })?;
+    .map_err(read_error(path))?;
     // String tags are read as dictionaries: keys are built from each run's first row and
     // the strings are materialized only when a tag is projected.
     let dictionary_schema = dictionary_tags(plain.schema(), metadata);
@@ -327,7 +327,7 @@ async fn load_metadata(
         plain.metadata().clone(),
         ArrowReaderOptions::new().with_schema(dictionary_schema),
     )
-    .context(ParquetSnafu { path })?;
+    .map_err(read_error(path))?;
     Ok((size, reader_metadata))
 }
 
@@ -357,6 +357,24 @@ fn dictionary_tags(
         fields,
         file_schema.metadata().clone(),
     ))
+}
+
+/// What a Parquet error while reading the SST at `path` means: the store failing under it
+/// (an OpenDAL error inside: its own kind, retryable where a retry can help), or else data
+/// the decoder cannot make sense of — the file's damage, which no retry mends.
+fn read_error(path: &str) -> impl Fn(parquet::errors::ParquetError) -> StorageError + '_ {
+    move |error| match &error {
+        parquet::errors::ParquetError::External(inner) if inner.is::<opendal::Error>() => {
+            StorageError::Parquet {
+                path: path.to_string(),
+                source: Box::new(error),
+            }
+        }
+        _ => StorageError::CorruptSst {
+            path: path.to_string(),
+            reason: format!("Parquet cannot decode it: {error}"),
+        },
+    }
 }
 
 /// A decoder panic, as the corruption it signals.

@@ -424,6 +424,11 @@ async fn truncated_and_bit_flipped_files_give_typed_errors_never_panics() {
         let result = read_all(&store, damaged_path, &codec).await;
         let err = result.expect_err(&format!("truncated to {len} bytes still read"));
         assert!(err.to_string().contains(damaged_path), "{err}");
+        // Damage, which no retry mends: a retry loop must not spin on it.
+        assert!(
+            !err.kind().is_retryable(),
+            "truncated to {len}: {err:?} is retryable"
+        );
     }
     // Bit flips: reading may or may not notice (Parquet pages have no checksums), but never
     // panics, and verification against the manifest's checksum always notices.
@@ -436,6 +441,7 @@ async fn truncated_and_bit_flipped_files_give_typed_errors_never_panics() {
         store.write(damaged_path, damaged).await.unwrap();
         if let Err(err) = read_all(&store, damaged_path, &codec).await {
             assert!(err.to_string().contains(damaged_path), "{err}");
+            assert!(!err.kind().is_retryable(), "{err:?} is retryable");
             noticed_by_read += 1;
         }
         let err = verify_sst(&store, damaged_path, &meta)
