@@ -142,6 +142,9 @@ impl OpenRequest {
 /// What a region is to an engine that has it open. Several engines may open one region on
 /// a shared object store; at most one leads it at a time (manifest commits are fenced, see
 /// `docs/distributed.md`).
+///
+/// Deliberately not `#[non_exhaustive]` (like [`DdlRequest`]): the worker matches every
+/// role, so a new one cannot be added without deciding what it may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum RegionRole {
     /// Takes writes, flushes, compacts and commits to the manifest.

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 /// The role a column plays in a region.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum SemanticType {
     /// A string label; tags in declared order form the series' primary key.
     Tag,

@@ -12,6 +12,9 @@ use crate::region_id::RegionId;
 use crate::schema::ColumnDataType;
 
 /// What a write does to the rows' keys.
+///
+/// Deliberately not `#[non_exhaustive]`: it is stored in every SST row (`__op_type`) and
+/// every merge and count matches it; a new one is an on-disk format change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[repr(u8)]
