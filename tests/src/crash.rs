@@ -18,7 +18,7 @@ use arrow_array::types::{Int64Type, TimestampMillisecondType};
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use strata_engine::{
     CreateRequest, Engine, EngineBuilder, EngineConfig, ErrorKind, RegionId, RegionMetadata,
-    RegionOptions, ScanRequest, SyncPolicy, WriteRequest,
+    ScanRequest, SyncPolicy, WriteRequest,
 };
 
 /// Regions the writer writes.
@@ -126,10 +126,7 @@ pub async fn open_all(engine: &Engine) {
         match engine.open(region(r)).await {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::RegionNotFound => engine
-                .create(CreateRequest {
-                    metadata: metadata(region(r)),
-                    options: RegionOptions::default(),
-                })
+                .create(CreateRequest::new(metadata(region(r))))
                 .await
                 .unwrap(),
             Err(e) => panic!("open region {}: {e}", region(r)),

@@ -99,21 +99,12 @@ fn config(dir: &Path) -> EngineConfig {
 async fn setup(engine: &Engine) {
     for (region, options) in [
         (MAIN, RegionOptions::default()),
-        (
-            APPEND,
-            RegionOptions {
-                append_mode: true,
-                ..RegionOptions::default()
-            },
-        ),
+        (APPEND, RegionOptions::default().append_mode(true)),
         (READ_ONLY, RegionOptions::default()),
         (DROPPED, RegionOptions::default()),
     ] {
         engine
-            .create(CreateRequest {
-                metadata: metadata(region),
-                options,
-            })
+            .create(CreateRequest::new(metadata(region)).options(options))
             .await
             .unwrap();
     }
@@ -395,11 +386,7 @@ fn arrow_schema_of(fields: &[(&str, bool)], like: &RecordBatch) -> arrow_schema:
 fn bad_ddls() -> Vec<(&'static str, DdlRequest, ErrorKind)> {
     use ErrorKind::*;
     let alter = |region: RegionId, schema_version: u64, kind: AlterKind| {
-        DdlRequest::Alter(AlterRequest {
-            region_id: region,
-            schema_version,
-            kind,
-        })
+        DdlRequest::Alter(AlterRequest::new(region, schema_version, kind))
     };
     let add = |column: ColumnSchema| AlterKind::AddColumns {
         columns: vec![column],
@@ -418,10 +405,7 @@ fn bad_ddls() -> Vec<(&'static str, DdlRequest, ErrorKind)> {
     vec![
         (
             "create an existing region with another schema",
-            DdlRequest::Create(CreateRequest {
-                metadata: other_schema,
-                options: RegionOptions::default(),
-            }),
+            DdlRequest::Create(CreateRequest::new(other_schema)),
             InvalidRequest,
         ),
         (
@@ -544,20 +528,18 @@ fn bad_ddls() -> Vec<(&'static str, DdlRequest, ErrorKind)> {
         ),
         (
             "open a region that was never created",
-            DdlRequest::Open(strata_engine::OpenRequest {
-                region_id: UNKNOWN,
-                skip_wal_replay: false,
-                role: strata_engine::RegionRole::Leader,
-            }),
+            DdlRequest::Open(strata_engine::OpenRequest::new(
+                UNKNOWN,
+                strata_engine::RegionRole::Leader,
+            )),
             RegionNotFound,
         ),
         (
             "open a dropped region",
-            DdlRequest::Open(strata_engine::OpenRequest {
-                region_id: DROPPED,
-                skip_wal_replay: false,
-                role: strata_engine::RegionRole::Leader,
-            }),
+            DdlRequest::Open(strata_engine::OpenRequest::new(
+                DROPPED,
+                strata_engine::RegionRole::Leader,
+            )),
             RegionNotFound,
         ),
         (

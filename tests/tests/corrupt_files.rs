@@ -16,9 +16,7 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use futures::StreamExt;
 use opendal::Operator;
-use strata_engine::{
-    CreateRequest, EngineBuilder, EngineConfig, RegionId, RegionOptions, WriteRequest,
-};
+use strata_engine::{CreateRequest, EngineBuilder, EngineConfig, RegionId, WriteRequest};
 use strata_storage::{
     KeyCodec, ManifestConfig, ManifestError, ManifestManager, SstReadOptions, read_sst,
     region_data_dir, region_manifest_dir,
@@ -94,10 +92,7 @@ async fn populated_store() -> Operator {
         .unwrap();
     let metadata = strata_tests::host_ts_v(REGION);
     engine
-        .create(CreateRequest {
-            metadata: metadata.clone(),
-            options: RegionOptions::default(),
-        })
+        .create(CreateRequest::new(metadata.clone()))
         .await
         .unwrap();
     for round in 0..3_i64 {

@@ -27,8 +27,8 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMillisecondType;
 use nix::sys::signal::Signal;
 use strata_engine::{
-    CreateRequest, Engine, EngineBuilder, EngineConfig, ObjectStoreConfig, RegionId, RegionOptions,
-    RegionRole, S3Config, ScanRequest, Secret, WriteRequest,
+    CreateRequest, Engine, EngineBuilder, EngineConfig, ObjectStoreConfig, RegionId, RegionRole,
+    S3Config, ScanRequest, Secret, WriteRequest,
 };
 use strata_tests::crash::{metadata, rows};
 
@@ -184,12 +184,7 @@ fn run_child(home: PathBuf, follower_sync_interval: std::time::Duration) {
             let words: Vec<&str> = line.split_whitespace().collect();
             let answer = match words[..] {
                 ["create"] => reply(
-                    engine
-                        .create(CreateRequest {
-                            metadata: metadata(region()),
-                            options: RegionOptions::default(),
-                        })
-                        .await,
+                    engine.create(CreateRequest::new(metadata(region()))).await,
                     |()| "ok".into(),
                 ),
                 ["open", role] => {

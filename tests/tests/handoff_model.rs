@@ -24,7 +24,7 @@ use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMilli
 use strata_engine::{
     AlterKind, AlterRequest, ColumnDataType, ColumnSchema, CreateRequest, Engine, EngineBuilder,
     EngineConfig, ErrorKind, ManualClock, ObjectStoreConfig, RegionId, RegionOptionChange,
-    RegionOptions, RegionRole, ScanRequest, WriteRequest,
+    RegionRole, ScanRequest, WriteRequest,
 };
 
 const REGION: RegionId = RegionId::new(43, 0);
@@ -98,11 +98,7 @@ async fn alter(engine: &Engine, add_column: bool, size: u64) -> Result<(), strat
         }
     };
     engine
-        .alter(AlterRequest {
-            region_id: REGION,
-            schema_version: metadata.schema_version(),
-            kind,
-        })
+        .alter(AlterRequest::new(REGION, metadata.schema_version(), kind))
         .await
 }
 
@@ -142,12 +138,9 @@ impl World {
         let clock = Arc::new(ManualClock::new(1_000));
         let a = build(&dir.path().join("a"), &dir.path().join("shared"), &clock).await;
         let b = build(&dir.path().join("b"), &dir.path().join("shared"), &clock).await;
-        a.create(CreateRequest {
-            metadata: strata_tests::host_ts_v(REGION),
-            options: RegionOptions::default(),
-        })
-        .await
-        .unwrap();
+        a.create(CreateRequest::new(strata_tests::host_ts_v(REGION)))
+            .await
+            .unwrap();
         b.open_as(REGION, RegionRole::Follower).await.unwrap();
         Self {
             dir,

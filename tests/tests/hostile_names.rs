@@ -10,7 +10,7 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use strata_engine::{
     ColumnDataType, ColumnSchema, CreateRequest, EngineBuilder, EngineConfig, ObjectStoreConfig,
-    RegionId, RegionMetadataBuilder, RegionOptions, WriteRequest,
+    RegionId, RegionMetadataBuilder, WriteRequest,
 };
 
 /// Names an attacker might try, as column names or path parts.
@@ -97,10 +97,7 @@ async fn hostile_column_names_create_nothing_outside_the_data_root() {
             continue;
         };
         engine
-            .create(CreateRequest {
-                metadata: metadata.clone(),
-                options: RegionOptions::default(),
-            })
+            .create(CreateRequest::new(metadata.clone()))
             .await
             .unwrap();
         let batch = RecordBatch::try_new(

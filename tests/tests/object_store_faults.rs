@@ -17,7 +17,7 @@ use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMilli
 use opendal::layers::RetryLayer;
 use strata_engine::{
     CreateRequest, Engine, EngineBuilder, EngineConfig, ErrorKind, ObjectStoreConfig, RegionId,
-    RegionMetadata, RegionOptions, WriteRequest,
+    RegionMetadata, WriteRequest,
 };
 use strata_storage::testing::{FaultLayer, FaultPlan};
 
@@ -130,10 +130,7 @@ async fn run(rounds: u64, s3_root: Option<&str>) {
     let regions: Vec<RegionId> = (0..REGIONS).map(|r| RegionId::new(21, r)).collect();
     for &region in &regions {
         engine
-            .create(CreateRequest {
-                metadata: metadata(region),
-                options: RegionOptions::default(),
-            })
+            .create(CreateRequest::new(metadata(region)))
             .await
             .unwrap();
     }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use strata_engine::{
     CreateRequest, EngineBuilder, EngineConfig, ErrorKind, ObjectStoreConfig, RegionId,
-    RegionMetadata, RegionOptions, WriteRequest,
+    RegionMetadata, WriteRequest,
 };
 use strata_storage::testing::{FaultLayer, FaultPlan};
 
@@ -79,10 +79,7 @@ async fn other_regions_keep_writing_while_one_region_cannot_flush() {
     for r in 0..REGIONS {
         let region = RegionId::new(31, r);
         engine
-            .create(CreateRequest {
-                metadata: metadata(region),
-                options: RegionOptions::default(),
-            })
+            .create(CreateRequest::new(metadata(region)))
             .await
             .unwrap();
     }
@@ -192,10 +189,7 @@ async fn with_slow_flushes_writes_stall_then_recover_and_nothing_acknowledged_is
     let regions: Vec<RegionId> = (0..4).map(|r| RegionId::new(32, r)).collect();
     for &region in &regions {
         engine
-            .create(CreateRequest {
-                metadata: metadata(region),
-                options: RegionOptions::default(),
-            })
+            .create(CreateRequest::new(metadata(region)))
             .await
             .unwrap();
     }

@@ -50,14 +50,10 @@ async fn engine(dir: &Path, compaction: bool, registry: prometheus::Registry) ->
 }
 
 async fn create(engine: &Engine, workload: &CpuWorkload, window: Option<Duration>) {
+    let mut options = RegionOptions::default();
+    options.compaction_window = window;
     engine
-        .create(CreateRequest {
-            metadata: workload.region_metadata(REGION),
-            options: RegionOptions {
-                compaction_window: window,
-                ..RegionOptions::default()
-            },
-        })
+        .create(CreateRequest::new(workload.region_metadata(REGION)).options(options))
         .await
         .unwrap();
 }

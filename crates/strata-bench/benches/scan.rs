@@ -41,14 +41,12 @@ async fn build(dir: &Path, flushes: u64, epochs_per_flush: u64) -> Engine {
     let engine = EngineBuilder::new(config).build().await.unwrap();
     let workload = CpuWorkload::new(HOSTS, 1);
     engine
-        .create(CreateRequest {
-            metadata: workload.region_metadata(REGION),
-            options: RegionOptions {
-                // One window: the layout is the flushes' files, nothing else.
-                compaction_window: Some(Duration::from_secs(7 * 86_400)),
-                ..RegionOptions::default()
-            },
-        })
+        .create(
+            // One window: the layout is the flushes' files, nothing else.
+            CreateRequest::new(workload.region_metadata(REGION)).options(
+                RegionOptions::default().compaction_window(Duration::from_secs(7 * 86_400)),
+            ),
+        )
         .await
         .unwrap();
     for f in 0..flushes {

@@ -251,10 +251,9 @@ async fn reopen() {
     let b_workload = CpuWorkload::new(200, 1_000_000).with_regions(1);
     let b_region = RegionId::new(2, 0);
     engine
-        .create(strata_engine::CreateRequest {
-            metadata: b_workload.region_metadata(b_region),
-            options: strata_engine::RegionOptions::default(),
-        })
+        .create(strata_engine::CreateRequest::new(
+            b_workload.region_metadata(b_region),
+        ))
         .await
         .unwrap();
     let mut rows = 0u64;

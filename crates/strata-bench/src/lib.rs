@@ -22,7 +22,7 @@
 
 use std::path::{Path, PathBuf};
 
-use strata_engine::{CreateRequest, Engine, RegionId, RegionOptions};
+use strata_engine::{CreateRequest, Engine, RegionId};
 use strata_workload::CpuWorkload;
 
 /// The id of TSBS cpu region `r` (table 1) in every benchmark.
@@ -38,10 +38,7 @@ pub async fn create_cpu_regions(
 ) -> Result<(), strata_engine::Error> {
     for r in 0..regions {
         engine
-            .create(CreateRequest {
-                metadata: workload.region_metadata(cpu_region(r)),
-                options: RegionOptions::default(),
-            })
+            .create(CreateRequest::new(workload.region_metadata(cpu_region(r))))
             .await?;
     }
     Ok(())

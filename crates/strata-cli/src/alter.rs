@@ -64,13 +64,13 @@ async fn alter(engine: &strata_engine::Engine, args: &AlterArgs) -> Result<(), S
         .map_err(|e| e.to_string())?
         .schema_version();
     engine
-        .alter(AlterRequest {
-            region_id: region,
+        .alter(AlterRequest::new(
+            region,
             schema_version,
-            kind: AlterKind::SetOptions {
+            AlterKind::SetOptions {
                 changes: vec![RegionOptionChange::Ttl(args.ttl.0)],
             },
-        })
+        ))
         .await
         .map_err(|e| e.to_string())?;
     outln!(

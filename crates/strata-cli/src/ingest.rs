@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use strata_engine::{
-    Clock, CreateRequest, Engine, EngineBuilder, ErrorKind, RegionId, RegionOptions, SystemClock,
-    WriteRequest,
+    Clock, CreateRequest, Engine, EngineBuilder, ErrorKind, RegionId, SystemClock, WriteRequest,
 };
 use strata_workload::{CpuWorkload, WorkloadBatch};
 
@@ -132,10 +131,7 @@ async fn open_or_create(engine: &Engine, workload: &CpuWorkload) -> Result<(), S
         match engine.open(region_id).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == ErrorKind::RegionNotFound => engine
-                .create(CreateRequest {
-                    metadata: workload.region_metadata(region_id),
-                    options: RegionOptions::default(),
-                })
+                .create(CreateRequest::new(workload.region_metadata(region_id)))
                 .await
                 .map_err(|e| format!("cannot create region {region_id}: {e}")),
             Err(e) => Err(format!(

@@ -18,8 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytesize::ByteSize;
 use strata_engine::{
-    CreateRequest, Engine, EngineBuilder, EngineConfig, RegionId, RegionOptions, SyncPolicy,
-    WriteRequest,
+    CreateRequest, Engine, EngineBuilder, EngineConfig, RegionId, SyncPolicy, WriteRequest,
 };
 use strata_workload::CpuWorkload;
 
@@ -86,10 +85,7 @@ async fn run(sync: SyncPolicy, batches: &[Vec<strata_workload::WorkloadBatch>]) 
     for r in 0..REGIONS {
         let id = RegionId::new(1, r as u32);
         engine
-            .create(CreateRequest {
-                metadata: workload.region_metadata(id),
-                options: RegionOptions::default(),
-            })
+            .create(CreateRequest::new(workload.region_metadata(id)))
             .await
             .unwrap();
     }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use arrow_array::{Float64Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use strata_engine::{
     ColumnDataType, ColumnSchema, CreateRequest, EngineBuilder, EngineConfig, RegionId,
-    RegionMetadataBuilder, RegionOptions, ScanRequest, WriteRequest,
+    RegionMetadataBuilder, ScanRequest, WriteRequest,
 };
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -40,12 +40,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
 
     let engine = EngineBuilder::new(config.clone()).build().await?;
-    engine
-        .create(CreateRequest {
-            metadata: metadata.clone(),
-            options: RegionOptions::default(),
-        })
-        .await?;
+    engine.create(CreateRequest::new(metadata.clone())).await?;
     let mut written = 0;
     for minute in 0..3_i64 {
         let batch = RecordBatch::try_new(

@@ -358,12 +358,7 @@ impl Engine {
 
     /// Opens a region, replaying its WAL.
     pub async fn open(&self, region_id: RegionId) -> Result<()> {
-        self.open_with(OpenRequest {
-            region_id,
-            skip_wal_replay: false,
-            role: strata_request::RegionRole::Leader,
-        })
-        .await
+        self.open_with(OpenRequest::leader(region_id)).await
     }
 
     /// Opens a region with options.

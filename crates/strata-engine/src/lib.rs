@@ -51,7 +51,7 @@
 //!     .build()?;
 //!
 //! let engine = EngineBuilder::new(config.clone()).build().await?;
-//! engine.create(CreateRequest { metadata: metadata.clone(), options: RegionOptions::default() }).await?;
+//! engine.create(CreateRequest::new(metadata.clone())).await?;
 //! let batch = RecordBatch::try_new(metadata.arrow_schema().clone(), vec![
 //!     Arc::new(StringArray::from(vec!["a", "b"])),
 //!     Arc::new(TimestampMillisecondArray::from(vec![1, 1])),

@@ -31,12 +31,7 @@ impl Engine {
     /// `follower_sync_interval`) installs what the leader commits. A region is not opened
     /// as `Downgrading`: that is a step of a running leader ([`downgrade`](Self::downgrade)).
     pub async fn open_as(&self, region_id: RegionId, role: RegionRole) -> Result<()> {
-        self.open_with(OpenRequest {
-            region_id,
-            skip_wal_replay: false,
-            role,
-        })
-        .await
+        self.open_with(OpenRequest::new(region_id, role)).await
     }
 
     /// Changes a region's role at once (see [`SetRoleRequest`]): to `Leader` from a

@@ -9,9 +9,11 @@ use crate::metadata::RegionMetadata;
 use crate::region_id::RegionId;
 use crate::schema::ColumnSchema;
 
-/// Per-region options, chosen at create time and stored with the region.
+/// Per-region options, chosen at create time and stored with the region. Built from
+/// [`RegionOptions::default`] with the setters: `RegionOptions::default().ttl(week)`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct RegionOptions {
     /// Keep every row as written, duplicates of a (primary key, timestamp) included: scans
     /// and flushes do not deduplicate (rows of one key and timestamp come newest first).
@@ -56,6 +58,36 @@ pub enum RegionOptionChange {
 }
 
 impl RegionOptions {
+    /// With [`append_mode`](Self::append_mode) set.
+    pub fn append_mode(mut self, append_mode: bool) -> Self {
+        self.append_mode = append_mode;
+        self
+    }
+
+    /// With this [`auto_flush_interval`](Self::auto_flush_interval).
+    pub fn auto_flush_interval(mut self, interval: Duration) -> Self {
+        self.auto_flush_interval = Some(interval);
+        self
+    }
+
+    /// With this [`write_buffer_size`](Self::write_buffer_size) in bytes.
+    pub fn write_buffer_size(mut self, bytes: u64) -> Self {
+        self.write_buffer_size = Some(bytes);
+        self
+    }
+
+    /// With this [`ttl`](Self::ttl).
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// With this [`compaction_window`](Self::compaction_window).
+    pub fn compaction_window(mut self, window: Duration) -> Self {
+        self.compaction_window = Some(window);
+        self
+    }
+
     /// These options with `changes` applied in order.
     pub fn with_changes(&self, changes: &[RegionOptionChange]) -> RegionOptions {
         let mut options = self.clone();
@@ -76,8 +108,10 @@ impl RegionOptions {
     }
 }
 
-/// Create a region (idempotent when a region with the same schema exists).
+/// Create a region (idempotent when a region with the same schema exists):
+/// `CreateRequest::new(metadata).options(options)`.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct CreateRequest {
     /// Schema of the new region; its region id names the region.
     pub metadata: RegionMetadata,
@@ -101,8 +135,10 @@ impl CreateRequest {
     }
 }
 
-/// Open an existing region from its manifest and WAL.
+/// Open an existing region from its manifest and WAL: `OpenRequest::leader(id)`,
+/// `OpenRequest::follower(id)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct OpenRequest {
     /// The region.
     pub region_id: RegionId,
@@ -115,21 +151,23 @@ pub struct OpenRequest {
 }
 
 impl OpenRequest {
-    /// Open `region_id` as its leader: WAL replayed, writable.
-    pub fn leader(region_id: RegionId) -> Self {
+    /// Open `region_id` in `role`, replaying the WAL (a follower has none to replay).
+    pub fn new(region_id: RegionId, role: RegionRole) -> Self {
         Self {
             region_id,
             skip_wal_replay: false,
-            role: RegionRole::Leader,
+            role,
         }
+    }
+
+    /// Open `region_id` as its leader: WAL replayed, writable.
+    pub fn leader(region_id: RegionId) -> Self {
+        Self::new(region_id, RegionRole::Leader)
     }
 
     /// Open `region_id` as a follower: read-only from the shared object store.
     pub fn follower(region_id: RegionId) -> Self {
-        Self {
-            role: RegionRole::Follower,
-            ..Self::leader(region_id)
-        }
+        Self::new(region_id, RegionRole::Follower)
     }
 
     /// Without replaying the WAL (the caller catches up later).
@@ -246,8 +284,9 @@ impl AlterKind {
     }
 }
 
-/// Alter a region's schema or options.
+/// Alter a region's schema or options: `AlterRequest::new(region_id, schema_version, kind)`.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct AlterRequest {
     /// The region.
     pub region_id: RegionId,
@@ -256,6 +295,17 @@ pub struct AlterRequest {
     pub schema_version: u64,
     /// The change.
     pub kind: AlterKind,
+}
+
+impl AlterRequest {
+    /// A change of `region_id`, prepared against its schema version `schema_version`.
+    pub fn new(region_id: RegionId, schema_version: u64, kind: AlterKind) -> Self {
+        Self {
+            region_id,
+            schema_version,
+            kind,
+        }
+    }
 }
 
 /// Flush a region's memtables to SST files.

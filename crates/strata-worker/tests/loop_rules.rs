@@ -18,7 +18,7 @@ use strata_buffer::testing::ForcedWriteBuffer;
 use strata_buffer::{ReleaseNotifier, WriteBufferManager, WriteBufferManagerImpl};
 use strata_request::{
     AlterKind, AlterRequest, CloseRequest, ColumnDataType, ColumnSchema, CreateRequest, DdlRequest,
-    FlushRequest, RegionId, RegionMetadataBuilder, RegionOptions, TruncateRequest, WriteRequest,
+    FlushRequest, RegionId, RegionMetadataBuilder, TruncateRequest, WriteRequest,
 };
 use strata_scheduler::{
     Job, LocalScheduler, ManualClock, Scheduler, SchedulerError, SchedulerRef, StopFuture,
@@ -293,10 +293,7 @@ impl World {
             .build()
             .unwrap();
         self.group
-            .ddl(DdlRequest::Create(CreateRequest {
-                metadata,
-                options: RegionOptions::default(),
-            }))
+            .ddl(DdlRequest::Create(CreateRequest::new(metadata)))
             .await
             .unwrap();
     }
@@ -564,13 +561,13 @@ async fn a_failed_flush_fails_the_alter_and_writes_behind_it_and_still_runs_the_
     let schema_version = world.metadata(A).schema_version();
     // A schema change needs empty memtables: it waits behind the flush, and so does the
     // write sent after it; the truncate waits only so that no flush runs beside it.
-    let alter = world.spawn_ddl(DdlRequest::Alter(AlterRequest {
-        region_id: A,
+    let alter = world.spawn_ddl(DdlRequest::Alter(AlterRequest::new(
+        A,
         schema_version,
-        kind: AlterKind::AddColumns {
+        AlterKind::AddColumns {
             columns: vec![ColumnSchema::field("w", ColumnDataType::Float64)],
         },
-    }));
+    )));
     settle().await;
     let write = world.spawn_write(A, 1);
     let truncate = world.spawn_ddl(DdlRequest::Truncate(TruncateRequest { region_id: A }));

@@ -15,7 +15,7 @@ use strata_engine::arrow_array::{
 use strata_engine::{
     AppendResponse, ColumnDataType, ColumnSchema, CreateRequest, EngineBuilder, EngineConfig,
     Entry, EntryStream, ErrorKind, EventListener, LogStore, MemoryLogStore, ObjectStoreConfig,
-    RegionId, RegionMetadataBuilder, RegionOptions, ScanRequest, WalError, WriteRequest,
+    RegionId, RegionMetadataBuilder, ScanRequest, WalError, WriteRequest,
 };
 
 /// A log store of our own: Strata's memory log, counting appends.
@@ -108,12 +108,7 @@ pub async fn run(dir: &Path) -> Result<Report, BoxError> {
         ))
         .column(ColumnSchema::field("cpu", ColumnDataType::Float64))
         .build()?;
-    engine
-        .create(CreateRequest {
-            metadata: metadata.clone(),
-            options: RegionOptions::default(),
-        })
-        .await?;
+    engine.create(CreateRequest::new(metadata.clone())).await?;
     let batch = RecordBatch::try_new(
         metadata.arrow_schema().clone(),
         vec![

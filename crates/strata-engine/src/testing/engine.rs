@@ -8,7 +8,7 @@ use std::time::Duration;
 use opendal::Operator;
 use strata_request::{
     AlterKind, AlterRequest, ColumnSchema, CreateRequest, RegionId, RegionOptionChange,
-    RegionOptions, WriteRequest,
+    WriteRequest,
 };
 use strata_scheduler::ManualClock;
 use strata_storage::testing::{FaultLayer, FaultPlan};
@@ -457,10 +457,7 @@ impl TestEngine {
 
     async fn create(&mut self, region: usize) -> KitResult<()> {
         let id = self.region_id(region)?;
-        let request = CreateRequest {
-            metadata: self.schema.metadata(id)?,
-            options: RegionOptions::default(),
-        };
+        let request = CreateRequest::new(self.schema.metadata(id)?);
         self.live()?
             .create(request)
             .await
@@ -501,11 +498,8 @@ impl TestEngine {
                 });
             }
         };
-        let request = AlterRequest {
-            region_id: id,
-            schema_version: metadata.as_ref().map_or(0, |m| m.schema_version()),
-            kind,
-        };
+        let schema_version = metadata.as_ref().map_or(0, |m| m.schema_version());
+        let request = AlterRequest::new(id, schema_version, kind);
         let result = self.live()?.alter(request).await;
         let taken = match (op, &metadata) {
             (Op::AddField { name, .. }, Some(metadata)) => metadata.column_by_name(name).is_some(),

@@ -90,16 +90,16 @@ async fn an_alter_and_a_drop_in_flight_leave_other_regions_alone_and_answer_what
     // A schema change (after a flush of A's rows): the write waiting for it lands after
     // it, checked against the new schema.
     let alter = held(&env, &engine, |e| async move {
-        e.alter(AlterRequest {
-            region_id: A,
-            schema_version: 0,
-            kind: AlterKind::AddColumns {
+        e.alter(AlterRequest::new(
+            A,
+            0,
+            AlterKind::AddColumns {
                 columns: vec![
                     ColumnSchema::field("mem", ColumnDataType::Int64)
                         .with_default(Value::Int64(42)),
                 ],
             },
-        })
+        ))
         .await
     })
     .await;

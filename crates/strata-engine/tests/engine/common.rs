@@ -17,8 +17,7 @@ use strata_buffer::{ReleaseNotifier, WriteBufferManagerImpl};
 use strata_engine::{
     ColumnDataType, ColumnSchema, CreateRequest, Engine, EngineBuilder, EngineConfig,
     EventListener, Job, ManualClock, ObjectStoreConfig, RegionId, RegionMetadata,
-    RegionMetadataBuilder, RegionOptions, ScanRequest, Scheduler, SchedulerError, StopFuture,
-    WriteRequest,
+    RegionMetadataBuilder, ScanRequest, Scheduler, SchedulerError, StopFuture, WriteRequest,
 };
 use strata_storage::testing::{FaultLayer, FaultPlan};
 use tokio::sync::{Notify, Semaphore};
@@ -406,10 +405,7 @@ pub fn metadata(region_id: RegionId) -> RegionMetadata {
 
 pub async fn create(engine: &Engine, region_id: RegionId) {
     engine
-        .create(CreateRequest {
-            metadata: metadata(region_id),
-            options: RegionOptions::default(),
-        })
+        .create(CreateRequest::new(metadata(region_id)))
         .await
         .expect("create");
 }

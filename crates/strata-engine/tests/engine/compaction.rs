@@ -70,13 +70,10 @@ async fn layered_region(engine: &Engine, region: RegionId) -> BTreeMap<(String, 
 
 async fn create_with_window(engine: &Engine, region: RegionId) {
     engine
-        .create(CreateRequest {
-            metadata: metadata(region),
-            options: RegionOptions {
-                compaction_window: Some(Duration::from_secs(3_600)),
-                ..RegionOptions::default()
-            },
-        })
+        .create(
+            CreateRequest::new(metadata(region))
+                .options(RegionOptions::default().compaction_window(Duration::from_secs(3_600))),
+        )
         .await
         .unwrap();
 }
@@ -299,14 +296,13 @@ async fn compaction_drops_expired_files_whole_and_expired_rows_when_it_rewrites(
     let engine = env.engine_with(manual_config(&env)).await;
     let region = RegionId::new(1, 4);
     engine
-        .create(CreateRequest {
-            metadata: metadata(region),
-            options: RegionOptions {
-                ttl: Some(Duration::from_secs(3 * 3_600)),
-                compaction_window: Some(Duration::from_secs(3_600)),
-                ..RegionOptions::default()
-            },
-        })
+        .create(
+            CreateRequest::new(metadata(region)).options(
+                RegionOptions::default()
+                    .ttl(Duration::from_secs(3 * 3_600))
+                    .compaction_window(Duration::from_secs(3_600)),
+            ),
+        )
         .await
         .unwrap();
     let now = env.clock.now_millis();

@@ -6,7 +6,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use strata_engine::{
     AlterKind, AlterRequest, ColumnDataType, ColumnSchema, CreateRequest, ErrorKind, RegionId,
-    RegionOptions, ScanRequest, Value, WriteRequest,
+    ScanRequest, Value, WriteRequest,
 };
 
 use crate::common::*;
@@ -26,13 +26,7 @@ async fn create_is_idempotent_and_refuses_a_different_schema() {
         ))
         .build()
         .unwrap();
-    let error = engine
-        .create(CreateRequest {
-            metadata: other,
-            options: RegionOptions::default(),
-        })
-        .await
-        .unwrap_err();
+    let error = engine.create(CreateRequest::new(other)).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::InvalidRequest, "{error}");
     engine.stop().await.unwrap();
 }
@@ -103,10 +97,7 @@ async fn a_region_without_a_tag_is_refused_at_create_and_the_engine_goes_on() {
         .build()
         .unwrap();
     let error = engine
-        .create(CreateRequest {
-            metadata: tagless,
-            options: RegionOptions::default(),
-        })
+        .create(CreateRequest::new(tagless))
         .await
         .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::InvalidRequest, "{error}");
@@ -259,15 +250,15 @@ async fn truncated_rows_never_come_back_from_the_wal_or_sst_files() {
 }
 
 fn add_column(region: RegionId, schema_version: u64) -> AlterRequest {
-    AlterRequest {
-        region_id: region,
+    AlterRequest::new(
+        region,
         schema_version,
-        kind: AlterKind::AddColumns {
+        AlterKind::AddColumns {
             columns: vec![
                 ColumnSchema::field("mem", ColumnDataType::Int64).with_default(Value::Int64(42)),
             ],
         },
-    }
+    )
 }
 
 fn mem_values(batches: &[arrow_array::RecordBatch]) -> Vec<i64> {

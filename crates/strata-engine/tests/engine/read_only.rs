@@ -8,8 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use strata_engine::{
-    AlterKind, AlterRequest, CreateRequest, EngineBuilder, ErrorKind, RegionId, RegionOptions,
-    WriteRequest,
+    AlterKind, AlterRequest, CreateRequest, EngineBuilder, ErrorKind, RegionId, WriteRequest,
 };
 
 use crate::common::*;
@@ -123,10 +122,7 @@ async fn a_read_only_engine_sees_flushed_and_unflushed_rows_refuses_every_change
             .await
             .unwrap_err(),
         reader
-            .create(CreateRequest {
-                metadata: metadata(RegionId::new(1024, 1)),
-                options: RegionOptions::default(),
-            })
+            .create(CreateRequest::new(metadata(RegionId::new(1024, 1))))
             .await
             .unwrap_err(),
         reader.flush(region).await.unwrap_err(),
@@ -134,13 +130,13 @@ async fn a_read_only_engine_sees_flushed_and_unflushed_rows_refuses_every_change
         reader.drop_region(region).await.unwrap_err(),
         reader.set_writable(region, true).await.unwrap_err(),
         reader
-            .alter(AlterRequest {
-                region_id: region,
-                schema_version: 0,
-                kind: AlterKind::DropColumns {
+            .alter(AlterRequest::new(
+                region,
+                0,
+                AlterKind::DropColumns {
                     names: vec!["cpu".into()],
                 },
-            })
+            ))
             .await
             .unwrap_err(),
     ];

@@ -139,13 +139,10 @@ async fn a_hot_region_over_its_own_limit_stalls_and_rejects_only_its_own_writes(
     let (hot, cold) = (RegionId::new(1, 0), RegionId::new(2, 0));
     const LIMIT: u64 = 256 << 10;
     engine
-        .create(strata_engine::CreateRequest {
-            metadata: metadata(hot),
-            options: strata_engine::RegionOptions {
-                write_buffer_size: Some(LIMIT),
-                ..Default::default()
-            },
-        })
+        .create(
+            strata_engine::CreateRequest::new(metadata(hot))
+                .options(strata_engine::RegionOptions::default().write_buffer_size(LIMIT)),
+        )
         .await
         .unwrap();
     create(&engine, cold).await;

@@ -286,15 +286,15 @@ async fn an_alter_fenced_by_a_new_leader_leaves_the_old_engine_a_follower() {
     let (zombie, usurper) = a_zombie_leader(&env).await;
     let schema_version = zombie.region_metadata(REGION).unwrap().schema_version();
     let error = zombie
-        .alter(strata_engine::AlterRequest {
-            region_id: REGION,
+        .alter(strata_engine::AlterRequest::new(
+            REGION,
             schema_version,
-            kind: strata_engine::AlterKind::SetOptions {
+            strata_engine::AlterKind::SetOptions {
                 changes: vec![strata_engine::RegionOptionChange::Ttl(Some(
                     Duration::from_secs(3_600),
                 ))],
             },
-        })
+        ))
         .await
         .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Fenced, "{error}");

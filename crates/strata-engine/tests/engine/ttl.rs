@@ -16,13 +16,13 @@ const HOUR: i64 = 3_600_000;
 async fn set_ttl(engine: &Engine, region: RegionId, ttl: Option<Duration>) {
     let schema_version = engine.region_metadata(region).unwrap().schema_version();
     engine
-        .alter(AlterRequest {
-            region_id: region,
+        .alter(AlterRequest::new(
+            region,
             schema_version,
-            kind: AlterKind::SetOptions {
+            AlterKind::SetOptions {
                 changes: vec![RegionOptionChange::Ttl(ttl)],
             },
-        })
+        ))
         .await
         .unwrap();
 }
@@ -42,13 +42,10 @@ async fn scans_hide_rows_past_the_ttl_in_memtables_and_files_as_the_clock_moves(
     let engine = env.engine().await;
     let region = RegionId::new(1, 0);
     engine
-        .create(CreateRequest {
-            metadata: metadata(region),
-            options: RegionOptions {
-                ttl: Some(Duration::from_secs(3_600)),
-                ..RegionOptions::default()
-            },
-        })
+        .create(
+            CreateRequest::new(metadata(region))
+                .options(RegionOptions::default().ttl(Duration::from_secs(3_600))),
+        )
         .await
         .unwrap();
     let now = env.clock.now_millis();

@@ -331,13 +331,10 @@ async fn an_append_mode_region_keeps_every_row_duplicates_included_through_flush
     let engine = env.engine().await;
     for (region, append_mode) in [(append, true), (normal, false)] {
         engine
-            .create(strata_engine::CreateRequest {
-                metadata: metadata(region),
-                options: strata_engine::RegionOptions {
-                    append_mode,
-                    ..Default::default()
-                },
-            })
+            .create(
+                strata_engine::CreateRequest::new(metadata(region))
+                    .options(strata_engine::RegionOptions::default().append_mode(append_mode)),
+            )
             .await
             .unwrap();
     }

@@ -94,10 +94,7 @@ fn a_file_counts_from_metadata_only_if_wholly_in_range_with_known_deletes() {
     };
     assert_eq!(rows_from_metadata(&known, &verify, scan), None);
     // An append-mode region returns every row, delete markers included, known or not.
-    let append = MergeOptions::scan_of(&RegionOptions {
-        append_mode: true,
-        ..RegionOptions::default()
-    });
+    let append = MergeOptions::scan_of(&RegionOptions::default().append_mode(true));
     assert_eq!(
         rows_from_metadata(&file(10, 20, 100, None), &all, append),
         Some(100)
