@@ -494,36 +494,32 @@ fn bad_ddls() -> Vec<(&'static str, DdlRequest, ErrorKind)> {
         ),
         (
             "flush an unknown region",
-            DdlRequest::Flush(strata_engine::FlushRequest { region_id: UNKNOWN }),
+            DdlRequest::Flush(strata_engine::FlushRequest::new(UNKNOWN)),
             RegionNotFound,
         ),
         (
             "flush a read-only region",
-            DdlRequest::Flush(strata_engine::FlushRequest {
-                region_id: READ_ONLY,
-            }),
+            DdlRequest::Flush(strata_engine::FlushRequest::new(READ_ONLY)),
             RegionState,
         ),
         (
             "truncate an unknown region",
-            DdlRequest::Truncate(strata_engine::TruncateRequest { region_id: UNKNOWN }),
+            DdlRequest::Truncate(strata_engine::TruncateRequest::new(UNKNOWN)),
             RegionNotFound,
         ),
         (
             "truncate a read-only region",
-            DdlRequest::Truncate(strata_engine::TruncateRequest {
-                region_id: READ_ONLY,
-            }),
+            DdlRequest::Truncate(strata_engine::TruncateRequest::new(READ_ONLY)),
             RegionState,
         ),
         (
             "drop an unknown region",
-            DdlRequest::Drop(strata_engine::DropRequest { region_id: UNKNOWN }),
+            DdlRequest::Drop(strata_engine::DropRequest::new(UNKNOWN)),
             RegionNotFound,
         ),
         (
             "drop a dropped region",
-            DdlRequest::Drop(strata_engine::DropRequest { region_id: DROPPED }),
+            DdlRequest::Drop(strata_engine::DropRequest::new(DROPPED)),
             RegionNotFound,
         ),
         (
@@ -544,49 +540,40 @@ fn bad_ddls() -> Vec<(&'static str, DdlRequest, ErrorKind)> {
         ),
         (
             "compact an unknown region",
-            DdlRequest::Compact(strata_engine::CompactRequest { region_id: UNKNOWN }),
+            DdlRequest::Compact(strata_engine::CompactRequest::new(UNKNOWN)),
             RegionNotFound,
         ),
         (
             "make an unknown region writable",
-            DdlRequest::SetWritable(strata_engine::SetWritableRequest {
-                region_id: UNKNOWN,
-                writable: true,
-            }),
+            DdlRequest::SetWritable(strata_engine::SetWritableRequest::new(UNKNOWN, true)),
             RegionNotFound,
         ),
         (
             "change the role of an unknown region",
-            DdlRequest::SetRole(strata_engine::SetRoleRequest {
-                region_id: UNKNOWN,
-                role: strata_engine::RegionRole::Leader,
-                last_entry_id: None,
-            }),
+            DdlRequest::SetRole(strata_engine::SetRoleRequest::new(
+                UNKNOWN,
+                strata_engine::RegionRole::Leader,
+                None,
+            )),
             RegionNotFound,
         ),
         (
             "downgrade a follower",
-            DdlRequest::SetRole(strata_engine::SetRoleRequest {
-                region_id: READ_ONLY,
-                role: strata_engine::RegionRole::Downgrading,
-                last_entry_id: None,
-            }),
+            DdlRequest::SetRole(strata_engine::SetRoleRequest::new(
+                READ_ONLY,
+                strata_engine::RegionRole::Downgrading,
+                None,
+            )),
             RegionState,
         ),
         (
             "sync an unknown region",
-            DdlRequest::Sync(strata_engine::SyncRequest {
-                region_id: UNKNOWN,
-                at_least_version: 0,
-            }),
+            DdlRequest::Sync(strata_engine::SyncRequest::new(UNKNOWN, 0)),
             RegionNotFound,
         ),
         (
             "sync a region to a manifest version nobody committed",
-            DdlRequest::Sync(strata_engine::SyncRequest {
-                region_id: READ_ONLY,
-                at_least_version: 1_000,
-            }),
+            DdlRequest::Sync(strata_engine::SyncRequest::new(READ_ONLY, 1_000)),
             RegionState,
         ),
     ]

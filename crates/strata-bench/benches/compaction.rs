@@ -102,12 +102,10 @@ async fn timed_count(engine: &Engine, order: ScanOrder) -> (u64, Duration) {
         let stream = engine
             .scan(
                 REGION,
-                ScanRequest {
-                    projection: Some(Vec::new()),
-                    batch_rows: 8192,
-                    order,
-                    ..ScanRequest::default()
-                },
+                ScanRequest::new()
+                    .column_indices(Vec::new())
+                    .batch_rows(8192)
+                    .order(order),
             )
             .await
             .unwrap();

@@ -173,22 +173,18 @@ fn duckdb(files: &[PathBuf]) -> Result<(u64, Duration), String> {
 }
 
 fn count_request(prefetch_batches: usize, order: ScanOrder) -> ScanRequest {
-    ScanRequest {
-        projection: Some(Vec::new()),
-        batch_rows: 8192,
-        prefetch_batches,
-        order,
-        ..ScanRequest::default()
-    }
+    ScanRequest::new()
+        .column_indices(Vec::new())
+        .batch_rows(8192)
+        .prefetch_batches(prefetch_batches)
+        .order(order)
 }
 
 fn full_request(order: ScanOrder) -> ScanRequest {
-    ScanRequest {
-        batch_rows: 8192,
-        prefetch_batches: 0,
-        order,
-        ..ScanRequest::default()
-    }
+    ScanRequest::new()
+        .batch_rows(8192)
+        .prefetch_batches(0)
+        .order(order)
 }
 
 /// One table row: what, how long, how many rows, the ratio in bold, the goal.
@@ -215,10 +211,7 @@ async fn layout(name: &str, flushes: u64, epochs_per_flush: u64) -> String {
     let (_, time_full) = timed(&engine, &full_request(ScanOrder::TimeGroups)).await;
     let (_, time_full_two) = timed(
         &engine,
-        &ScanRequest {
-            prefetch_batches: 2,
-            ..full_request(ScanOrder::TimeGroups)
-        },
+        &full_request(ScanOrder::TimeGroups).prefetch_batches(2),
     )
     .await;
     let (raw_rows, raw) = raw_read(&files);
@@ -229,10 +222,7 @@ async fn layout(name: &str, flushes: u64, epochs_per_flush: u64) -> String {
     let end = workload.timestamp_of_epoch(epochs / 2 + epochs.div_ceil(100)) - 1;
     let (range_rows, range) = timed(
         &engine,
-        &ScanRequest {
-            time_range: Some(TimeRange { start, end }),
-            ..full_request(ScanOrder::TimeGroups)
-        },
+        &full_request(ScanOrder::TimeGroups).time_range(TimeRange { start, end }),
     )
     .await;
     engine.stop().await.unwrap();

@@ -109,23 +109,23 @@ async fn scan(engine: &strata_engine::Engine, args: &ScanArgs) -> Result<(), Str
         .open_as(region, role)
         .await
         .map_err(|e| crate::open_error(&e, engine.config()))?;
-    let columns = (!args.columns.is_empty()).then(|| args.columns.clone());
-    let time_range = (args.start.is_some() || args.end.is_some()).then(|| TimeRange {
-        start: args.start.unwrap_or(i64::MIN),
-        end: args.end.map_or(i64::MAX, |e| e.saturating_sub(1)),
-    });
-    let request = ScanRequest {
-        columns,
-        time_range,
-        batch_rows: 8192,
-        verify_checksums: args.verify_checksums,
-        prefetch_batches: if args.threads() == Some(1) { 0 } else { 2 },
-        order: match args.order {
+    let mut request = ScanRequest::new()
+        .batch_rows(8192)
+        .verify_checksums(args.verify_checksums)
+        .prefetch_batches(if args.threads() == Some(1) { 0 } else { 2 })
+        .order(match args.order {
             Order::Time => ScanOrder::TimeGroups,
             Order::Key => ScanOrder::Key,
-        },
-        ..ScanRequest::default()
-    };
+        });
+    if !args.columns.is_empty() {
+        request = request.columns(args.columns.clone());
+    }
+    if args.start.is_some() || args.end.is_some() {
+        request = request.time_range(TimeRange {
+            start: args.start.unwrap_or(i64::MIN),
+            end: args.end.map_or(i64::MAX, |e| e.saturating_sub(1)),
+        });
+    }
     let mut out = std::io::BufWriter::with_capacity(1 << 20, crate::stdout::QuietStdout);
     if args.count {
         // From the manifest where files do not overlap, else from what deduplication

@@ -54,15 +54,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // host and usage (columns 0 and 2) of the seconds 250..=749, 1,000 rows a batch.
-    let request = ScanRequest {
-        projection: Some(vec![0, 2]),
-        time_range: Some(TimeRange {
+    let request = ScanRequest::new()
+        .column_indices(vec![0, 2])
+        .time_range(TimeRange {
             start: 250_000,
             end: 749_999,
-        }),
-        batch_rows: 1_000,
-        ..ScanRequest::default()
-    };
+        })
+        .batch_rows(1_000);
     let mut stream = engine.scan(region, request).await?;
     let (mut batches, mut rows) = (0, 0);
     while let Some(batch) = stream.try_next().await? {

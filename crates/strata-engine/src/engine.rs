@@ -368,14 +368,14 @@ impl Engine {
 
     /// Closes a region (its unflushed rows stay in the WAL).
     pub async fn close(&self, region_id: RegionId) -> Result<()> {
-        self.ddl(DdlRequest::Close(CloseRequest { region_id }))
+        self.ddl(DdlRequest::Close(CloseRequest::new(region_id)))
             .await
             .map(drop)
     }
 
     /// Drops a region; its files are removed in the background.
     pub async fn drop_region(&self, region_id: RegionId) -> Result<()> {
-        self.ddl(DdlRequest::Drop(DropRequest { region_id }))
+        self.ddl(DdlRequest::Drop(DropRequest::new(region_id)))
             .await
             .map(drop)
     }
@@ -393,7 +393,7 @@ impl Engine {
 
     /// Flushes a region's memtables to SST files; resolves when the flush is applied.
     pub async fn flush(&self, region_id: RegionId) -> Result<()> {
-        self.ddl(DdlRequest::Flush(FlushRequest { region_id }))
+        self.ddl(DdlRequest::Flush(FlushRequest::new(region_id)))
             .await
             .map(drop)
     }
@@ -410,7 +410,7 @@ impl Engine {
 
     /// Removes every row of a region.
     pub async fn truncate(&self, region_id: RegionId) -> Result<()> {
-        self.ddl(DdlRequest::Truncate(TruncateRequest { region_id }))
+        self.ddl(DdlRequest::Truncate(TruncateRequest::new(region_id)))
             .await
             .map(drop)
     }
@@ -421,10 +421,9 @@ impl Engine {
     /// engine's commit — is refused (kind `RegionState`): only
     /// [`upgrade`](Self::upgrade) makes it lead.
     pub async fn set_writable(&self, region_id: RegionId, writable: bool) -> Result<()> {
-        self.ddl(DdlRequest::SetWritable(SetWritableRequest {
-            region_id,
-            writable,
-        }))
+        self.ddl(DdlRequest::SetWritable(SetWritableRequest::new(
+            region_id, writable,
+        )))
         .await
         .map(drop)
     }

@@ -56,11 +56,11 @@ impl Engine {
         role: RegionRole,
         last_entry_id: Option<u64>,
     ) -> Result<()> {
-        self.ddl(DdlRequest::SetRole(SetRoleRequest {
+        self.ddl(DdlRequest::SetRole(SetRoleRequest::new(
             region_id,
             role,
             last_entry_id,
-        }))
+        )))
         .await
         .map(drop)
     }
@@ -84,10 +84,10 @@ impl Engine {
     /// (kind `RegionState`, retryable) while the manifest is older than
     /// `at_least_version`. On a leader only the check runs. Returns the version reached.
     pub async fn sync(&self, region_id: RegionId, at_least_version: u64) -> Result<u64> {
-        self.ddl(DdlRequest::Sync(SyncRequest {
+        self.ddl(DdlRequest::Sync(SyncRequest::new(
             region_id,
             at_least_version,
-        }))
+        )))
         .await?;
         let region = self.open_region(region_id)?;
         Ok(region.manifest_version().await)
@@ -131,10 +131,7 @@ pub(crate) fn spawn_follower_poll(
                     continue;
                 }
                 let region_id = region.region_id();
-                let request = DdlRequest::Sync(SyncRequest {
-                    region_id,
-                    at_least_version: 0,
-                });
+                let request = DdlRequest::Sync(SyncRequest::new(region_id, 0));
                 if let Err(error) = group.ddl(request).await {
                     tracing::warn!(%region_id, %error, "follower sync failed; retrying at the next poll");
                 }

@@ -102,12 +102,7 @@ async fn raw() -> Duration {
     let all: Vec<usize> = (0..version.metadata().columns().len()).collect();
     let schema = output_schema(version.metadata(), &all, true);
     let source: BatchStream = Box::pin(futures::stream::iter(
-        memtable
-            .iter(ScanRequest {
-                batch_rows: 8192,
-                ..Default::default()
-            })
-            .unwrap(),
+        memtable.iter(ScanRequest::new().batch_rows(8192)).unwrap(),
     ));
     let merged: Vec<_> = merge(version.codec().clone(), vec![source], MergeOptions::flush())
         .try_collect()

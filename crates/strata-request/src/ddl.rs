@@ -221,6 +221,7 @@ impl fmt::Display for RegionRole {
 /// From `Downgrading` back to `Leader`: writes resume (a hand-off rolled back). To
 /// `Downgrading` or `Follower`: writes are refused at once; queued ones fail `NotLeader`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SetRoleRequest {
     /// The region.
     pub region_id: RegionId,
@@ -231,8 +232,20 @@ pub struct SetRoleRequest {
     pub last_entry_id: Option<u64>,
 }
 
+impl SetRoleRequest {
+    /// The request with these fields (`region_id`, `role`, `last_entry_id`).
+    pub fn new(region_id: RegionId, role: RegionRole, last_entry_id: Option<u64>) -> Self {
+        Self {
+            region_id,
+            role,
+            last_entry_id,
+        }
+    }
+}
+
 /// Install manifest versions another engine committed (followers).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SyncRequest {
     /// The region.
     pub region_id: RegionId,
@@ -240,18 +253,44 @@ pub struct SyncRequest {
     pub at_least_version: u64,
 }
 
+impl SyncRequest {
+    /// The request with these fields (`region_id`, `at_least_version`).
+    pub fn new(region_id: RegionId, at_least_version: u64) -> Self {
+        Self {
+            region_id,
+            at_least_version,
+        }
+    }
+}
+
 /// Close a region: memtables are dropped (the WAL keeps their rows).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CloseRequest {
     /// The region.
     pub region_id: RegionId,
 }
 
+impl CloseRequest {
+    /// The request with these fields (`region_id`).
+    pub fn new(region_id: RegionId) -> Self {
+        Self { region_id }
+    }
+}
+
 /// Drop a region and, later, its files.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DropRequest {
     /// The region.
     pub region_id: RegionId,
+}
+
+impl DropRequest {
+    /// The request with these fields (`region_id`).
+    pub fn new(region_id: RegionId) -> Self {
+        Self { region_id }
+    }
 }
 
 /// What an alter changes.
@@ -310,32 +349,67 @@ impl AlterRequest {
 
 /// Flush a region's memtables to SST files.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FlushRequest {
     /// The region.
     pub region_id: RegionId,
 }
 
+impl FlushRequest {
+    /// The request with these fields (`region_id`).
+    pub fn new(region_id: RegionId) -> Self {
+        Self { region_id }
+    }
+}
+
 /// Compact a region's SST files.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CompactRequest {
     /// The region.
     pub region_id: RegionId,
 }
 
+impl CompactRequest {
+    /// The request with these fields (`region_id`).
+    pub fn new(region_id: RegionId) -> Self {
+        Self { region_id }
+    }
+}
+
 /// Remove every row of a region, keeping the region.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TruncateRequest {
     /// The region.
     pub region_id: RegionId,
 }
 
+impl TruncateRequest {
+    /// The request with these fields (`region_id`).
+    pub fn new(region_id: RegionId) -> Self {
+        Self { region_id }
+    }
+}
+
 /// Make a region writable, or read-only (writes and flush commits refused).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SetWritableRequest {
     /// The region.
     pub region_id: RegionId,
     /// `true`: writable; `false`: read-only.
     pub writable: bool,
+}
+
+impl SetWritableRequest {
+    /// The request with these fields (`region_id`, `writable`).
+    pub fn new(region_id: RegionId, writable: bool) -> Self {
+        Self {
+            region_id,
+            writable,
+        }
+    }
 }
 
 /// Any DDL request.

@@ -118,12 +118,7 @@ async fn run(float_fields: bool) {
     let schema = output_schema(&metadata, &all, true);
     let sorted: Vec<RecordBatch> = {
         let source: BatchStream = Box::pin(futures::stream::iter(
-            memtable
-                .iter(ScanRequest {
-                    batch_rows: 8192,
-                    ..Default::default()
-                })
-                .unwrap(),
+            memtable.iter(ScanRequest::new().batch_rows(8192)).unwrap(),
         ));
         let merged: Vec<_> = merge(codec.clone(), vec![source], MergeOptions::flush())
             .try_collect()
@@ -172,16 +167,9 @@ async fn run(float_fields: bool) {
     let (scanned, scan_time) = best_of(3, || {
         let started = Instant::now();
         let n: usize = futures::executor::block_on(async {
-            let stream = scan(
-                &store,
-                &vc.current(),
-                ScanRequest {
-                    batch_rows: 8192,
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
+            let stream = scan(&store, &vc.current(), ScanRequest::new().batch_rows(8192))
+                .await
+                .unwrap();
             let batches: Vec<RecordBatch> = stream.try_collect().await.unwrap();
             batches.iter().map(|b| b.num_rows()).sum()
         });

@@ -9,9 +9,10 @@ use crate::time_range::TimeRange;
 
 /// What to scan.
 ///
-/// Built field by field or with the builder methods:
+/// Built with the builder methods:
 /// `ScanRequest::new().columns(["host", "usage"]).between(t0, t1)`.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ScanRequest {
     /// Region column indices to return, ascending; `None` returns every column.
     pub projection: Option<Vec<usize>>,
@@ -98,6 +99,39 @@ impl ScanRequest {
     /// timestamp unit).
     pub fn between(mut self, start: i64, end: i64) -> Self {
         self.time_range = Some(TimeRange { start, end });
+        self
+    }
+
+    /// Only rows whose timestamp lies in `range` (see [`between`](Self::between)).
+    pub fn time_range(mut self, range: TimeRange) -> Self {
+        self.time_range = Some(range);
+        self
+    }
+
+    /// Only rows with a sequence at or below `sequence` (see
+    /// [`max_sequence`](Self::max_sequence)).
+    pub fn max_sequence(mut self, sequence: u64) -> Self {
+        self.max_sequence = Some(sequence);
+        self
+    }
+
+    /// At most `rows` rows per batch.
+    pub fn batch_rows(mut self, rows: usize) -> Self {
+        self.batch_rows = rows;
+        self
+    }
+
+    /// Whether to check each SST's checksum first (see
+    /// [`verify_checksums`](Self::verify_checksums)).
+    pub fn verify_checksums(mut self, verify: bool) -> Self {
+        self.verify_checksums = verify;
+        self
+    }
+
+    /// Decode files this many batches ahead (see
+    /// [`prefetch_batches`](Self::prefetch_batches)).
+    pub fn prefetch_batches(mut self, batches: usize) -> Self {
+        self.prefetch_batches = batches;
         self
     }
 

@@ -185,13 +185,11 @@ async fn scan_rows_in(
     range: Option<TimeRange>,
     order: ScanOrder,
 ) -> Vec<Vec<String>> {
-    let request = ScanRequest {
-        projection: Some(projection.to_vec()),
-        time_range: range,
-        batch_rows: 3,
-        order,
-        ..Default::default()
-    };
+    let mut request = ScanRequest::new()
+        .column_indices(projection.iter().copied())
+        .batch_rows(3)
+        .order(order);
+    request.time_range = range;
     let batches: Vec<RecordBatch> = scan(&region.store, &region.vc.current(), request)
         .await
         .unwrap()
@@ -224,11 +222,8 @@ async fn scan_rows_in(
 
 /// [`count`] of the region: what a scan with `range` returns, counted.
 async fn count_rows(region: &Region, range: Option<TimeRange>) -> u64 {
-    let request = ScanRequest {
-        time_range: range,
-        batch_rows: 3,
-        ..Default::default()
-    };
+    let mut request = ScanRequest::new().batch_rows(3);
+    request.time_range = range;
     count(&region.store, &region.vc.current(), request)
         .await
         .unwrap()

@@ -280,7 +280,7 @@ impl WorkerGroup {
     /// waited for did: nothing (empty stats) when there was nothing to compact.
     pub async fn compact(&self, region_id: RegionId) -> Result<CompactionStats> {
         let (stats, compacted) = tokio::sync::oneshot::channel();
-        let request = DdlRequest::Compact(CompactRequest { region_id });
+        let request = DdlRequest::Compact(CompactRequest::new(region_id));
         self.run_ddl(request, Some(stats)).await?;
         // The worker sends the stats before it answers the request.
         compacted.await.map_err(|_| WorkerError::WorkerStopped)

@@ -364,7 +364,7 @@ async fn a_batch_takes_at_most_batch_size_requests_and_runs_its_writes_before_it
 
     // A truncate sent before a write, in one batch: the write runs first, so the
     // truncate removes its rows.
-    let truncate = world.spawn_ddl(DdlRequest::Truncate(TruncateRequest { region_id: A }));
+    let truncate = world.spawn_ddl(DdlRequest::Truncate(TruncateRequest::new(A)));
     let write = world.spawn_write(A, 3);
     assert_eq!(within("write", write).await.unwrap().unwrap(), 3);
     within("truncate", truncate).await.unwrap().unwrap();
@@ -411,7 +411,7 @@ async fn a_finished_flush_is_applied_before_the_writes_queued_behind_it() {
 
     // A flush of B starts and is held; then the worker is kept busy in a WAL append of A.
     world.flushes.hold();
-    let flush = world.spawn_ddl(DdlRequest::Flush(FlushRequest { region_id: B }));
+    let flush = world.spawn_ddl(DdlRequest::Flush(FlushRequest::new(B)));
     world.events.wait_for(Event::FlushBegin(B), 1).await;
     world.appends.hold();
     let busy = world.spawn_write(A, 1);
@@ -495,7 +495,7 @@ async fn a_held_flush(world: &World) -> Call {
     world.create(A).await;
     world.spawn_write(A, 2).await.unwrap().unwrap();
     world.flushes.hold();
-    let flush = world.spawn_ddl(DdlRequest::Flush(FlushRequest { region_id: A }));
+    let flush = world.spawn_ddl(DdlRequest::Flush(FlushRequest::new(A)));
     world.events.wait_for(Event::FlushBegin(A), 1).await;
     flush
 }
@@ -505,7 +505,7 @@ async fn a_held_flush(world: &World) -> Call {
 async fn close_behind_a_held_flush() -> (World, Call, Call) {
     let world = World::new(|c| c.flush_on_close = true);
     let flush = a_held_flush(&world).await;
-    let close = world.spawn_ddl(DdlRequest::Close(CloseRequest { region_id: A }));
+    let close = world.spawn_ddl(DdlRequest::Close(CloseRequest::new(A)));
     settle().await;
     assert!(!close.is_finished(), "the close is fenced behind the flush");
     (world, flush, close)
@@ -535,7 +535,7 @@ async fn a_close_waits_for_the_running_flush_and_fails_when_that_flush_failed_wi
     world.faults.clear();
     world
         .group
-        .ddl(DdlRequest::Close(CloseRequest { region_id: A }))
+        .ddl(DdlRequest::Close(CloseRequest::new(A)))
         .await
         .unwrap();
     assert_eq!(world.events.count(&Event::FlushSuccess(A)), 1);
@@ -570,7 +570,7 @@ async fn a_failed_flush_fails_the_alter_and_writes_behind_it_and_still_runs_the_
     )));
     settle().await;
     let write = world.spawn_write(A, 1);
-    let truncate = world.spawn_ddl(DdlRequest::Truncate(TruncateRequest { region_id: A }));
+    let truncate = world.spawn_ddl(DdlRequest::Truncate(TruncateRequest::new(A)));
     settle().await;
     for (what, call) in [
         ("alter", &alter),
@@ -627,9 +627,9 @@ async fn stop_lets_the_running_flush_finish_and_answers_everything_accepted_befo
     // A held flush with a close fenced behind it, a write held in the WAL and writes
     // queued behind it.
     world.flushes.hold();
-    let flush = world.spawn_ddl(DdlRequest::Flush(FlushRequest { region_id: B }));
+    let flush = world.spawn_ddl(DdlRequest::Flush(FlushRequest::new(B)));
     world.events.wait_for(Event::FlushBegin(B), 1).await;
-    let close = world.spawn_ddl(DdlRequest::Close(CloseRequest { region_id: B }));
+    let close = world.spawn_ddl(DdlRequest::Close(CloseRequest::new(B)));
     world.appends.hold();
     let mut writes = vec![world.spawn_write(A, 1)];
     world.events.wait_for(Event::AppendHeld, 1).await;

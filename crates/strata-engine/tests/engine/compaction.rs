@@ -160,13 +160,10 @@ async fn a_manual_compaction_leaves_one_file_per_window_and_every_scan_unchanged
     let one_window = engine
         .scan_to_vec(
             region,
-            ScanRequest {
-                time_range: Some(strata_storage::TimeRange {
-                    start: HOUR,
-                    end: 2 * HOUR - 1,
-                }),
-                ..ScanRequest::default()
-            },
+            ScanRequest::new().time_range(strata_storage::TimeRange {
+                start: HOUR,
+                end: 2 * HOUR - 1,
+            }),
         )
         .await
         .unwrap();
@@ -435,13 +432,7 @@ async fn a_scan_paused_across_a_compaction_and_its_purge_reads_every_row() {
     let region = RegionId::new(1, 8);
     let expected = layered_region(&engine, region).await;
     let mut stream = engine
-        .scan(
-            region,
-            ScanRequest {
-                batch_rows: 5,
-                ..ScanRequest::default()
-            },
-        )
+        .scan(region, ScanRequest::new().batch_rows(5))
         .await
         .unwrap();
     let mut rows = stream.next().await.unwrap().unwrap().num_rows();
@@ -576,10 +567,7 @@ async fn scans_racing_flushes_compactions_purges_and_a_drop_never_fail_on_a_file
                 while !stop.load(Ordering::SeqCst) {
                     // A scan of an empty region never waits: give the writer its turn.
                     tokio::task::yield_now().await;
-                    let request = ScanRequest {
-                        batch_rows: 7,
-                        ..ScanRequest::default()
-                    };
+                    let request = ScanRequest::new().batch_rows(7);
                     match engine.scan(region, request).await {
                         Ok(mut stream) => {
                             while let Some(batch) = stream.next().await {
@@ -665,10 +653,7 @@ async fn large_flushes_and_their_compaction_are_written_in_time_slices_and_scans
     for batch in engine
         .scan_to_vec(
             region,
-            ScanRequest {
-                order: strata_engine::ScanOrder::TimeGroups,
-                ..ScanRequest::default()
-            },
+            ScanRequest::new().order(strata_engine::ScanOrder::TimeGroups),
         )
         .await
         .unwrap()
@@ -688,13 +673,7 @@ async fn large_flushes_and_their_compaction_are_written_in_time_slices_and_scans
         end: 500_000,
     };
     let in_range = engine
-        .scan_to_vec(
-            region,
-            ScanRequest {
-                time_range: Some(range),
-                ..ScanRequest::default()
-            },
-        )
+        .scan_to_vec(region, ScanRequest::new().time_range(range))
         .await
         .unwrap();
     let rows: usize = in_range.iter().map(|b| b.num_rows()).sum();

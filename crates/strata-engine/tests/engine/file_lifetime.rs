@@ -35,13 +35,7 @@ async fn paused_scan(
     }
     assert_eq!(sst_files(env, region).len(), 3);
     let mut stream = engine
-        .scan(
-            region,
-            ScanRequest {
-                batch_rows: 10,
-                ..ScanRequest::default()
-            },
-        )
+        .scan(region, ScanRequest::new().batch_rows(10))
         .await
         .unwrap();
     let first = stream.next().await.unwrap().unwrap();

@@ -163,13 +163,7 @@ async fn reopen_replays_unflushed_rows_with_their_sequences_and_newest_wins() {
     assert_eq!(rows[&("host0".to_string(), 1000)], 50.0);
     assert_eq!(rows[&("host3".to_string(), 1000)], 4.0);
     let limited = engine
-        .scan_to_vec(
-            region,
-            ScanRequest {
-                max_sequence: Some(4),
-                ..ScanRequest::default()
-            },
-        )
+        .scan_to_vec(region, ScanRequest::new().max_sequence(4))
         .await
         .unwrap();
     assert_eq!(limited.iter().map(|b| b.num_rows()).sum::<usize>(), 4);

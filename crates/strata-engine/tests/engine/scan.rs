@@ -50,13 +50,7 @@ async fn a_scan_verifying_checksums_refuses_a_file_that_decodes_but_is_not_the_o
     let rows: usize = plain.iter().map(|b| b.num_rows()).sum();
     assert_eq!(rows, 10, "without the check the damage goes unnoticed");
     let error = engine
-        .scan_to_vec(
-            region,
-            ScanRequest {
-                verify_checksums: true,
-                ..ScanRequest::default()
-            },
-        )
+        .scan_to_vec(region, ScanRequest::new().verify_checksums(true))
         .await
         .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Corruption, "{error}");
@@ -88,10 +82,7 @@ async fn a_scan_streams_engine_errors_naming_the_region_and_the_file() {
     let env = TestEnv::new();
     let region = RegionId::new(1, 17);
     let engine = two_files(&env, region).await;
-    let verify = ScanRequest {
-        verify_checksums: true,
-        ..ScanRequest::default()
-    };
+    let verify = ScanRequest::new().verify_checksums(true);
     assert_eq!(rows_of(&engine, region, verify.clone()).await.unwrap(), 20);
     // The first file replaced by the second: the checksum check fails while streaming.
     let files = copy_newer_over_older(&env, &engine, region);
@@ -140,11 +131,9 @@ async fn a_scan_decoding_files_ahead_returns_exactly_what_the_sequential_one_doe
         let scan = |prefetch_batches| {
             engine.scan_to_vec(
                 region,
-                ScanRequest {
-                    batch_rows,
-                    prefetch_batches,
-                    ..ScanRequest::default()
-                },
+                ScanRequest::new()
+                    .batch_rows(batch_rows)
+                    .prefetch_batches(prefetch_batches),
             )
         };
         let sequential = rows_in_order(&scan(0).await.unwrap());
@@ -208,12 +197,10 @@ async fn a_time_group_scan_returns_the_key_order_rows_group_by_group_oldest_firs
     let scan = |order, batch_rows, prefetch_batches| {
         engine.scan_to_vec(
             region,
-            ScanRequest {
-                order,
-                batch_rows,
-                prefetch_batches,
-                ..ScanRequest::default()
-            },
+            ScanRequest::new()
+                .order(order)
+                .batch_rows(batch_rows)
+                .prefetch_batches(prefetch_batches),
         )
     };
     let by_key = rows_in_order(&scan(ScanOrder::Key, 4096, 0).await.unwrap());
@@ -236,14 +223,12 @@ async fn a_time_group_scan_returns_the_key_order_rows_group_by_group_oldest_firs
         }
     }
     // A time range cutting into the groups: the same rows as in key order.
-    let range = ScanRequest {
-        time_range: Some(TimeRange {
+    let range = ScanRequest::new()
+        .time_range(TimeRange {
             start: 1_500,
             end: 3_000,
-        }),
-        order: ScanOrder::TimeGroups,
-        ..ScanRequest::default()
-    };
+        })
+        .order(ScanOrder::TimeGroups);
     let mut in_range = by_key.clone();
     in_range.retain(|row| (1_500..=3_000).contains(&row.1));
     in_range.sort_by_key(|row| group_of(row.1));
@@ -275,12 +260,10 @@ async fn a_parallel_time_group_scan_reads_a_large_file_in_pieces_in_order() {
     let scan = |order, prefetch_batches| {
         engine.scan_to_vec(
             region,
-            ScanRequest {
-                order,
-                batch_rows: 4096,
-                prefetch_batches,
-                ..ScanRequest::default()
-            },
+            ScanRequest::new()
+                .order(order)
+                .batch_rows(4096)
+                .prefetch_batches(prefetch_batches),
         )
     };
     let sequential = rows_in_order(&scan(ScanOrder::TimeGroups, 0).await.unwrap());
@@ -332,13 +315,10 @@ async fn a_count_takes_files_no_other_source_overlaps_from_the_manifest_and_equa
     assert_eq!(all.rows, 3 * (50 + 45) + 7);
     assert_eq!((all.files_from_metadata, all.sources_read), (3, 1));
     // A range cutting into the second file reads it; the third lies wholly inside.
-    let partial = ScanRequest {
-        time_range: Some(TimeRange {
-            start: 20_001,
-            end: 30_001,
-        }),
-        ..ScanRequest::default()
-    };
+    let partial = ScanRequest::new().time_range(TimeRange {
+        start: 20_001,
+        end: 30_001,
+    });
     let counted = engine.count(region, partial.clone()).await.unwrap();
     assert_eq!(counted.rows, scanned(partial).await);
     assert_eq!(counted.rows, 45 + 95);
@@ -459,10 +439,9 @@ async fn a_scan_projects_columns_by_name_in_region_order_and_names_an_unknown_on
         .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::InvalidRequest, "{error}");
     assert!(error.to_string().contains("\"disk\""), "{error}");
-    let both = ScanRequest {
-        projection: Some(vec![0]),
-        ..ScanRequest::new().columns([first])
-    };
+    // (The builder keeps them exclusive; the fields can still be set both.)
+    let mut both = ScanRequest::new().columns([first]);
+    both.projection = Some(vec![0]);
     let error = engine.scan_to_vec(region, both).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::InvalidRequest, "{error}");
     engine.stop().await.unwrap();

@@ -93,13 +93,10 @@ async fn a_ttl_narrows_a_requested_time_range_and_never_widens_it() {
     for ts in [now - 3 * HOUR, now - HOUR / 2, now - HOUR / 4, now] {
         put(&engine, region, 0..1, ts, 1.0).await;
     }
-    let wanted = strata_engine::ScanRequest {
-        time_range: Some(strata_engine::TimeRange {
-            start: now - 4 * HOUR,
-            end: now - HOUR / 4,
-        }),
-        ..strata_engine::ScanRequest::default()
-    };
+    let wanted = strata_engine::ScanRequest::new().time_range(strata_engine::TimeRange {
+        start: now - 4 * HOUR,
+        end: now - HOUR / 4,
+    });
     let rows: usize = engine
         .scan_to_vec(region, wanted)
         .await
