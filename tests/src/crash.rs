@@ -68,17 +68,15 @@ pub fn config(dir: &Path) -> EngineConfig {
 
 /// [`config`] with another WAL sync policy.
 pub fn config_with(dir: &Path, sync: SyncPolicy) -> EngineConfig {
-    let mut config = EngineConfig {
-        data_home: dir.to_path_buf(),
-        num_workers: 2,
-        max_background_flushes: 1,
-        global_write_buffer_size: bytesize::ByteSize::mib(1),
-        manifest_checkpoint_distance: 5,
-        // Removed files go at once: a file on disk the manifest does not name after a
-        // reopen's sweep is then a leak, whatever the kill interrupted.
-        removed_file_lingering: std::time::Duration::ZERO,
-        ..EngineConfig::default()
-    };
+    let mut config = EngineConfig::default();
+    config.data_home = dir.to_path_buf();
+    config.num_workers = 2;
+    config.max_background_flushes = 1;
+    config.global_write_buffer_size = bytesize::ByteSize::mib(1);
+    config.manifest_checkpoint_distance = 5;
+    // Removed files go at once: a file on disk the manifest does not name after a
+    // reopen's sweep is then a leak, whatever the kill interrupted.
+    config.removed_file_lingering = std::time::Duration::ZERO;
     // Compactions after every other flush, so kills land in them often.
     config.compaction.trigger_file_num = 2;
     config.wal.segment_size = bytesize::ByteSize::kib(64);

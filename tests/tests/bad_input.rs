@@ -87,11 +87,9 @@ fn dir_bytes(path: &Path) -> u64 {
 }
 
 fn config(dir: &Path) -> EngineConfig {
-    let mut config = EngineConfig {
-        data_home: dir.to_path_buf(),
-        num_workers: 2,
-        ..EngineConfig::default()
-    };
+    let mut config = EngineConfig::default();
+    config.data_home = dir.to_path_buf();
+    config.num_workers = 2;
     config.wal.max_record_size = bytesize::ByteSize::kib(256);
     config
 }

@@ -80,11 +80,9 @@ fn mutate(rng: &mut Rng, original: &[u8]) -> Vec<u8> {
 async fn populated_store() -> Operator {
     let store = strata_engine::ObjectStoreConfig::Memory.build().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = EngineConfig {
-        data_home: dir.path().to_path_buf(),
-        num_workers: 1,
-        ..EngineConfig::default()
-    };
+    let mut config = EngineConfig::default();
+    config.data_home = dir.path().to_path_buf();
+    config.num_workers = 1;
     let engine = EngineBuilder::new(config)
         .object_store(store.clone())
         .build()

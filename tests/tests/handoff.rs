@@ -72,16 +72,14 @@ fn child_store() -> ObjectStoreConfig {
 const FOLLOWER_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 fn child_config(home: &Path, follower_sync_interval: std::time::Duration) -> EngineConfig {
-    let mut config = EngineConfig {
-        data_home: home.to_path_buf(),
-        num_workers: 1,
-        global_write_buffer_size: bytesize::ByteSize::mib(4),
-        manifest_checkpoint_distance: 4,
-        follower_sync_interval,
-        removed_file_lingering: std::time::Duration::from_secs(2),
-        object_store: Some(child_store()),
-        ..EngineConfig::default()
-    };
+    let mut config = EngineConfig::default();
+    config.data_home = home.to_path_buf();
+    config.num_workers = 1;
+    config.global_write_buffer_size = bytesize::ByteSize::mib(4);
+    config.manifest_checkpoint_distance = 4;
+    config.follower_sync_interval = follower_sync_interval;
+    config.removed_file_lingering = std::time::Duration::from_secs(2);
+    config.object_store = Some(child_store());
     config.compaction.trigger_file_num = 3;
     config
 }

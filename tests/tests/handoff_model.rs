@@ -59,17 +59,15 @@ fn batch(keys: &[(u64, u64)], value: Option<i64>) -> RecordBatch {
 }
 
 async fn build(home: &Path, shared: &Path, clock: &Arc<ManualClock>) -> Engine {
-    let mut config = EngineConfig {
-        data_home: home.to_path_buf(),
-        num_workers: 1,
-        global_write_buffer_size: bytesize::ByteSize::mib(1),
-        manifest_checkpoint_distance: 3,
-        follower_sync_interval: std::time::Duration::ZERO,
-        object_store: Some(ObjectStoreConfig::Fs {
-            root: shared.to_path_buf(),
-        }),
-        ..EngineConfig::default()
-    };
+    let mut config = EngineConfig::default();
+    config.data_home = home.to_path_buf();
+    config.num_workers = 1;
+    config.global_write_buffer_size = bytesize::ByteSize::mib(1);
+    config.manifest_checkpoint_distance = 3;
+    config.follower_sync_interval = std::time::Duration::ZERO;
+    config.object_store = Some(ObjectStoreConfig::Fs {
+        root: shared.to_path_buf(),
+    });
     config.compaction.trigger_file_num = 2;
     EngineBuilder::new(config)
         .clock(clock.clone())

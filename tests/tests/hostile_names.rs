@@ -73,11 +73,9 @@ fn tree(dir: &Path) -> Vec<String> {
 async fn hostile_column_names_create_nothing_outside_the_data_root() {
     let outer = tempfile::tempdir().unwrap();
     let root = outer.path().join("data");
-    let config = EngineConfig {
-        data_home: root.clone(),
-        num_workers: 2,
-        ..EngineConfig::default()
-    };
+    let mut config = EngineConfig::default();
+    config.data_home = root.clone();
+    config.num_workers = 2;
     let engine = EngineBuilder::new(config).build().await.unwrap();
     let names = hostile_names();
     assert!(names.len() >= 25);

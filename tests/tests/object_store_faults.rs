@@ -69,12 +69,10 @@ async fn engine(dir: &std::path::Path, plan: &Arc<FaultPlan>, s3_root: Option<&s
                 .with_min_delay(Duration::from_millis(1))
                 .with_max_delay(Duration::from_millis(5)),
         );
-    let config = EngineConfig {
-        data_home: dir.to_path_buf(),
-        num_workers: 2,
-        global_write_buffer_size: bytesize::ByteSize::mib(1),
-        ..EngineConfig::default()
-    };
+    let mut config = EngineConfig::default();
+    config.data_home = dir.to_path_buf();
+    config.num_workers = 2;
+    config.global_write_buffer_size = bytesize::ByteSize::mib(1);
     EngineBuilder::new(config)
         .object_store(store)
         .build()

@@ -59,15 +59,13 @@ async fn other_regions_keep_writing_while_one_region_cannot_flush() {
     .unwrap()
     .layer(FaultLayer::new(plan.clone()));
     let budget = 4u64 << 20;
-    let config = EngineConfig {
-        data_home: dir.path().to_path_buf(),
-        num_workers: 2,
-        global_write_buffer_size: bytesize::ByteSize(budget),
-        // A region that cannot flush is held to its own limit instead of filling the
-        // budget for everyone.
-        default_region_write_buffer_size: bytesize::ByteSize(budget / 8),
-        ..EngineConfig::default()
-    };
+    let mut config = EngineConfig::default();
+    config.data_home = dir.path().to_path_buf();
+    config.num_workers = 2;
+    config.global_write_buffer_size = bytesize::ByteSize(budget);
+    // A region that cannot flush is held to its own limit instead of filling the budget
+    // for everyone.
+    config.default_region_write_buffer_size = bytesize::ByteSize(budget / 8);
     let reject = config.reject_size().as_u64() as usize;
     let engine = Arc::new(
         EngineBuilder::new(config)
@@ -171,12 +169,10 @@ async fn with_slow_flushes_writes_stall_then_recover_and_nothing_acknowledged_is
     .unwrap()
     .layer(FaultLayer::new(plan.clone()));
     let registry = prometheus::Registry::new();
-    let config = EngineConfig {
-        data_home: dir.path().to_path_buf(),
-        num_workers: 2,
-        global_write_buffer_size: bytesize::ByteSize::mib(1),
-        ..EngineConfig::default()
-    };
+    let mut config = EngineConfig::default();
+    config.data_home = dir.path().to_path_buf();
+    config.num_workers = 2;
+    config.global_write_buffer_size = bytesize::ByteSize::mib(1);
     let reject = config.reject_size().as_u64() as usize;
     let engine = Arc::new(
         EngineBuilder::new(config)

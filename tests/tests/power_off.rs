@@ -461,10 +461,11 @@ const WAL_ROLE_ENV: &str = "STRATA_POWER_OFF_WAL_DIR";
 const WAL_TEST: &str = "the_wal_recovers_after_a_power_off_at_every_step_of_rotation_and_reuse";
 
 fn wal_config() -> strata_wal::FileLogStoreConfig {
-    strata_wal::FileLogStoreConfig {
-        segment_size: 4 << 10,
-        recycle_segments: 2,
-        ..strata_wal::FileLogStoreConfig::default()
+    {
+        let mut cfg = strata_wal::FileLogStoreConfig::default();
+        cfg.segment_size = 4 << 10;
+        cfg.recycle_segments = 2;
+        cfg
     }
 }
 

@@ -27,15 +27,14 @@ const REGION: RegionId = RegionId::new(1, 0);
 const HOUR: i64 = 3_600_000;
 
 fn config(dir: &Path, compaction: bool) -> EngineConfig {
-    let mut config = EngineConfig {
-        data_home: dir.to_path_buf(),
-        compaction: CompactionConfig {
-            enabled: compaction,
-            ..CompactionConfig::default()
-        },
-        removed_file_lingering: Duration::ZERO,
-        ..EngineConfig::default()
+    let mut config = EngineConfig::default();
+    config.data_home = dir.to_path_buf();
+    config.compaction = {
+        let mut cfg = CompactionConfig::default();
+        cfg.enabled = compaction;
+        cfg
     };
+    config.removed_file_lingering = Duration::ZERO;
     // The WAL is not what is measured here.
     config.wal.sync = SyncPolicy::Never;
     config

@@ -52,13 +52,11 @@ fn ms(d: Duration) -> String {
 }
 
 async fn engine(name: &str, store: &ObjectStoreConfig) -> Engine {
-    let config = EngineConfig {
-        data_home: strata_bench::scratch("handoff", name).unwrap(),
-        // Flushes start at half the budget: the 64 MiB memtable is the hand-off's alone.
-        global_write_buffer_size: ByteSize::mib(512),
-        object_store: Some(store.clone()),
-        ..EngineConfig::default()
-    };
+    let mut config = EngineConfig::default();
+    config.data_home = strata_bench::scratch("handoff", name).unwrap();
+    // Flushes start at half the budget: the 64 MiB memtable is the hand-off's alone.
+    config.global_write_buffer_size = ByteSize::mib(512);
+    config.object_store = Some(store.clone());
     EngineBuilder::new(config).build().await.unwrap()
 }
 

@@ -29,13 +29,12 @@ const REGION: RegionId = RegionId::new(1, 0);
 const HOSTS: usize = 1_000;
 
 async fn build(dir: &Path, flushes: u64, epochs_per_flush: u64) -> Engine {
-    let mut config = EngineConfig {
-        data_home: dir.to_path_buf(),
-        compaction: CompactionConfig {
-            enabled: false,
-            ..CompactionConfig::default()
-        },
-        ..EngineConfig::default()
+    let mut config = EngineConfig::default();
+    config.data_home = dir.to_path_buf();
+    config.compaction = {
+        let mut cfg = CompactionConfig::default();
+        cfg.enabled = false;
+        cfg
     };
     config.wal.sync = SyncPolicy::Never;
     let engine = EngineBuilder::new(config).build().await.unwrap();

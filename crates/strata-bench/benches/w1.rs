@@ -83,10 +83,8 @@ fn strata(sync: SyncPolicy, shares: &[Vec<WorkloadBatch>], rows: u64) -> f64 {
         .unwrap();
     runtime.block_on(async {
         let dir = scratch("strata");
-        let mut config = EngineConfig {
-            data_home: dir.clone(),
-            ..EngineConfig::default()
-        };
+        let mut config = EngineConfig::default();
+        config.data_home = dir.clone();
         config.wal.sync = sync;
         let engine = Arc::new(EngineBuilder::new(config).build().await.unwrap());
         let workload = CpuWorkload::new(HOSTS, EPOCHS).with_regions(REGIONS);

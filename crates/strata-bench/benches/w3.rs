@@ -71,11 +71,9 @@ async fn overload() {
         .unwrap()
         .layer(FaultLayer::new(plan.clone()));
     let budget = ByteSize::mib(64);
-    let mut config = EngineConfig {
-        data_home: dir.clone(),
-        global_write_buffer_size: budget,
-        ..EngineConfig::default()
-    };
+    let mut config = EngineConfig::default();
+    config.data_home = dir.clone();
+    config.global_write_buffer_size = budget;
     config.wal.sync = SyncPolicy::Never;
     let reject = config.reject_size();
     let registry = prometheus::Registry::new();
@@ -232,13 +230,11 @@ async fn overload() {
 async fn reopen() {
     let dir = scratch("reopen");
     let config = || {
-        let mut config = EngineConfig {
-            data_home: dir.clone(),
-            global_write_buffer_size: ByteSize::gib(4),
-            global_write_buffer_reject_size: Some(ByteSize::gib(8)),
-            auto_flush_interval: Duration::from_secs(24 * 3600),
-            ..EngineConfig::default()
-        };
+        let mut config = EngineConfig::default();
+        config.data_home = dir.clone();
+        config.global_write_buffer_size = ByteSize::gib(4);
+        config.global_write_buffer_reject_size = Some(ByteSize::gib(8));
+        config.auto_flush_interval = Duration::from_secs(24 * 3600);
         config.wal.sync = SyncPolicy::Never;
         config.wal.compression = WalCompression::None;
         config

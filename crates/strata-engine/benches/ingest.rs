@@ -67,11 +67,9 @@ async fn run(sync: SyncPolicy, batches: &[Vec<strata_workload::WorkloadBatch>]) 
     let scratch =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-scratch/ingest");
     let _ = std::fs::remove_dir_all(&scratch);
-    let mut config = EngineConfig {
-        data_home: scratch.clone(),
-        global_write_buffer_size: ByteSize::mib(BUDGET_MIB),
-        ..EngineConfig::default()
-    };
+    let mut config = EngineConfig::default();
+    config.data_home = scratch.clone();
+    config.global_write_buffer_size = ByteSize::mib(BUDGET_MIB);
     config.wal.sync = sync;
     let registry = prometheus::Registry::new();
     let engine: Arc<Engine> = Arc::new(

@@ -54,10 +54,8 @@ async fn hosts(
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
-    let config = EngineConfig {
-        data_home: dir.path().into(),
-        ..EngineConfig::default()
-    };
+    let mut config = EngineConfig::default();
+    config.data_home = dir.path().into();
     let region = RegionId::new(1024, 0);
     let metadata = RegionMetadataBuilder::new(region)
         .column(ColumnSchema::tag("host"))

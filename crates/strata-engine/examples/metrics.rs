@@ -21,10 +21,8 @@ use strata_engine::{
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
-    let config = EngineConfig {
-        data_home: dir.path().into(),
-        ..EngineConfig::default()
-    };
+    let mut config = EngineConfig::default();
+    config.data_home = dir.path().into();
     let registry = Registry::new();
     let engine = EngineBuilder::new(config)
         .registry(registry.clone())

@@ -23,10 +23,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let data_home = std::env::args()
         .nth(1)
         .map_or_else(|| temp.path().to_path_buf(), Into::into);
-    let config = EngineConfig {
-        data_home: data_home.clone(),
-        ..EngineConfig::default()
-    };
+    let mut config = EngineConfig::default();
+    config.data_home = data_home.clone();
 
     // A region of table 1024: one tag, a millisecond timestamp, one float field.
     let region = RegionId::new(1024, 0);

@@ -35,18 +35,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     // A fresh prefix per run, so runs never see each other's regions.
     let root = format!("strata-example-{}", std::process::id());
-    let config = EngineConfig {
-        data_home: dir.path().into(),
-        object_store: Some(ObjectStoreConfig::S3(S3Config {
-            bucket,
-            root: root.clone(),
-            endpoint,
-            region: Some("us-east-1".into()),
-            access_key_id: None,
-            secret_access_key: None,
-        })),
-        ..EngineConfig::default()
-    };
+    let mut config = EngineConfig::default();
+    config.data_home = dir.path().into();
+    config.object_store = Some(ObjectStoreConfig::S3(S3Config {
+        bucket,
+        root: root.clone(),
+        endpoint,
+        region: Some("us-east-1".into()),
+        access_key_id: None,
+        secret_access_key: None,
+    }));
     let region = RegionId::new(1024, 0);
     let metadata = RegionMetadataBuilder::new(region)
         .column(ColumnSchema::tag("host"))

@@ -18,6 +18,7 @@ pub const EXAMPLE_CONFIG: &str = include_str!("../strata.example.toml");
 /// Engine settings. Every key is optional; see `docs/configuration.md`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct EngineConfig {
     /// Directory for local data: the WAL (`{data_home}/wal`) and, unless `object_store`
     /// says otherwise, the SST files and manifests.
@@ -88,6 +89,7 @@ pub struct EngineConfig {
 /// How flushes write SST files.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct SstConfig {
     /// Rows per Parquet row group.
     pub row_group_size: usize,
@@ -107,6 +109,7 @@ impl Default for SstConfig {
 /// How regions are compacted (see `docs/architecture.md`, strata-compaction).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct CompactionConfig {
     /// Compact automatically after flushes and on the periodic check. `false` leaves
     /// files alone until `Engine::compact` (or `strata compact`) asks.
@@ -171,6 +174,7 @@ pub enum WalCompression {
 /// WAL settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct WalConfig {
     /// `file` or `noop`.
     pub provider: WalProvider,
@@ -216,14 +220,15 @@ impl Default for WalConfig {
 impl WalConfig {
     /// The file log store's settings.
     pub fn file_config(&self) -> FileLogStoreConfig {
-        FileLogStoreConfig {
-            segment_size: self.segment_size.as_u64(),
-            max_record_size: self.max_record_size.as_u64(),
-            sync: self.sync,
-            group_commit_wait: self.group_commit_wait,
-            recovery: self.recovery,
-            recycle_segments: self.recycle_segments,
-            ..FileLogStoreConfig::default()
+        {
+            let mut cfg = FileLogStoreConfig::default();
+            cfg.segment_size = self.segment_size.as_u64();
+            cfg.max_record_size = self.max_record_size.as_u64();
+            cfg.sync = self.sync;
+            cfg.group_commit_wait = self.group_commit_wait;
+            cfg.recovery = self.recovery;
+            cfg.recycle_segments = self.recycle_segments;
+            cfg
         }
     }
 }

@@ -42,7 +42,7 @@
 //! };
 //!
 //! let dir = tempfile::tempdir()?;
-//! let config = EngineConfig { data_home: dir.path().into(), ..EngineConfig::default() };
+//! let config = { let mut cfg = EngineConfig::default(); cfg.data_home = dir.path().into(); cfg };
 //! let region = RegionId::new(1024, 0);
 //! let metadata = RegionMetadataBuilder::new(region)
 //!     .column(ColumnSchema::tag("host"))

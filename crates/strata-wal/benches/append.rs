@@ -206,11 +206,9 @@ async fn strata(
     let log_dir = dir.join("wal");
     let _ = std::fs::remove_dir_all(&log_dir);
     let registry = prometheus::Registry::new();
-    let mut config = FileLogStoreConfig {
-        sync,
-        max_record_size: 8 << 20,
-        ..Default::default()
-    };
+    let mut config = FileLogStoreConfig::default();
+    config.sync = sync;
+    config.max_record_size = 8 << 20;
     let mut obsolete_every = None;
     if log == Log::Steady {
         config.segment_size = STEADY_SEGMENT;

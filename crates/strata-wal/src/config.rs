@@ -95,6 +95,7 @@ pub enum RecoveryMode {
 /// Settings of a [`FileLogStore`](crate::FileLogStore).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct FileLogStoreConfig {
     /// Start a new segment once the current one reaches this many bytes.
     pub segment_size: u64,

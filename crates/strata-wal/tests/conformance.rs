@@ -117,17 +117,19 @@ conformance!(
 );
 conformance!(
     file_sync_never_tiny_segments,
-    FileHarness::new(FileLogStoreConfig {
-        sync: SyncPolicy::Never,
-        segment_size: 64,
-        ..FileLogStoreConfig::default()
+    FileHarness::new({
+        let mut cfg = FileLogStoreConfig::default();
+        cfg.sync = SyncPolicy::Never;
+        cfg.segment_size = 64;
+        cfg
     })
 );
 conformance!(
     file_sync_interval,
-    FileHarness::new(FileLogStoreConfig {
-        sync: SyncPolicy::Interval(std::time::Duration::from_millis(5)),
-        ..FileLogStoreConfig::default()
+    FileHarness::new({
+        let mut cfg = FileLogStoreConfig::default();
+        cfg.sync = SyncPolicy::Interval(std::time::Duration::from_millis(5));
+        cfg
     })
 );
 

@@ -47,10 +47,8 @@ fn batch(i: u64) -> Vec<Entry> {
 
 async fn pristine() -> Pristine {
     let dir = tempfile::tempdir().unwrap();
-    let config = FileLogStoreConfig {
-        sync: SyncPolicy::Never,
-        ..Default::default()
-    };
+    let mut config = FileLogStoreConfig::default();
+    config.sync = SyncPolicy::Never;
     let store = FileLogStore::open(dir.path(), config, None).unwrap();
     let batches: Vec<Vec<Entry>> = (0..24).map(batch).collect();
     for b in &batches {
@@ -104,11 +102,9 @@ enum Outcome {
 
 async fn open(dir: &Path, bytes: &[u8], mode: RecoveryMode) -> Outcome {
     std::fs::write(segment(dir), bytes).unwrap();
-    let config = FileLogStoreConfig {
-        recovery: mode,
-        sync: SyncPolicy::Never,
-        ..Default::default()
-    };
+    let mut config = FileLogStoreConfig::default();
+    config.recovery = mode;
+    config.sync = SyncPolicy::Never;
     let store = match FileLogStore::open(dir, config, None) {
         Ok(store) => store,
         Err(WalError::Corruption { reason, offset, .. }) => {
@@ -273,10 +269,8 @@ async fn a_tolerated_cut_is_durable_and_reopening_is_clean() {
     else {
         panic!("expected a cut");
     };
-    let config = FileLogStoreConfig {
-        recovery: RecoveryMode::Strict,
-        ..Default::default()
-    };
+    let mut config = FileLogStoreConfig::default();
+    config.recovery = RecoveryMode::Strict;
     let store = FileLogStore::open(dir.path(), config, None).unwrap();
     assert!(
         store.recovery_report().truncated.is_none(),
@@ -351,11 +345,9 @@ async fn salvage(dir: &Path, bytes: &[u8]) -> Salvaged {
             std::fs::remove_file(path).unwrap();
         }
     }
-    let config = FileLogStoreConfig {
-        recovery: RecoveryMode::Salvage,
-        sync: SyncPolicy::Never,
-        ..Default::default()
-    };
+    let mut config = FileLogStoreConfig::default();
+    config.recovery = RecoveryMode::Salvage;
+    config.sync = SyncPolicy::Never;
     let store = FileLogStore::open(dir, config, None)
         .unwrap_or_else(|e| panic!("salvage never refuses to open: {e}"));
     let report = store.recovery_report().clone();
@@ -535,10 +527,11 @@ async fn a_salvaging_open_appends_in_a_new_segment_and_the_log_opens_strict_once
     let mut damaged = p.bytes.clone();
     damaged[p.groups[5].0 + 12] ^= 0x01;
     std::fs::write(segment(dir.path()), &damaged).unwrap();
-    let config = |recovery| FileLogStoreConfig {
-        recovery,
-        sync: SyncPolicy::Never,
-        ..Default::default()
+    let config = |recovery| {
+        let mut cfg = FileLogStoreConfig::default();
+        cfg.recovery = recovery;
+        cfg.sync = SyncPolicy::Never;
+        cfg
     };
     let store = FileLogStore::open(dir.path(), config(RecoveryMode::Salvage), None).unwrap();
     assert_eq!(store.recovery_report().lost.len(), 1);

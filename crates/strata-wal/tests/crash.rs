@@ -34,13 +34,12 @@ const OBSOLETE_EVERY: u64 = 40;
 const OBSOLETE_LAG: u64 = 20;
 
 fn config() -> FileLogStoreConfig {
-    FileLogStoreConfig {
-        // Small segments so rotation, reclamation and the reuse of reclaimed files happen
-        // under the kills too.
-        segment_size: 32 << 10,
-        recycle_segments: 2,
-        ..FileLogStoreConfig::default()
-    }
+    let mut config = FileLogStoreConfig::default();
+    // Small segments so rotation, reclamation and the reuse of reclaimed files happen
+    // under the kills too.
+    config.segment_size = 32 << 10;
+    config.recycle_segments = 2;
+    config
 }
 
 /// Inodes of the files in `dir` whose name ends with `suffix`.

@@ -16,10 +16,11 @@ fn entry(region: u64, id: u64, len: usize) -> Entry {
 }
 
 fn small_segments() -> FileLogStoreConfig {
-    FileLogStoreConfig {
-        segment_size: 4 << 10,
-        sync: SyncPolicy::Never,
-        ..Default::default()
+    {
+        let mut cfg = FileLogStoreConfig::default();
+        cfg.segment_size = 4 << 10;
+        cfg.sync = SyncPolicy::Never;
+        cfg
     }
 }
 
@@ -78,10 +79,8 @@ async fn segments_rotate_and_are_deleted_once_every_region_obsoletes_them() {
 #[tokio::test]
 async fn an_append_above_the_record_limit_is_refused_and_leaves_the_log_usable() {
     let dir = tempfile::tempdir().unwrap();
-    let config = FileLogStoreConfig {
-        max_record_size: 1024,
-        ..Default::default()
-    };
+    let mut config = FileLogStoreConfig::default();
+    config.max_record_size = 1024;
     let store = FileLogStore::open(dir.path(), config, None).unwrap();
     let err = store
         .append_batch(vec![entry(1, 1, 2000)])
@@ -194,11 +193,9 @@ async fn mixed_small_and_large_entries_in_shared_groups_read_back_unchanged() {
     const PER_TASK: u64 = 40;
     const SIZES: [usize; 6] = [1, 700, 16 << 10, (16 << 10) - 1, 100 << 10, 3];
     let dir = tempfile::tempdir().unwrap();
-    let config = FileLogStoreConfig {
-        sync: SyncPolicy::Always,
-        segment_size: 1 << 20,
-        ..Default::default()
-    };
+    let mut config = FileLogStoreConfig::default();
+    config.sync = SyncPolicy::Always;
+    config.segment_size = 1 << 20;
     let expected = |task: u64, id: u64| {
         let len = SIZES[((task + id) % SIZES.len() as u64) as usize];
         Bytes::from(vec![(task * 31 + id) as u8; len])

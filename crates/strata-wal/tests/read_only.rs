@@ -26,12 +26,13 @@ const TEST_NAME: &str =
 const REGIONS: u64 = 3;
 
 fn config(recovery: RecoveryMode) -> FileLogStoreConfig {
-    FileLogStoreConfig {
-        segment_size: 16 << 10,
-        recycle_segments: 2,
-        sync: SyncPolicy::Never,
-        recovery,
-        ..FileLogStoreConfig::default()
+    {
+        let mut cfg = FileLogStoreConfig::default();
+        cfg.segment_size = 16 << 10;
+        cfg.recycle_segments = 2;
+        cfg.sync = SyncPolicy::Never;
+        cfg.recovery = recovery;
+        cfg
     }
 }
 

@@ -24,12 +24,13 @@ fn entry(region: u64, id: u64) -> Entry {
 }
 
 fn config(recovery: RecoveryMode) -> FileLogStoreConfig {
-    FileLogStoreConfig {
-        segment_size: 4 << 10,
-        sync: SyncPolicy::Always,
-        recycle_segments: 2,
-        recovery,
-        ..Default::default()
+    {
+        let mut cfg = FileLogStoreConfig::default();
+        cfg.segment_size = 4 << 10;
+        cfg.sync = SyncPolicy::Always;
+        cfg.recycle_segments = 2;
+        cfg.recovery = recovery;
+        cfg
     }
 }
 

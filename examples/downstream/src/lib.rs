@@ -86,11 +86,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Builds an engine on `dir` with the custom parts, and exercises it.
 pub async fn run(dir: &Path) -> Result<Report, BoxError> {
-    let config = EngineConfig {
-        data_home: dir.to_path_buf(),
-        object_store: Some(ObjectStoreConfig::Memory),
-        ..EngineConfig::default()
-    };
+    let mut config = EngineConfig::default();
+    config.data_home = dir.to_path_buf();
+    config.object_store = Some(ObjectStoreConfig::Memory);
     let log = Arc::new(CountingLog::default());
     let listener = Arc::new(FlushCounter::default());
     let engine = EngineBuilder::new(config.clone())

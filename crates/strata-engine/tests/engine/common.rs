@@ -314,17 +314,16 @@ impl TestEnv {
 
     /// Small settings: 2 workers, 64 MiB budget.
     pub fn config(&self) -> EngineConfig {
-        EngineConfig {
-            data_home: self.dir.path().to_path_buf(),
-            num_workers: 2,
-            max_background_flushes: 2,
-            max_background_purges: 1,
-            global_write_buffer_size: bytesize::ByteSize::mib(64),
-            // Removed files go as soon as no scan holds them (tests of the lingering set
-            // their own).
-            removed_file_lingering: Duration::ZERO,
-            ..EngineConfig::default()
-        }
+        let mut config = EngineConfig::default();
+        config.data_home = self.dir.path().to_path_buf();
+        config.num_workers = 2;
+        config.max_background_flushes = 2;
+        config.max_background_purges = 1;
+        config.global_write_buffer_size = bytesize::ByteSize::mib(64);
+        // Removed files go as soon as no scan holds them (tests of the lingering set
+        // their own).
+        config.removed_file_lingering = Duration::ZERO;
+        config
     }
 
     pub async fn engine(&self) -> Engine {

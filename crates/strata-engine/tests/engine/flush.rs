@@ -75,10 +75,8 @@ async fn engine_full_flushes_on_the_next_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_region_idle_past_auto_flush_interval_is_flushed_by_the_periodic_check() {
     let env = TestEnv::new();
-    let config = strata_engine::EngineConfig {
-        auto_flush_interval: Duration::from_secs(600),
-        ..env.config()
-    };
+    let mut config = env.config();
+    config.auto_flush_interval = Duration::from_secs(600);
     let engine = env.engine_with(config).await;
     let region = RegionId::new(1, 0);
     create(&engine, region).await;

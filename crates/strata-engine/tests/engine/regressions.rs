@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use strata_engine::{EngineConfig, ErrorKind, RegionId, WalProvider, WriteRequest};
+use strata_engine::{ErrorKind, RegionId, WalProvider, WriteRequest};
 
 use crate::common::*;
 
@@ -208,10 +208,8 @@ async fn a_hot_region_over_its_own_limit_stalls_and_rejects_only_its_own_writes(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flush_jobs_never_exceed_max_background_flushes() {
     let env = TestEnv::new();
-    let config = EngineConfig {
-        max_background_flushes: 1,
-        ..env.config()
-    };
+    let mut config = env.config();
+    config.max_background_flushes = 1;
     let engine = Arc::new(env.engine_with(config).await);
     let regions: Vec<RegionId> = (0..3).map(|r| RegionId::new(5, r)).collect();
     for &region in &regions {
@@ -319,14 +317,12 @@ async fn a_restart_replays_every_region_exactly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_overload_memory_stays_bounded_and_every_write_is_answered() {
     let env = TestEnv::new();
-    let config = EngineConfig {
-        global_write_buffer_size: bytesize::ByteSize::mib(1),
-        global_write_buffer_reject_size: Some(bytesize::ByteSize::mib(2)),
-        // The stall and reject limits alone (the engine clock stands still here, so
-        // paced writes would wait forever; `slowdown.rs` runs this with the slowdown).
-        write_slowdown_percent: 100,
-        ..env.config()
-    };
+    let mut config = env.config();
+    config.global_write_buffer_size = bytesize::ByteSize::mib(1);
+    config.global_write_buffer_reject_size = Some(bytesize::ByteSize::mib(2));
+    // The stall and reject limits alone (the engine clock stands still here, so paced
+    // writes would wait forever; `slowdown.rs` runs this with the slowdown).
+    config.write_slowdown_percent = 100;
     let engine = Arc::new(
         strata_engine::EngineBuilder::new(config)
             .clock(env.clock.clone())

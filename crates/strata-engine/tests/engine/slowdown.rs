@@ -159,11 +159,9 @@ async fn writes_over_the_threshold_wait_on_the_engine_clock_longer_as_memory_ris
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_overload_with_the_slowdown_every_write_is_answered_and_memory_stays_bounded() {
     let env = TestEnv::new();
-    let config = strata_engine::EngineConfig {
-        global_write_buffer_size: bytesize::ByteSize::mib(1),
-        global_write_buffer_reject_size: Some(bytesize::ByteSize::mib(2)),
-        ..env.config()
-    };
+    let mut config = env.config();
+    config.global_write_buffer_size = bytesize::ByteSize::mib(1);
+    config.global_write_buffer_reject_size = Some(bytesize::ByteSize::mib(2));
     let engine = Arc::new(
         strata_engine::EngineBuilder::new(config)
             .clock(env.clock.clone())

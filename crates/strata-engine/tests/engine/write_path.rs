@@ -262,10 +262,8 @@ async fn replaying_an_entry_at_or_below_the_flushed_id_fails_unless_allowed() {
     let region = RegionId::new(1, 0);
     let build = |allow: bool| {
         let wal = wal.clone();
-        let config = strata_engine::EngineConfig {
-            allow_stale_entries: allow,
-            ..env.config()
-        };
+        let mut config = env.config();
+        config.allow_stale_entries = allow;
         async move {
             EngineBuilder::new(config)
                 .log_store(wal)
