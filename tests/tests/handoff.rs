@@ -58,14 +58,13 @@ fn child_store() -> ObjectStoreConfig {
     let [endpoint, bucket, root] = s3.split('|').collect::<Vec<_>>()[..] else {
         panic!("bad store spec {spec}");
     };
-    ObjectStoreConfig::S3(S3Config {
-        bucket: bucket.into(),
-        root: root.into(),
-        endpoint: Some(endpoint.into()),
-        region: Some("us-east-1".into()),
-        access_key_id: Some("test".into()),
-        secret_access_key: Some(Secret::new("test")),
-    })
+    ObjectStoreConfig::S3(
+        S3Config::new(bucket)
+            .root(root)
+            .endpoint(endpoint)
+            .region("us-east-1")
+            .credentials("test", Secret::new("test")),
+    )
 }
 
 /// How often a child's followers sync on their own.

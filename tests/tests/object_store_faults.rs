@@ -47,14 +47,13 @@ fn base_store(dir: &std::path::Path, s3_root: Option<&str>) -> ObjectStoreConfig
         None => ObjectStoreConfig::Fs {
             root: dir.to_path_buf(),
         },
-        Some(root) => ObjectStoreConfig::S3(strata_storage::S3Config {
-            bucket: std::env::var("STRATA_S3_BUCKET").unwrap(),
-            root: root.to_string(),
-            endpoint: Some(std::env::var("STRATA_S3_ENDPOINT").unwrap()),
-            region: Some("us-east-1".into()),
-            access_key_id: Some("test".into()),
-            secret_access_key: Some(strata_storage::Secret::new("test")),
-        }),
+        Some(root) => ObjectStoreConfig::S3(
+            strata_storage::S3Config::new(std::env::var("STRATA_S3_BUCKET").unwrap())
+                .root(root)
+                .endpoint(std::env::var("STRATA_S3_ENDPOINT").unwrap())
+                .region("us-east-1")
+                .credentials("test", strata_storage::Secret::new("test")),
+        ),
     }
 }
 

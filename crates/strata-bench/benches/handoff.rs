@@ -222,16 +222,15 @@ fn main() {
         std::env::var("STRATA_S3_ENDPOINT"),
         std::env::var("STRATA_S3_BUCKET"),
     ) {
-        (Ok(endpoint), Ok(bucket)) => {
-            Some(runtime.block_on(run(ObjectStoreConfig::S3(S3Config {
-                bucket,
-                root: format!("bench-handoff-{}", std::process::id()),
-                endpoint: Some(endpoint),
-                region: Some("us-east-1".into()),
-                access_key_id: Some("test".into()),
-                secret_access_key: Some(Secret::new("test")),
-            }))))
-        }
+        (Ok(endpoint), Ok(bucket)) => Some(
+            runtime.block_on(run(ObjectStoreConfig::S3(
+                S3Config::new(bucket)
+                    .root(format!("bench-handoff-{}", std::process::id()))
+                    .endpoint(endpoint)
+                    .region("us-east-1")
+                    .credentials("test", Secret::new("test")),
+            ))),
+        ),
         _ => None,
     };
     if let Some(dir) = shared.parent() {

@@ -145,14 +145,10 @@ impl EngineArgs {
             config.wal.sync = sync;
         }
         if let Some(bucket) = &self.s3_bucket {
-            config.object_store = Some(ObjectStoreConfig::S3(S3Config {
-                bucket: bucket.clone(),
-                root: self.s3_root.clone(),
-                endpoint: self.s3_endpoint.clone(),
-                region: self.s3_region.clone(),
-                access_key_id: None,
-                secret_access_key: None,
-            }));
+            let mut s3 = S3Config::new(bucket.clone()).root(self.s3_root.clone());
+            s3.endpoint = self.s3_endpoint.clone();
+            s3.region = self.s3_region.clone();
+            config.object_store = Some(ObjectStoreConfig::S3(s3));
         }
         config.validate().map_err(|e| e.to_string())?;
         Ok(config)

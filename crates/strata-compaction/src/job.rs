@@ -68,9 +68,10 @@ impl CompactionContext {
     pub fn new(store: Operator, sst_options: SstWriteOptions, picker: PickerOptions) -> Self {
         Self {
             store,
-            sst_options: SstWriteOptions {
-                level: COMPACTED_LEVEL,
-                ..sst_options
+            sst_options: {
+                let mut cfg = sst_options;
+                cfg.level = COMPACTED_LEVEL;
+                cfg
             },
             picker,
             metrics: None,
@@ -302,12 +303,10 @@ async fn run(
     stats.rows_written = outputs.iter().map(|f| f.num_rows).sum();
     stats.bytes_written = outputs.iter().map(|f| f.file_size).sum();
     stats.windows = WindowStats::of(task.pick.window, &removed, &outputs);
-    let edit = RegionEdit {
-        files_to_remove: removed.iter().map(|f| f.file_id).collect(),
-        files_to_add: outputs,
-        compaction_window_secs: Some(task.pick.window_secs),
-        ..RegionEdit::default()
-    };
+    let mut edit = RegionEdit::default();
+    edit.files_to_remove = removed.iter().map(|f| f.file_id).collect();
+    edit.files_to_add = outputs;
+    edit.compaction_window_secs = Some(task.pick.window_secs);
     let actions = RegionMetaActionList::one(RegionMetaAction::Edit(edit.clone()));
     match task
         .committer
@@ -372,11 +371,11 @@ async fn merge_group(
             end: last,
         }]
     };
-    let merge_options = MergeOptions {
-        dedup: !inputs.append_mode,
-        filter_deleted: group.drop_deletes && !inputs.append_mode,
-        batch_rows: BATCH_ROWS,
-    };
+    let merge_options = MergeOptions::new(
+        !inputs.append_mode,
+        group.drop_deletes && !inputs.append_mode,
+        BATCH_ROWS,
+    );
     stats.rows_read += group.inputs.iter().map(|f| f.num_rows).sum::<u64>();
     let mut outputs = Vec::new();
     for range in ranges {
@@ -405,9 +404,10 @@ async fn merge_group(
             &dir,
             &metadata,
             merged,
-            &SstWriteOptions {
-                time_slice: width,
-                ..context.sst_options.clone()
+            &{
+                let mut cfg = context.sst_options.clone();
+                cfg.time_slice = width;
+                cfg
             },
             group.max_rows_per_file,
         )

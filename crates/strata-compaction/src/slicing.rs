@@ -84,12 +84,14 @@ pub(crate) fn merged_slices(
             for input in &inputs {
                 sources.extend(
                     input
-                        .read_slices(SstReadOptions {
-                            projection: None,
-                            time_range: Some(slice),
-                            batch_rows: BATCH_ROWS,
-                            row_group_slice: None,
-                            rows_only: false,
+                        .read_slices({
+                            let mut cfg = SstReadOptions::default();
+                            cfg.projection = None;
+                            cfg.time_range = Some(slice);
+                            cfg.batch_rows = BATCH_ROWS;
+                            cfg.row_group_slice = None;
+                            cfg.rows_only = false;
+                            cfg
                         })
                         .await?,
                 );
@@ -110,23 +112,22 @@ pub(crate) fn merged_slices(
 #[cfg(test)]
 mod tests {
     use strata_request::RegionId;
-    use strata_storage::FileId;
 
     use super::*;
 
     fn file(start: i64, end: i64, rows: u64, time_slice: Option<i64>) -> FileMeta {
-        FileMeta {
-            region_id: RegionId::new(1, 1),
-            file_id: FileId::random(),
-            level: 0,
-            time_range: (start, end),
-            num_rows: rows,
-            num_row_groups: 1,
-            file_size: 1,
-            max_sequence: 1,
-            checksum: 0,
-            num_deletes: Some(0),
-            time_slice,
+        {
+            let mut file = strata_storage::testing::file_meta(RegionId::new(1, 1));
+            file.level = 0;
+            file.time_range = (start, end);
+            file.num_rows = rows;
+            file.num_row_groups = 1;
+            file.file_size = 1;
+            file.max_sequence = 1;
+            file.checksum = 0;
+            file.num_deletes = Some(0);
+            file.time_slice = time_slice;
+            file
         }
     }
 

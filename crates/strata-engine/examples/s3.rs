@@ -37,14 +37,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = format!("strata-example-{}", std::process::id());
     let mut config = EngineConfig::default();
     config.data_home = dir.path().into();
-    config.object_store = Some(ObjectStoreConfig::S3(S3Config {
-        bucket,
-        root: root.clone(),
-        endpoint,
-        region: Some("us-east-1".into()),
-        access_key_id: None,
-        secret_access_key: None,
-    }));
+    let mut s3 = S3Config::new(bucket).root(root.clone()).region("us-east-1");
+    s3.endpoint = endpoint;
+    config.object_store = Some(ObjectStoreConfig::S3(s3));
     let region = RegionId::new(1024, 0);
     let metadata = RegionMetadataBuilder::new(region)
         .column(ColumnSchema::tag("host"))

@@ -432,40 +432,44 @@ impl EngineConfig {
     /// The workers' settings.
     pub fn worker_config(&self) -> WorkerConfig {
         let to_usize = |b: ByteSize| usize::try_from(b.as_u64()).unwrap_or(usize::MAX);
-        WorkerConfig {
-            num_workers: self.num_workers,
-            worker_channel_size: self.worker_channel_size,
-            worker_request_batch_size: self.worker_request_batch_size,
-            global_write_buffer_size: to_usize(self.global_write_buffer_size),
-            global_write_buffer_reject_size: to_usize(self.reject_size()),
-            default_region_write_buffer_size: to_usize(self.default_region_write_buffer_size),
-            write_slowdown_threshold: to_usize(self.global_write_buffer_size) / 100
-                * usize::from(self.write_slowdown_percent),
-            delayed_write_rate: self.delayed_write_rate.as_u64(),
-            max_background_flushes: self.max_background_flushes,
-            max_background_purges: self.max_background_purges,
-            max_background_opens: self.max_background_opens,
-            auto_flush_interval: self.auto_flush_interval,
-            allow_stale_entries: self.allow_stale_entries,
-            manifest: ManifestConfig {
-                checkpoint_distance: self.manifest_checkpoint_distance,
-            },
-            sst: SstWriteOptions {
-                row_group_size: self.sst.row_group_size,
-                write_buffer_size: to_usize(self.sst.write_buffer_size),
-                ..SstWriteOptions::default()
-            },
-            compress_wal: self.wal.compression == WalCompression::Zstd,
-            compaction_enabled: self.compaction.enabled,
-            compaction_picker: strata_compaction::PickerOptions {
+        {
+            let mut cfg = WorkerConfig::default();
+            cfg.num_workers = self.num_workers;
+            cfg.worker_channel_size = self.worker_channel_size;
+            cfg.worker_request_batch_size = self.worker_request_batch_size;
+            cfg.global_write_buffer_size = to_usize(self.global_write_buffer_size);
+            cfg.global_write_buffer_reject_size = to_usize(self.reject_size());
+            cfg.default_region_write_buffer_size = to_usize(self.default_region_write_buffer_size);
+            cfg.write_slowdown_threshold = to_usize(self.global_write_buffer_size) / 100
+                * usize::from(self.write_slowdown_percent);
+            cfg.delayed_write_rate = self.delayed_write_rate.as_u64();
+            cfg.max_background_flushes = self.max_background_flushes;
+            cfg.max_background_purges = self.max_background_purges;
+            cfg.max_background_opens = self.max_background_opens;
+            cfg.auto_flush_interval = self.auto_flush_interval;
+            cfg.allow_stale_entries = self.allow_stale_entries;
+            cfg.manifest = {
+                let mut cfg = ManifestConfig::default();
+                cfg.checkpoint_distance = self.manifest_checkpoint_distance;
+                cfg
+            };
+            cfg.sst = {
+                let mut cfg = SstWriteOptions::default();
+                cfg.row_group_size = self.sst.row_group_size;
+                cfg.write_buffer_size = to_usize(self.sst.write_buffer_size);
+                cfg
+            };
+            cfg.compress_wal = self.wal.compression == WalCompression::Zstd;
+            cfg.compaction_enabled = self.compaction.enabled;
+            cfg.compaction_picker = strata_compaction::PickerOptions {
                 trigger_file_num: self.compaction.trigger_file_num,
                 max_output_file_size: self.compaction.max_output_file_size.as_u64(),
                 max_inputs: self.compaction.max_inputs,
-            },
-            max_background_compactions: self.compaction.max_background_compactions,
-            compaction_idle_after: self.compaction.idle_after,
-            removed_file_lingering: self.removed_file_lingering,
-            ..WorkerConfig::default()
+            };
+            cfg.max_background_compactions = self.compaction.max_background_compactions;
+            cfg.compaction_idle_after = self.compaction.idle_after;
+            cfg.removed_file_lingering = self.removed_file_lingering;
+            cfg
         }
     }
 }

@@ -269,14 +269,13 @@ async fn write_and_commit(
         m.observe_stage("write_sst", context.clock.elapsed(started));
         m.add_bytes(files.iter().map(|f| f.file_size).sum());
     }
-    let edit = RegionEdit {
-        files_to_add: files.clone(),
-        files_to_remove: Vec::new(),
-        flushed_entry_id: Some(snapshot.last_entry_id()),
-        flushed_sequence: Some(snapshot.committed_sequence()),
-        committed_sequence: None,
-        compaction_window_secs: Some(window_secs),
-    };
+    let mut edit = RegionEdit::default();
+    edit.files_to_add = files.clone();
+    edit.files_to_remove = Vec::new();
+    edit.flushed_entry_id = Some(snapshot.last_entry_id());
+    edit.flushed_sequence = Some(snapshot.committed_sequence());
+    edit.committed_sequence = None;
+    edit.compaction_window_secs = Some(window_secs);
     let committing = context.clock.now();
     let committed = committer
         .commit(

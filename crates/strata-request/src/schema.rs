@@ -227,6 +227,7 @@ impl Value {
 /// schema is built ([`crate::RegionMetadataBuilder::build`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ColumnSchema {
     /// Column name, unique within the region.
     pub name: String,

@@ -173,6 +173,7 @@ pub enum WriteError {
 /// have a default or are nullable (for deletes: any field). [`validate`](Self::validate)
 /// turns it into the batch that is stored.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct WriteRequest {
     /// Target region.
     pub region_id: RegionId,
@@ -183,6 +184,15 @@ pub struct WriteRequest {
 }
 
 impl WriteRequest {
+    /// A write of `op_type` of `batch` into `region_id`.
+    pub fn new(region_id: RegionId, op_type: OpType, batch: RecordBatch) -> Self {
+        Self {
+            region_id,
+            op_type,
+            batch,
+        }
+    }
+
     /// A put of `batch` into `region_id`.
     pub fn put(region_id: RegionId, batch: RecordBatch) -> Self {
         Self {

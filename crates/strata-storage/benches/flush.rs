@@ -157,9 +157,10 @@ async fn run(float_fields: bool) {
     .unwrap();
     let vc = VersionControl::new(Version::from_manifest(manifest.manifest(), None).unwrap());
     vc.apply_edit(
-        &RegionEdit {
-            files_to_add: vec![file.clone()],
-            ..Default::default()
+        &{
+            let mut cfg = RegionEdit::default();
+            cfg.files_to_add = vec![file.clone()];
+            cfg
         },
         &[],
     );

@@ -94,6 +94,7 @@ impl fmt::Display for RegionMetaAction {
 /// Files added and removed, with the WAL and sequence progress they make durable.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct RegionEdit {
     /// New SST files.
     #[serde(default)]

@@ -56,6 +56,7 @@ impl Default for ObjectStoreConfig {
 /// Settings of an S3-compatible store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct S3Config {
     /// Bucket name.
     pub bucket: String,
@@ -74,6 +75,46 @@ pub struct S3Config {
     /// Secret key; from the environment when left out. Never printed or serialized.
     #[serde(default, skip_serializing)]
     pub secret_access_key: Option<Secret>,
+}
+
+impl S3Config {
+    /// The bucket `bucket` at its root, on AWS (region and credentials from the
+    /// environment) unless the setters say otherwise.
+    pub fn new(bucket: impl Into<String>) -> Self {
+        Self {
+            bucket: bucket.into(),
+            root: String::new(),
+            endpoint: None,
+            region: None,
+            access_key_id: None,
+            secret_access_key: None,
+        }
+    }
+
+    /// Under this prefix of the bucket.
+    pub fn root(mut self, root: impl Into<String>) -> Self {
+        self.root = root.into();
+        self
+    }
+
+    /// At this endpoint (any S3-compatible server).
+    pub fn endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoint = Some(endpoint.into());
+        self
+    }
+
+    /// In this region.
+    pub fn region(mut self, region: impl Into<String>) -> Self {
+        self.region = Some(region.into());
+        self
+    }
+
+    /// With these credentials instead of the environment's.
+    pub fn credentials(mut self, access_key_id: impl Into<String>, secret: Secret) -> Self {
+        self.access_key_id = Some(access_key_id.into());
+        self.secret_access_key = Some(secret);
+        self
+    }
 }
 
 impl S3Config {

@@ -60,6 +60,7 @@ impl std::str::FromStr for FileId {
 /// What the manifest records about an SST file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct FileMeta {
     /// The region it belongs to.
     pub region_id: RegionId,

@@ -114,9 +114,10 @@ impl Region {
             if let Some(file) = flush_memtable(
                 &self.store,
                 memtable,
-                &SstWriteOptions {
-                    row_group_size: 4,
-                    ..Default::default()
+                &{
+                    let mut cfg = SstWriteOptions::default();
+                    cfg.row_group_size = 4;
+                    cfg
                 },
                 MergeOptions::flush(),
             )
@@ -127,12 +128,10 @@ impl Region {
             }
             flushed.push(memtable.id());
         }
-        let edit = RegionEdit {
-            files_to_add: files,
-            flushed_entry_id: Some(snapshot.last_entry_id()),
-            flushed_sequence: Some(snapshot.committed_sequence()),
-            ..Default::default()
-        };
+        let mut edit = RegionEdit::default();
+        edit.files_to_add = files;
+        edit.flushed_entry_id = Some(snapshot.last_entry_id());
+        edit.flushed_sequence = Some(snapshot.committed_sequence());
         self.manifest
             .update(RegionMetaActionList::one(RegionMetaAction::Edit(
                 edit.clone(),

@@ -38,10 +38,8 @@ async fn ssts_and_manifests_round_trip_through_s3_with_multipart_uploads() {
         memtable.write(&batch.batch, OpType::Put, sequence).unwrap();
         sequence += batch.batch.num_rows() as u64;
     }
-    let options = SstWriteOptions {
-        write_buffer_size: 5 << 20,
-        ..Default::default()
-    };
+    let mut options = SstWriteOptions::default();
+    options.write_buffer_size = 5 << 20;
     let file = flush_memtable(&store, &memtable, &options, MergeOptions::flush())
         .await
         .unwrap()
@@ -68,31 +66,29 @@ async fn ssts_and_manifests_round_trip_through_s3_with_multipart_uploads() {
         store.clone(),
         (*metadata).clone(),
         RegionOptions::default(),
-        ManifestConfig {
-            checkpoint_distance: 2,
+        {
+            let mut cfg = ManifestConfig::default();
+            cfg.checkpoint_distance = 2;
+            cfg
         },
     )
     .await
     .unwrap();
     for i in 0..3 {
-        let edit = RegionEdit {
-            files_to_add: if i == 0 { vec![file.clone()] } else { vec![] },
-            flushed_entry_id: Some(i + 1),
-            flushed_sequence: Some(sequence - 1),
-            ..Default::default()
-        };
+        let mut edit = RegionEdit::default();
+        edit.files_to_add = if i == 0 { vec![file.clone()] } else { vec![] };
+        edit.flushed_entry_id = Some(i + 1);
+        edit.flushed_sequence = Some(sequence - 1);
         manifest
             .update(RegionMetaActionList::one(RegionMetaAction::Edit(edit)))
             .await
             .unwrap();
     }
-    let reopened = ManifestManager::open(
-        store,
-        region,
-        ManifestConfig {
-            checkpoint_distance: 2,
-        },
-    )
+    let reopened = ManifestManager::open(store, region, {
+        let mut cfg = ManifestConfig::default();
+        cfg.checkpoint_distance = 2;
+        cfg
+    })
     .await
     .unwrap()
     .unwrap();
@@ -123,9 +119,8 @@ async fn a_second_manifest_writer_is_fenced_by_the_s3_server() {
 
     let workload = CpuWorkload::new(4, 1);
     let region = RegionId::new(78, 1);
-    let config = ManifestConfig {
-        checkpoint_distance: 0,
-    };
+    let mut config = ManifestConfig::default();
+    config.checkpoint_distance = 0;
     let mut zombie = ManifestManager::create(
         store.clone(),
         workload.region_metadata(region),
@@ -143,9 +138,10 @@ async fn a_second_manifest_writer_is_fenced_by_the_s3_server() {
         last_entry_id: 0,
     });
     assert_eq!(successor.update(takeover).await.unwrap(), 1);
-    let edit = RegionMetaActionList::one(RegionMetaAction::Edit(RegionEdit {
-        flushed_entry_id: Some(9),
-        ..Default::default()
+    let edit = RegionMetaActionList::one(RegionMetaAction::Edit({
+        let mut cfg = RegionEdit::default();
+        cfg.flushed_entry_id = Some(9);
+        cfg
     }));
     let error = zombie.update(edit).await.unwrap_err();
     assert_eq!(error.kind(), strata_base::ErrorKind::Fenced, "{error}");
@@ -159,14 +155,13 @@ async fn a_second_manifest_writer_is_fenced_by_the_s3_server() {
 
 /// The server's bucket under a prefix of its own.
 fn store(endpoint: String, bucket: String) -> opendal::Operator {
-    ObjectStoreConfig::S3(S3Config {
-        bucket,
-        root: format!("it-{}", uuid_like()),
-        endpoint: Some(endpoint),
-        region: Some("us-east-1".into()),
-        access_key_id: Some("test".into()),
-        secret_access_key: Some(Secret::new("test")),
-    })
+    ObjectStoreConfig::S3(
+        S3Config::new(bucket)
+            .root(format!("it-{}", uuid_like()))
+            .endpoint(endpoint)
+            .region("us-east-1")
+            .credentials("test", Secret::new("test")),
+    )
     .build()
     .unwrap()
 }

@@ -45,14 +45,13 @@ use proxy::{Fault, Proxy};
 async fn store_behind_proxy(test: &str) -> Option<(Proxy, opendal::Operator)> {
     let (endpoint, bucket) = s3_server(test)?;
     let proxy = Proxy::start(&endpoint).await;
-    let store = ObjectStoreConfig::S3(S3Config {
-        bucket,
-        root: format!("retries-{}", strata_storage::FileId::random()),
-        endpoint: Some(proxy.endpoint()),
-        region: Some("us-east-1".into()),
-        access_key_id: Some("test".into()),
-        secret_access_key: Some(Secret::new("test")),
-    })
+    let store = ObjectStoreConfig::S3(
+        S3Config::new(bucket)
+            .root(format!("retries-{}", strata_storage::FileId::random()))
+            .endpoint(proxy.endpoint())
+            .region("us-east-1")
+            .credentials("test", Secret::new("test")),
+    )
     .build()
     .unwrap();
     Some((proxy, store))
@@ -86,10 +85,11 @@ async fn flush_small_sst(
 }
 
 fn edit(file: Option<&FileMeta>, entry_id: u64) -> RegionMetaActionList {
-    RegionMetaActionList::one(RegionMetaAction::Edit(RegionEdit {
-        files_to_add: file.into_iter().cloned().collect(),
-        flushed_entry_id: Some(entry_id),
-        ..Default::default()
+    RegionMetaActionList::one(RegionMetaAction::Edit({
+        let mut cfg = RegionEdit::default();
+        cfg.files_to_add = file.into_iter().cloned().collect();
+        cfg.flushed_entry_id = Some(entry_id);
+        cfg
     }))
 }
 
@@ -186,9 +186,8 @@ async fn a_manifest_create_whose_answer_was_lost_is_taken_as_ours() {
     let region = RegionId::new(91, 2);
     let workload = CpuWorkload::new(4, 10);
     let (file, _) = flush_small_sst(&store, &workload, region).await;
-    let config = ManifestConfig {
-        checkpoint_distance: 2,
-    };
+    let mut config = ManifestConfig::default();
+    config.checkpoint_distance = 2;
     let mut manifest = ManifestManager::create(
         store.clone(),
         workload.region_metadata(region),
@@ -300,9 +299,8 @@ async fn reads_stats_and_lists_survive_transient_failures() {
     // A manifest opens through them too (a listing, then a read per file).
     let region = RegionId::new(91, 3);
     let workload = CpuWorkload::new(2, 2);
-    let config = ManifestConfig {
-        checkpoint_distance: 0,
-    };
+    let mut config = ManifestConfig::default();
+    config.checkpoint_distance = 0;
     let mut manifest = ManifestManager::create(
         store.clone(),
         workload.region_metadata(region),
@@ -343,9 +341,8 @@ async fn retries_are_bounded_and_the_last_error_is_retryable() {
     };
     let region = RegionId::new(91, 4);
     let workload = CpuWorkload::new(2, 2);
-    let config = ManifestConfig {
-        checkpoint_distance: 0,
-    };
+    let mut config = ManifestConfig::default();
+    config.checkpoint_distance = 0;
     let mut manifest = ManifestManager::create(
         store.clone(),
         workload.region_metadata(region),

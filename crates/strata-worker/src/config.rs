@@ -8,6 +8,7 @@ use strata_storage::{ManifestConfig, SstWriteOptions};
 
 /// Settings of a [`WorkerGroup`](crate::WorkerGroup).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct WorkerConfig {
     /// Number of region workers.
     pub num_workers: usize,

@@ -319,11 +319,11 @@ impl Shared {
                     // Entries are in the schema they were written with; the alter that
                     // changed it flushed first, so only the current schema appears here,
                     // but the batch is still checked like a write.
-                    let request = strata_request::WriteRequest {
+                    let request = strata_request::WriteRequest::new(
                         region_id,
-                        op_type: mutation.op_type,
-                        batch: mutation.batch,
-                    };
+                        mutation.op_type,
+                        mutation.batch,
+                    );
                     let batch = request
                         .validate(data.version().metadata())
                         .map_err(|source| WorkerError::CorruptWalEntry {

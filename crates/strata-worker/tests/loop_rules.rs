@@ -244,10 +244,8 @@ impl World {
         let buffer = Arc::new(ForcedWriteBuffer::new(
             WriteBufferManagerImpl::new(64 << 20, 128 << 20, ReleaseNotifier::new()).unwrap(),
         ));
-        let mut config = WorkerConfig {
-            num_workers: 1,
-            ..WorkerConfig::default()
-        };
+        let mut config = WorkerConfig::default();
+        config.num_workers = 1;
         tune(&mut config);
         let group = WorkerGroup::start(WorkerGroupParts {
             config,

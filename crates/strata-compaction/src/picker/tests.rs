@@ -7,18 +7,18 @@ use super::*;
 const HOUR: i64 = 3_600_000;
 
 fn file(level: u8, range: (i64, i64), rows: u64, sequence: u64) -> FileMeta {
-    FileMeta {
-        region_id: RegionId::new(1, 1),
-        file_id: FileId::random(),
-        level,
-        time_range: range,
-        num_rows: rows,
-        num_row_groups: 1,
-        file_size: rows * 10,
-        max_sequence: sequence,
-        checksum: 0,
-        num_deletes: None,
-        time_slice: None,
+    {
+        let mut file = strata_storage::testing::file_meta(RegionId::new(1, 1));
+        file.level = level;
+        file.time_range = range;
+        file.num_rows = rows;
+        file.num_row_groups = 1;
+        file.file_size = rows * 10;
+        file.max_sequence = sequence;
+        file.checksum = 0;
+        file.num_deletes = None;
+        file.time_slice = None;
+        file
     }
 }
 

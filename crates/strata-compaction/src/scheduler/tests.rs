@@ -5,8 +5,8 @@ use opendal::Operator;
 use strata_request::{ColumnDataType, ColumnSchema, RegionMetadataBuilder, RegionOptions};
 use strata_scheduler::{Job, Scheduler, SchedulerError, StopFuture};
 use strata_storage::{
-    CommitError, CommitPurpose, Committer, FileId, FileMeta, ManifestConfig, ManifestManager,
-    RegionEdit, RegionMetaAction, RegionMetaActionList,
+    CommitError, CommitPurpose, Committer, ManifestConfig, ManifestManager, RegionEdit,
+    RegionMetaAction, RegionMetaActionList,
 };
 
 use super::*;
@@ -71,27 +71,26 @@ async fn version(level0: usize) -> Arc<Version> {
     .await
     .unwrap();
     let files = (0..level0)
-        .map(|i| FileMeta {
-            region_id: REGION,
-            file_id: FileId::random(),
-            level: 0,
-            time_range: (0, 10),
-            num_rows: 1,
-            num_row_groups: 1,
-            file_size: 100,
-            max_sequence: i as u64,
-            checksum: 0,
-            num_deletes: None,
-            time_slice: None,
+        .map(|i| {
+            let mut file = strata_storage::testing::file_meta(REGION);
+            file.level = 0;
+            file.time_range = (0, 10);
+            file.num_rows = 1;
+            file.num_row_groups = 1;
+            file.file_size = 100;
+            file.max_sequence = i as u64;
+            file.checksum = 0;
+            file.num_deletes = None;
+            file.time_slice = None;
+            file
         })
         .collect();
     manifest
-        .update(RegionMetaActionList::one(RegionMetaAction::Edit(
-            RegionEdit {
-                files_to_add: files,
-                ..RegionEdit::default()
-            },
-        )))
+        .update(RegionMetaActionList::one(RegionMetaAction::Edit({
+            let mut cfg = RegionEdit::default();
+            cfg.files_to_add = files;
+            cfg
+        })))
         .await
         .unwrap();
     Arc::new(Version::from_manifest(manifest.manifest(), None).unwrap())

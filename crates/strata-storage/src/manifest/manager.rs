@@ -55,6 +55,7 @@ const GAP: &str = "is missing before it";
 /// Manifest settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ManifestConfig {
     /// Write a checkpoint every this many versions; 0 disables checkpoints.
     pub checkpoint_distance: u64,

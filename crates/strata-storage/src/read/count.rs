@@ -19,6 +19,7 @@ use crate::version::VersionControlData;
 
 /// What [`count`] found and how.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RowCount {
     /// Rows a [`scan`](crate::scan) with the same request returns.
     pub rows: u64,

@@ -24,6 +24,7 @@ use crate::key::KeyCodec;
 
 /// How to merge.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct MergeOptions {
     /// Keep only the newest row of each (key, timestamp).
     pub dedup: bool,
@@ -34,6 +35,15 @@ pub struct MergeOptions {
 }
 
 impl MergeOptions {
+    /// Options with each setting given.
+    pub fn new(dedup: bool, filter_deleted: bool, batch_rows: usize) -> Self {
+        Self {
+            dedup,
+            filter_deleted,
+            batch_rows,
+        }
+    }
+
     /// Deduplicate and drop deletes: what a scan returns.
     pub fn scan() -> Self {
         Self {

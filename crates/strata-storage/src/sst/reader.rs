@@ -31,6 +31,7 @@ use crate::time_range::{TimeRange, timestamp_values};
 
 /// What to read from an SST.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct SstReadOptions {
     /// Region column indices to return, ascending; `None` returns every column.
     pub projection: Option<Vec<usize>>,

@@ -21,6 +21,7 @@ use crate::format::{SST_FORMAT, SST_FORMAT_KEY};
 
 /// How SST files are written.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SstWriteOptions {
     /// Rows per Parquet row group (the unit of time pruning and of writer memory); in a
     /// file of time slices, the rows a slice aims at, and a row group holds up to twice it.
