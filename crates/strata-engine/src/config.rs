@@ -448,11 +448,7 @@ impl EngineConfig {
             cfg.max_background_opens = self.max_background_opens;
             cfg.auto_flush_interval = self.auto_flush_interval;
             cfg.allow_stale_entries = self.allow_stale_entries;
-            cfg.manifest = {
-                let mut cfg = ManifestConfig::default();
-                cfg.checkpoint_distance = self.manifest_checkpoint_distance;
-                cfg
-            };
+            cfg.manifest = ManifestConfig::new(self.manifest_checkpoint_distance);
             cfg.sst = {
                 let mut cfg = SstWriteOptions::default();
                 cfg.row_group_size = self.sst.row_group_size;

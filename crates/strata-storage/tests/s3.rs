@@ -66,11 +66,7 @@ async fn ssts_and_manifests_round_trip_through_s3_with_multipart_uploads() {
         store.clone(),
         (*metadata).clone(),
         RegionOptions::default(),
-        {
-            let mut cfg = ManifestConfig::default();
-            cfg.checkpoint_distance = 2;
-            cfg
-        },
+        ManifestConfig::new(2),
     )
     .await
     .unwrap();
@@ -84,14 +80,10 @@ async fn ssts_and_manifests_round_trip_through_s3_with_multipart_uploads() {
             .await
             .unwrap();
     }
-    let reopened = ManifestManager::open(store, region, {
-        let mut cfg = ManifestConfig::default();
-        cfg.checkpoint_distance = 2;
-        cfg
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    let reopened = ManifestManager::open(store, region, ManifestConfig::new(2))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(reopened.manifest(), manifest.manifest());
     assert_eq!(reopened.manifest().files().len(), 1);
 }
@@ -119,8 +111,7 @@ async fn a_second_manifest_writer_is_fenced_by_the_s3_server() {
 
     let workload = CpuWorkload::new(4, 1);
     let region = RegionId::new(78, 1);
-    let mut config = ManifestConfig::default();
-    config.checkpoint_distance = 0;
+    let config = ManifestConfig::new(0);
     let mut zombie = ManifestManager::create(
         store.clone(),
         workload.region_metadata(region),

@@ -186,8 +186,7 @@ async fn a_manifest_create_whose_answer_was_lost_is_taken_as_ours() {
     let region = RegionId::new(91, 2);
     let workload = CpuWorkload::new(4, 10);
     let (file, _) = flush_small_sst(&store, &workload, region).await;
-    let mut config = ManifestConfig::default();
-    config.checkpoint_distance = 2;
+    let config = ManifestConfig::new(2);
     let mut manifest = ManifestManager::create(
         store.clone(),
         workload.region_metadata(region),
@@ -299,8 +298,7 @@ async fn reads_stats_and_lists_survive_transient_failures() {
     // A manifest opens through them too (a listing, then a read per file).
     let region = RegionId::new(91, 3);
     let workload = CpuWorkload::new(2, 2);
-    let mut config = ManifestConfig::default();
-    config.checkpoint_distance = 0;
+    let config = ManifestConfig::new(0);
     let mut manifest = ManifestManager::create(
         store.clone(),
         workload.region_metadata(region),
@@ -341,8 +339,7 @@ async fn retries_are_bounded_and_the_last_error_is_retryable() {
     };
     let region = RegionId::new(91, 4);
     let workload = CpuWorkload::new(2, 2);
-    let mut config = ManifestConfig::default();
-    config.checkpoint_distance = 0;
+    let config = ManifestConfig::new(0);
     let mut manifest = ManifestManager::create(
         store.clone(),
         workload.region_metadata(region),

@@ -61,6 +61,15 @@ pub struct ManifestConfig {
     pub checkpoint_distance: u64,
 }
 
+impl ManifestConfig {
+    /// A checkpoint every `checkpoint_distance` versions (0: after every version).
+    pub fn new(checkpoint_distance: u64) -> Self {
+        Self {
+            checkpoint_distance,
+        }
+    }
+}
+
 impl Default for ManifestConfig {
     fn default() -> Self {
         Self {
