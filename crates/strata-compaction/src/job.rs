@@ -68,11 +68,7 @@ impl CompactionContext {
     pub fn new(store: Operator, sst_options: SstWriteOptions, picker: PickerOptions) -> Self {
         Self {
             store,
-            sst_options: {
-                let mut cfg = sst_options;
-                cfg.level = COMPACTED_LEVEL;
-                cfg
-            },
+            sst_options: sst_options.level(COMPACTED_LEVEL),
             picker,
             metrics: None,
             listener: None,
@@ -404,11 +400,7 @@ async fn merge_group(
             &dir,
             &metadata,
             merged,
-            &{
-                let mut cfg = context.sst_options.clone();
-                cfg.time_slice = width;
-                cfg
-            },
+            &context.sst_options.clone().time_slice(width),
             group.max_rows_per_file,
         )
         .await;

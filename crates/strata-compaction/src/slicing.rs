@@ -85,13 +85,13 @@ pub(crate) fn merged_slices(
                 sources.extend(
                     input
                         .read_slices({
-                            let mut cfg = SstReadOptions::default();
-                            cfg.projection = None;
-                            cfg.time_range = Some(slice);
-                            cfg.batch_rows = BATCH_ROWS;
-                            cfg.row_group_slice = None;
-                            cfg.rows_only = false;
-                            cfg
+                            let mut options = SstReadOptions::default();
+                            options.projection = None;
+                            options.time_range = Some(slice);
+                            options.batch_rows = BATCH_ROWS;
+                            options.row_group_slice = None;
+                            options.rows_only = false;
+                            options
                         })
                         .await?,
                 );

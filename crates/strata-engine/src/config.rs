@@ -220,16 +220,14 @@ impl Default for WalConfig {
 impl WalConfig {
     /// The file log store's settings.
     pub fn file_config(&self) -> FileLogStoreConfig {
-        {
-            let mut cfg = FileLogStoreConfig::default();
-            cfg.segment_size = self.segment_size.as_u64();
-            cfg.max_record_size = self.max_record_size.as_u64();
-            cfg.sync = self.sync;
-            cfg.group_commit_wait = self.group_commit_wait;
-            cfg.recovery = self.recovery;
-            cfg.recycle_segments = self.recycle_segments;
-            cfg
-        }
+        let mut file = FileLogStoreConfig::default();
+        file.segment_size = self.segment_size.as_u64();
+        file.max_record_size = self.max_record_size.as_u64();
+        file.sync = self.sync;
+        file.group_commit_wait = self.group_commit_wait;
+        file.recovery = self.recovery;
+        file.recycle_segments = self.recycle_segments;
+        file
     }
 }
 
@@ -432,41 +430,37 @@ impl EngineConfig {
     /// The workers' settings.
     pub fn worker_config(&self) -> WorkerConfig {
         let to_usize = |b: ByteSize| usize::try_from(b.as_u64()).unwrap_or(usize::MAX);
-        {
-            let mut cfg = WorkerConfig::default();
-            cfg.num_workers = self.num_workers;
-            cfg.worker_channel_size = self.worker_channel_size;
-            cfg.worker_request_batch_size = self.worker_request_batch_size;
-            cfg.global_write_buffer_size = to_usize(self.global_write_buffer_size);
-            cfg.global_write_buffer_reject_size = to_usize(self.reject_size());
-            cfg.default_region_write_buffer_size = to_usize(self.default_region_write_buffer_size);
-            cfg.write_slowdown_threshold = to_usize(self.global_write_buffer_size) / 100
-                * usize::from(self.write_slowdown_percent);
-            cfg.delayed_write_rate = self.delayed_write_rate.as_u64();
-            cfg.max_background_flushes = self.max_background_flushes;
-            cfg.max_background_purges = self.max_background_purges;
-            cfg.max_background_opens = self.max_background_opens;
-            cfg.auto_flush_interval = self.auto_flush_interval;
-            cfg.allow_stale_entries = self.allow_stale_entries;
-            cfg.manifest = ManifestConfig::new(self.manifest_checkpoint_distance);
-            cfg.sst = {
-                let mut cfg = SstWriteOptions::default();
-                cfg.row_group_size = self.sst.row_group_size;
-                cfg.write_buffer_size = to_usize(self.sst.write_buffer_size);
-                cfg
-            };
-            cfg.compress_wal = self.wal.compression == WalCompression::Zstd;
-            cfg.compaction_enabled = self.compaction.enabled;
-            cfg.compaction_picker = strata_compaction::PickerOptions {
-                trigger_file_num: self.compaction.trigger_file_num,
-                max_output_file_size: self.compaction.max_output_file_size.as_u64(),
-                max_inputs: self.compaction.max_inputs,
-            };
-            cfg.max_background_compactions = self.compaction.max_background_compactions;
-            cfg.compaction_idle_after = self.compaction.idle_after;
-            cfg.removed_file_lingering = self.removed_file_lingering;
-            cfg
-        }
+        let mut worker = WorkerConfig::default();
+        worker.num_workers = self.num_workers;
+        worker.worker_channel_size = self.worker_channel_size;
+        worker.worker_request_batch_size = self.worker_request_batch_size;
+        worker.global_write_buffer_size = to_usize(self.global_write_buffer_size);
+        worker.global_write_buffer_reject_size = to_usize(self.reject_size());
+        worker.default_region_write_buffer_size = to_usize(self.default_region_write_buffer_size);
+        worker.write_slowdown_threshold = to_usize(self.global_write_buffer_size) / 100
+            * usize::from(self.write_slowdown_percent);
+        worker.delayed_write_rate = self.delayed_write_rate.as_u64();
+        worker.max_background_flushes = self.max_background_flushes;
+        worker.max_background_purges = self.max_background_purges;
+        worker.max_background_opens = self.max_background_opens;
+        worker.auto_flush_interval = self.auto_flush_interval;
+        worker.allow_stale_entries = self.allow_stale_entries;
+        worker.manifest = ManifestConfig::new(self.manifest_checkpoint_distance);
+        let mut sst = SstWriteOptions::default();
+        sst.row_group_size = self.sst.row_group_size;
+        sst.write_buffer_size = to_usize(self.sst.write_buffer_size);
+        worker.sst = sst;
+        worker.compress_wal = self.wal.compression == WalCompression::Zstd;
+        worker.compaction_enabled = self.compaction.enabled;
+        worker.compaction_picker = strata_compaction::PickerOptions {
+            trigger_file_num: self.compaction.trigger_file_num,
+            max_output_file_size: self.compaction.max_output_file_size.as_u64(),
+            max_inputs: self.compaction.max_inputs,
+        };
+        worker.max_background_compactions = self.compaction.max_background_compactions;
+        worker.compaction_idle_after = self.compaction.idle_after;
+        worker.removed_file_lingering = self.removed_file_lingering;
+        worker
     }
 }
 

@@ -42,7 +42,8 @@
 //! };
 //!
 //! let dir = tempfile::tempdir()?;
-//! let config = { let mut cfg = EngineConfig::default(); cfg.data_home = dir.path().into(); cfg };
+//! let mut config = EngineConfig::default();
+//! config.data_home = dir.path().into();
 //! let region = RegionId::new(1024, 0);
 //! let metadata = RegionMetadataBuilder::new(region)
 //!     .column(ColumnSchema::tag("host"))

@@ -87,9 +87,9 @@ async fn version(level0: usize) -> Arc<Version> {
         .collect();
     manifest
         .update(RegionMetaActionList::one(RegionMetaAction::Edit({
-            let mut cfg = RegionEdit::default();
-            cfg.files_to_add = files;
-            cfg
+            let mut edit = RegionEdit::default();
+            edit.files_to_add = files;
+            edit
         })))
         .await
         .unwrap();

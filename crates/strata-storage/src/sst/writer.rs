@@ -37,6 +37,20 @@ pub struct SstWriteOptions {
     pub time_slice: Option<i64>,
 }
 
+impl SstWriteOptions {
+    /// These options for a file of LSM level `level`.
+    pub fn level(mut self, level: u8) -> Self {
+        self.level = level;
+        self
+    }
+
+    /// These options for a file in time slices of `width` (`None`: one slice).
+    pub fn time_slice(mut self, width: Option<i64>) -> Self {
+        self.time_slice = width;
+        self
+    }
+}
+
 impl Default for SstWriteOptions {
     fn default() -> Self {
         Self {
