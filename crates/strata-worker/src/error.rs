@@ -150,16 +150,6 @@ pub enum WorkerError {
         /// The storage error.
         source: Arc<StorageError>,
     },
-    /// An object-store call made by the worker failed.
-    #[snafu(display("object store: {operation} {path}: {source}"))]
-    ObjectStore {
-        /// What was being done.
-        operation: &'static str,
-        /// The path.
-        path: String,
-        /// OpenDAL's error.
-        source: Arc<opendal::Error>,
-    },
     /// A flush (or work fenced behind one) failed.
     #[snafu(display("{source}"))]
     Flush {
@@ -220,7 +210,6 @@ impl WorkerError {
             WorkerError::Manifest { source, .. } => source.kind(),
             WorkerError::Commit { source } => source.kind(),
             WorkerError::Storage { source, .. } => source.kind(),
-            WorkerError::ObjectStore { source, .. } => StorageError::object_store_kind(source),
             WorkerError::Flush { source } => source.kind(),
             WorkerError::Compaction { source } => source.kind(),
             WorkerError::WorkerStopped => ErrorKind::Stopped,
@@ -244,13 +233,6 @@ impl WorkerError {
     #[doc(hidden)]
     pub fn every_variant() -> Vec<Self> {
         let region_id = RegionId::new(1, 2);
-        let reset = || opendal::Error::new(opendal::ErrorKind::Unexpected, "reset").set_temporary();
-        let denied = || opendal::Error::new(opendal::ErrorKind::PermissionDenied, "denied");
-        let object_store = |source| WorkerError::ObjectStore {
-            operation: "delete",
-            path: "a.parquet".into(),
-            source: Arc::new(source),
-        };
         let samples = vec![
             WorkerError::RegionNotFound { region_id },
             WorkerError::RegionState {
@@ -323,8 +305,6 @@ impl WorkerError {
                 region_id,
                 source: Arc::new(StorageError::MemtablesNotEmpty { region_id }),
             },
-            object_store(reset()),
-            object_store(denied()),
             WorkerError::Flush {
                 source: FlushError::RegionDropped { region_id },
             },
@@ -353,16 +333,15 @@ impl WorkerError {
             WorkerError::Manifest { .. } => 11,
             WorkerError::Commit { .. } => 12,
             WorkerError::Storage { .. } => 13,
-            WorkerError::ObjectStore { .. } => 14,
-            WorkerError::Flush { .. } => 15,
-            WorkerError::Compaction { .. } => 16,
-            WorkerError::RegionClosed { .. } => 17,
-            WorkerError::WorkerStopped => 18,
-            WorkerError::Unsupported { .. } => 19,
-            WorkerError::ReadOnly { .. } => 20,
-            WorkerError::Start { .. } => 21,
+            WorkerError::Flush { .. } => 14,
+            WorkerError::Compaction { .. } => 15,
+            WorkerError::RegionClosed { .. } => 16,
+            WorkerError::WorkerStopped => 17,
+            WorkerError::Unsupported { .. } => 18,
+            WorkerError::ReadOnly { .. } => 19,
+            WorkerError::Start { .. } => 20,
         };
-        let mut sampled = [false; 22];
+        let mut sampled = [false; 21];
         samples.iter().for_each(|e| sampled[variant(e)] = true);
         assert!(!sampled.contains(&false), "unsampled variants: {sampled:?}");
         samples
@@ -431,19 +410,5 @@ mod tests {
             WorkerError::from(FlushError::RegionDropped { region_id }).kind(),
             ErrorKind::RegionState
         );
-    }
-
-    #[test]
-    fn an_object_store_error_keeps_the_storage_crates_classification() {
-        let object_store = |kind| WorkerError::ObjectStore {
-            operation: "delete",
-            path: "x".into(),
-            source: Arc::new(opendal::Error::new(kind, "from the store")),
-        };
-        let denied = object_store(opendal::ErrorKind::PermissionDenied);
-        assert_eq!(denied.kind(), ErrorKind::InvalidRequest, "{denied}");
-        assert!(!denied.is_retryable());
-        let flaky = object_store(opendal::ErrorKind::Unexpected);
-        assert_eq!(flaky.kind(), ErrorKind::Storage, "{flaky}");
     }
 }
