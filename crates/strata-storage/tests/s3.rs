@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::s3_server;
+use common::{create_manifest, s3_server};
 use std::sync::Arc;
 
 use futures::TryStreamExt;
@@ -112,14 +112,7 @@ async fn a_second_manifest_writer_is_fenced_by_the_s3_server() {
     let workload = CpuWorkload::new(4, 1);
     let region = RegionId::new(78, 1);
     let config = ManifestConfig::new(0);
-    let mut zombie = ManifestManager::create(
-        store.clone(),
-        workload.region_metadata(region),
-        RegionOptions::default(),
-        config.clone(),
-    )
-    .await
-    .unwrap();
+    let mut zombie = create_manifest(&store, workload.region_metadata(region), &config).await;
     let mut successor = ManifestManager::open(store.clone(), region, config.clone())
         .await
         .unwrap()

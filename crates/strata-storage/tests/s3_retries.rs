@@ -25,11 +25,11 @@
 
 mod common;
 
-use common::s3_server;
+use common::{create_manifest, s3_server};
 use std::sync::Arc;
 
 use futures::TryStreamExt;
-use strata_request::{OpType, RegionId, RegionOptions};
+use strata_request::{OpType, RegionId};
 use strata_storage::{
     FileMeta, KeyCodec, ManifestConfig, ManifestManager, MergeOptions, ObjectStoreConfig,
     RegionEdit, RegionMetaAction, RegionMetaActionList, S3Config, Secret, SstReadOptions,
@@ -187,14 +187,7 @@ async fn a_manifest_create_whose_answer_was_lost_is_taken_as_ours() {
     let workload = CpuWorkload::new(4, 10);
     let (file, _) = flush_small_sst(&store, &workload, region).await;
     let config = ManifestConfig::new(2);
-    let mut manifest = ManifestManager::create(
-        store.clone(),
-        workload.region_metadata(region),
-        RegionOptions::default(),
-        config.clone(),
-    )
-    .await
-    .unwrap();
+    let mut manifest = create_manifest(&store, workload.region_metadata(region), &config).await;
 
     let dir = region_manifest_dir(region);
     let delta1 = format!("{dir}/{:020}.json", 1);
@@ -299,14 +292,7 @@ async fn reads_stats_and_lists_survive_transient_failures() {
     let region = RegionId::new(91, 3);
     let workload = CpuWorkload::new(2, 2);
     let config = ManifestConfig::new(0);
-    let mut manifest = ManifestManager::create(
-        store.clone(),
-        workload.region_metadata(region),
-        RegionOptions::default(),
-        config.clone(),
-    )
-    .await
-    .unwrap();
+    let mut manifest = create_manifest(&store, workload.region_metadata(region), &config).await;
     manifest.update(edit(None, 3)).await.unwrap();
     let dir = region_manifest_dir(region);
     proxy.inject("GET", "list-type=2", [Fault::Reset]);
@@ -340,14 +326,7 @@ async fn retries_are_bounded_and_the_last_error_is_retryable() {
     let region = RegionId::new(91, 4);
     let workload = CpuWorkload::new(2, 2);
     let config = ManifestConfig::new(0);
-    let mut manifest = ManifestManager::create(
-        store.clone(),
-        workload.region_metadata(region),
-        RegionOptions::default(),
-        config.clone(),
-    )
-    .await
-    .unwrap();
+    let mut manifest = create_manifest(&store, workload.region_metadata(region), &config).await;
     let delta1 = format!("{}/{:020}.json", region_manifest_dir(region), 1);
     let attempts = 1 + S3Config::MAX_RETRIES;
     // One more fault than the budget: the budget, not the faults, ends the attempts.

@@ -218,26 +218,7 @@ fn cutoff(unit: ColumnDataType, now_millis: i64, ttl: Option<Duration>) -> Optio
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn key(host: &str, ts: i64) -> Key {
-        Key {
-            tags: vec![Some(host.into())],
-            ts,
-        }
-    }
-
-    fn put(region: usize, rows: &[(&str, i64, i64)]) -> Op {
-        Op::Put {
-            region,
-            rows: rows
-                .iter()
-                .map(|&(h, ts, v)| Row {
-                    key: key(h, ts),
-                    fields: vec![Some(Value::Int64(v))],
-                })
-                .collect(),
-        }
-    }
+    use crate::testing::tests::{key, put};
 
     fn values(model: &Model, region: usize) -> Vec<(i64, Vec<Option<Value>>)> {
         model

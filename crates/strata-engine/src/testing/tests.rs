@@ -7,14 +7,16 @@ use strata_request::{ColumnDataType, Value};
 
 use super::{Event, FieldSpec, Key, KitError, Op, Row, TableSchema, TestEngine};
 
-fn key(host: &str, ts: i64) -> Key {
+/// The key of `host` at `ts` (one tag).
+pub(super) fn key(host: &str, ts: i64) -> Key {
     Key {
         tags: vec![Some(host.into())],
         ts,
     }
 }
 
-fn put(region: usize, rows: &[(&str, i64, i64)]) -> Op {
+/// A put of `(host, ts, value)` rows into `region` (one Int64 field).
+pub(super) fn put(region: usize, rows: &[(&str, i64, i64)]) -> Op {
     Op::Put {
         region,
         rows: rows

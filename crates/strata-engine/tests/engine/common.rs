@@ -334,6 +334,13 @@ impl TestEnv {
         self.builder(config).build().await.expect("engine")
     }
 
+    /// An engine with automatic compaction off: the files are the flushes' files.
+    pub async fn engine_without_compaction(&self) -> Engine {
+        let mut config = self.config();
+        config.compaction.enabled = false;
+        self.engine_with(config).await
+    }
+
     /// The builder `engine_with` uses, for tests that swap one more part.
     pub fn builder(&self, config: EngineConfig) -> EngineBuilder {
         let store = ObjectStoreConfig::Fs {

@@ -7,9 +7,7 @@ use crate::common::*;
 /// An engine without compaction and `region` with two flushed files (10 rows each); the
 /// caller then damages them.
 async fn two_files(env: &TestEnv, region: RegionId) -> strata_engine::Engine {
-    let mut config = env.config();
-    config.compaction.enabled = false;
-    let engine = env.engine_with(config).await;
+    let engine = env.engine_without_compaction().await;
     create(&engine, region).await;
     put(&engine, region, 0..10, 1_000, 1.0).await;
     engine.flush(region).await.unwrap();
@@ -98,9 +96,7 @@ async fn a_scan_streams_engine_errors_naming_the_region_and_the_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scan_decoding_files_ahead_returns_exactly_what_the_sequential_one_does() {
     let env = TestEnv::new();
-    let mut config = env.config();
-    config.compaction.enabled = false;
-    let engine = env.engine_with(config).await;
+    let engine = env.engine_without_compaction().await;
     let region = RegionId::new(1, 14);
     create(&engine, region).await;
     // Overlapping files with overwrites and deletes, and rows still in the memtable.
@@ -163,9 +159,7 @@ fn rows_in_order(batches: &[strata_engine::arrow_array::RecordBatch]) -> Vec<(St
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_time_group_scan_returns_the_key_order_rows_group_by_group_oldest_first() {
     let env = TestEnv::new();
-    let mut config = env.config();
-    config.compaction.enabled = false;
-    let engine = env.engine_with(config).await;
+    let engine = env.engine_without_compaction().await;
     let region = RegionId::new(1, 16);
     create(&engine, region).await;
     // Group 0: one file (ts 1000 and 1500).
@@ -242,9 +236,7 @@ async fn a_time_group_scan_returns_the_key_order_rows_group_by_group_oldest_firs
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parallel_time_group_scan_reads_a_large_file_in_pieces_in_order() {
     let env = TestEnv::new();
-    let mut config = env.config();
-    config.compaction.enabled = false;
-    let engine = env.engine_with(config).await;
+    let engine = env.engine_without_compaction().await;
     let region = RegionId::new(1, 17);
     create(&engine, region).await;
     // One file of 120,000 rows (two row groups of at most 102,400 rows: two pieces), then
@@ -284,9 +276,7 @@ async fn a_parallel_time_group_scan_reads_a_large_file_in_pieces_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_count_takes_files_no_other_source_overlaps_from_the_manifest_and_equals_the_scan() {
     let env = TestEnv::new();
-    let mut config = env.config();
-    config.compaction.enabled = false;
-    let engine = env.engine_with(config).await;
+    let engine = env.engine_without_compaction().await;
     let region = RegionId::new(1, 15);
     create(&engine, region).await;
     // Three flushes of disjoint time slices, each with overwrites and delete markers.
@@ -349,9 +339,7 @@ async fn a_count_takes_files_no_other_source_overlaps_from_the_manifest_and_equa
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_count_from_the_manifest_fails_naming_a_file_that_is_missing_or_truncated() {
     let env = TestEnv::new();
-    let mut config = env.config();
-    config.compaction.enabled = false;
-    let engine = env.engine_with(config).await;
+    let engine = env.engine_without_compaction().await;
     let region = RegionId::new(1, 16);
     create(&engine, region).await;
     put(&engine, region, 0..20, 10_000, 1.0).await;

@@ -22,7 +22,7 @@ use snafu::ResultExt;
 use strata_request::{ColumnSchema, RegionMetadata};
 
 use super::opendal_io::OpendalReader;
-use super::slices::{file_slice_width, row_groups_by_slice};
+use super::slices::{check_format, file_slice_width, row_groups_by_slice};
 use crate::batch::{BatchStream, OP_TYPE_COLUMN, SEQUENCE_COLUMN, SortedBatch};
 use crate::error::{CorruptSstSnafu, ObjectStoreSnafu, StorageError};
 use crate::key::KeyCodec;
@@ -321,6 +321,7 @@ async fn load_metadata(
     .await
     .map_err(|panic| decoder_panic(path, panic.as_ref()))?
     .map_err(read_error(path))?;
+    check_format(plain.metadata(), path)?;
     // String tags are read as dictionaries: keys are built from each run's first row and
     // the strings are materialized only when a tag is projected.
     let dictionary_schema = dictionary_tags(plain.schema(), metadata);

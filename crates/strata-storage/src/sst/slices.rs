@@ -95,12 +95,9 @@ pub(crate) fn one_slice_within(file: TimeRange, range: Option<TimeRange>, width:
     wanted.is_empty() || slice_start(wanted.start, width) == slice_start(wanted.end, width)
 }
 
-/// The time-slice width a file's key-value metadata records; `None` for a file of one
-/// slice. Refuses a file of a format newer than [`SST_FORMAT`] (its layout is unknown).
-pub(crate) fn file_slice_width(
-    file: &ParquetMetaData,
-    path: &str,
-) -> Result<Option<i64>, StorageError> {
+/// Refuses a file whose footer says it is in a format newer than [`SST_FORMAT`] (its
+/// layout is unknown); a file without the key is format 1 or an unmarked format 2.
+pub(crate) fn check_format(file: &ParquetMetaData, path: &str) -> Result<(), StorageError> {
     let format = footer_value(file, SST_FORMAT_KEY).map_or(Ok(1), |value| {
         value.parse::<u32>().map_err(|_| StorageError::CorruptSst {
             path: path.to_string(),
@@ -115,6 +112,15 @@ pub(crate) fn file_slice_width(
             newest: SST_FORMAT,
         }
     );
+    Ok(())
+}
+
+/// The time-slice width a file's key-value metadata records; `None` for a file of one
+/// slice.
+pub(crate) fn file_slice_width(
+    file: &ParquetMetaData,
+    path: &str,
+) -> Result<Option<i64>, StorageError> {
     let Some(value) = footer_value(file, TIME_SLICE_KEY) else {
         return Ok(None);
     };

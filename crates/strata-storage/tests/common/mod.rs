@@ -21,3 +21,19 @@ pub(crate) fn s3_server(test: &str) -> Option<(String, String)> {
         }
     }
 }
+
+/// A new region manifest on `store` (default options).
+pub(crate) async fn create_manifest(
+    store: &opendal::Operator,
+    metadata: strata_request::RegionMetadata,
+    config: &strata_storage::ManifestConfig,
+) -> strata_storage::ManifestManager {
+    strata_storage::ManifestManager::create(
+        store.clone(),
+        metadata,
+        strata_request::RegionOptions::default(),
+        config.clone(),
+    )
+    .await
+    .unwrap()
+}

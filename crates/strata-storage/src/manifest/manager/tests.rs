@@ -59,6 +59,18 @@ fn edit(
     }))
 }
 
+/// A new manifest of [`metadata`] on `store`, checkpointing every `distance` versions.
+async fn create(store: &Operator, distance: u64) -> ManifestManager {
+    ManifestManager::create(
+        store.clone(),
+        metadata(),
+        RegionOptions::default(),
+        config(distance),
+    )
+    .await
+    .unwrap()
+}
+
 fn config(distance: u64) -> ManifestConfig {
     ManifestConfig {
         checkpoint_distance: distance,
@@ -87,14 +99,7 @@ async fn a_created_manifest_reopens_with_the_same_state_and_a_missing_one_is_non
             .unwrap()
             .is_none()
     );
-    let mut m = ManifestManager::create(
-        store.clone(),
-        metadata(),
-        RegionOptions::default(),
-        config(10),
-    )
-    .await
-    .unwrap();
+    let mut m = create(&store, 10).await;
     assert_eq!(m.manifest().manifest_version, 0);
     let f = file(5);
     assert_eq!(
@@ -119,9 +124,7 @@ async fn a_created_manifest_reopens_with_the_same_state_and_a_missing_one_is_non
 
 #[tokio::test]
 async fn progress_ids_only_grow_and_truncation_sets_them_and_removes_every_file() {
-    let mut m = ManifestManager::create(store(), metadata(), RegionOptions::default(), config(0))
-        .await
-        .unwrap();
+    let mut m = create(&store(), 0).await;
     let (a, b) = (file(1), file(2));
     m.update(edit(vec![a.clone(), b.clone()], vec![], 10, 100))
         .await
@@ -156,14 +159,7 @@ async fn progress_ids_only_grow_and_truncation_sets_them_and_removes_every_file(
 #[tokio::test]
 async fn checkpoints_replace_old_deltas_and_open_from_checkpoint_plus_later_deltas() {
     let store = store();
-    let mut m = ManifestManager::create(
-        store.clone(),
-        metadata(),
-        RegionOptions::default(),
-        config(3),
-    )
-    .await
-    .unwrap();
+    let mut m = create(&store, 3).await;
     for i in 1..=7 {
         m.update(edit(vec![file(i)], vec![], i, i * 10))
             .await
@@ -208,14 +204,7 @@ async fn a_damaged_delta_checkpoint_or_missing_version_is_an_error_naming_the_fi
     let dir = region_manifest_dir(region());
 
     let store = store();
-    let mut m = ManifestManager::create(
-        store.clone(),
-        metadata(),
-        RegionOptions::default(),
-        config(0),
-    )
-    .await
-    .unwrap();
+    let mut m = create(&store, 0).await;
     m.update(edit(vec![file(1)], vec![], 1, 1)).await.unwrap();
     store
         .write(
@@ -234,14 +223,7 @@ async fn a_damaged_delta_checkpoint_or_missing_version_is_an_error_naming_the_fi
     );
 
     let store2 = self::store();
-    let mut m = ManifestManager::create(
-        store2.clone(),
-        metadata(),
-        RegionOptions::default(),
-        config(2),
-    )
-    .await
-    .unwrap();
+    let mut m = create(&store2, 2).await;
     for i in 1..=3 {
         m.update(edit(vec![file(i)], vec![], i, i)).await.unwrap();
     }
@@ -260,14 +242,7 @@ async fn a_damaged_delta_checkpoint_or_missing_version_is_an_error_naming_the_fi
     assert!(err.to_string().contains("checksum"), "{err}");
 
     let store3 = self::store();
-    let mut m = ManifestManager::create(
-        store3.clone(),
-        metadata(),
-        RegionOptions::default(),
-        config(0),
-    )
-    .await
-    .unwrap();
+    let mut m = create(&store3, 0).await;
     for i in 1..=3 {
         m.update(edit(vec![], vec![], i, i)).await.unwrap();
     }
@@ -289,14 +264,7 @@ async fn manifests_live_on_the_fs_store_too() {
     }
     .build()
     .unwrap();
-    let mut m = ManifestManager::create(
-        store.clone(),
-        metadata(),
-        RegionOptions::default(),
-        config(2),
-    )
-    .await
-    .unwrap();
+    let mut m = create(&store, 2).await;
     for i in 1..=3 {
         m.update(edit(vec![file(i)], vec![], i, i)).await.unwrap();
     }
@@ -321,14 +289,7 @@ async fn an_open_beside_a_checkpointing_writer_always_succeeds_and_never_goes_ba
     }
     .build()
     .unwrap();
-    let mut writer = ManifestManager::create(
-        store.clone(),
-        metadata(),
-        RegionOptions::default(),
-        config(2),
-    )
-    .await
-    .unwrap();
+    let mut writer = create(&store, 2).await;
     let versions = 300;
     let reader = tokio::spawn({
         let store = store.clone();
@@ -405,14 +366,7 @@ fn rewritten_delta(text: &str, from: &str, to: &str) -> Vec<u8> {
 #[tokio::test]
 async fn a_manifest_file_of_a_newer_format_is_refused_naming_the_file_and_both_versions() {
     let store = store();
-    let mut m = ManifestManager::create(
-        store.clone(),
-        metadata(),
-        RegionOptions::default(),
-        config(2),
-    )
-    .await
-    .unwrap();
+    let mut m = create(&store, 2).await;
     m.update(edit(vec![file(1)], vec![], 1, 1)).await.unwrap();
     m.update(edit(vec![file(2)], vec![], 2, 2)).await.unwrap();
     m.update(edit(vec![file(3)], vec![], 3, 3)).await.unwrap();
@@ -687,14 +641,7 @@ async fn a_taken_version_whose_delta_vanished_before_the_read_back_is_superseded
 #[tokio::test]
 async fn a_checkpoint_never_moves_the_pointer_behind_a_newer_writer() {
     let store = store();
-    let mut first = ManifestManager::create(
-        store.clone(),
-        metadata(),
-        RegionOptions::default(),
-        config(0),
-    )
-    .await
-    .unwrap();
+    let mut first = create(&store, 0).await;
     first
         .update(edit(vec![file(1)], vec![], 1, 1))
         .await
@@ -730,14 +677,7 @@ async fn a_checkpoint_never_moves_the_pointer_behind_a_newer_writer() {
 async fn a_checkpoint_deletes_the_files_it_covers_in_the_background() {
     let plan = Arc::new(crate::testing::FaultPlan::default());
     let store = store().layer(crate::testing::FaultLayer::new(plan.clone()));
-    let mut m = ManifestManager::create(
-        store.clone(),
-        metadata(),
-        RegionOptions::default(),
-        config(3),
-    )
-    .await
-    .unwrap();
+    let mut m = create(&store, 3).await;
     // Deletes (of any path) wait a second each; nothing else does.
     plan.delay_containing("no such path", Duration::from_secs(1));
     let started = tokio::time::Instant::now();
@@ -804,14 +744,7 @@ async fn a_stalled_writer_whose_version_a_checkpoint_covered_is_fenced() {
 #[tokio::test]
 async fn a_delta_reported_failed_that_landed_is_taken_back_by_the_next_update() {
     let store = store();
-    let mut m = ManifestManager::create(
-        store.clone(),
-        metadata(),
-        RegionOptions::default(),
-        config(0),
-    )
-    .await
-    .unwrap();
+    let mut m = create(&store, 0).await;
     // The write of version 1 "failed" (as far as the caller knows) but landed.
     let lost = edit(vec![file(1)], vec![], 1, 1);
     let bytes = lost.encode("d").unwrap();
